@@ -1,0 +1,51 @@
+/* error.c: the one table that maps core error codes to HTTP status and stable JSON codes. */
+#include "server/error.h"
+
+static const struct {
+    int err;
+    int status;
+    const char *code;
+    const char *message;
+} errors[] = {
+    {ME_OK, 200, "ok", "OK"},
+    {ME_EINVAL, 400, "bad_request", "The request is malformed."},
+    {ME_EUNAUTHORIZED, 401, "unauthorized", "A valid bearer token is required."},
+    {ME_ETOKEN_EXPIRED, 401, "token_expired", "The token has expired or is not yet valid."},
+    {ME_EFORBIDDEN, 403, "forbidden", "The token does not allow this."},
+    {ME_ENOTFOUND, 404, "not_found", "No such resource."},
+    {ME_ECONFLICT, 409, "conflict", "The resource is not in a state that allows this."},
+    {ME_ETOOLARGE, 413, "too_large", "The request is larger than allowed."},
+    {ME_EUNSUPPORTED, 415, "unsupported", "This is not supported."},
+    {ME_EBUSY, 503, "busy", "The server is busy; retry later."},
+    {ME_EIO, 500, "storage_error", "A storage operation failed; retry later."},
+    {ME_ENOMEM, 500, "out_of_memory", "The server ran out of memory; retry later."},
+    {ME_ECONFIG, 500, "config_error", "The server is misconfigured."},
+    {ME_EDRAINING, 503, "draining", "The server is shutting down; retry on another instance."},
+    {ME_EINTERNAL, 500, "internal_error", "Internal error."},
+};
+
+static int find(int err)
+{
+    for (unsigned i = 0; i < sizeof(errors) / sizeof(errors[0]); i++)
+        if (errors[i].err == err)
+            return (int)i;
+    return -1;
+}
+
+const char *me_err_code(int err)
+{
+    int i = find(err);
+    return i < 0 ? "internal_error" : errors[i].code;
+}
+
+int me_err_status(int err)
+{
+    int i = find(err);
+    return i < 0 ? 500 : errors[i].status;
+}
+
+const char *me_err_message(int err)
+{
+    int i = find(err);
+    return i < 0 ? "Internal error." : errors[i].message;
+}

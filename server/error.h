@@ -1,0 +1,35 @@
+/* error.h: the error codes of the core, and their one mapping to HTTP status and JSON code. */
+#ifndef ME_ERROR_H
+#define ME_ERROR_H
+
+#define ME_MUST_CHECK __attribute__((warn_unused_result))
+
+/* Every fallible core function returns 0 or one of these (never a bare -1). */
+typedef enum {
+    ME_OK = 0,
+    ME_EINVAL = -1,        /* malformed input from a client: 400 */
+    ME_EUNAUTHORIZED = -2, /* missing or invalid credentials: 401 */
+    ME_ETOKEN_EXPIRED = -3,/* a token past its exp (or before its nbf): 401 */
+    ME_EFORBIDDEN = -4,    /* authenticated, not allowed: 403 */
+    ME_ENOTFOUND = -5,     /* no such thing, or not yours: 404 */
+    ME_ECONFLICT = -6,     /* state does not allow it: 409 */
+    ME_ETOOLARGE = -7,     /* over a configured size: 413 */
+    ME_EUNSUPPORTED = -8,  /* a media type or protocol version we do not take: 415 */
+    ME_EBUSY = -9,         /* over a capacity cap, retry later: 503 + Retry-After */
+    ME_EIO = -10,          /* storage or system failure: 500 */
+    ME_ENOMEM = -11,       /* allocation failed: 500 */
+    ME_ECONFIG = -12,      /* invalid configuration: exit 2 */
+    ME_EDRAINING = -13,    /* shutting down: 503 */
+    ME_EINTERNAL = -14,    /* a bug: 500 */
+} me_err_t;
+
+/* The stable, machine-readable code for an error ("not_found"); never NULL. */
+const char *me_err_code(int err);
+
+/* The HTTP status an error maps to (500 for an unknown code). */
+int me_err_status(int err);
+
+/* A default human-readable message for an error; never NULL. */
+const char *me_err_message(int err);
+
+#endif
