@@ -69,6 +69,7 @@ typedef struct {
     /* derived by me_config_resolve() (not settings) */
     uint64_t memory_limit;      /* bytes: cgroup memory.max or physical memory */
     int cpu_limit;              /* cgroup cpu.max rounded up, or online CPUs */
+    uint64_t auto_resolved;     /* private to config.c: which auto settings resolve filled */
 } me_config_t;
 
 /* Fills cfg with the defaults. Cannot fail. */

@@ -1,1 +1,754 @@
-/* stub */ int main(void){return 0;}
+/* test_config.c: unit tests of server/config.c: parsers, loading, errors, environment, secrets,
+ * validation, the production profile, resolving auto values and printing. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "server/config.c"
+
+static char dir[64];           /* this run's temporary directory */
+static char cfg_path[128];     /* dir/c.yaml, the file most tests load */
+static char err[1024];
+
+static const char *tmp_path(const char *name)
+{
+    static char path[4][160];
+    static int next;
+    char *p = path[next++ % 4];
+    snprintf(p, sizeof(path[0]), "%s/%s", dir, name);
+    return p;
+}
+
+static void write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    assert_int_equal(fputs(text, f) >= 0, 1);
+    assert_int_equal(fclose(f), 0);
+}
+
+/* Writes yaml to cfg_path (unless NULL: no file) and loads it with env. */
+static int load(me_config_t *c, const char *yaml, char *const *env)
+{
+    if (yaml)
+        write_file(cfg_path, yaml);
+    return me_config_load(c, yaml ? cfg_path : NULL, env, err, sizeof(err));
+}
+
+/* Asserts that loading yaml (with env) fails with exactly "<cfg_path><suffix>", or exactly
+ * suffix when it does not start with ':' (errors from the environment). */
+static void expect_error(const char *yaml, char *const *env, const char *suffix)
+{
+    me_config_t c;
+    char want[1024];
+
+    assert_int_equal(load(&c, yaml, env), ME_ECONFIG);
+    snprintf(want, sizeof(want), "%s%s", suffix[0] == ':' ? cfg_path : "", suffix);
+    assert_string_equal(err, want);
+    me_config_free(&c);
+}
+
+static void assert_same_settings(const me_config_t *a, const me_config_t *b)
+{
+    for (size_t i = 0; i < N_SETTINGS; i++) {
+        const setting_t *s = &settings[i];
+        if (is_string(s))
+            assert_string_equal(*string_field((me_config_t *)a, s), *string_field((me_config_t *)b, s));
+        else
+            assert_int_equal(get_number(a, s), get_number(b, s));
+    }
+}
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st, (void)flag, (void)ftw;
+    return remove(path);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    snprintf(dir, sizeof(dir), "/tmp/test_config.XXXXXX");
+    if (!mkdtemp(dir))
+        return 1;
+    snprintf(cfg_path, sizeof(cfg_path), "%s/c.yaml", dir);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    return nftw(dir, remove_entry, 8, FTW_DEPTH | FTW_PHYS);
+}
+
+static void test_parse_size(void **state)
+{
+    static const struct { const char *in; int rc; uint64_t out; } cases[] = {
+        {"0", 0, 0}, {"1024", 0, 1024}, {"512k", 0, 512 * KIB}, {"512K", 0, 512 * KIB},
+        {"512KiB", 0, 512 * KIB}, {"16M", 0, 16 * MIB}, {"16MiB", 0, 16 * MIB},
+        {"1G", 0, GIB}, {"1GiB", 0, GIB}, {"18446744073709551615", 0, UINT64_MAX},
+        {"17179869183G", 0, 17179869183ull * GIB},
+        {"", ME_EINVAL, 0}, {"-1", ME_EINVAL, 0}, {"+1", ME_EINVAL, 0}, {" 1", ME_EINVAL, 0},
+        {"1 ", ME_EINVAL, 0}, {"1.5M", ME_EINVAL, 0}, {"1MB", ME_EINVAL, 0}, {"1kib", ME_EINVAL, 0},
+        {"1m", ME_EINVAL, 0}, {"M", ME_EINVAL, 0}, {"1KiBx", ME_EINVAL, 0}, {"0x10", ME_EINVAL, 0},
+        {"18446744073709551616", ME_EINVAL, 0}, {"17179869184G", ME_EINVAL, 0},
+    };
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        uint64_t out = 12345;
+        print_message("size '%s'\n", cases[i].in);
+        assert_int_equal(me_config_parse_size(cases[i].in, &out), cases[i].rc);
+        assert_int_equal(out, cases[i].rc ? 12345 : cases[i].out);
+    }
+}
+
+static void test_parse_duration(void **state)
+{
+    static const struct { const char *in; int rc; uint64_t out; } cases[] = {
+        {"0", 0, 0}, {"250ms", 0, 250}, {"5s", 0, 5000}, {"2m", 0, 120000},
+        {"1h", 0, 3600000}, {"30", 0, 30000}, {"0ms", 0, 0},
+        {"18446744073709551615ms", 0, UINT64_MAX},
+        {"", ME_EINVAL, 0}, {"-5s", ME_EINVAL, 0}, {"5 s", ME_EINVAL, 0}, {"1.5s", ME_EINVAL, 0},
+        {"5S", ME_EINVAL, 0}, {"1d", ME_EINVAL, 0}, {"s", ME_EINVAL, 0}, {"5sec", ME_EINVAL, 0},
+        {"18446744073709551615s", ME_EINVAL, 0}, {"5124095576030432h", ME_EINVAL, 0},
+    };
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        uint64_t out = 12345;
+        print_message("duration '%s'\n", cases[i].in);
+        assert_int_equal(me_config_parse_duration(cases[i].in, &out), cases[i].rc);
+        assert_int_equal(out, cases[i].rc ? 12345 : cases[i].out);
+    }
+}
+
+static void test_format_round_trip(void **state)
+{
+    static const struct { type_t type; uint64_t v; const char *text; } cases[] = {
+        {T_SIZE, 0, "0"}, {T_SIZE, 1000, "1000"}, {T_SIZE, 64 * KIB, "64KiB"},
+        {T_SIZE, 16 * MIB, "16MiB"}, {T_SIZE, GIB, "1GiB"}, {T_SIZE, GIB + KIB, "1048577KiB"},
+        {T_DURATION, 250, "250ms"}, {T_DURATION, 30000, "30s"}, {T_DURATION, 90000, "90s"},
+        {T_DURATION, 120000, "2m"}, {T_DURATION, 7200000, "2h"}, {T_DURATION, 1500, "1500ms"},
+    };
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char buf[32];
+        uint64_t back;
+        format_number(cases[i].type, cases[i].v, buf, sizeof(buf));
+        assert_string_equal(buf, cases[i].text);
+        assert_int_equal(parse_scaled(buf, cases[i].type == T_SIZE ? size_units : duration_units, &back), 0);
+        assert_int_equal(back, cases[i].v);
+    }
+}
+
+static void test_listen_forms(void **state)
+{
+    static const struct { const char *in; int ok; } cases[] = {
+        {"", 1}, {"0.0.0.0:8080", 1}, {"127.0.0.1:1", 1}, {"localhost:65535", 1},
+        {"[::]:8443", 1}, {"[::1]:443", 1}, {"edge-1.example.com:80", 1},
+        {"0.0.0.0", 0}, {"0.0.0.0:0", 0}, {"0.0.0.0:65536", 0}, {":8080", 0}, {"::1:443", 0},
+        {"[::1]", 0}, {"[nope]:443", 0}, {"[]:443", 0}, {"host:80x", 0}, {"host:-1", 0},
+        {"ho st:80", 0}, {"host:", 0},
+    };
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        print_message("listen '%s'\n", cases[i].in);
+        assert_int_equal(valid_listen(cases[i].in), cases[i].ok);
+    }
+}
+
+static void test_defaults(void **state)
+{
+    me_config_t c;
+    (void)state;
+    me_config_defaults(&c);
+    assert_null(c.path);
+    assert_int_equal(c.role, ME_ROLE_ALL);
+    assert_string_equal(c.data_dir, "./var");
+    assert_int_equal(c.threads, 0);
+    assert_int_equal(c.pool_threads, 0);
+    assert_int_equal(c.demo_page, 1);
+    assert_string_equal(c.listen_http, "0.0.0.0:8080");
+    assert_string_equal(c.listen_https, "0.0.0.0:8443");
+    assert_string_equal(c.tls_cert_file, "");
+    assert_string_equal(c.tls_key_file, "");
+    assert_int_equal(c.max_patch_size, 16 * MIB);
+    assert_int_equal(c.min_client_rate, 64 * KIB);
+    assert_int_equal(c.http1_request_timeout, 0);
+    assert_int_equal(c.idle_timeout, 30000);
+    assert_int_equal(c.http2_max_streams, 100);
+    assert_int_equal(c.body_spill_threshold, 0);
+    assert_string_equal(c.storage_backend, "file");
+    assert_string_equal(c.storage_root, "./var/storage");
+    assert_int_equal(c.token_alg, ME_ALG_HS256);
+    assert_string_equal(c.token_hs256_secret, ME_DEV_HS256_SECRET);
+    assert_string_equal(c.token_es256_public_key_file, "");
+    assert_string_equal(c.token_es256_private_key_file, "");
+    assert_string_equal(c.token_issuer, "mediaedge-dev");
+    assert_string_equal(c.token_audience, "mediaedge");
+    assert_int_equal(c.token_leeway, 30000);
+    assert_int_equal(c.token_allow_hs256_in_production, 0);
+    assert_int_equal(c.token_cache_entries, 4096);
+    assert_int_equal(c.log_level, ME_LOG_INFO);
+    assert_int_equal(c.log_access, 1);
+    assert_int_equal(c.shutdown_delay, 5000);
+    assert_int_equal(c.shutdown_drain_timeout, 25000);
+    assert_int_equal(c.memory_limit, 0);
+    assert_int_equal(c.cpu_limit, 0);
+    assert_int_equal(me_config_is_production(&c), 0);
+    me_config_free(&c); /* owns nothing: frees nothing */
+    me_config_free(&c);
+
+    assert_int_equal(me_config_load(&c, NULL, NULL, err, sizeof(err)), 0);
+    assert_string_equal(err, "");
+    me_config_free(&c);
+}
+
+/* Finds conf/mediaedge.yaml: $ME_SRCDIR, else the source directory this file was compiled
+ * from (as the compiler saw it: relative to the build directory, where `make check` runs),
+ * else that directory relative to this binary (<build>/tests/unit/). */
+static int find_example(char *path, size_t len)
+{
+    const char *srcdir = getenv("ME_SRCDIR");
+    int prefix = (int)(strlen(__FILE__) - strlen("tests/unit/test_config.c"));
+    char exe[256] = "";
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+
+    if (srcdir) {
+        snprintf(path, len, "%s/conf/mediaedge.yaml", srcdir);
+        return access(path, R_OK) == 0;
+    }
+    snprintf(path, len, "%.*sconf/mediaedge.yaml", prefix, __FILE__);
+    if (access(path, R_OK) == 0)
+        return 1;
+    if (n <= 0 || !strrchr(exe, '/'))
+        return 0;
+    exe[n] = '\0';
+    *strrchr(exe, '/') = '\0';
+    snprintf(path, len, "%s/../../%.*sconf/mediaedge.yaml", exe, prefix, __FILE__);
+    return access(path, R_OK) == 0;
+}
+
+/* The shipped example must load and give exactly the defaults. */
+static void test_example_file_is_the_defaults(void **state)
+{
+    char path[512];
+    me_config_t c, d;
+    (void)state;
+
+    if (!find_example(path, sizeof(path)))
+        fail_msg("conf/mediaedge.yaml not found (set ME_SRCDIR)");
+    assert_int_equal(me_config_load(&c, path, NULL, err, sizeof(err)), 0);
+    me_config_defaults(&d);
+    assert_same_settings(&c, &d);
+    assert_string_equal(c.path, path);
+    me_config_free(&c);
+}
+
+static const char full_yaml[] =
+    "# every key, none at its default\n"
+    "server:\n"
+    "  role: worker\n"
+    "  data_dir: /srv/me\n"
+    "  threads: 3\n"
+    "  pool_threads: 7\n"
+    "  demo_page: off\n"
+    "listen:\n"
+    "  http: \"127.0.0.1:80\"\n"
+    "  https: '[::]:443'\n"
+    "tls:\n"
+    "  cert_file: /etc/me/cert.pem\n"
+    "  key_file: /etc/me/key.pem\n"
+    "http:\n"
+    "  max_patch_size: 64M\n"
+    "  min_client_rate: 128k\n"
+    "  http1_request_timeout: 10m\n"
+    "  idle_timeout: 250ms\n"
+    "  http2_max_streams: 1000\n"
+    "  body_spill_threshold: 2097152\n"
+    "storage:\n"
+    "  backend: s3\n"
+    "  root: \"\"\n"
+    "tokens:\n"
+    "  algorithm: ES256\n"
+    "  hs256_secret: \"0123456789abcdef0123456789abcdef\"\n"
+    "  es256_public_key_file: /etc/me/pub.pem\n"
+    "  es256_private_key_file: /etc/me/priv.pem\n"
+    "  issuer: app\n"
+    "  audience: edge\n"
+    "  leeway: 2\n"
+    "  allow_hs256_in_production: yes\n"
+    "  cache_entries: 0\n"
+    "log:\n"
+    "  level: DEBUG\n"
+    "  access: false\n"
+    "shutdown:\n"
+    "  delay: 1h\n"
+    "  drain_timeout: 1s\n";
+
+static void test_full_file(void **state)
+{
+    me_config_t c;
+    (void)state;
+    assert_int_equal(load(&c, full_yaml, NULL), 0);
+    assert_string_equal(c.path, cfg_path);
+    assert_int_equal(c.role, ME_ROLE_WORKER);
+    assert_string_equal(c.data_dir, "/srv/me");
+    assert_int_equal(c.threads, 3);
+    assert_int_equal(c.pool_threads, 7);
+    assert_int_equal(c.demo_page, 0);
+    assert_string_equal(c.listen_http, "127.0.0.1:80");
+    assert_string_equal(c.listen_https, "[::]:443");
+    assert_string_equal(c.tls_cert_file, "/etc/me/cert.pem");
+    assert_string_equal(c.tls_key_file, "/etc/me/key.pem");
+    assert_int_equal(c.max_patch_size, 64 * MIB);
+    assert_int_equal(c.min_client_rate, 128 * KIB);
+    assert_int_equal(c.http1_request_timeout, 600000);
+    assert_int_equal(c.idle_timeout, 250);
+    assert_int_equal(c.http2_max_streams, 1000);
+    assert_int_equal(c.body_spill_threshold, 2 * MIB);
+    assert_string_equal(c.storage_backend, "s3");
+    assert_string_equal(c.storage_root, "");
+    assert_int_equal(c.token_alg, ME_ALG_ES256);
+    assert_string_equal(c.token_hs256_secret, "0123456789abcdef0123456789abcdef");
+    assert_string_equal(c.token_es256_public_key_file, "/etc/me/pub.pem");
+    assert_string_equal(c.token_es256_private_key_file, "/etc/me/priv.pem");
+    assert_string_equal(c.token_issuer, "app");
+    assert_string_equal(c.token_audience, "edge");
+    assert_int_equal(c.token_leeway, 2000);
+    assert_int_equal(c.token_allow_hs256_in_production, 1);
+    assert_int_equal(c.token_cache_entries, 0);
+    assert_int_equal(c.log_level, ME_LOG_DEBUG);
+    assert_int_equal(c.log_access, 0);
+    assert_int_equal(c.shutdown_delay, 3600000);
+    assert_int_equal(c.shutdown_drain_timeout, 1000);
+    assert_int_equal(me_config_is_production(&c), 1);
+    /* load again over a loaded config: the caller frees first, as the contract says */
+    me_config_free(&c);
+    assert_int_equal(load(&c, "server:\nlisten:\n  http: ''\n", NULL), 0);
+    assert_string_equal(c.listen_http, "");
+    assert_string_equal(c.data_dir, "./var");
+    me_config_free(&c);
+    me_config_free(&c);
+}
+
+static void test_file_errors(void **state)
+{
+    static const struct { const char *yaml, *err; } cases[] = {
+        {"server:\n  threads: [1\nlisten:\n",
+         ":3: YAML syntax error: did not find expected ',' or ']' (while parsing a flow sequence that starts at line 2)"},
+        {"server:\n  threads: 4\n   role: api\n",
+         ":3: YAML syntax error: mapping values are not allowed in this context"},
+        {"log:\n  level: info\n---\nlog: {}\n", ":3: expected one YAML document, found another"},
+        {"- server\n", ":1: expected sections such as 'server:', got a list"},
+        {"server:\n  threads: 1\nlistn:\n  http: ''\n", ":3: unknown section 'listn'"},
+        {"server:\n  role: api\n  treads: 4\n", ":3: unknown key 'treads' in section 'server'"},
+        {"tokens:\n  es256_public_key_file_file: x\n",
+         ":2: unknown key 'es256_public_key_file_file' in section 'tokens'"},
+        {"server:\n  threads: 4\n  threads: 5\n", ":3: duplicate key 'threads' in section 'server'"},
+        {"log:\n  level: info\nserver: {}\nlog:\n  access: true\n", ":4: duplicate section 'log'"},
+        {"server: threads\n", ":1: section 'server' must be a mapping of key: value, got a single value"},
+        {"server:\n  threads:\n    - 1\n", ":3: server.threads: expected a single value, got a list"},
+        {"listen:\n  http: {host: x}\n", ":2: listen.http: expected a single value, got a mapping"},
+        {"server:\n  threads: lots\n", ":2: server.threads: expected an integer, got 'lots'"},
+        {"server:\n  threads: 257\n", ":2: server.threads: must be between 0 and 256, got '257'"},
+        {"server:\n  pool_threads: -1\n", ":2: server.pool_threads: must be between 0 and 256, got '-1'"},
+        {"http:\n  http2_max_streams: 0\n", ":2: http.http2_max_streams: must be between 1 and 1000, got '0'"},
+        {"tokens:\n  cache_entries: 1000001\n",
+         ":2: tokens.cache_entries: must be between 0 and 1000000, got '1000001'"},
+        {"server:\n  demo_page: maybe\n",
+         ":2: server.demo_page: expected true or false (or yes/no, on/off), got 'maybe'"},
+        {"server:\n  role: boss\n", ":2: server.role: expected one of all, api, worker, got 'boss'"},
+        {"log:\n  level: trace\n", ":2: log.level: expected one of debug, info, warn, error, got 'trace'"},
+        {"tokens:\n  algorithm: RS256\n", ":2: tokens.algorithm: expected one of HS256, ES256, got 'RS256'"},
+        {"storage:\n  backend: gcs\n", ":2: storage.backend: expected one of file, s3, got 'gcs'"},
+        {"http:\n  max_patch_size: 16MB\n",
+         ":2: http.max_patch_size: expected a size such as 1048576, 512KiB, 16MiB or 1GiB, got '16MB'"},
+        {"http:\n  max_patch_size: 2G\n", ":2: http.max_patch_size: must be between 64KiB and 1GiB, got '2G'"},
+        {"http:\n  max_patch_size: 65535\n", ":2: http.max_patch_size: must be between 64KiB and 1GiB, got '65535'"},
+        {"http:\n  min_client_rate: 1023\n", ":2: http.min_client_rate: must be at least 1KiB, got '1023'"},
+        {"http:\n  idle_timeout: 5 minutes\n",
+         ":2: http.idle_timeout: expected a duration such as 250ms, 30s, 2m or 1h (a bare number is seconds), got '5 minutes'"},
+        {"listen:\n  http: 8080\n",
+         ":2: listen.http: expected host:port with a port from 1 to 65535, or \"\" to disable, got '8080'"},
+        {"tokens:\n  issuer: \"a\\0b\"\n", ":2: tokens.issuer: contains a NUL byte"},
+        /* cross-setting rules name the line of the setting at fault */
+        {"\nlisten:\n  http: ''\n  https: \"\"\n",
+         ":4: listen.http and listen.https are both empty; at least one listener is needed"},
+        {"tls:\n  key_file: k.pem\n",
+         ":2: tls.cert_file and tls.key_file must both be set, or both be empty for a self-signed certificate"},
+        {"tokens:\n  algorithm: ES256\n",
+         ":2: tokens.algorithm is ES256 but tokens.es256_public_key_file is empty"},
+        {"tokens:\n  hs256_secret: short-but-secret-31-bytes-long!\n",
+         ":2: tokens.hs256_secret must be at least 32 bytes for HS256"},
+    };
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        print_message("case %zu: %s\n", i, cases[i].err);
+        expect_error(cases[i].yaml, NULL, cases[i].err);
+    }
+    /* the default secret passes with a file that never mentions it */
+    me_config_t c;
+    assert_int_equal(load(&c, "listen:\n  http: ''\n", NULL), 0);
+    me_config_free(&c);
+}
+
+static void test_missing_and_empty_file(void **state)
+{
+    me_config_t c, d;
+    char want[256];
+    (void)state;
+    assert_int_equal(me_config_load(&c, tmp_path("absent.yaml"), NULL, err, sizeof(err)), ME_ECONFIG);
+    snprintf(want, sizeof(want), "%s: cannot open: No such file or directory", tmp_path("absent.yaml"));
+    assert_string_equal(err, want);
+    me_config_free(&c);
+
+    me_config_defaults(&d);
+    assert_int_equal(load(&c, "", NULL), 0);
+    assert_same_settings(&c, &d);
+    me_config_free(&c);
+    assert_int_equal(load(&c, "# only comments\nserver:\n  # threads: 4\n", NULL), 0);
+    assert_same_settings(&c, &d);
+    me_config_free(&c);
+}
+
+static void test_env_overrides(void **state)
+{
+    char *env[] = {
+        "PATH=/usr/bin",
+        "MEDIAEDGE_CONFIG=/somewhere/else.yaml",
+        "MEDIAEDGE_LISTEN_HTTPS=",
+        "MEDIAEDGE_STORAGE_ROOT=/data/media",
+        "MEDIAEDGE_SERVER_THREADS=8",
+        "MEDIAEDGE_HTTP_MAX_PATCH_SIZE=32MiB",
+        "MEDIAEDGE_LOG_ACCESS=off",
+        "MEDIAEDGE_TOKENS_HS256_SECRET=env-secret-env-secret-env-secret!",
+        "mediaedge_server_threads=99", /* not ours: names are upper case */
+        NULL,
+    };
+    me_config_t c;
+    (void)state;
+    assert_int_equal(load(&c, "server:\n  threads: 2\n  pool_threads: 5\n", env), 0);
+    assert_string_equal(c.listen_https, "");
+    assert_string_equal(c.listen_http, "0.0.0.0:8080");
+    assert_string_equal(c.storage_root, "/data/media");
+    assert_int_equal(c.threads, 8);       /* the environment wins over the file */
+    assert_int_equal(c.pool_threads, 5);  /* the file wins over the default */
+    assert_int_equal(c.max_patch_size, 32 * MIB);
+    assert_int_equal(c.log_access, 0);
+    assert_string_equal(c.token_hs256_secret, "env-secret-env-secret-env-secret!");
+    me_config_free(&c);
+
+    /* without a file at all */
+    assert_int_equal(me_config_load(&c, NULL, env, err, sizeof(err)), 0);
+    assert_null(c.path);
+    assert_int_equal(c.threads, 8);
+    me_config_free(&c);
+}
+
+static void test_env_errors(void **state)
+{
+    char *bad_value[] = {"MEDIAEDGE_SERVER_THREADS=lots", NULL};
+    char *bad_size[] = {"MEDIAEDGE_HTTP_MAX_PATCH_SIZE=-1", NULL};
+    char *unknown[] = {"MEDIAEDGE_SERVER_TREADS=4", NULL};
+    char *file_of_plain[] = {"MEDIAEDGE_STORAGE_ROOT_FILE=/x", NULL};
+    char *both_empty[] = {"MEDIAEDGE_LISTEN_HTTP=", "MEDIAEDGE_LISTEN_HTTPS=", NULL};
+    char *short_secret[] = {"MEDIAEDGE_TOKENS_HS256_SECRET=tiny", NULL};
+    (void)state;
+    expect_error(NULL, bad_value, "MEDIAEDGE_SERVER_THREADS: server.threads: expected an integer, got 'lots'");
+    expect_error(NULL, bad_size,
+                 "MEDIAEDGE_HTTP_MAX_PATCH_SIZE: http.max_patch_size: expected a size such as 1048576, 512KiB, 16MiB or 1GiB, got '-1'");
+    expect_error("server:\n  threads: 1\n", unknown,
+                 "MEDIAEDGE_SERVER_TREADS: unknown setting (expected MEDIAEDGE_<SECTION>_<KEY> for a key of conf/mediaedge.yaml)");
+    expect_error(NULL, file_of_plain,
+                 "MEDIAEDGE_STORAGE_ROOT_FILE: unknown setting (expected MEDIAEDGE_<SECTION>_<KEY> for a key of conf/mediaedge.yaml)");
+    expect_error(NULL, both_empty,
+                 "MEDIAEDGE_LISTEN_HTTPS: listen.http and listen.https are both empty; at least one listener is needed");
+    expect_error(NULL, short_secret, "MEDIAEDGE_TOKENS_HS256_SECRET: tokens.hs256_secret must be at least 32 bytes for HS256");
+    assert_null(strstr(err, "tiny"));
+}
+
+static void test_secret_files(void **state)
+{
+    const char *secret = "file-secret-0123456789-0123456789";
+    char yaml[256], env_var[256], *env[] = {env_var, NULL};
+    char spaced[128];
+    me_config_t c;
+    (void)state;
+
+    snprintf(spaced, sizeof(spaced), "%s \t\r\n\n", secret);
+    write_file(tmp_path("secret"), spaced);
+    snprintf(yaml, sizeof(yaml), "tokens:\n  hs256_secret_file: %s\n", tmp_path("secret"));
+    assert_int_equal(load(&c, yaml, NULL), 0);
+    assert_string_equal(c.token_hs256_secret, secret);
+    me_config_free(&c);
+
+    snprintf(env_var, sizeof(env_var), "MEDIAEDGE_TOKENS_HS256_SECRET_FILE=%s", tmp_path("secret"));
+    assert_int_equal(load(&c, "tokens:\n  hs256_secret: \"from-the-file-from-the-file-from-the-file\"\n", env), 0);
+    assert_string_equal(c.token_hs256_secret, secret); /* the environment's file wins */
+    me_config_free(&c);
+
+    /* a secret read from a file that is too short: the error never shows it */
+    write_file(tmp_path("short"), "tiny-secret\n");
+    snprintf(env_var, sizeof(env_var), "MEDIAEDGE_TOKENS_HS256_SECRET_FILE=%s", tmp_path("short"));
+    expect_error(NULL, env, "MEDIAEDGE_TOKENS_HS256_SECRET_FILE: tokens.hs256_secret must be at least 32 bytes for HS256");
+    assert_null(strstr(err, "tiny"));
+}
+
+static void test_secret_file_errors(void **state)
+{
+    char yaml[256], want[512], env_var[256], *env[] = {env_var, NULL};
+    char *env_both[] = {"MEDIAEDGE_TOKENS_HS256_SECRET=0123456789abcdef0123456789abcdef", env_var, NULL};
+    char *big = malloc(SECRET_FILE_MAX + 2);
+    (void)state;
+
+    snprintf(yaml, sizeof(yaml), "tokens:\n  issuer: x\n  hs256_secret_file: %s\n", tmp_path("nope"));
+    snprintf(want, sizeof(want), ":3: tokens.hs256_secret_file: cannot open '%s': No such file or directory",
+             tmp_path("nope"));
+    expect_error(yaml, NULL, want);
+
+    snprintf(env_var, sizeof(env_var), "MEDIAEDGE_TOKENS_HS256_SECRET_FILE=%s", tmp_path("nope"));
+    snprintf(want, sizeof(want),
+             "MEDIAEDGE_TOKENS_HS256_SECRET_FILE: tokens.hs256_secret_file: cannot open '%s': No such file or directory",
+             tmp_path("nope"));
+    expect_error(NULL, env, want);
+
+    assert_non_null(big);
+    memset(big, 'x', SECRET_FILE_MAX + 1);
+    big[SECRET_FILE_MAX + 1] = '\0';
+    write_file(tmp_path("big"), big);
+    free(big);
+    snprintf(env_var, sizeof(env_var), "MEDIAEDGE_TOKENS_HS256_SECRET_FILE=%s", tmp_path("big"));
+    snprintf(want, sizeof(want),
+             "MEDIAEDGE_TOKENS_HS256_SECRET_FILE: tokens.hs256_secret_file: '%s' is larger than 64KiB",
+             tmp_path("big"));
+    expect_error(NULL, env, want);
+
+    /* both the value and the file in one place */
+    write_file(tmp_path("secret"), "0123456789abcdef0123456789abcdef\n");
+    snprintf(yaml, sizeof(yaml),
+             "tokens:\n  hs256_secret: \"0123456789abcdef0123456789abcdef\"\n  hs256_secret_file: %s\n",
+             tmp_path("secret"));
+    expect_error(yaml, NULL,
+                 ":3: tokens.hs256_secret is set both as a value and as a file (hs256_secret_file); set only one");
+    snprintf(env_var, sizeof(env_var), "MEDIAEDGE_TOKENS_HS256_SECRET_FILE=%s", tmp_path("secret"));
+    expect_error(NULL, env_both,
+                 "MEDIAEDGE_TOKENS_HS256_SECRET_FILE: tokens.hs256_secret is set both as a value and as a file (hs256_secret_file); set only one");
+    assert_null(strstr(err, "0123456789abcdef"));
+}
+
+/* Loads a production (s3) config with extra yaml lines appended and checks the refusal. */
+static void expect_production(const char *extra, const char *want)
+{
+    char yaml[1024], perr[512];
+    me_config_t c;
+
+    snprintf(yaml, sizeof(yaml), "storage:\n  backend: s3\n%s", extra);
+    assert_int_equal(load(&c, yaml, NULL), 0);
+    assert_int_equal(me_config_is_production(&c), 1);
+    if (want) {
+        assert_int_equal(me_config_check_production(&c, perr, sizeof(perr)), ME_ECONFIG);
+        assert_string_equal(perr, want);
+        assert_null(strstr(perr, ME_DEV_HS256_SECRET));
+    } else {
+        assert_int_equal(me_config_check_production(&c, perr, sizeof(perr)), 0);
+    }
+    me_config_free(&c);
+}
+
+static void test_production(void **state)
+{
+    me_config_t c;
+    char perr[256];
+    (void)state;
+
+    /* development (file storage) allows every development default */
+    me_config_defaults(&c);
+    assert_int_equal(me_config_check_production(&c, perr, sizeof(perr)), 0);
+
+    expect_production("",
+        "tokens.hs256_secret: the development key is not allowed in production (storage.backend is s3); "
+        "set MEDIAEDGE_TOKENS_HS256_SECRET_FILE");
+    expect_production("tokens:\n  hs256_secret: \"0123456789abcdef0123456789abcdef\"\n",
+        "tokens.algorithm: HS256 is not allowed in production (storage.backend is s3) unless "
+        "tokens.allow_hs256_in_production is true; use ES256");
+    expect_production("tokens:\n  algorithm: ES256\n  es256_public_key_file: /k.pem\n",
+        "tls.cert_file: a self-signed certificate (tls.cert_file empty while listen.https is set) is "
+        "not allowed in production (storage.backend is s3); set tls.cert_file and tls.key_file, or "
+        "disable listen.https");
+    expect_production("tokens:\n  algorithm: ES256\n  es256_public_key_file: /k.pem\n"
+                      "listen:\n  https: ''\n",
+        "server.demo_page: the demo page is not allowed in production (storage.backend is s3); "
+        "set server.demo_page to false");
+    expect_production("tokens:\n  algorithm: ES256\n  es256_public_key_file: /k.pem\n"
+                      "tls:\n  cert_file: /c.pem\n  key_file: /k.pem\n"
+                      "server:\n  demo_page: false\n",
+        NULL);
+    /* HS256 with a real key, explicitly allowed */
+    expect_production("tokens:\n  hs256_secret: \"0123456789abcdef0123456789abcdef\"\n"
+                      "  allow_hs256_in_production: true\n"
+                      "listen:\n  https: ''\nserver:\n  demo_page: false\n",
+        NULL);
+}
+
+static void write_cgroup(const char *cpu_max, const char *memory_max)
+{
+    write_file(tmp_path("cpu.max"), cpu_max);
+    write_file(tmp_path("memory.max"), memory_max);
+    assert_int_equal(setenv("ME_CGROUP_ROOT", dir, 1), 0);
+}
+
+static void test_resolve(void **state)
+{
+    me_config_t c, once;
+    (void)state;
+
+    write_cgroup("100000 100000\n", "536870912\n");
+    assert_int_equal(load(&c, "server:\n  pool_threads: 3\n", NULL), 0);
+    me_config_resolve(&c);
+    assert_int_equal(c.cpu_limit, 1);
+    assert_int_equal(c.memory_limit, 512 * MIB);
+    assert_int_equal(c.threads, 1);
+    assert_int_equal(c.pool_threads, 3); /* set: kept */
+    assert_int_equal(c.http1_request_timeout, 10000 + 256000);
+    assert_int_equal(c.body_spill_threshold, 2 * MIB);
+    once = c;
+    me_config_resolve(&c);
+    assert_same_settings(&c, &once);
+    assert_int_equal(c.cpu_limit, once.cpu_limit);
+    assert_int_equal(c.memory_limit, once.memory_limit);
+    assert_int_equal(c.auto_resolved, once.auto_resolved);
+    me_config_free(&c);
+
+    /* small memory: the 1 MiB floor; a 2-CPU quota: pool max(4, 4) */
+    write_cgroup("200000 100000\n", "67108864\n");
+    assert_int_equal(load(&c, "http:\n  max_patch_size: 1GiB\n  min_client_rate: 1MiB\n", NULL), 0);
+    me_config_resolve(&c);
+    assert_true(c.cpu_limit >= 1 && c.cpu_limit <= 2);
+    assert_int_equal(c.threads, c.cpu_limit);
+    assert_int_equal(c.pool_threads, 4);
+    assert_int_equal(c.http1_request_timeout, 10000 + 1024000);
+    assert_int_equal(c.body_spill_threshold, MIB);
+    me_config_free(&c);
+
+    /* large memory: the 32 MiB ceiling */
+    write_cgroup("100000 100000\n", "536870912\n");
+    me_config_defaults(&c);
+    c.memory_limit = 64 * GIB; /* already known: not queried again */
+    me_config_resolve(&c);
+    assert_int_equal(c.body_spill_threshold, 32 * MIB);
+    me_config_free(&c);
+    assert_int_equal(unsetenv("ME_CGROUP_ROOT"), 0);
+}
+
+static char *print_to_string(const me_config_t *c)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    assert_non_null(f);
+    me_config_print(c, f);
+    assert_int_equal(fclose(f), 0);
+    return text;
+}
+
+static void test_print(void **state)
+{
+    const char *secret = "print-secret-0123456789-0123456789";
+    char yaml[1024], env_var[128], *env[] = {env_var, NULL};
+    me_config_t c, again;
+    char *text;
+    (void)state;
+
+    snprintf(yaml, sizeof(yaml), "tokens:\n  issuer: 'a\"b\\c'\n  hs256_secret: \"%s\"\n", secret);
+    write_cgroup("300000 100000\n", "1073741824\n");
+    assert_int_equal(load(&c, yaml, NULL), 0);
+
+    text = print_to_string(&c); /* before resolving: auto values print as 0 */
+    assert_non_null(strstr(text, "  threads: 0  # auto\n"));
+    free(text);
+
+    me_config_resolve(&c);
+    text = print_to_string(&c);
+    assert_null(strstr(text, secret));
+    assert_non_null(strstr(text, "\nserver:\n  role: all\n  data_dir: \"./var\"\n"));
+    assert_non_null(strstr(text, "  hs256_secret: \"<redacted>\"\n"));
+    assert_non_null(strstr(text, "  issuer: \"a\\\"b\\\\c\"\n"));
+    assert_non_null(strstr(text, "  max_patch_size: 16MiB\n"));
+    assert_non_null(strstr(text, "  idle_timeout: 30s\n"));
+    assert_non_null(strstr(text, "  body_spill_threshold: 4MiB  # auto\n"));
+    assert_non_null(strstr(text, "  http1_request_timeout: 266s  # auto\n"));
+    assert_non_null(strstr(text, "  demo_page: true\n"));
+    assert_non_null(strstr(text, "  level: info\n"));
+    assert_null(strstr(text, "  pool_threads: 0"));
+
+    /* the output is a config that loads to the same values (the secret comes from elsewhere) */
+    write_file(tmp_path("printed.yaml"), text);
+    free(text);
+    snprintf(env_var, sizeof(env_var), "MEDIAEDGE_TOKENS_HS256_SECRET=%s", secret);
+    assert_int_equal(me_config_load(&again, tmp_path("printed.yaml"), env, err, sizeof(err)), 0);
+    assert_same_settings(&again, &c);
+    me_config_free(&again);
+
+    /* an empty secret prints as "" */
+    me_config_free(&c);
+    assert_int_equal(load(&c, "tokens:\n  algorithm: ES256\n  hs256_secret: ''\n"
+                              "  es256_public_key_file: /k.pem\n", NULL), 0);
+    text = print_to_string(&c);
+    assert_non_null(strstr(text, "  hs256_secret: \"\"\n"));
+    free(text);
+    me_config_free(&c);
+    assert_int_equal(unsetenv("ME_CGROUP_ROOT"), 0);
+}
+
+static void test_free_after_failed_load(void **state)
+{
+    char *env[] = {"MEDIAEDGE_SERVER_DATA_DIR=/d", "MEDIAEDGE_BOGUS=1", NULL};
+    me_config_t c;
+    (void)state;
+    /* strings from the file and the environment were taken before the failure */
+    assert_int_equal(load(&c, "server:\n  data_dir: /x\nstorage:\n  root: /r\n", env), ME_ECONFIG);
+    assert_string_equal(c.data_dir, "/d");
+    assert_string_equal(c.storage_root, "/r");
+    me_config_free(&c);
+    assert_string_equal(c.data_dir, "./var");
+    me_config_free(&c);
+    /* a NULL or tiny error buffer is allowed */
+    assert_int_equal(me_config_load(&c, NULL, env, NULL, 0), ME_ECONFIG);
+    me_config_free(&c);
+    assert_int_equal(me_config_load(&c, NULL, env, err, 4), ME_ECONFIG);
+    assert_string_equal(err, "MED");
+    me_config_free(&c);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_parse_size),
+        cmocka_unit_test(test_parse_duration),
+        cmocka_unit_test(test_format_round_trip),
+        cmocka_unit_test(test_listen_forms),
+        cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_example_file_is_the_defaults),
+        cmocka_unit_test(test_full_file),
+        cmocka_unit_test(test_file_errors),
+        cmocka_unit_test(test_missing_and_empty_file),
+        cmocka_unit_test(test_env_overrides),
+        cmocka_unit_test(test_env_errors),
+        cmocka_unit_test(test_secret_files),
+        cmocka_unit_test(test_secret_file_errors),
+        cmocka_unit_test(test_production),
+        cmocka_unit_test(test_resolve),
+        cmocka_unit_test(test_print),
+        cmocka_unit_test(test_free_after_failed_load),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
