@@ -32,8 +32,10 @@ typedef struct {
 typedef struct me_token_verifier me_token_verifier_t;
 
 /* Makes a verifier from cfg (algorithm pinned, key loaded, issuer, audience, leeway, cache
- * size). Returns NULL and writes a reason to err when a key cannot be read or parsed. The
- * caller owns it and frees it with me_token_verifier_free(). Thread-safe once made. */
+ * size). Returns NULL and writes a reason to err when a key cannot be read or parsed, the
+ * ES256 key is not an EC P-256 key, the HS256 secret is shorter than 32 bytes, or issuer or
+ * audience is empty; err never holds the secret. The caller owns it and frees it with
+ * me_token_verifier_free(). Thread-safe once made; cfg may be freed afterwards. */
 me_token_verifier_t *me_token_verifier_new(const me_config_t *cfg, char *err, size_t errlen);
 void me_token_verifier_free(me_token_verifier_t *v);
 
@@ -41,18 +43,21 @@ void me_token_verifier_free(me_token_verifier_t *v);
  * alg must be the configured one ("none" and the other algorithm are refused), the
  * signature valid, iss and aud equal to the configured ones, exp/nbf within the leeway,
  * every claim well formed. Results are cached until exp, so repeating a token costs a hash
- * and a lookup. On success 0 and *out filled; else ME_EUNAUTHORIZED (bad in any way) or
+ * and a lookup; failures are not cached. On success 0 and *out filled; else
+ * ME_EUNAUTHORIZED (bad in any way; also, failing closed, when memory runs out) or
  * ME_ETOKEN_EXPIRED (good but outside exp/nbf), and *out unspecified. */
 int me_token_verify(me_token_verifier_t *v, const char *token, size_t len, int64_t now,
                     me_token_claims_t *out) ME_MUST_CHECK;
 
-/* Signs claims (iss/aud from cfg, iat = now, exp = now + ttl) with the configured
- * algorithm: HS256 with the secret, ES256 with token_es256_private_key_file. Returns a
- * malloc'd NUL-terminated token the caller frees, or NULL with err set. */
+/* Signs claims (iss/aud from cfg, iat = now, exp = now + ttl; nbf, max_bytes and ref only
+ * when set) with the configured algorithm: HS256 with the secret, ES256 with
+ * token_es256_private_key_file. Returns a malloc'd NUL-terminated token the caller frees, or
+ * NULL with err set (also for claims that me_token_verify() would refuse). */
 char *me_token_mint(const me_config_t *cfg, const me_token_claims_t *claims, int64_t now,
                     int64_t ttl, char *err, size_t errlen);
 
-/* Names for the enums as they appear in tokens ("upload", "premium", "browser"). */
+/* Names for the enums as they appear in tokens ("upload", "premium", "browser"); NULL for a
+ * value outside the enum. */
 const char *me_token_scope_name(me_scope_t s);
 const char *me_token_plan_name(me_plan_t p);
 const char *me_token_client_name(me_client_t c);
