@@ -5,7 +5,11 @@
 #include <stddef.h>
 
 #define ME_METRIC_MAX_LABELS 3
-#define ME_METRIC_MAX_SERIES 512 /* per metric; past it new label sets are counted in an overflow series */
+/* Series (label sets) per metric. Past it, every new label set is counted in one overflow
+ * series whose label values are all "_overflow", so cardinality stays bounded and the loss
+ * shows in the output. Label values are copied, cut to 127 bytes (at a UTF-8 boundary); they
+ * must be chosen by the server (route templates, status codes), never raw client input. */
+#define ME_METRIC_MAX_SERIES 512
 
 typedef enum { ME_METRIC_COUNTER, ME_METRIC_GAUGE, ME_METRIC_HISTOGRAM } me_metric_type_t;
 typedef struct me_metric me_metric_t;
@@ -13,17 +17,20 @@ typedef struct me_metric me_metric_t;
 /* Registers a metric (process-global, lives until exit). label_names is a comma-separated
  * list ("route,status") or NULL. For histograms, buckets are upper bounds in ascending
  * order (copied); +Inf is implied. Safe to call from constructors (before main).
- * Returns NULL only if allocation fails. Registering the same name twice returns the
- * first one. */
+ * Returns NULL (and logs an error) if allocation fails or the definition is invalid: a name
+ * that is not a Prometheus name, more than ME_METRIC_MAX_LABELS labels, "le" on a histogram,
+ * buckets not strictly ascending. The functions below ignore a NULL metric. Registering the
+ * same name twice returns the first one. */
 me_metric_t *me_metric_new(me_metric_type_t type, const char *name, const char *help,
                            const char *label_names, const double *buckets, size_t nbuckets);
 
 /* Adds v to a counter or gauge (v may be negative for gauges), or observes v in a
- * histogram. labels holds one value per label name (NULL when the metric has none).
+ * histogram. labels holds one value per label name (NULL when the metric has none; extra
+ * values are ignored). A NaN, or a negative v for a counter, is ignored.
  * Thread-safe and lock-free once the label set exists. */
 void me_metric_add(me_metric_t *m, const char *const *labels, double v);
 
-/* Sets a gauge. */
+/* Sets a gauge (ignored for other types). */
 void me_metric_set(me_metric_t *m, const char *const *labels, double v);
 
 /* Current value of a counter or gauge (a histogram's count); 0 for an unseen label set. */
