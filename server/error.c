@@ -22,6 +22,7 @@ static const struct {
     {ME_ECONFIG, 500, "config_error", "The server is misconfigured."},
     {ME_EDRAINING, 503, "draining", "The server is shutting down; retry on another instance."},
     {ME_EINTERNAL, 500, "internal_error", "Internal error."},
+    {ME_EMETHOD, 405, "method_not_allowed", "This method is not allowed on this resource."},
 };
 
 static int find(int err)

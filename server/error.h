@@ -21,6 +21,7 @@ typedef enum {
     ME_ECONFIG = -12,      /* invalid configuration: exit 2 */
     ME_EDRAINING = -13,    /* shutting down: 503 */
     ME_EINTERNAL = -14,    /* a bug: 500 */
+    ME_EMETHOD = -15,      /* method not allowed on this resource: 405 */
 } me_err_t;
 
 /* The stable, machine-readable code for an error ("not_found"); never NULL. */

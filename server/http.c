@@ -1,1 +1,335 @@
-/* http.c: stub */
+/* http.c: request tracking, access logs and request metrics, JSON and error responses,
+ * bearer-token checks and pool hand-off shared by every route. */
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include "server/http.h"
+#include "server/log.h"
+#include "server/metrics.h"
+
+static const double latency_buckets[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                         0.1,    0.25,  0.5,    1,     2.5,  5,     10, 30, 60};
+ME_COUNTER(requests_total, "mediaedge_http_requests_total", "HTTP requests answered, by route template and status.",
+           "route,status")
+ME_HISTOGRAM(request_seconds, "mediaedge_http_request_duration_seconds",
+             "Time from the first byte of a request to the last byte of its response.", "route", latency_buckets)
+ME_COUNTER(bytes_in_total, "mediaedge_http_request_body_bytes_total", "Request body bytes received.", "route")
+ME_COUNTER(bytes_out_total, "mediaedge_http_response_body_bytes_total", "Response body bytes sent.", "route")
+ME_GAUGE(inflight_gauge, "mediaedge_http_requests_in_flight", "Requests being processed.", NULL)
+
+static _Atomic int64_t inflight;
+
+typedef struct {
+    h2o_handler_t super;
+    const char *route;
+} tracker_t;
+
+typedef struct {
+    h2o_logger_t super;
+    const char *route;
+} access_logger_t;
+
+static const h2o_iovec_t reqid_name = {H2O_STRLIT("x-request-id")};
+
+/* ---- request ids ---- */
+
+static int reqid_is_valid(const char *s, size_t len)
+{
+    if (len == 0 || len > ME_REQID_MAX)
+        return 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+              c == '-'))
+            return 0;
+    }
+    return 1;
+}
+
+static uint64_t next_random(void)
+{
+    /* xorshift64* per thread, seeded from the kernel: ids need uniqueness, not secrecy */
+    static __thread uint64_t state;
+    while (state == 0 && getrandom(&state, sizeof(state), 0) != sizeof(state))
+        ;
+    state ^= state >> 12;
+    state ^= state << 25;
+    state ^= state >> 27;
+    return state * 0x2545F4914F6CDD1DULL;
+}
+
+const char *me_http_reqid(h2o_req_t *req)
+{
+    ssize_t i = h2o_find_header_by_str(&req->res.headers, reqid_name.base, reqid_name.len, -1);
+    if (i >= 0)
+        return req->res.headers.entries[i].value.base;
+
+    h2o_iovec_t id;
+    i = h2o_find_header_by_str(&req->headers, reqid_name.base, reqid_name.len, -1);
+    if (i >= 0 && reqid_is_valid(req->headers.entries[i].value.base, req->headers.entries[i].value.len)) {
+        id = h2o_strdup(&req->pool, req->headers.entries[i].value.base, req->headers.entries[i].value.len);
+    } else {
+        id.base = h2o_mem_alloc_pool(&req->pool, 17);
+        id.len = (size_t)snprintf(id.base, 17, "%016" PRIx64, next_random());
+    }
+    h2o_add_header_by_str(&req->pool, &req->res.headers, reqid_name.base, reqid_name.len, 0, NULL, id.base, id.len);
+    return id.base;
+}
+
+/* ---- tracking and access logs ---- */
+
+int64_t me_http_inflight(void)
+{
+    return atomic_load(&inflight);
+}
+
+static void on_tracked_dispose(void *p)
+{
+    atomic_fetch_sub(&inflight, 1);
+    me_metric_add(inflight_gauge, NULL, -1);
+}
+
+static int on_track(h2o_handler_t *self, h2o_req_t *req)
+{
+    h2o_mem_alloc_shared(&req->pool, 1, on_tracked_dispose);
+    atomic_fetch_add(&inflight, 1);
+    me_metric_add(inflight_gauge, NULL, 1);
+    me_http_reqid(req);
+    return -1; /* on to the route's own handler */
+}
+
+static double seconds_between(const struct timeval *a, const struct timeval *b)
+{
+    if (a->tv_sec == 0 || b->tv_sec == 0)
+        return 0;
+    return (double)(b->tv_sec - a->tv_sec) + (double)(b->tv_usec - a->tv_usec) / 1e6;
+}
+
+static void on_log_access(h2o_logger_t *_self, h2o_req_t *req)
+{
+    access_logger_t *self = (access_logger_t *)_self;
+    char status[8];
+    snprintf(status, sizeof(status), "%d", req->res.status);
+    /* libh2o's timestamps come from a clock cached once per loop iteration, so a fast
+     * response would measure 0: end at the real time of logging instead */
+    struct timeval end;
+    gettimeofday(&end, NULL);
+    double duration = seconds_between(&req->timestamps.request_begin_at, &end);
+    uint64_t in = req->entity.base != NULL ? req->entity.len : 0;
+
+    const char *labels[] = {self->route, status};
+    me_metric_add(requests_total, labels, 1);
+    me_metric_add(request_seconds, labels, duration);
+    me_metric_add(bytes_in_total, labels, (double)in);
+    me_metric_add(bytes_out_total, labels, (double)req->bytes_sent);
+
+    size_t pathlen = req->path.len;
+    if (req->query_at != SIZE_MAX && req->query_at < pathlen)
+        pathlen = req->query_at;
+    me_access_t a = {
+        .reqid = me_http_reqid(req),
+        .method = req->method.base,
+        .method_len = req->method.len,
+        .path = req->path.base,
+        .path_len = pathlen,
+        .route = self->route,
+        .protocol = req->version >= 0x200 ? "HTTP/2" : req->version == 0x101 ? "HTTP/1.1" : "HTTP/1.0",
+        .status = req->res.status,
+        .bytes_in = in,
+        .bytes_out = req->bytes_sent,
+        .duration = duration,
+    };
+    me_log_access(&a);
+}
+
+static void track(h2o_pathconf_t *pathconf, const char *route)
+{
+    tracker_t *t = (tracker_t *)h2o_create_handler(pathconf, sizeof(*t));
+    t->super.on_req = on_track;
+    t->route = route;
+    access_logger_t *l = (access_logger_t *)h2o_create_logger(pathconf, sizeof(*l));
+    l->super.log_access = on_log_access;
+    l->route = route;
+}
+
+h2o_pathconf_t *me_http_route(h2o_hostconf_t *host, const char *path, const char *route)
+{
+    h2o_pathconf_t *pathconf = h2o_config_register_path(host, path, 0);
+    track(pathconf, route);
+    return pathconf;
+}
+
+static int on_not_found(h2o_handler_t *self, h2o_req_t *req)
+{
+    me_http_send_error(req, ME_ENOTFOUND, NULL);
+    return 0;
+}
+
+h2o_pathconf_t *me_http_fallback(h2o_hostconf_t *host)
+{
+    track(&host->fallback_path, "other");
+    return &host->fallback_path;
+}
+
+void me_http_not_found(h2o_pathconf_t *pathconf)
+{
+    h2o_create_handler(pathconf, sizeof(h2o_handler_t))->on_req = on_not_found;
+}
+
+/* ---- responses ---- */
+
+static const char *reason_phrase(int status)
+{
+    switch (status) {
+    case 200: return "OK";
+    case 201: return "Created";
+    case 204: return "No Content";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 409: return "Conflict";
+    case 412: return "Precondition Failed";
+    case 413: return "Content Too Large";
+    case 415: return "Unsupported Media Type";
+    case 503: return "Service Unavailable";
+    default: return status >= 500 ? "Internal Server Error" : "";
+    }
+}
+
+void me_http_send_json(h2o_req_t *req, int status, const char *body, size_t len)
+{
+    req->res.status = status;
+    req->res.reason = reason_phrase(status);
+    req->res.content_length = len;
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, H2O_STRLIT("application/json"));
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("no-store"));
+    h2o_send_inline(req, body, len);
+}
+
+void me_http_send_error(h2o_req_t *req, int err, const char *message)
+{
+    char escaped[1024], body[1200];
+    int status = me_err_status(err);
+    if (message == NULL)
+        message = me_err_message(err);
+    me_log_json_escape(escaped, sizeof(escaped), message, strlen(message));
+    int len = snprintf(body, sizeof(body), "{\"error\":\"%s\",\"message\":\"%s\"}", me_err_code(err), escaped);
+    if (status == 401) {
+        if (err == ME_EUNAUTHORIZED && h2o_find_header(&req->headers, H2O_TOKEN_AUTHORIZATION, -1) < 0)
+            h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_WWW_AUTHENTICATE, NULL,
+                           H2O_STRLIT("Bearer realm=\"mediaedge\""));
+        else
+            h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_WWW_AUTHENTICATE, NULL,
+                           H2O_STRLIT("Bearer realm=\"mediaedge\", error=\"invalid_token\""));
+    } else if (status == 503) {
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, H2O_STRLIT("5"));
+    }
+    me_http_send_json(req, status, body, (size_t)len);
+}
+
+int me_http_check_method(h2o_req_t *req, const char *allow)
+{
+    for (const char *p = allow; *p != '\0';) {
+        size_t n = strcspn(p, ", ");
+        if (h2o_memis(req->method.base, req->method.len, p, n))
+            return 1;
+        p += n;
+        p += strspn(p, ", ");
+    }
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, allow, strlen(allow));
+    me_http_send_error(req, ME_EMETHOD, NULL);
+    return 0;
+}
+
+/* ---- tokens ---- */
+
+int me_http_authorize(h2o_req_t *req, me_token_verifier_t *v, me_scope_t scope, me_token_claims_t *claims)
+{
+    int err = ME_EUNAUTHORIZED;
+    const char *message = "A valid bearer token is required (Authorization: Bearer <token>).";
+    ssize_t i = h2o_find_header(&req->headers, H2O_TOKEN_AUTHORIZATION, -1);
+    if (i >= 0) {
+        h2o_iovec_t value = req->headers.entries[i].value;
+        if (value.len > 7 && h2o_lcstris(value.base, 7, H2O_STRLIT("bearer "))) {
+            const char *token = value.base + 7;
+            size_t len = value.len - 7;
+            while (len > 0 && *token == ' ')
+                token++, len--;
+            err = me_token_verify(v, token, len, (int64_t)time(NULL), claims);
+            if (err == ME_ETOKEN_EXPIRED)
+                message = "The token has expired (or is not valid yet); ask the app for a new one.";
+            else if (err != 0)
+                message = "The bearer token is not valid.";
+        }
+    }
+    if (err == 0 && scope != 0 && claims->scope != scope) {
+        err = ME_EFORBIDDEN;
+        message = scope == ME_SCOPE_UPLOAD ? "This token does not allow uploads." : "This token does not allow viewing.";
+    }
+    if (err != 0) {
+        me_http_send_error(req, err, message);
+        return err;
+    }
+    return 0;
+}
+
+/* ---- handing work to a pool ---- */
+
+struct me_http_anchor {
+    me_http_job_t *hj;
+};
+
+static size_t receiver_storage_key = SIZE_MAX;
+
+void me_http_context_init(h2o_context_t *ctx, h2o_multithread_receiver_t *receiver)
+{
+    /* the storage key is assigned by the first context: loops start concurrently */
+    static pthread_mutex_t key_lock = PTHREAD_MUTEX_INITIALIZER;
+    me_pool_receiver_init(ctx->queue, receiver);
+    pthread_mutex_lock(&key_lock);
+    void **slot = h2o_context_get_storage(ctx, &receiver_storage_key, NULL);
+    pthread_mutex_unlock(&key_lock);
+    *slot = receiver;
+}
+
+static void on_anchor_dispose(void *p)
+{
+    struct me_http_anchor *anchor = p;
+    if (anchor->hj != NULL)
+        anchor->hj->req = NULL; /* the request died first: done() must not touch it */
+}
+
+static void http_job_work(me_job_t *job)
+{
+    me_http_job_t *hj = H2O_STRUCT_FROM_MEMBER(me_http_job_t, job, job);
+    hj->work(hj);
+}
+
+static void http_job_done(me_job_t *job)
+{
+    me_http_job_t *hj = H2O_STRUCT_FROM_MEMBER(me_http_job_t, job, job);
+    if (hj->req != NULL)
+        hj->_anchor->hj = NULL;
+    hj->done(hj);
+}
+
+int me_http_defer(h2o_req_t *req, me_pool_t *pool, me_http_job_t *hj)
+{
+    h2o_multithread_receiver_t *receiver = *h2o_context_get_storage(req->conn->ctx, &receiver_storage_key, NULL);
+    struct me_http_anchor *anchor = h2o_mem_alloc_shared(&req->pool, sizeof(*anchor), on_anchor_dispose);
+    anchor->hj = hj;
+    hj->req = req;
+    hj->_anchor = anchor;
+    hj->job.work = http_job_work;
+    hj->job.done = http_job_done;
+    int err = me_pool_submit(pool, &hj->job, receiver);
+    if (err != 0)
+        anchor->hj = NULL;
+    return err;
+}

@@ -1,1 +1,201 @@
-int main(void){return 0;}
+/* main.c: the mediaedge command: serve, check-config, token, version. */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <h2o.h>
+#include <openssl/crypto.h>
+#include "server/config.h"
+#include "server/log.h"
+#include "server/server.h"
+#include "server/token.h"
+
+extern char **environ;
+
+static int usage(FILE *out)
+{
+    fprintf(out,
+            "usage: mediaedge serve [--config FILE] [--announce]\n"
+            "       mediaedge check-config [--config FILE]\n"
+            "       mediaedge token --scope upload|view --user ID --album ID [--plan free|premium]\n"
+            "                       [--client app|browser] [--ttl SECONDS] [--max-bytes N] [--ref TEXT]\n"
+            "                       [--config FILE]\n"
+            "       mediaedge version\n"
+            "The configuration is FILE, else $MEDIAEDGE_CONFIG, else " ME_CONFIG_DEFAULT_PATH
+            " when it exists, else the\nembedded defaults; MEDIAEDGE_<SECTION>_<KEY> variables override it.\n");
+    return out == stderr ? 2 : 0;
+}
+
+/* Loads and resolves the configuration; on error prints "file:line: what is wrong" and
+ * returns 2 (cfg must still be freed). */
+static int load_config(me_config_t *cfg, const char *path)
+{
+    char err[1024];
+    if (path == NULL)
+        path = getenv("MEDIAEDGE_CONFIG");
+    if (path == NULL && access(ME_CONFIG_DEFAULT_PATH, F_OK) == 0)
+        path = ME_CONFIG_DEFAULT_PATH;
+    if (me_config_load(cfg, path, environ, err, sizeof(err)) != 0 ||
+        me_config_check_production(cfg, err, sizeof(err)) != 0) {
+        fprintf(stderr, "%s\n", err);
+        return 2;
+    }
+    me_config_resolve(cfg);
+    return 0;
+}
+
+static int parse_enum(const char *value, const char *a, const char *b, int *out)
+{
+    if (strcmp(value, a) == 0)
+        *out = 1;
+    else if (strcmp(value, b) == 0)
+        *out = 2;
+    else
+        return 0;
+    return 1;
+}
+
+static int cmd_token(int argc, char **argv, me_config_t *cfg)
+{
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'}, {"scope", required_argument, NULL, 's'},
+        {"user", required_argument, NULL, 'u'},   {"album", required_argument, NULL, 'a'},
+        {"plan", required_argument, NULL, 'p'},   {"client", required_argument, NULL, 'l'},
+        {"ttl", required_argument, NULL, 't'},    {"max-bytes", required_argument, NULL, 'm'},
+        {"ref", required_argument, NULL, 'r'},    {NULL, 0, NULL, 0}};
+    me_token_claims_t claims = {.plan = ME_PLAN_FREE, .client = ME_CLIENT_APP};
+    const char *config = NULL, *user = NULL, *album = NULL, *ref = "";
+    long long ttl = 3600, max_bytes = 0;
+    int scope = 0, plan = ME_PLAN_FREE, client = ME_CLIENT_APP, c;
+    char err[512], *end;
+
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c': config = optarg; break;
+        case 's':
+            if (!parse_enum(optarg, "upload", "view", &scope))
+                goto bad;
+            break;
+        case 'u': user = optarg; break;
+        case 'a': album = optarg; break;
+        case 'p':
+            if (!parse_enum(optarg, "free", "premium", &plan))
+                goto bad;
+            break;
+        case 'l':
+            if (!parse_enum(optarg, "app", "browser", &client))
+                goto bad;
+            break;
+        case 't':
+            errno = 0;
+            ttl = strtoll(optarg, &end, 10);
+            if (errno != 0 || *end != '\0' || ttl <= 0 || ttl > 366LL * 24 * 3600)
+                goto bad;
+            break;
+        case 'm':
+            errno = 0;
+            max_bytes = strtoll(optarg, &end, 10);
+            if (errno != 0 || *end != '\0' || max_bytes < 0)
+                goto bad;
+            break;
+        case 'r': ref = optarg; break;
+        default: return usage(stderr);
+        }
+    }
+    if (scope == 0 || user == NULL || album == NULL || optind != argc)
+        return usage(stderr);
+    if (strlen(user) > ME_TOKEN_ID_MAX || strlen(album) > ME_TOKEN_ID_MAX || strlen(ref) > ME_TOKEN_REF_MAX) {
+        fprintf(stderr, "mediaedge token: --user and --album take at most %d characters, --ref %d\n",
+                ME_TOKEN_ID_MAX, ME_TOKEN_REF_MAX);
+        return 2;
+    }
+    if (load_config(cfg, config) != 0)
+        return 2;
+    strcpy(claims.sub, user);
+    strcpy(claims.album, album);
+    strcpy(claims.ref, ref);
+    claims.scope = (me_scope_t)scope;
+    claims.plan = (me_plan_t)plan;
+    claims.client = (me_client_t)client;
+    claims.max_bytes = (uint64_t)max_bytes;
+
+    int64_t now = (int64_t)time(NULL);
+    char *token = me_token_mint(cfg, &claims, now, ttl, err, sizeof(err));
+    if (token == NULL) {
+        fprintf(stderr, "mediaedge token: %s\n", err);
+        return 2;
+    }
+    /* a token this server would refuse is no use to anyone: check it the way requests are */
+    me_token_verifier_t *v = me_token_verifier_new(cfg, err, sizeof(err));
+    me_token_claims_t check;
+    int status = 0;
+    if (v == NULL || me_token_verify(v, token, strlen(token), now, &check) != 0) {
+        fprintf(stderr, "mediaedge token: %s\n",
+                v == NULL ? err : "the token does not verify with the configured key (do the ES256 keys pair?)");
+        status = 2;
+    } else {
+        printf("%s\n", token);
+    }
+    me_token_verifier_free(v);
+    free(token);
+    return status;
+
+bad:
+    fprintf(stderr, "mediaedge token: bad value '%s'\n", optarg);
+    return usage(stderr);
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
+                                         {"announce", no_argument, NULL, 'a'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    me_config_t cfg;
+    const char *config = NULL;
+    int announce = 0, status, c;
+
+    if (argc < 2)
+        return usage(stderr);
+    const char *cmd = argv[1];
+    me_config_defaults(&cfg);
+    if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
+        printf("mediaedge %s (libh2o %s, %s)\n", ME_VERSION, H2O_VERSION, OpenSSL_version(OPENSSL_VERSION));
+        return 0;
+    }
+    if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0)
+        return usage(stdout);
+    argc--, argv++;
+    if (strcmp(cmd, "token") == 0) {
+        status = cmd_token(argc, argv, &cfg);
+        me_config_free(&cfg);
+        return status;
+    }
+    if (strcmp(cmd, "serve") != 0 && strcmp(cmd, "check-config") != 0)
+        return usage(stderr);
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        if (c == 'c')
+            config = optarg;
+        else if (c == 'a' && strcmp(cmd, "serve") == 0)
+            announce = 1;
+        else
+            return usage(c == 'h' ? stdout : stderr);
+    }
+    if (optind != argc)
+        return usage(stderr);
+    if ((status = load_config(&cfg, config)) != 0)
+        goto exit;
+    if (strcmp(cmd, "check-config") == 0) {
+        me_config_print(&cfg, stdout);
+        goto exit;
+    }
+    me_log_init(cfg.log_level, cfg.log_access, 2);
+    status = me_server_run(&cfg, announce);
+
+exit:
+    me_config_free(&cfg);
+    return status;
+}

@@ -1,0 +1,72 @@
+/* http.h: what every route shares: registration with request tracking and access logging,
+ * request ids, JSON responses, the one mapping of core errors to HTTP responses, bearer
+ * token checks, and handing blocking work to a pool without outliving the request. */
+#ifndef ME_HTTP_H
+#define ME_HTTP_H
+
+#include <stdint.h>
+#include <h2o.h>
+#include "server/error.h"
+#include "server/pool.h"
+#include "server/token.h"
+
+#define ME_REQID_MAX 64
+
+/* Creates the pathconf for path on host, labelled route in logs and metrics, with the request
+ * tracker (request id, in-flight count) as its first handler and the access logger. Endpoint
+ * families add their own handler to the returned pathconf. route is not copied. */
+h2o_pathconf_t *me_http_route(h2o_hostconf_t *host, const char *path, const char *route);
+
+/* Sets up tracking and logging ("other") of the host's fallback pathconf (paths no route
+ * matched) and returns it, so that handlers may be added to it. */
+h2o_pathconf_t *me_http_fallback(h2o_hostconf_t *host);
+
+/* Adds the handler that answers any request reaching it with a JSON 404; register it last. */
+void me_http_not_found(h2o_pathconf_t *pathconf);
+
+/* The request's id: the client's X-Request-Id when it is [A-Za-z0-9._-]{1,64}, else a fresh
+ * random one; also sent back as X-Request-Id. Allocated from req->pool. */
+const char *me_http_reqid(h2o_req_t *req);
+
+/* Requests being processed in this process (from routing until their pool is freed). */
+int64_t me_http_inflight(void);
+
+/* Sends body (of len bytes, copied) with status and Content-Type application/json. */
+void me_http_send_json(h2o_req_t *req, int status, const char *body, size_t len);
+
+/* Sends {"error":"<code>","message":"<message>"} with the status me_err_status(err) maps
+ * to; message NULL uses the default one. 401s carry WWW-Authenticate, 503s Retry-After. */
+void me_http_send_error(h2o_req_t *req, int err, const char *message);
+
+/* Returns 1 when the request's method is one of allow (e.g. "GET, HEAD"); otherwise sends
+ * 405 with an Allow header and returns 0. allow must be a string literal or outlive req. */
+int me_http_check_method(h2o_req_t *req, const char *allow);
+
+/* Checks the request's "Authorization: Bearer <token>" with v at the current time and that
+ * its scope is scope (0 accepts either). Returns 0 with *claims filled, or an error after sending the error
+ * response itself (401 missing/invalid/expired, 403 wrong scope). */
+int me_http_authorize(h2o_req_t *req, me_token_verifier_t *v, me_scope_t scope,
+                      me_token_claims_t *claims) ME_MUST_CHECK;
+
+/* Blocking work for a request. Embed it in a struct allocated with malloc (not from
+ * req->pool: the request may die first), fill work and done, and call me_http_defer().
+ * In done() (on the loop thread) ->req is NULL when the client went away (HTTP/2 reset,
+ * closed connection); done() must then only clean up. done() frees the enclosing struct. */
+typedef struct me_http_job {
+    me_job_t job;
+    h2o_req_t *req;
+    void (*work)(struct me_http_job *hj);
+    void (*done)(struct me_http_job *hj);
+    /* private */
+    struct me_http_anchor *_anchor;
+} me_http_job_t;
+
+/* Runs hj->work on pool and hj->done back on the request's loop thread. Returns 0, or
+ * ME_EBUSY/ME_EDRAINING when the pool refuses it (hj untouched: the caller answers and
+ * frees). */
+int me_http_defer(h2o_req_t *req, me_pool_t *pool, me_http_job_t *hj) ME_MUST_CHECK;
+
+/* The loop-thread receiver for deferred jobs of ctx; set up by the server per loop. */
+void me_http_context_init(h2o_context_t *ctx, h2o_multithread_receiver_t *receiver);
+
+#endif
