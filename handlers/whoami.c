@@ -19,7 +19,20 @@ static int on_req(h2o_handler_t *_self, h2o_req_t *req)
 
     if (!me_http_check_method(req, "GET, HEAD"))
         return 0;
-    if (me_http_authorize(req, me_server_verifier(self->srv), 0, &c) != 0)
+    /* ?scope=upload (or view) asks whether the token allows that */
+    me_scope_t scope = 0;
+    if (req->query_at != SIZE_MAX) {
+        h2o_iovec_t q = h2o_iovec_init(req->path.base + req->query_at, req->path.len - req->query_at);
+        if (h2o_memis(q.base, q.len, H2O_STRLIT("?scope=upload")))
+            scope = ME_SCOPE_UPLOAD;
+        else if (h2o_memis(q.base, q.len, H2O_STRLIT("?scope=view")))
+            scope = ME_SCOPE_VIEW;
+        else {
+            me_http_send_error(req, ME_EINVAL, "The only query is ?scope=upload or ?scope=view.");
+            return 0;
+        }
+    }
+    if (me_http_authorize(req, me_server_verifier(self->srv), scope, &c) != 0)
         return 0;
     me_log_json_escape(ref, sizeof(ref), c.ref, strlen(c.ref));
     int len = snprintf(body, sizeof(body),

@@ -19,6 +19,8 @@ ME_HISTOGRAM(request_seconds, "mediaedge_http_request_duration_seconds",
              "Time from the first byte of a request to the last byte of its response.", "route", latency_buckets)
 ME_COUNTER(bytes_in_total, "mediaedge_http_request_body_bytes_total", "Request body bytes received.", "route")
 ME_COUNTER(bytes_out_total, "mediaedge_http_response_body_bytes_total", "Response body bytes sent.", "route")
+ME_COUNTER(auth_total, "mediaedge_auth_total",
+           "Bearer token checks by result: ok, missing, invalid, expired, forbidden (wrong scope).", "result")
 ME_GAUGE(inflight_gauge, "mediaedge_http_requests_in_flight", "Requests being processed.", NULL)
 
 static _Atomic int64_t inflight;
@@ -272,6 +274,12 @@ int me_http_authorize(h2o_req_t *req, me_token_verifier_t *v, me_scope_t scope, 
         err = ME_EFORBIDDEN;
         message = scope == ME_SCOPE_UPLOAD ? "This token does not allow uploads." : "This token does not allow viewing.";
     }
+    const char *result = err == 0                   ? "ok"
+                         : err == ME_EFORBIDDEN     ? "forbidden"
+                         : err == ME_ETOKEN_EXPIRED ? "expired"
+                         : i < 0                    ? "missing"
+                                                    : "invalid";
+    me_metric_add(auth_total, &result, 1);
     if (err != 0) {
         me_http_send_error(req, err, message);
         return err;

@@ -19,7 +19,11 @@
 #include <openssl/pem.h>
 #include <openssl/sha.h>
 #include "server/b64.h"
+#include "server/metrics.h"
 #include "server/token.h"
+
+ME_COUNTER(signature_checks, "mediaedge_token_signature_checks_total",
+           "Token signatures checked (tokens found in the cache need none).", NULL)
 
 /* 9999-12-31T23:59:59Z. Bounding exp/nbf/iat (and the leeway) keeps the time sums exact. */
 #define TOKEN_TIME_MAX INT64_C(253402300799)
@@ -253,6 +257,7 @@ static int check_signature(me_token_verifier_t *v, const char *input, size_t len
     if (sig_len != (v->alg == ME_ALG_ES256 ? ES256_SIG_LEN : HS256_SIG_LEN))
         return ME_EUNAUTHORIZED;
     atomic_fetch_add_explicit(&v->verifications, 1, memory_order_relaxed);
+    me_metric_add(signature_checks, NULL, 1);
     if (v->alg == ME_ALG_ES256)
         return es256_verify(v->pkey, input, len, sig);
     ok = hs256(v->secret, v->secret_len, input, len, mac) == ME_OK &&

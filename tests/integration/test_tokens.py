@@ -97,3 +97,25 @@ def test_wrong_audience_refused(make_server):
                        "mediaedge-development-key-do-not-use-in-production", algorithm="HS256")
     r = requests.get(s.http + "/v1/whoami", headers={"Authorization": "Bearer " + token})
     assert r.status_code == 401
+
+
+def test_wrong_scope_is_403(server):
+    token = server.token("--scope", "view", "--user", "u1", "--album", "a1")
+    auth = {"Authorization": "Bearer " + token}
+    assert requests.get(server.http + "/v1/whoami?scope=view", headers=auth).status_code == 200
+    r = requests.get(server.http + "/v1/whoami?scope=upload", headers=auth)
+    assert r.status_code == 403
+    assert r.json()["error"] == "forbidden"
+    assert requests.get(server.http + "/v1/whoami?scope=../x", headers=auth).status_code == 400
+
+
+def test_repeated_token_costs_one_signature_check(server):
+    def checks():
+        for line in requests.get(server.http + "/metrics").text.splitlines():
+            if line.startswith("mediaedge_token_signature_checks_total "):
+                return float(line.split()[1])
+    token = server.token("--scope", "upload", "--user", "u9", "--album", "a9")
+    before = checks()
+    for _ in range(20):
+        assert requests.get(server.http + "/v1/whoami", headers={"Authorization": "Bearer " + token}).status_code == 200
+    assert checks() - before == 1
