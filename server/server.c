@@ -274,25 +274,42 @@ static int setup_globalconf(me_server_t *srv, char *err, size_t errlen)
 
 /* ---- start-up and shutdown ---- */
 
+/* "0.0.0.0:8443" -> "localhost:8443" for a URL a person can paste. */
+static const char *pasteable(const char *hostport, char *buf, size_t len)
+{
+    const char *port = strrchr(hostport, ':');
+    if (strncmp(hostport, "0.0.0.0:", 8) == 0 || strncmp(hostport, "[::]:", 5) == 0 || hostport[0] == ':')
+        snprintf(buf, len, "localhost%s", port);
+    else
+        snprintf(buf, len, "%s", hostport);
+    return buf;
+}
+
 static void announce(me_server_t *srv)
 {
-    me_config_t *cfg = srv->cfg;
-    const char *https = cfg->listen_https, *http = cfg->listen_http;
-    printf("mediaedge %s is serving\n", ME_VERSION);
-    if (https[0])
-        printf("  HTTPS (HTTP/2 and HTTP/1.1): https://%s/\n", https);
-    if (http[0])
-        printf("  HTTP (HTTP/1.1 and h2c):      http://%s/\n", http);
+    const me_config_t *cfg = srv->cfg;
+    char https[300], http[300], err[256];
     me_token_claims_t claims = {.sub = "demo-user", .album = "demo-album", .scope = ME_SCOPE_UPLOAD,
                                 .plan = ME_PLAN_PREMIUM, .client = ME_CLIENT_APP};
-    char err[256];
     char *token = me_token_mint(cfg, &claims, (int64_t)time(NULL), 3600, err, sizeof(err));
-    const char *port = strrchr(https[0] ? https : http, ':') + 1;
-    printf("Try it:\n  curl %s%s://localhost:%s/readyz\n", https[0] ? "-k --http2 " : "",
-           https[0] ? "https" : "http", port);
+
+    printf("mediaedge %s is serving (%s profile)\n", ME_VERSION,
+           me_config_is_production(cfg) ? "production" : "development");
+    if (cfg->listen_https[0])
+        printf("  https://%s  HTTP/2 and HTTP/1.1 over TLS%s\n", pasteable(cfg->listen_https, https, sizeof(https)),
+               cfg->tls_cert_file[0] ? "" : " (self-signed certificate: curl -k)");
+    if (cfg->listen_http[0])
+        printf("  http://%s   HTTP/1.1 and h2c\n", pasteable(cfg->listen_http, http, sizeof(http)));
     if (token != NULL) {
-        printf("An upload token for user demo-user, album demo-album (premium, one hour):\n  TOKEN=%s\n", token);
+        printf("Try it, with an upload token for user demo-user, album demo-album (premium, one hour):\n"
+               "  TOKEN=%s\n", token);
+        if (cfg->listen_https[0])
+            printf("  curl -sk --http2 -H \"Authorization: Bearer $TOKEN\" https://%s/v1/whoami\n", https);
+        else
+            printf("  curl -s --http2-prior-knowledge -H \"Authorization: Bearer $TOKEN\" http://%s/v1/whoami\n", http);
         free(token);
+    } else {
+        printf("Try it:\n  curl %s/readyz\n", cfg->listen_https[0] ? "-k https://" : "http://");
     }
     fflush(stdout);
 }
