@@ -347,12 +347,6 @@ static void buf_escaped(metric_buf_t *b, const char *s, size_t n, int quote)
     }
 }
 
-static void buf_u64(metric_buf_t *b, uint64_t v)
-{
-    char tmp[24];
-    buf_add(b, tmp, (size_t)snprintf(tmp, sizeof(tmp), "%" PRIu64, v));
-}
-
 /* Integral values without a decimal point, others in the shortest of %.15g/%.17g that reads
  * back exactly; +Inf, -Inf, NaN as the format spells them. Needs the "C" numeric locale. */
 static void buf_number(metric_buf_t *b, double v)
@@ -393,40 +387,33 @@ static void render_labels(metric_buf_t *b, const me_metric_t *m, const metric_se
     buf_str(b, "}");
 }
 
+/* One sample line: name + suffix, the series' labels (and le), the value. */
+static void render_sample(metric_buf_t *b, const me_metric_t *m, const metric_series_t *s, const char *suffix,
+                          const double *le, double value)
+{
+    buf_str(b, m->name);
+    buf_str(b, suffix);
+    render_labels(b, m, s, le);
+    buf_str(b, " ");
+    buf_number(b, value);
+    buf_str(b, "\n");
+}
+
 static void render_series(metric_buf_t *b, const me_metric_t *m, metric_series_t *s)
 {
+    static const double inf = INFINITY;
     double sum = bits_double(atomic_load_explicit(&s->bits, memory_order_relaxed));
     if (m->type != ME_METRIC_HISTOGRAM) {
-        buf_str(b, m->name);
-        render_labels(b, m, s, NULL);
-        buf_str(b, " ");
-        buf_number(b, sum);
-        buf_str(b, "\n");
+        render_sample(b, m, s, "", NULL, sum);
         return;
     }
     uint64_t cumulative = 0;
     for (size_t i = 0; i <= m->nbuckets; i++) {
-        static const double inf = INFINITY;
         cumulative += atomic_load_explicit(&s->bucket[i], memory_order_relaxed);
-        buf_str(b, m->name);
-        buf_str(b, "_bucket");
-        render_labels(b, m, s, i < m->nbuckets ? &m->buckets[i] : &inf);
-        buf_str(b, " ");
-        buf_u64(b, cumulative);
-        buf_str(b, "\n");
+        render_sample(b, m, s, "_bucket", i < m->nbuckets ? &m->buckets[i] : &inf, (double)cumulative);
     }
-    buf_str(b, m->name);
-    buf_str(b, "_sum");
-    render_labels(b, m, s, NULL);
-    buf_str(b, " ");
-    buf_number(b, sum);
-    buf_str(b, "\n");
-    buf_str(b, m->name);
-    buf_str(b, "_count");
-    render_labels(b, m, s, NULL);
-    buf_str(b, " ");
-    buf_u64(b, cumulative);
-    buf_str(b, "\n");
+    render_sample(b, m, s, "_sum", NULL, sum);
+    render_sample(b, m, s, "_count", NULL, (double)cumulative);
 }
 
 static void render_metric(metric_buf_t *b, me_metric_t *m)

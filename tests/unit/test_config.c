@@ -90,9 +90,26 @@ static int teardown(void **state)
     return nftw(dir, remove_entry, 8, FTW_DEPTH | FTW_PHYS);
 }
 
+typedef struct {
+    const char *in;
+    int rc;
+    uint64_t out;
+} parse_case_t;
+
+/* Runs a parser over a table: the expected result, and the output untouched on error. */
+static void check_parser(int (*parse)(const char *, uint64_t *), const parse_case_t *cases, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        uint64_t out = 12345;
+        print_message("'%s'\n", cases[i].in);
+        assert_int_equal(parse(cases[i].in, &out), cases[i].rc);
+        assert_int_equal(out, cases[i].rc ? 12345 : cases[i].out);
+    }
+}
+
 static void test_parse_size(void **state)
 {
-    static const struct { const char *in; int rc; uint64_t out; } cases[] = {
+    static const parse_case_t cases[] = {
         {"0", 0, 0}, {"1024", 0, 1024}, {"512k", 0, 512 * KIB}, {"512K", 0, 512 * KIB},
         {"512KiB", 0, 512 * KIB}, {"16M", 0, 16 * MIB}, {"16MiB", 0, 16 * MIB},
         {"1G", 0, GIB}, {"1GiB", 0, GIB}, {"18446744073709551615", 0, UINT64_MAX},
@@ -103,17 +120,12 @@ static void test_parse_size(void **state)
         {"18446744073709551616", ME_EINVAL, 0}, {"17179869184G", ME_EINVAL, 0},
     };
     (void)state;
-    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        uint64_t out = 12345;
-        print_message("size '%s'\n", cases[i].in);
-        assert_int_equal(me_config_parse_size(cases[i].in, &out), cases[i].rc);
-        assert_int_equal(out, cases[i].rc ? 12345 : cases[i].out);
-    }
+    check_parser(me_config_parse_size, cases, sizeof(cases) / sizeof(cases[0]));
 }
 
 static void test_parse_duration(void **state)
 {
-    static const struct { const char *in; int rc; uint64_t out; } cases[] = {
+    static const parse_case_t cases[] = {
         {"0", 0, 0}, {"250ms", 0, 250}, {"5s", 0, 5000}, {"2m", 0, 120000},
         {"1h", 0, 3600000}, {"30", 0, 30000}, {"0ms", 0, 0},
         {"18446744073709551615ms", 0, UINT64_MAX},
@@ -122,12 +134,7 @@ static void test_parse_duration(void **state)
         {"18446744073709551615s", ME_EINVAL, 0}, {"5124095576030432h", ME_EINVAL, 0},
     };
     (void)state;
-    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        uint64_t out = 12345;
-        print_message("duration '%s'\n", cases[i].in);
-        assert_int_equal(me_config_parse_duration(cases[i].in, &out), cases[i].rc);
-        assert_int_equal(out, cases[i].rc ? 12345 : cases[i].out);
-    }
+    check_parser(me_config_parse_duration, cases, sizeof(cases) / sizeof(cases[0]));
 }
 
 static void test_format_round_trip(void **state)
