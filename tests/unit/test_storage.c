@@ -1,0 +1,954 @@
+/* test_storage.c: unit tests of server/storage.c and the file backend in real temporary
+ * directories: keys, round trips, ranges, listing, multipart, the order of the durable
+ * write's system calls, injected failures, concurrency and file descriptors. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "server/storage_file.c"
+
+#define MIB (1024 * 1024)
+
+static char tmpdir[64];  /* removed after each test */
+static char root[128];   /* tmpdir/store/data: made by me_storage_open */
+static me_storage_t *st;
+static int quiet_fd; /* /dev/null: the failures injected on purpose log errors */
+
+/* ---- the system-call seam: every call counted, some recorded, any made to fail ---- */
+
+typedef struct {
+    const char *op;
+    ino_t ino; /* of the fd the call works on (for renameat: the destination directory) */
+} event_t;
+
+static event_t events[512];
+static int nevents, recording;
+static int calls; /* every seam call, recording or not */
+static int fail_write, fail_fdatasync, fail_copy; /* errno to inject, 0 for none */
+static const char *replace_key, *replace_with; /* once: replaced just before it is opened to read */
+
+static void record(const char *op, int fd)
+{
+    struct stat sb;
+    calls++;
+    if (recording && nevents < (int)(sizeof(events) / sizeof(events[0])))
+        events[nevents++] = (event_t){op, fstat(fd, &sb) == 0 ? sb.st_ino : 0};
+}
+
+static int fake_openat(int dirfd, const char *path, int flags, ...)
+{
+    unsigned mode = 0;
+    if (flags & O_CREAT) {
+        va_list ap;
+        va_start(ap, flags);
+        mode = va_arg(ap, unsigned);
+        va_end(ap);
+    }
+    calls++;
+    if (replace_key && strcmp(path, replace_key) == 0 && !(flags & O_DIRECTORY)) {
+        const char *with = replace_with;
+        replace_key = NULL;
+        assert_int_equal(me_storage_put(st, path, with, strlen(with)), 0);
+    }
+    return openat(dirfd, path, flags, mode);
+}
+
+static ssize_t fake_write(int fd, const void *buf, size_t len)
+{
+    record("write", fd);
+    if (fail_write)
+        return errno = fail_write, -1;
+    return write(fd, buf, len);
+}
+
+static ssize_t fake_copy_file_range(int in, off_t *in_off, int out, off_t *out_off, size_t len, unsigned flags)
+{
+    record("write", out);
+    if (fail_copy)
+        return errno = fail_copy, -1;
+    return copy_file_range(in, in_off, out, out_off, len, flags);
+}
+
+static int fake_fdatasync(int fd)
+{
+    record("fdatasync", fd);
+    if (fail_fdatasync)
+        return errno = fail_fdatasync, -1;
+    return fdatasync(fd);
+}
+
+static int fake_fsync(int fd)
+{
+    record("fsync", fd);
+    return fsync(fd);
+}
+
+static int fake_renameat(int olddir, const char *oldpath, int newdir, const char *newpath)
+{
+    record("renameat", newdir);
+    return renameat(olddir, oldpath, newdir, newpath);
+}
+
+static int fake_mkdirat(int dirfd, const char *path, mode_t mode)
+{
+    record("mkdirat", dirfd);
+    return mkdirat(dirfd, path, mode);
+}
+
+static int fake_unlinkat(int dirfd, const char *path, int flags)
+{
+    record("unlinkat", dirfd);
+    return unlinkat(dirfd, path, flags);
+}
+
+static int fake_close(int fd)
+{
+    calls++;
+    return close(fd);
+}
+
+/* ---- fixtures and helpers ---- */
+
+static me_storage_t *open_store(const char *backend, const char *dir, char *err, size_t errlen)
+{
+    me_config_t cfg = {0};
+    cfg.storage_backend = (char *)backend;
+    cfg.storage_root = (char *)dir;
+    return me_storage_open(&cfg, err, errlen);
+}
+
+static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    return remove(path);
+}
+
+static int setup(void **state)
+{
+    char err[256];
+    sys.openat = fake_openat;
+    sys.write = fake_write;
+    sys.copy_file_range = fake_copy_file_range;
+    sys.fdatasync = fake_fdatasync;
+    sys.fsync = fake_fsync;
+    sys.renameat = fake_renameat;
+    sys.mkdirat = fake_mkdirat;
+    sys.unlinkat = fake_unlinkat;
+    sys.close = fake_close;
+    fail_write = fail_fdatasync = fail_copy = 0;
+    replace_key = NULL;
+    nevents = recording = 0;
+    snprintf(tmpdir, sizeof(tmpdir), "/tmp/test_storage.XXXXXX");
+    if (mkdtemp(tmpdir) == NULL)
+        return -1;
+    snprintf(root, sizeof(root), "%s/store/data", tmpdir);
+    if ((st = open_store("file", root, err, sizeof(err))) == NULL) {
+        print_error("%s\n", err);
+        nftw(tmpdir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+        return -1;
+    }
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    me_storage_close(st);
+    st = NULL;
+    me_log_init(ME_LOG_INFO, 0, quiet_fd);
+    return nftw(tmpdir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static void put_bytes(const char *key, const void *data, size_t len)
+{
+    assert_int_equal(me_storage_put(st, key, data, len), 0);
+}
+
+static void put_str(const char *key, const char *s)
+{
+    put_bytes(key, s, strlen(s));
+}
+
+static void assert_object(const char *key, const void *want, size_t len)
+{
+    char *data;
+    size_t got;
+    assert_int_equal(me_storage_get_all(st, key, len, &data, &got), 0);
+    assert_int_equal(got, len);
+    assert_memory_equal(data, want, len);
+    assert_int_equal(data[len], '\0');
+    free(data);
+}
+
+static void path_of(char *path, size_t size, const char *rel)
+{
+    snprintf(path, size, "%s/%s", root, rel);
+}
+
+static ino_t inode_of(const char *rel)
+{
+    char path[1024];
+    struct stat sb;
+    path_of(path, sizeof(path), rel);
+    assert_int_equal(stat(path, &sb), 0);
+    return sb.st_ino;
+}
+
+static int exists(const char *rel)
+{
+    char path[1024];
+    path_of(path, sizeof(path), rel);
+    return access(path, F_OK) == 0;
+}
+
+/* Entries of a directory under root, "." and ".." aside. */
+static int count_entries(const char *rel)
+{
+    char path[1024];
+    struct dirent *de;
+    DIR *d;
+    int n = 0;
+    path_of(path, sizeof(path), rel);
+    assert_non_null(d = opendir(path));
+    while ((de = readdir(d)) != NULL)
+        n += strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0;
+    closedir(d);
+    return n;
+}
+
+static int count_fds(void)
+{
+    struct dirent *de;
+    DIR *d = opendir("/proc/self/fd");
+    int n = 0;
+    assert_non_null(d);
+    while ((de = readdir(d)) != NULL)
+        n += de->d_name[0] != '.';
+    closedir(d);
+    return n;
+}
+
+static void fill_random(unsigned char *buf, size_t len, unsigned seed)
+{
+    for (size_t i = 0; i < len; i++) {
+        seed = seed * 1103515245u + 12345u;
+        buf[i] = (unsigned char)(seed >> 16);
+    }
+}
+
+/* Asserts the recorded calls made file_ino durable in dir_ino: written, the file synced,
+ * renamed into the directory, the directory synced, in that order, nothing written after
+ * the sync; and every directory that mkdir changed was synced before the rename. */
+static void assert_durable_order(ino_t file_ino, ino_t dir_ino)
+{
+    int w = -1, f = -1, r = -1, d = -1;
+    for (int i = 0; i < nevents; i++) {
+        const char *op = events[i].op;
+        if (strcmp(op, "write") == 0) {
+            assert_int_equal(f, -1);
+            w = i;
+        } else if (strcmp(op, "fdatasync") == 0 && events[i].ino == file_ino) {
+            f = i;
+        } else if (strcmp(op, "renameat") == 0 && events[i].ino == dir_ino) {
+            r = i;
+        } else if (strcmp(op, "fsync") == 0 && events[i].ino == dir_ino && r >= 0 && d < 0) {
+            d = i;
+        }
+    }
+    assert_true(w >= 0);
+    assert_true(w < f);
+    assert_true(f < r);
+    assert_true(r < d);
+    for (int i = 0; i < nevents; i++) {
+        if (strcmp(events[i].op, "mkdirat") != 0)
+            continue;
+        int synced = 0;
+        for (int j = i + 1; j < r; j++)
+            synced |= strcmp(events[j].op, "fsync") == 0 && events[j].ino == events[i].ino;
+        assert_true(synced);
+    }
+}
+
+static void start_recording(void)
+{
+    nevents = 0;
+    recording = 1;
+}
+
+/* ---- keys ---- */
+
+static void test_key_validation(void **state)
+{
+    char long_key[ME_STORAGE_KEY_MAX + 2];
+    static const char *good[] = {"a", "a/b", "uploads/0f3c.info", "A-Z_a-z.0-9/x.y.z", "a..b", "a./b-"};
+    static const char *bad[] = {"", "/a", "a/", "a//b", "../a", "a/../b", ".a", "a/.b", ".", "..", "a/./b",
+                                "a b", "a\\b", "a%2f", "a:b", "a\nb", "caf\xc3\xa9", "\xff"};
+
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
+        assert_true(me_storage_key_valid(good[i]));
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        assert_false(me_storage_key_valid(bad[i]));
+    assert_false(me_storage_key_valid(NULL));
+    memset(long_key, 'k', sizeof(long_key) - 1);
+    long_key[ME_STORAGE_KEY_MAX] = '\0';
+    assert_true(me_storage_key_valid(long_key));
+    long_key[ME_STORAGE_KEY_MAX] = 'k';
+    long_key[ME_STORAGE_KEY_MAX + 1] = '\0';
+    assert_false(me_storage_key_valid(long_key));
+}
+
+static void test_bad_keys_never_reach_the_backend(void **state)
+{
+    static const char *bad[] = {"", "/a", "a/", "a//b", "../a", "a/../b", ".tmp/x", ".multipart", "a b"};
+    me_storage_part_t part = {.number = 1};
+    me_storage_stat_t stat;
+    char buf[4], id[ME_STORAGE_UPLOAD_ID_MAX + 1], *data;
+    size_t got;
+
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        const char *k = bad[i];
+        calls = 0;
+        assert_int_equal(me_storage_put(st, k, "x", 1), ME_EINVAL);
+        assert_int_equal(me_storage_get(st, k, 0, sizeof(buf), buf, &got), ME_EINVAL);
+        assert_int_equal(me_storage_get_all(st, k, 10, &data, &got), ME_EINVAL);
+        assert_null(data);
+        assert_int_equal(me_storage_head(st, k, &stat), ME_EINVAL);
+        assert_int_equal(me_storage_delete(st, k), ME_EINVAL);
+        assert_int_equal(me_storage_multipart_begin(st, k, id, sizeof(id)), ME_EINVAL);
+        assert_string_equal(id, "");
+        assert_int_equal(me_storage_part_put(st, k, "0123456789abcdef0123456789abcdef", 1, "x", 1, &part), ME_EINVAL);
+        assert_int_equal(me_storage_multipart_complete(st, k, "0123456789abcdef0123456789abcdef", &part, 1),
+                         ME_EINVAL);
+        assert_int_equal(me_storage_multipart_abort(st, k, "0123456789abcdef0123456789abcdef"), ME_EINVAL);
+        assert_int_equal(calls, 0);
+    }
+    assert_int_equal(count_entries(""), 2); /* .tmp and .multipart only */
+}
+
+/* ---- objects ---- */
+
+static void test_round_trips(void **state)
+{
+    unsigned char bin[256], *big = malloc(3 * MIB);
+    me_storage_stat_t stat;
+    char *data;
+    size_t len;
+
+    for (int i = 0; i < 256; i++)
+        bin[i] = (unsigned char)i; /* NUL bytes included */
+    fill_random(big, 3 * MIB, 7);
+    put_str("media/m1.json", "{\"status\":\"uploaded\"}");
+    put_bytes("originals/al/bin", bin, sizeof(bin));
+    put_bytes("originals/al/big", big, 3 * MIB);
+    put_bytes("empty", "", 0);
+
+    assert_object("media/m1.json", "{\"status\":\"uploaded\"}", 21);
+    assert_object("originals/al/bin", bin, sizeof(bin));
+    assert_object("originals/al/big", big, 3 * MIB);
+    assert_object("empty", "", 0);
+    assert_true(exists("originals/al/big")); /* an operator finds key a/b/c at root/a/b/c */
+
+    assert_int_equal(me_storage_head(st, "originals/al/big", &stat), 0);
+    assert_int_equal(stat.size, 3 * MIB);
+    assert_true(stat.mtime > 1700000000);
+    assert_true(strlen(stat.etag) > 0 && strlen(stat.etag) <= ME_STORAGE_ETAG_MAX);
+
+    assert_int_equal(me_storage_get_all(st, "originals/al/big", 3 * MIB - 1, &data, &len), ME_ETOOLARGE);
+    assert_null(data);
+    assert_int_equal(me_storage_get_all(st, "missing", 10, &data, &len), ME_ENOTFOUND);
+    assert_int_equal(me_storage_head(st, "missing", &stat), ME_ENOTFOUND);
+    assert_int_equal(me_storage_head(st, "originals/al", &stat), ME_ENOTFOUND); /* a directory */
+    assert_int_equal(me_storage_head(st, "empty/x", &stat), ME_ENOTFOUND);     /* under a file */
+
+    assert_int_equal(me_storage_delete(st, "originals/al/big"), 0);
+    assert_int_equal(me_storage_head(st, "originals/al/big", &stat), ME_ENOTFOUND);
+    assert_int_equal(me_storage_delete(st, "originals/al/big"), 0); /* idempotent */
+    assert_int_equal(me_storage_delete(st, "never/was/here"), 0);
+    assert_int_equal(me_storage_delete(st, "originals"), 0); /* a directory is no object */
+    assert_object("originals/al/bin", bin, sizeof(bin));
+    free(big);
+}
+
+/* get_all reads one version whole even when the object is replaced between head and get */
+static void test_get_all_of_a_replaced_object(void **state)
+{
+    put_str("v", "short");
+    replace_key = "v", replace_with = "a longer version";
+    assert_object("v", "a longer version", 16);
+    assert_null(replace_key);
+    replace_key = "v", replace_with = "tiny";
+    char *data;
+    size_t len;
+    assert_int_equal(me_storage_get_all(st, "v", 100, &data, &len), 0);
+    assert_int_equal(len, 4);
+    assert_string_equal(data, "tiny");
+    free(data);
+}
+
+static void test_ranged_get(void **state)
+{
+    char buf[16];
+    size_t got;
+
+    put_str("r", "0123456789");
+    assert_int_equal(me_storage_get(st, "r", 3, 4, buf, &got), 0);
+    assert_int_equal(got, 4);
+    assert_memory_equal(buf, "3456", 4);
+    assert_int_equal(me_storage_get(st, "r", 8, sizeof(buf), buf, &got), 0); /* the end */
+    assert_int_equal(got, 2);
+    assert_memory_equal(buf, "89", 2);
+    assert_int_equal(me_storage_get(st, "r", 10, sizeof(buf), buf, &got), 0); /* offset == size */
+    assert_int_equal(got, 0);
+    assert_int_equal(me_storage_get(st, "r", 11, sizeof(buf), buf, &got), ME_EINVAL);
+    assert_int_equal(me_storage_get(st, "r", UINT64_MAX, sizeof(buf), buf, &got), ME_EINVAL);
+    assert_int_equal(me_storage_get(st, "nope", 0, sizeof(buf), buf, &got), ME_ENOTFOUND);
+}
+
+static void test_replace_changes_etag(void **state)
+{
+    me_storage_stat_t a, b, c;
+
+    put_str("x/y", "first");
+    assert_int_equal(me_storage_head(st, "x/y", &a), 0);
+    assert_int_equal(me_storage_head(st, "x/y", &b), 0);
+    assert_string_equal(a.etag, b.etag); /* stable while unchanged */
+    put_str("x/y", "other"); /* same size */
+    assert_int_equal(me_storage_head(st, "x/y", &c), 0);
+    assert_string_not_equal(a.etag, c.etag);
+    assert_int_equal(c.size, 5);
+    assert_object("x/y", "other", 5);
+}
+
+static void test_delete_removes_empty_directories(void **state)
+{
+    put_str("d1/keep", "k");
+    put_str("d1/d2/d3/x", "x");
+    ino_t d3 = inode_of("d1/d2/d3");
+    start_recording();
+    assert_int_equal(me_storage_delete(st, "d1/d2/d3/x"), 0);
+    recording = 0;
+    /* a deleted photo stays deleted after a crash: its directory is synced */
+    assert_true(nevents >= 2);
+    assert_string_equal(events[0].op, "unlinkat");
+    assert_int_equal(events[0].ino, d3);
+    assert_string_equal(events[1].op, "fsync");
+    assert_int_equal(events[1].ino, d3);
+    assert_false(exists("d1/d2"));
+    assert_true(exists("d1/keep"));
+    assert_int_equal(me_storage_delete(st, "d1/keep"), 0);
+    assert_false(exists("d1"));
+    assert_true(exists(".tmp")); /* never above the root's own entries */
+}
+
+/* ---- listing ---- */
+
+typedef struct {
+    char keys[32][64];
+    me_storage_stat_t stats[32];
+    int n, stop_at;
+} listed_t;
+
+static int collect(const char *key, const me_storage_stat_t *stat, void *arg)
+{
+    listed_t *l = arg;
+    assert_true(l->n < 32);
+    snprintf(l->keys[l->n], sizeof(l->keys[0]), "%s", key);
+    l->stats[l->n] = *stat;
+    return ++l->n == l->stop_at ? 7 : 0;
+}
+
+static void assert_listing(const char *prefix, const char *const *want, int nwant)
+{
+    listed_t l = {0};
+    assert_int_equal(me_storage_list(st, prefix, collect, &l), 0);
+    assert_int_equal(l.n, nwant);
+    for (int i = 0; i < nwant; i++)
+        assert_string_equal(l.keys[i], want[i]);
+}
+
+static void test_list_order_and_prefixes(void **state)
+{
+    static const char *keys[] = {"uploads/abc.info", "uploads/ab/x", "uploads/ac", "uploads/a", "uploadsX",
+                                 "a0", "a/b", "a.b", "a-b", "media/m.json", "Z"};
+    static const char *all[] = {"Z", "a-b", "a.b", "a/b", "a0", "media/m.json", "uploads/a", "uploads/ab/x",
+                                "uploads/abc.info", "uploads/ac", "uploadsX"};
+    static const char *ab[] = {"uploads/ab/x", "uploads/abc.info"};
+    static const char *uploads_dir[] = {"uploads/a", "uploads/ab/x", "uploads/abc.info", "uploads/ac"};
+    static const char *up[] = {"uploads/a", "uploads/ab/x", "uploads/abc.info", "uploads/ac", "uploadsX"};
+    static const char *a[] = {"a-b", "a.b", "a/b", "a0"};
+    char id[ME_STORAGE_UPLOAD_ID_MAX + 1], path[1024];
+    me_storage_part_t part;
+    me_storage_stat_t stat;
+    listed_t l = {.stop_at = 2};
+    int fd;
+
+    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+        put_str(keys[i], keys[i]);
+    /* an upload in progress, a crash's temporary file and an operator's stray files */
+    assert_int_equal(me_storage_multipart_begin(st, "uploads/zz", id, sizeof(id)), 0);
+    assert_int_equal(me_storage_part_put(st, "uploads/zz", id, 1, "p", 1, &part), 0);
+    path_of(path, sizeof(path), ".tmp/0123456789abcdef0123456789abcdef");
+    assert_true((fd = open(path, O_CREAT | O_WRONLY, 0600)) >= 0);
+    close(fd);
+    path_of(path, sizeof(path), "uploads/not a key");
+    assert_true((fd = open(path, O_CREAT | O_WRONLY, 0600)) >= 0);
+    close(fd);
+    path_of(path, sizeof(path), "uploads/.hidden");
+    assert_int_equal(mkdir(path, 0700), 0);
+
+    assert_listing("", all, 11);
+    assert_listing("uploads/ab", ab, 2);
+    assert_listing("uploads/", uploads_dir, 4);
+    assert_listing("up", up, 5);
+    assert_listing("a", a, 4);
+    assert_listing("uploads/abc.info", ab + 1, 1);
+    assert_listing("nothing/", NULL, 0);
+    assert_listing("Z/", NULL, 0); /* a file, not a directory */
+    assert_listing("uploads/zz", NULL, 0);
+
+    /* the stat each listed object gets is its head */
+    assert_int_equal(me_storage_list(st, "media/", collect, &l), 0);
+    assert_int_equal(me_storage_head(st, "media/m.json", &stat), 0);
+    assert_int_equal(l.stats[0].size, stat.size);
+    assert_string_equal(l.stats[0].etag, stat.etag);
+
+    /* a non-zero return stops the walk and is returned */
+    l = (listed_t){.stop_at = 2};
+    assert_int_equal(me_storage_list(st, "", collect, &l), 7);
+    assert_int_equal(l.n, 2);
+
+    assert_int_equal(me_storage_list(st, "/a", collect, &l), ME_EINVAL);
+    assert_int_equal(me_storage_list(st, "a//", collect, &l), ME_EINVAL);
+    assert_int_equal(me_storage_list(st, ".tmp/", collect, &l), ME_EINVAL);
+    assert_int_equal(me_storage_list(st, "a", NULL, NULL), ME_EINVAL);
+}
+
+/* ---- multipart ---- */
+
+static void md5_hex(const void *data, size_t len, char out[33])
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    assert_true(EVP_Digest(data, len, md, NULL, EVP_md5(), NULL));
+    hex(md, 16, out);
+}
+
+static void test_multipart(void **state)
+{
+    const size_t sizes[] = {1, 5 * MIB + 1, 0, 3};
+    unsigned char *data[4], *whole = malloc(5 * MIB + 5);
+    me_storage_part_t parts[4];
+    char id[ME_STORAGE_UPLOAD_ID_MAX + 1], etag[33];
+    size_t at = 0;
+
+    assert_int_equal(me_storage_min_part_size(st), 0);
+    assert_int_equal(me_storage_multipart_begin(st, "originals/al/m1", id, sizeof(id)), 0);
+    assert_true(is_upload_id(id));
+    assert_false(exists("originals")); /* nothing shows before completion */
+    for (int i = 0; i < 4; i++) {
+        data[i] = malloc(sizes[i] + 1);
+        fill_random(data[i], sizes[i], (unsigned)i + 1);
+        assert_int_equal(me_storage_part_put(st, "originals/al/m1", id, i + 1, data[i], sizes[i], &parts[i]), 0);
+        assert_int_equal(parts[i].number, i + 1);
+        assert_int_equal(parts[i].size, sizes[i]);
+        md5_hex(data[i], sizes[i], etag);
+        assert_string_equal(parts[i].etag, etag); /* as S3 computes it */
+        memcpy(whole + at, data[i], sizes[i]);
+        at += sizes[i];
+    }
+    assert_string_equal(parts[2].etag, "d41d8cd98f00b204e9800998ecf8427e");
+    /* the last put of a number wins */
+    assert_int_equal(me_storage_part_put(st, "originals/al/m1", id, 4, "zzz", 3, &parts[3]), 0);
+    memcpy(whole + at - 3, "zzz", 3);
+
+    assert_int_equal(me_storage_multipart_complete(st, "originals/al/m1", id, parts, 4), 0);
+    assert_object("originals/al/m1", whole, at);
+    assert_int_equal(count_entries(".multipart"), 0); /* parts released */
+    assert_int_equal(count_entries(".tmp"), 0);
+    assert_int_equal(me_storage_multipart_complete(st, "originals/al/m1", id, parts, 4), ME_ENOTFOUND);
+    for (int i = 0; i < 4; i++)
+        free(data[i]);
+    free(whole);
+}
+
+static void test_multipart_mismatches(void **state)
+{
+    me_storage_part_t parts[2], old, bad;
+    char id[ME_STORAGE_UPLOAD_ID_MAX + 1], other[ME_STORAGE_UPLOAD_ID_MAX + 1], small[32];
+
+    assert_int_equal(me_storage_multipart_begin(st, "k", small, sizeof(small)), ME_EINVAL);
+    assert_int_equal(me_storage_multipart_begin(st, "k", id, sizeof(id)), 0);
+    assert_int_equal(me_storage_multipart_begin(st, "k", other, sizeof(other)), 0);
+    assert_string_not_equal(id, other);
+    assert_int_equal(me_storage_part_put(st, "k", id, 1, "one", 3, &old), 0);
+    assert_int_equal(me_storage_part_put(st, "k", id, 1, "ONE", 3, &parts[0]), 0);
+    assert_int_equal(me_storage_part_put(st, "k", id, 2, "two", 3, &parts[1]), 0);
+
+    bad = parts[1];
+    bad.etag[0] = bad.etag[0] == '0' ? '1' : '0';
+    assert_int_equal(me_storage_multipart_complete(st, "k", id, (me_storage_part_t[]){parts[0], bad}, 2), ME_ECONFLICT);
+    bad = parts[1];
+    bad.size = 4;
+    assert_int_equal(me_storage_multipart_complete(st, "k", id, (me_storage_part_t[]){parts[0], bad}, 2), ME_ECONFLICT);
+    bad = parts[1];
+    bad.number = 3; /* never put */
+    assert_int_equal(me_storage_multipart_complete(st, "k", id, (me_storage_part_t[]){parts[0], bad}, 2), ME_ECONFLICT);
+    assert_int_equal(me_storage_multipart_complete(st, "k", id, (me_storage_part_t[]){old, parts[1]}, 2), ME_ECONFLICT);
+    assert_int_equal(me_storage_multipart_complete(st, "k", other, parts, 2), ME_ECONFLICT); /* other's parts */
+    assert_false(exists("k"));
+    assert_int_equal(count_entries(".tmp"), 0);
+
+    /* arguments */
+    assert_int_equal(me_storage_multipart_complete(st, "k", id, parts, 0), ME_EINVAL);
+    assert_int_equal(me_storage_multipart_complete(st, "k", id, (me_storage_part_t[]){parts[1], parts[0]}, 2),
+                     ME_EINVAL);
+    assert_int_equal(me_storage_part_put(st, "k", id, 0, "x", 1, &bad), ME_EINVAL);
+    assert_int_equal(me_storage_part_put(st, "k", id, 10001, "x", 1, &bad), ME_EINVAL);
+    assert_int_equal(me_storage_part_put(st, "k", id, 10000, "x", 1, &bad), 0);
+    static const char *bad_ids[] = {"../x", "", "0123456789ABCDEF0123456789ABCDEF", "0123456789abcdef0123456789abcde",
+                                    "0123456789abcdef0123456789abcdef0", "../../../../../../../../../../etc",
+                                    "0123456789abcdef/123456789abcdef"};
+    for (size_t i = 0; i < sizeof(bad_ids) / sizeof(bad_ids[0]); i++) {
+        assert_int_equal(me_storage_part_put(st, "k", bad_ids[i], 1, "x", 1, &bad), ME_EINVAL);
+        assert_int_equal(me_storage_multipart_complete(st, "k", bad_ids[i], parts, 2), ME_EINVAL);
+        assert_int_equal(me_storage_multipart_abort(st, "k", bad_ids[i]), ME_EINVAL);
+    }
+    /* an upload belongs to the key it was begun for */
+    assert_int_equal(me_storage_part_put(st, "k2", id, 1, "x", 1, &bad), ME_ENOTFOUND);
+    assert_int_equal(me_storage_multipart_complete(st, "k2", id, parts, 2), ME_ENOTFOUND);
+    assert_int_equal(me_storage_multipart_abort(st, "k2", id), 0);
+    assert_int_equal(me_storage_part_put(st, "k", "ffffffffffffffffffffffffffffffff", 1, "x", 1, &bad), ME_ENOTFOUND);
+
+    /* still completable after all that */
+    assert_int_equal(me_storage_multipart_complete(st, "k", id, parts, 2), 0);
+    assert_object("k", "ONEtwo", 6);
+
+    /* abort: idempotent, and the upload is gone */
+    assert_int_equal(me_storage_multipart_abort(st, "k", other), 0);
+    assert_int_equal(me_storage_multipart_abort(st, "k", other), 0);
+    assert_int_equal(me_storage_part_put(st, "k", other, 1, "x", 1, &bad), ME_ENOTFOUND);
+    assert_int_equal(count_entries(".multipart"), 0);
+}
+
+/* ---- durability: the order of the calls, and failures ---- */
+
+static void test_put_syscall_order(void **state)
+{
+    start_recording();
+    put_str("n1/n2/obj", "payload");
+    recording = 0;
+    assert_durable_order(inode_of("n1/n2/obj"), inode_of("n1/n2"));
+    int mkdirs = 0;
+    for (int i = 0; i < nevents; i++)
+        mkdirs += strcmp(events[i].op, "mkdirat") == 0;
+    assert_int_equal(mkdirs, 2); /* n1 in root, n2 in n1: each parent synced (checked above) */
+
+    start_recording(); /* replacing: the directory exists */
+    put_str("n1/n2/obj", "payload 2");
+    recording = 0;
+    assert_durable_order(inode_of("n1/n2/obj"), inode_of("n1/n2"));
+}
+
+static void test_multipart_syscall_order(void **state)
+{
+    char id[ME_STORAGE_UPLOAD_ID_MAX + 1], part_path[512], dir_path[512];
+    me_storage_part_t parts[2];
+
+    assert_int_equal(me_storage_multipart_begin(st, "o/m", id, sizeof(id)), 0);
+    snprintf(dir_path, sizeof(dir_path), ".multipart/%s", id);
+    snprintf(part_path, sizeof(part_path), ".multipart/%s/00001", id);
+    start_recording();
+    assert_int_equal(me_storage_part_put(st, "o/m", id, 1, "abc", 3, &parts[0]), 0);
+    recording = 0;
+    assert_durable_order(inode_of(part_path), inode_of(dir_path));
+    assert_int_equal(me_storage_part_put(st, "o/m", id, 2, "def", 3, &parts[1]), 0);
+
+    start_recording();
+    assert_int_equal(me_storage_multipart_complete(st, "o/m", id, parts, 2), 0);
+    recording = 0;
+    assert_durable_order(inode_of("o/m"), inode_of("o"));
+    assert_object("o/m", "abcdef", 6);
+}
+
+static void test_injected_failures(void **state)
+{
+    char logpath[128], log[8192], id[ME_STORAGE_UPLOAD_ID_MAX + 1];
+    me_storage_part_t parts[2], p;
+    ssize_t n;
+    int logfd;
+
+    snprintf(logpath, sizeof(logpath), "%s/log", tmpdir);
+    assert_true((logfd = open(logpath, O_CREAT | O_RDWR | O_CLOEXEC, 0600)) >= 0);
+    me_log_init(ME_LOG_INFO, 0, logfd);
+    put_str("f/obj", "old");
+
+    fail_write = ENOSPC;
+    assert_int_equal(me_storage_put(st, "f/obj", "SECRET-BYTES", 12), ME_EIO);
+    assert_int_equal(me_storage_put(st, "f/new", "SECRET-BYTES", 12), ME_EIO);
+    fail_write = 0;
+    fail_fdatasync = EIO;
+    assert_int_equal(me_storage_put(st, "f/obj", "SECRET-BYTES", 12), ME_EIO);
+    assert_int_equal(me_storage_put(st, "g/h/new", "SECRET-BYTES", 12), ME_EIO);
+    fail_fdatasync = 0;
+    assert_object("f/obj", "old", 3); /* the old object stands */
+    assert_false(exists("f/new"));
+    assert_false(exists("g/h/new"));
+    assert_int_equal(count_entries(".tmp"), 0);
+
+    /* parts and completion */
+    assert_int_equal(me_storage_multipart_begin(st, "f/mp", id, sizeof(id)), 0);
+    fail_write = ENOSPC;
+    assert_int_equal(me_storage_part_put(st, "f/mp", id, 1, "SECRET-BYTES", 12, &p), ME_EIO);
+    fail_write = 0;
+    assert_int_equal(me_storage_part_put(st, "f/mp", id, 1, "abc", 3, &parts[0]), 0);
+    assert_int_equal(me_storage_part_put(st, "f/mp", id, 2, "def", 3, &parts[1]), 0);
+    fail_copy = ENOSPC;
+    assert_int_equal(me_storage_multipart_complete(st, "f/mp", id, parts, 2), ME_EIO);
+    fail_copy = 0;
+    fail_fdatasync = EIO;
+    assert_int_equal(me_storage_multipart_complete(st, "f/mp", id, parts, 2), ME_EIO);
+    fail_fdatasync = 0;
+    assert_false(exists("f/mp"));
+    assert_int_equal(count_entries(".tmp"), 0);
+    /* where copy_file_range cannot copy, read and write do; the upload survived the failures */
+    fail_copy = ENOSYS;
+    assert_int_equal(me_storage_multipart_complete(st, "f/mp", id, parts, 2), 0);
+    fail_copy = 0;
+    assert_object("f/mp", "abcdef", 6);
+
+    /* the log names the key and the reason, never the bytes */
+    assert_true((n = pread(logfd, log, sizeof(log) - 1, 0)) > 0);
+    log[n] = '\0';
+    assert_non_null(strstr(log, "f/new"));
+    assert_non_null(strstr(log, "g/h/new"));
+    assert_non_null(strstr(log, "part 1 of f/mp"));
+    assert_non_null(strstr(log, "No space left on device"));
+    assert_non_null(strstr(log, "\"level\":\"error\""));
+    assert_null(strstr(log, "SECRET"));
+    me_log_init(ME_LOG_INFO, 0, quiet_fd);
+    close(logfd);
+}
+
+/* ---- opening ---- */
+
+static void test_open(void **state)
+{
+    char err[256], path[512], file[256];
+    struct stat sb;
+    struct timespec old[2] = {{.tv_sec = 1000000000}, {.tv_sec = 1000000000}};
+    me_storage_t *s;
+    int fd;
+
+    assert_null(open_store("s3", root, err, sizeof(err)));
+    assert_string_equal(err, "storage.backend: s3 is not available in this build yet");
+    assert_null(open_store("ftp", root, err, sizeof(err)));
+    assert_non_null(strstr(err, "storage.backend"));
+    assert_null(open_store("file", "", err, sizeof(err)));
+    assert_non_null(strstr(err, "storage.root"));
+    snprintf(file, sizeof(file), "%s/plain", tmpdir);
+    assert_true((fd = open(file, O_CREAT | O_WRONLY, 0600)) >= 0);
+    close(fd);
+    snprintf(path, sizeof(path), "%s/under", file);
+    assert_null(open_store("file", path, err, sizeof(err)));
+    assert_non_null(strstr(err, "storage.root: cannot create or open"));
+
+    /* made with mkdir -p, mode 0750 (umask allowing) */
+    assert_int_equal(stat(root, &sb), 0);
+    assert_int_equal(sb.st_mode & 0777, 0750 & ~(mode_t)umask(umask(0)));
+
+    /* a restart removes what a crash left in .tmp, but not what another process writes now */
+    path_of(path, sizeof(path), ".tmp/00000000000000000000000000000001");
+    assert_true((fd = open(path, O_CREAT | O_WRONLY, 0600)) >= 0);
+    assert_int_equal(futimens(fd, old), 0);
+    close(fd);
+    path_of(path, sizeof(path), ".tmp/00000000000000000000000000000002");
+    assert_true((fd = open(path, O_CREAT | O_WRONLY, 0600)) >= 0);
+    close(fd);
+    put_str("kept", "kept");
+    assert_non_null(s = open_store("file", root, err, sizeof(err)));
+    assert_int_equal(count_entries(".tmp"), 1);
+    me_storage_close(s);
+    assert_object("kept", "kept", 4);
+
+    /* a relative root */
+    char cwd[1024];
+    assert_non_null(getcwd(cwd, sizeof(cwd)));
+    assert_int_equal(chdir(tmpdir), 0);
+    assert_non_null(s = open_store("file", "./rel/store", err, sizeof(err)));
+    assert_int_equal(me_storage_put(s, "a/b", "x", 1), 0);
+    me_storage_close(s);
+    assert_int_equal(chdir(cwd), 0);
+    snprintf(path, sizeof(path), "%s/rel/store/a/b", tmpdir);
+    assert_int_equal(access(path, F_OK), 0);
+}
+
+/* ---- concurrency ---- */
+
+enum { WRITERS = 6, ROUNDS = 15, OBJ = 64 * 1024 };
+
+/* Writer i puts OBJ + i bytes of value i, and reads back after each put: whatever it reads
+ * must be whole and one writer's. Returns NULL, or the first failure's description. */
+static void *same_key_writer(void *arg)
+{
+    size_t me = (size_t)(uintptr_t)arg, len = OBJ + me;
+    unsigned char *buf = malloc(len);
+    const char *failed = NULL;
+
+    memset(buf, (int)me, len);
+    for (int r = 0; r < ROUNDS && failed == NULL; r++) {
+        char *data;
+        size_t got;
+        if (me_storage_put(st, "same/key", buf, len) != 0) {
+            failed = "put";
+        } else if (me_storage_get_all(st, "same/key", 2 * OBJ, &data, &got) != 0) {
+            failed = "get_all";
+        } else {
+            if (got < OBJ || got >= OBJ + WRITERS)
+                failed = "size";
+            for (size_t i = 0; failed == NULL && i < got; i++)
+                if ((unsigned char)data[i] != got - OBJ)
+                    failed = "mixed content";
+            free(data);
+        }
+    }
+    free(buf);
+    return (void *)failed;
+}
+
+static void test_concurrent_puts_to_one_key(void **state)
+{
+    pthread_t t[WRITERS];
+    me_storage_stat_t stat;
+    void *failed;
+
+    for (uintptr_t i = 0; i < WRITERS; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, same_key_writer, (void *)i), 0);
+    const char *first = NULL;
+    for (int i = 0; i < WRITERS; i++) /* all joined before any assertion can end the test */
+        if (pthread_join(t[i], &failed) == 0 && failed && !first)
+            first = failed;
+    assert_null(first);
+    assert_int_equal(me_storage_head(st, "same/key", &stat), 0);
+    assert_true(stat.size >= OBJ && stat.size < OBJ + WRITERS);
+    assert_int_equal(count_entries(".tmp"), 0);
+}
+
+typedef struct {
+    const char *key;
+    int failures;
+} churn_t;
+
+static void *put_delete(void *arg)
+{
+    churn_t *c = arg;
+    for (int i = 0; i < 60; i++) {
+        me_storage_stat_t stat;
+        c->failures += me_storage_put(st, c->key, "x", 1) != 0;
+        c->failures += me_storage_head(st, c->key, &stat) != 0;
+        c->failures += me_storage_delete(st, c->key) != 0;
+    }
+    return NULL;
+}
+
+/* A delete removes directories it empties while another thread puts into them. */
+static void test_puts_survive_concurrent_directory_removal(void **state)
+{
+    churn_t c[3] = {{"race/d/a"}, {"race/d/b"}, {"race/d/e/c"}};
+    pthread_t t[3];
+
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, put_delete, &c[i]), 0);
+    for (int i = 0; i < 3; i++)
+        pthread_join(t[i], NULL);
+    assert_int_equal(c[0].failures + c[1].failures + c[2].failures, 0);
+    assert_false(exists("race"));
+}
+
+/* ---- resources ---- */
+
+static int count_cb(const char *key, const me_storage_stat_t *stat, void *arg)
+{
+    ++*(int *)arg;
+    return 0;
+}
+
+static void test_no_descriptor_leaks(void **state)
+{
+    char id[ME_STORAGE_UPLOAD_ID_MAX + 1], buf[8], *data;
+    me_storage_part_t parts[2], wrong;
+    me_storage_stat_t stat;
+    size_t got;
+    int before = count_fds(), n = 0;
+
+    for (int round = 0; round < 3; round++) {
+        put_str("l/a/b", "hello");
+        assert_int_equal(me_storage_get(st, "l/a/b", 1, sizeof(buf), buf, &got), 0);
+        assert_int_equal(me_storage_get(st, "l/a/b", 9, sizeof(buf), buf, &got), ME_EINVAL);
+        assert_int_equal(me_storage_get(st, "l/none", 0, sizeof(buf), buf, &got), ME_ENOTFOUND);
+        assert_int_equal(me_storage_get(st, "l/a", 0, sizeof(buf), buf, &got), ME_ENOTFOUND);
+        assert_int_equal(me_storage_get_all(st, "l/a/b", 2, &data, &got), ME_ETOOLARGE);
+        assert_int_equal(me_storage_head(st, "l/a/b", &stat), 0);
+        assert_int_equal(me_storage_list(st, "", count_cb, &n), 0);
+        assert_int_equal(me_storage_list(st, "l/a/", count_cb, &n), 0);
+        assert_int_equal(me_storage_multipart_begin(st, "l/m", id, sizeof(id)), 0);
+        assert_int_equal(me_storage_part_put(st, "l/m", id, 1, "ab", 2, &parts[0]), 0);
+        assert_int_equal(me_storage_part_put(st, "l/m", id, 2, "cd", 2, &parts[1]), 0);
+        wrong = parts[1];
+        wrong.size = 1;
+        assert_int_equal(me_storage_multipart_complete(st, "l/m", id, (me_storage_part_t[]){parts[0], wrong}, 2),
+                         ME_ECONFLICT);
+        assert_int_equal(me_storage_part_put(st, "l/x", id, 1, "ab", 2, &wrong), ME_ENOTFOUND);
+        fail_write = ENOSPC;
+        assert_int_equal(me_storage_put(st, "l/a/c", "x", 1), ME_EIO);
+        fail_write = 0;
+        fail_copy = ENOSPC;
+        assert_int_equal(me_storage_multipart_complete(st, "l/m", id, parts, 2), ME_EIO);
+        fail_copy = ENOSYS;
+        assert_int_equal(me_storage_multipart_complete(st, "l/m", id, parts, 2), 0);
+        fail_copy = 0;
+        assert_int_equal(me_storage_multipart_abort(st, "l/m", id), 0);
+        assert_int_equal(me_storage_delete(st, "l/a/b"), 0);
+        assert_int_equal(me_storage_delete(st, "l/m"), 0);
+    }
+    assert_int_equal(n, 6);
+    assert_int_equal(count_fds(), before);
+}
+
+int main(void)
+{
+    if ((quiet_fd = open("/dev/null", O_WRONLY | O_CLOEXEC)) < 0)
+        return 1;
+    me_log_init(ME_LOG_INFO, 0, quiet_fd);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_key_validation, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bad_keys_never_reach_the_backend, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_round_trips, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_get_all_of_a_replaced_object, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ranged_get, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_replace_changes_etag, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_delete_removes_empty_directories, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_list_order_and_prefixes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_multipart, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_multipart_mismatches, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_put_syscall_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_multipart_syscall_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_injected_failures, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_open, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_concurrent_puts_to_one_key, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_puts_survive_concurrent_directory_removal, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_no_descriptor_leaks, setup, teardown),
+    };
+    int failed = cmocka_run_group_tests_name("storage", tests, NULL, NULL);
+    close(quiet_fd);
+    return failed;
+}
