@@ -80,6 +80,8 @@ static const setting_t settings[] = {
     SET("tokens", "cache_entries", T_INT, token_cache_entries, "4096", .max = 1000000),
     SET("log", "level", T_ENUM, log_level, "info", .choices = levels),
     SET("log", "access", T_BOOL, log_access, "true"),
+    SET("uploads", "max_size", T_SIZE, upload_max_size, "4GiB", .min = 1, .max = 5497558138880),
+    SET("uploads", "expire_after", T_DURATION, upload_expire_after, "24h", .min = 60000, .max = 2592000000),
     SET("shutdown", "delay", T_DURATION, shutdown_delay, "5s"),
     SET("shutdown", "drain_timeout", T_DURATION, shutdown_drain_timeout, "25s"),
 };

@@ -62,6 +62,10 @@ typedef struct {
     me_log_level_t log_level;
     int log_access;
 
+    /* uploads */
+    uint64_t upload_max_size;   /* largest upload (the token's max_bytes may lower it) */
+    uint64_t upload_expire_after; /* ms an unfinished upload is kept after its creation */
+
     /* shutdown */
     uint64_t shutdown_delay;    /* ms listeners stay open after SIGTERM */
     uint64_t shutdown_drain_timeout; /* ms in-flight requests get after that */

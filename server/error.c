@@ -23,6 +23,12 @@ static const struct {
     {ME_EDRAINING, 503, "draining", "The server is shutting down; retry on another instance."},
     {ME_EINTERNAL, 500, "internal_error", "Internal error."},
     {ME_EMETHOD, 405, "method_not_allowed", "This method is not allowed on this resource."},
+    {ME_EOFFSET, 409, "offset_mismatch", "Upload-Offset does not match the upload's offset; ask for it with HEAD."},
+    {ME_ECHECKSUM, 460, "checksum_mismatch", "The body does not match Upload-Checksum; nothing was stored."},
+    {ME_ELOCKED, 423, "upload_locked", "Another request is writing this upload; retry after it finishes."},
+    {ME_EMEDIA, 415, "unsupported_media_type", "Only photos (JPEG, PNG, HEIC, WebP, GIF) and videos (MP4, MOV) are accepted."},
+    {ME_EVERSION, 412, "unsupported_version", "This protocol version is not supported (Tus-Resumable: 1.0.0)."},
+    {ME_EUPLOAD_SIZE, 413, "upload_too_large", "The upload is larger than allowed."},
 };
 
 static int find(int err)

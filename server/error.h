@@ -22,6 +22,12 @@ typedef enum {
     ME_EDRAINING = -13,    /* shutting down: 503 */
     ME_EINTERNAL = -14,    /* a bug: 500 */
     ME_EMETHOD = -15,      /* method not allowed on this resource: 405 */
+    ME_EOFFSET = -16,      /* an upload's offset is not the one the client sent: 409 */
+    ME_ECHECKSUM = -17,    /* the body does not match its checksum: 460 */
+    ME_ELOCKED = -18,      /* another request is writing the same upload: 423 */
+    ME_EMEDIA = -19,       /* not a photo or video we accept: 415 */
+    ME_EVERSION = -20,     /* a protocol version we do not speak: 412 */
+    ME_EUPLOAD_SIZE = -21, /* the upload would exceed its length or the size limit: 413 */
 } me_err_t;
 
 /* The stable, machine-readable code for an error ("not_found"); never NULL. */

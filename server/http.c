@@ -171,9 +171,55 @@ static int on_not_found(h2o_handler_t *self, h2o_req_t *req)
     return 0;
 }
 
-h2o_pathconf_t *me_http_fallback(h2o_hostconf_t *host)
+/* libh2o answers a body over max_request_entity_size itself, before any handler and with a
+ * text body; this filter, on the pathconf such errors are bound to, turns it into our JSON
+ * with the limit, so clients learn how much to send. */
+typedef struct {
+    h2o_filter_t super;
+    h2o_iovec_t body;
+} too_large_filter_t;
+
+typedef struct {
+    h2o_ostream_t super;
+    h2o_iovec_t body;
+    int sent;
+} replace_ostream_t;
+
+static void replace_do_send(h2o_ostream_t *_self, h2o_req_t *req, h2o_iovec_t *bufs, size_t bufcnt,
+                            h2o_send_state_t state)
+{
+    replace_ostream_t *self = (replace_ostream_t *)_self;
+    size_t n = self->sent ? 0 : 1;
+    self->sent = 1;
+    h2o_ostream_send_next(&self->super, req, &self->body, n, state);
+}
+
+static void on_setup_too_large(h2o_filter_t *_self, h2o_req_t *req, h2o_ostream_t **slot)
+{
+    too_large_filter_t *self = (too_large_filter_t *)_self;
+    if (req->res.status == 413) { /* only libh2o answers 413 on this pathconf */
+        h2o_set_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, H2O_STRLIT("application/json"), 1);
+        req->res.content_length = self->body.len;
+        replace_ostream_t *o = (replace_ostream_t *)h2o_add_ostream(req, sizeof(*o), slot);
+        o->super.do_send = replace_do_send;
+        o->body = self->body;
+        o->sent = 0;
+        slot = &o->super.next;
+    }
+    h2o_setup_next_ostream(req, slot);
+}
+
+h2o_pathconf_t *me_http_fallback(h2o_hostconf_t *host, uint64_t max_body)
 {
     track(&host->fallback_path, "other");
+    too_large_filter_t *f = (too_large_filter_t *)h2o_create_filter(&host->fallback_path, sizeof(*f));
+    f->super.on_setup_ostream = on_setup_too_large;
+    char body[300];
+    int n = snprintf(body, sizeof(body),
+                     "{\"error\":\"too_large\",\"message\":\"The request body is larger than %" PRIu64
+                     " bytes; send it in smaller pieces (a smaller chunk size).\",\"limit\":%" PRIu64 "}",
+                     max_body, max_body);
+    f->body = h2o_strdup(NULL, body, (size_t)n);
     return &host->fallback_path;
 }
 
@@ -199,6 +245,8 @@ static const char *reason_phrase(int status)
     case 412: return "Precondition Failed";
     case 413: return "Content Too Large";
     case 415: return "Unsupported Media Type";
+    case 423: return "Locked";
+    case 460: return "Checksum Mismatch";
     case 503: return "Service Unavailable";
     default: return status >= 500 ? "Internal Server Error" : "";
     }

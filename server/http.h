@@ -18,8 +18,9 @@
 h2o_pathconf_t *me_http_route(h2o_hostconf_t *host, const char *path, const char *route);
 
 /* Sets up tracking and logging ("other") of the host's fallback pathconf (paths no route
- * matched) and returns it, so that handlers may be added to it. */
-h2o_pathconf_t *me_http_fallback(h2o_hostconf_t *host);
+ * matched, and requests libh2o refuses before routing, such as a body over max_body bytes:
+ * their 413 gets a JSON body naming the limit) and returns it, so that handlers may be added. */
+h2o_pathconf_t *me_http_fallback(h2o_hostconf_t *host, uint64_t max_body);
 
 /* Adds the handler that answers any request reaching it with a JSON 404; register it last. */
 void me_http_not_found(h2o_pathconf_t *pathconf);

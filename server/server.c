@@ -19,11 +19,13 @@
 #include "handlers/demo.h"
 #include "handlers/health.h"
 #include "handlers/metrics.h"
+#include "handlers/uploads.h"
 #include "handlers/whoami.h"
 #include "server/http.h"
 #include "server/log.h"
 #include "server/metrics.h"
 #include "server/server.h"
+#include "server/storage.h"
 #include "server/tls.h"
 
 enum { PHASE_SERVING, PHASE_CLOSING, PHASE_STOPPING };
@@ -53,6 +55,12 @@ struct me_server {
     SSL_CTX *ssl_ctx;
     me_token_verifier_t *verifier;
     me_pool_t *pool;
+    me_storage_t *storage;
+    me_uploads_t *uploads;
+    pthread_t janitor;
+    int janitor_started;
+    pthread_mutex_t janitor_lock;
+    pthread_cond_t janitor_wake;
     int fds[LISTEN_COUNT];
     int nloops;
     loop_t *loops;
@@ -78,6 +86,11 @@ me_token_verifier_t *me_server_verifier(const me_server_t *srv)
 me_pool_t *me_server_pool(const me_server_t *srv)
 {
     return srv->pool;
+}
+
+me_uploads_t *me_server_uploads(const me_server_t *srv)
+{
+    return srv->uploads;
 }
 
 int me_server_is_ready(const me_server_t *srv)
@@ -265,11 +278,52 @@ static int setup_globalconf(me_server_t *srv, char *err, size_t errlen)
     me_health_register(host, srv);
     me_metrics_handler_register(host);
     me_whoami_register(host, srv);
-    h2o_pathconf_t *fallback = me_http_fallback(host);
+    me_uploads_register(host, srv);
+    h2o_pathconf_t *fallback = me_http_fallback(host, cfg->max_patch_size);
     if (cfg->demo_page)
         me_demo_register(fallback);
     me_http_not_found(fallback);
     return 0;
+}
+
+/* ---- housekeeping ---- */
+
+#define JANITOR_INTERVAL_S 600
+
+/* Sweeps expired uploads at start and every JANITOR_INTERVAL_S until the drain begins. */
+static void *janitor_main(void *arg)
+{
+    me_server_t *srv = arg;
+    pthread_setname_np(pthread_self(), "janitor");
+    pthread_mutex_lock(&srv->janitor_lock);
+    while (!atomic_load(&srv->draining)) {
+        pthread_mutex_unlock(&srv->janitor_lock);
+        int removed = 0;
+        if (me_upload_sweep(srv->uploads, (int64_t)time(NULL), &removed) != 0)
+            me_log_warn(NULL, "the sweep of expired uploads failed; retrying in %d s", JANITOR_INTERVAL_S);
+        else if (removed > 0)
+            me_log_info(NULL, "removed %d expired uploads", removed);
+        pthread_mutex_lock(&srv->janitor_lock);
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += JANITOR_INTERVAL_S;
+        while (!atomic_load(&srv->draining) &&
+               pthread_cond_timedwait(&srv->janitor_wake, &srv->janitor_lock, &until) == 0)
+            ;
+    }
+    pthread_mutex_unlock(&srv->janitor_lock);
+    return NULL;
+}
+
+static void stop_janitor(me_server_t *srv)
+{
+    if (!srv->janitor_started)
+        return;
+    pthread_mutex_lock(&srv->janitor_lock);
+    pthread_cond_signal(&srv->janitor_wake);
+    pthread_mutex_unlock(&srv->janitor_lock);
+    pthread_join(srv->janitor, NULL);
+    srv->janitor_started = 0;
 }
 
 /* ---- start-up and shutdown ---- */
@@ -400,6 +454,8 @@ int me_server_run(me_config_t *cfg, int announce_start)
         return 1;
     srv->cfg = cfg;
     srv->fds[LISTEN_HTTP] = srv->fds[LISTEN_HTTPS] = -1;
+    pthread_mutex_init(&srv->janitor_lock, NULL);
+    pthread_cond_init(&srv->janitor_wake, NULL);
     me_metric_add(build_info, (const char *[]){ME_VERSION}, 1);
 
     /* every thread inherits the blocked signals; this thread takes them with sigwait */
@@ -411,6 +467,12 @@ int me_server_run(me_config_t *cfg, int announce_start)
 
     if ((srv->verifier = me_token_verifier_new(cfg, err, sizeof(err))) == NULL)
         goto fail;
+    if ((srv->storage = me_storage_open(cfg, err, sizeof(err))) == NULL)
+        goto fail;
+    if ((srv->uploads = me_uploads_new(srv->storage, cfg)) == NULL) {
+        snprintf(err, sizeof(err), "out of memory");
+        goto fail;
+    }
     if (cfg->listen_https[0] != '\0' && (srv->ssl_ctx = me_tls_ctx_new(cfg, err, sizeof(err))) == NULL)
         goto fail;
     if (setup_globalconf(srv, err, sizeof(err)) != 0)
@@ -447,9 +509,11 @@ int me_server_run(me_config_t *cfg, int announce_start)
                 me_config_is_production(cfg) ? "production" : "development");
     if (announce_start)
         announce(srv);
+    srv->janitor_started = pthread_create(&srv->janitor, NULL, janitor_main, srv) == 0;
 
     wait_signal(&set, 0);
     status = drain(srv, &set);
+    stop_janitor(srv);
     me_pool_free(srv->pool);
     return status;
 
@@ -459,6 +523,8 @@ fail:
         if (srv->fds[i] >= 0)
             close(srv->fds[i]);
     me_pool_free(srv->pool);
+    me_uploads_free(srv->uploads);
+    me_storage_close(srv->storage);
     me_token_verifier_free(srv->verifier);
     if (srv->ssl_ctx != NULL)
         SSL_CTX_free(srv->ssl_ctx);

@@ -6,6 +6,7 @@
 #include "server/config.h"
 #include "server/pool.h"
 #include "server/token.h"
+#include "server/upload.h"
 
 typedef struct me_server me_server_t;
 
@@ -21,6 +22,7 @@ int me_server_run(me_config_t *cfg, int announce);
 const me_config_t *me_server_config(const me_server_t *srv);
 me_token_verifier_t *me_server_verifier(const me_server_t *srv);
 me_pool_t *me_server_pool(const me_server_t *srv);
+me_uploads_t *me_server_uploads(const me_server_t *srv);
 
 /* 1 once every loop serves and until a shutdown signal arrives. */
 int me_server_is_ready(const me_server_t *srv);

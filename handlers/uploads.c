@@ -1,0 +1,311 @@
+/* uploads.c: tus 1.0.0 at /v1/uploads (core, creation, creation-with-upload, creation-defer-
+ * length, termination, checksum, expiration): parses requests, runs the upload core on the
+ * pool, writes the responses. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include "handlers/uploads.h"
+#include "server/http.h"
+#include "server/upload.h"
+
+#define TUS_VERSION "1.0.0"
+#define TUS_EXTENSIONS "creation,creation-with-upload,creation-defer-length,termination,checksum,expiration"
+#define PREFIX "/v1/uploads"
+
+typedef struct {
+    h2o_handler_t super;
+    me_server_t *srv;
+} uploads_handler_t;
+
+typedef enum { OP_CREATE, OP_HEAD, OP_APPEND, OP_DELETE } op_t;
+
+/* One request's work for the pool; owns copies of everything it needs (the request may die). */
+typedef struct {
+    me_http_job_t hj;
+    me_uploads_t *uploads;
+    op_t op;
+    me_token_claims_t who;
+    char id[ME_UPLOAD_ID_LEN + 1];
+    uint64_t length, offset;
+    char metadata[ME_UPLOAD_METADATA_MAX + 1];
+    me_checksum_t ck;
+    int has_ck;
+    char *data;
+    size_t len;
+    int err;
+    me_upload_t result;
+} upload_job_t;
+
+static void add(h2o_req_t *req, const char *name, const char *value, size_t len)
+{
+    h2o_add_header_by_str(&req->pool, &req->res.headers, name, strlen(name), 0, NULL, value, len);
+}
+
+static void add_u64(h2o_req_t *req, const char *name, uint64_t v)
+{
+    char *buf = h2o_mem_alloc_pool(&req->pool, 24);
+    add(req, name, buf, (size_t)snprintf(buf, 24, "%" PRIu64, v));
+}
+
+/* The request header name's value, or NULL. */
+static const h2o_iovec_t *header(h2o_req_t *req, const char *name)
+{
+    ssize_t i = h2o_find_header_by_str(&req->headers, name, strlen(name), -1);
+    return i < 0 ? NULL : &req->headers.entries[i].value;
+}
+
+/* Strict unsigned decimal (no sign, no spaces, no overflow). */
+static int parse_u64(const h2o_iovec_t *v, uint64_t *out)
+{
+    uint64_t n = 0;
+    if (v == NULL || v->len == 0 || v->len > 20)
+        return 0;
+    for (size_t i = 0; i < v->len; i++) {
+        if (v->base[i] < '0' || v->base[i] > '9' || n > (UINT64_MAX - (uint64_t)(v->base[i] - '0')) / 10)
+            return 0;
+        n = n * 10 + (uint64_t)(v->base[i] - '0');
+    }
+    *out = n;
+    return 1;
+}
+
+static void send_error(h2o_req_t *req, int err, const char *message)
+{
+    if (err == ME_EVERSION)
+        add(req, "tus-version", H2O_STRLIT(TUS_VERSION));
+    if (h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD"))) {
+        req->res.status = me_err_status(err);
+        req->res.content_length = 0;
+        h2o_send_inline(req, "", 0);
+        return;
+    }
+    me_http_send_error(req, err, message);
+}
+
+static void add_state(h2o_req_t *req, const me_upload_t *up)
+{
+    char *date = h2o_mem_alloc_pool(&req->pool, H2O_TIMESTR_RFC1123_LEN + 1);
+    struct tm gmt;
+    time_t expires = (time_t)up->expires;
+    gmtime_r(&expires, &gmt);
+    h2o_time2str_rfc1123(date, &gmt);
+    add_u64(req, "upload-offset", up->offset);
+    if (up->length == ME_UPLOAD_LENGTH_DEFERRED)
+        add(req, "upload-defer-length", H2O_STRLIT("1"));
+    else
+        add_u64(req, "upload-length", up->length);
+    if (!up->completed)
+        add(req, "upload-expires", date, H2O_TIMESTR_RFC1123_LEN);
+    else
+        add(req, "media-id", h2o_strdup(&req->pool, up->media_id, SIZE_MAX).base, strlen(up->media_id));
+}
+
+/* ---- the pool side ---- */
+
+static void job_work(me_http_job_t *hj)
+{
+    upload_job_t *j = (upload_job_t *)hj;
+    int64_t now = (int64_t)time(NULL);
+    switch (j->op) {
+    case OP_CREATE:
+        j->err = me_upload_create(j->uploads, &j->who, j->length, j->metadata, now, &j->result);
+        if (j->err == 0 && j->data != NULL)
+            j->err = me_upload_append(j->uploads, &j->who, j->result.id, 0, ME_UPLOAD_LENGTH_DEFERRED, j->data, j->len,
+                                      j->has_ck ? &j->ck : NULL, now, &j->result);
+        break;
+    case OP_HEAD:
+        j->err = me_upload_head(j->uploads, &j->who, j->id, now, &j->result);
+        break;
+    case OP_APPEND:
+        j->err = me_upload_append(j->uploads, &j->who, j->id, j->offset, j->length, j->data, j->len,
+                                  j->has_ck ? &j->ck : NULL, now, &j->result);
+        break;
+    case OP_DELETE:
+        j->err = me_upload_delete(j->uploads, &j->who, j->id);
+        break;
+    }
+}
+
+static void job_done(me_http_job_t *hj)
+{
+    upload_job_t *j = (upload_job_t *)hj;
+    h2o_req_t *req = hj->req;
+    if (req == NULL)
+        goto exit; /* the client went away; what was stored stays stored */
+    if (j->op == OP_CREATE && j->result.id[0] != '\0') {
+        /* also when the first bytes of creation-with-upload failed: the upload exists */
+        size_t size = sizeof(PREFIX "/") + ME_UPLOAD_ID_LEN;
+        char *location = h2o_mem_alloc_pool(&req->pool, size);
+        int n = snprintf(location, size, PREFIX "/%s", j->result.id);
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_LOCATION, NULL, location, (size_t)n);
+    }
+    if (j->err != 0) {
+        send_error(req, j->err, NULL);
+        goto exit;
+    }
+    req->res.content_length = 0;
+    if (j->op == OP_DELETE) {
+        req->res.status = 204, req->res.reason = "No Content";
+    } else {
+        add_state(req, &j->result);
+        if (j->op == OP_HEAD)
+            h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("no-store"));
+        req->res.status = j->op == OP_CREATE ? 201 : j->op == OP_HEAD ? 200 : 204;
+        req->res.reason = j->op == OP_CREATE ? "Created" : j->op == OP_HEAD ? "OK" : "No Content";
+    }
+    h2o_send_inline(req, "", 0);
+exit:
+    free(j->data);
+    free(j);
+}
+
+/* ---- the loop side ---- */
+
+static int on_options(h2o_req_t *req, const me_config_t *cfg)
+{
+    add(req, "tus-version", H2O_STRLIT(TUS_VERSION));
+    add(req, "tus-extension", H2O_STRLIT(TUS_EXTENSIONS));
+    add(req, "tus-checksum-algorithm", H2O_STRLIT(ME_CHECKSUM_ALGORITHMS));
+    add_u64(req, "tus-max-size", cfg->upload_max_size);
+    req->res.status = 204;
+    req->res.reason = "No Content";
+    req->res.content_length = 0;
+    h2o_send_inline(req, "", 0);
+    return 0;
+}
+
+/* Copies the body when it is an upload's bytes; returns 0, or an error already answered. */
+static int take_body(h2o_req_t *req, upload_job_t *j, int required)
+{
+    const h2o_iovec_t *type = NULL;
+    ssize_t i = h2o_find_header(&req->headers, H2O_TOKEN_CONTENT_TYPE, -1);
+    if (i >= 0)
+        type = &req->headers.entries[i].value;
+    int is_upload = type != NULL && h2o_memis(type->base, type->len, H2O_STRLIT("application/offset+octet-stream"));
+    if (!is_upload) {
+        if (required) {
+            send_error(req, ME_EUNSUPPORTED, "Content-Type must be application/offset+octet-stream.");
+            return ME_EUNSUPPORTED;
+        }
+        return 0;
+    }
+    const h2o_iovec_t *ck = header(req, "upload-checksum");
+    if (ck != NULL) {
+        int err = me_checksum_parse(ck->base, ck->len, &j->ck);
+        if (err != 0) {
+            send_error(req, ME_EINVAL, err == ME_EUNSUPPORTED ? "Upload-Checksum: the algorithm is not one of "
+                                                               ME_CHECKSUM_ALGORITHMS "."
+                                                             : "Upload-Checksum is malformed.");
+            return ME_EINVAL;
+        }
+        j->has_ck = 1;
+    }
+    size_t len = req->entity.base != NULL ? req->entity.len : 0;
+    /* the worker may outlive the request: it gets its own copy of the bytes */
+    if ((j->data = malloc(len + 1)) == NULL) {
+        send_error(req, ME_EBUSY, "Out of memory for the body; retry later.");
+        return ME_EBUSY;
+    }
+    memcpy(j->data, req->entity.base, len);
+    j->len = len;
+    return 0;
+}
+
+static int on_req(h2o_handler_t *_self, h2o_req_t *req)
+{
+    uploads_handler_t *self = (uploads_handler_t *)_self;
+    const me_config_t *cfg = me_server_config(self->srv);
+    h2o_iovec_t rest = h2o_iovec_init(req->path_normalized.base + strlen(PREFIX),
+                                      req->path_normalized.len - strlen(PREFIX));
+    int collection = rest.len == 0 || (rest.len == 1 && rest.base[0] == '/');
+    upload_job_t *j = NULL;
+
+    add(req, "tus-resumable", H2O_STRLIT(TUS_VERSION));
+    if (h2o_memis(req->method.base, req->method.len, H2O_STRLIT("OPTIONS")))
+        return on_options(req, cfg);
+
+    const h2o_iovec_t *version = header(req, "tus-resumable");
+    if (version == NULL || !h2o_memis(version->base, version->len, H2O_STRLIT(TUS_VERSION))) {
+        send_error(req, ME_EVERSION, NULL);
+        return 0;
+    }
+    if (collection ? !me_http_check_method(req, "POST, OPTIONS")
+                   : !me_http_check_method(req, "HEAD, PATCH, DELETE, OPTIONS"))
+        return 0;
+    if (!collection && (rest.base[0] != '/' || !me_upload_id_valid(rest.base + 1, rest.len - 1))) {
+        send_error(req, ME_ENOTFOUND, "No such upload.");
+        return 0;
+    }
+    if ((j = calloc(1, sizeof(*j))) == NULL) {
+        send_error(req, ME_EBUSY, NULL);
+        return 0;
+    }
+    if (me_http_authorize(req, me_server_verifier(self->srv), ME_SCOPE_UPLOAD, &j->who) != 0)
+        goto answered;
+    j->uploads = me_server_uploads(self->srv);
+    j->length = ME_UPLOAD_LENGTH_DEFERRED;
+    if (!collection)
+        memcpy(j->id, rest.base + 1, ME_UPLOAD_ID_LEN);
+
+    const h2o_iovec_t *length = header(req, "upload-length"), *defer = header(req, "upload-defer-length");
+    if (length != NULL && !parse_u64(length, &j->length)) {
+        send_error(req, ME_EINVAL, "Upload-Length must be a non-negative integer.");
+        goto answered;
+    }
+    switch (req->method.base[0]) {
+    case 'P':
+        if (req->method.base[1] == 'O') { /* POST: creation */
+            j->op = OP_CREATE;
+            if ((length == NULL) == (defer == NULL) ||
+                (defer != NULL && !h2o_memis(defer->base, defer->len, H2O_STRLIT("1")))) {
+                send_error(req, ME_EINVAL, "Send either Upload-Length or Upload-Defer-Length: 1.");
+                goto answered;
+            }
+            const h2o_iovec_t *meta = header(req, "upload-metadata");
+            if (meta != NULL) {
+                if (!me_upload_metadata_valid(meta->base, meta->len)) {
+                    send_error(req, ME_EINVAL, "Upload-Metadata is malformed or longer than 4096 bytes.");
+                    goto answered;
+                }
+                memcpy(j->metadata, meta->base, meta->len);
+            }
+            if (take_body(req, j, 0) != 0)
+                goto answered;
+        } else { /* PATCH */
+            j->op = OP_APPEND;
+            if (!parse_u64(header(req, "upload-offset"), &j->offset)) {
+                send_error(req, ME_EINVAL, "Upload-Offset must be a non-negative integer.");
+                goto answered;
+            }
+            if (take_body(req, j, 1) != 0)
+                goto answered;
+        }
+        break;
+    case 'H':
+        j->op = OP_HEAD;
+        break;
+    default:
+        j->op = OP_DELETE;
+        break;
+    }
+    j->hj.work = job_work;
+    j->hj.done = job_done;
+    int err = me_http_defer(req, me_server_pool(self->srv), &j->hj);
+    if (err == 0)
+        return 0;
+    send_error(req, err, NULL);
+answered:
+    free(j->data);
+    free(j);
+    return 0;
+}
+
+void me_uploads_register(h2o_hostconf_t *host, me_server_t *srv)
+{
+    h2o_pathconf_t *pathconf = me_http_route(host, PREFIX, PREFIX);
+    uploads_handler_t *h = (uploads_handler_t *)h2o_create_handler(pathconf, sizeof(*h));
+    h->super.on_req = on_req;
+    h->srv = srv;
+}

@@ -1,0 +1,719 @@
+/* upload.c: resumable uploads over storage: state documents, parts and pieces, completion. */
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <jansson.h>
+#include <openssl/evp.h>
+#include "server/b64.h"
+#include "server/log.h"
+#include "server/metrics.h"
+#include "server/upload.h"
+
+#define INFO_MAX (1024 * 1024)   /* an upload's state document; 10000 parts fit */
+#define LOCKS 64                 /* uploads being written at once, per process */
+#define MAX_PARTS 10000
+#define HASH_CHUNK (1024 * 1024)
+
+ME_COUNTER(uploads_created, "mediaedge_uploads_created_total", "Uploads created.", NULL)
+ME_COUNTER(uploads_completed, "mediaedge_uploads_completed_total", "Uploads completed into an original.", NULL)
+ME_COUNTER(upload_bytes, "mediaedge_upload_bytes_total", "Upload bytes stored (acknowledged).", NULL)
+ME_COUNTER(uploads_refused, "mediaedge_uploads_refused_total", "Appends refused, by reason.", "reason")
+
+typedef enum { STATE_OPEN, STATE_COMPLETING, STATE_COMPLETED } state_t;
+static const char *const state_names[] = {"open", "completing", "completed"};
+
+/* A piece: bytes acknowledged but too few for a part yet (S3 wants 5 MiB per part). */
+typedef struct {
+    uint64_t offset, size;
+} piece_t;
+
+/* The whole state document of one upload. */
+typedef struct {
+    me_upload_t pub;
+    char owner[ME_TOKEN_ID_MAX + 1];
+    char album[ME_TOKEN_ID_MAX + 1];
+    char ref[ME_TOKEN_REF_MAX + 1];
+    char plan[16], client[16];
+    char multipart[ME_STORAGE_UPLOAD_ID_MAX + 1];
+    int64_t created;
+    state_t state;
+    me_storage_part_t *parts;
+    int nparts;
+    piece_t *pieces;
+    int npieces;
+} info_t;
+
+struct me_uploads {
+    me_storage_t *st;
+    uint64_t max_size;
+    int64_t expire_after; /* seconds */
+    pthread_mutex_t lock;
+    char locked[LOCKS][ME_UPLOAD_ID_LEN + 1];
+};
+
+/* ---- ids, keys, locks ---- */
+
+static int random_id(char out[ME_UPLOAD_ID_LEN + 1])
+{
+    unsigned char raw[16];
+    if (getrandom(raw, sizeof(raw), 0) != (ssize_t)sizeof(raw))
+        return ME_EIO;
+    me_b64url_encode(raw, sizeof(raw), out);
+    return 0;
+}
+
+int me_upload_id_valid(const char *id, size_t len)
+{
+    if (len != ME_UPLOAD_ID_LEN)
+        return 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = id[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_'))
+            return 0;
+    }
+    return 1;
+}
+
+int me_upload_metadata_valid(const char *m, size_t len)
+{
+    /* "key base64,key2,key3 base64": keys are printable ASCII without space or comma,
+     * values standard base64 */
+    if (len > ME_UPLOAD_METADATA_MAX)
+        return 0;
+    size_t i = 0;
+    while (i < len) {
+        size_t key = 0;
+        while (i < len && m[i] != ' ' && m[i] != ',') {
+            if (m[i] <= 0x20 || m[i] >= 0x7f)
+                return 0;
+            i++, key++;
+        }
+        if (key == 0)
+            return 0;
+        if (i < len && m[i] == ' ') {
+            i++;
+            size_t value = 0;
+            for (; i < len && m[i] != ','; i++, value++)
+                if (!((m[i] >= 'a' && m[i] <= 'z') || (m[i] >= 'A' && m[i] <= 'Z') || (m[i] >= '0' && m[i] <= '9') ||
+                      m[i] == '+' || m[i] == '/' || m[i] == '='))
+                    return 0;
+            if (value % 4 != 0)
+                return 0;
+        }
+        if (i < len && m[i] == ',' && ++i == len)
+            return 0; /* a trailing comma */
+    }
+    return 1;
+}
+
+static void info_key(char *key, size_t len, const char *id)
+{
+    snprintf(key, len, "uploads/%s.info", id);
+}
+
+static void piece_key(char *key, size_t len, const char *id, uint64_t offset)
+{
+    snprintf(key, len, "uploads/%s/piece-%020" PRIu64, id, offset);
+}
+
+static void original_key(char *key, size_t len, const info_t *in)
+{
+    snprintf(key, len, "originals/%s/%s", in->album, in->pub.media_id);
+}
+
+/* Takes the in-process lock of an upload: 0 or ME_ELOCKED. (Several instances: Redis later.) */
+static int lock_upload(me_uploads_t *u, const char *id)
+{
+    int free_slot = -1, ret = ME_ELOCKED;
+    pthread_mutex_lock(&u->lock);
+    for (int i = 0; i < LOCKS; i++) {
+        if (strcmp(u->locked[i], id) == 0)
+            goto exit;
+        if (u->locked[i][0] == '\0' && free_slot < 0)
+            free_slot = i;
+    }
+    if (free_slot >= 0) {
+        strcpy(u->locked[free_slot], id);
+        ret = 0;
+    }
+exit:
+    pthread_mutex_unlock(&u->lock);
+    return ret;
+}
+
+static void unlock_upload(me_uploads_t *u, const char *id)
+{
+    pthread_mutex_lock(&u->lock);
+    for (int i = 0; i < LOCKS; i++)
+        if (strcmp(u->locked[i], id) == 0)
+            u->locked[i][0] = '\0';
+    pthread_mutex_unlock(&u->lock);
+}
+
+/* ---- the state document ---- */
+
+static void info_free(info_t *in)
+{
+    free(in->parts);
+    free(in->pieces);
+    in->parts = NULL;
+    in->pieces = NULL;
+}
+
+static int copy_str(json_t *obj, const char *name, char *dst, size_t size)
+{
+    const char *s = json_string_value(json_object_get(obj, name));
+    if (s == NULL || strlen(s) >= size)
+        return 0;
+    strcpy(dst, s);
+    return 1;
+}
+
+static int get_u64(json_t *obj, const char *name, uint64_t *out)
+{
+    json_t *v = json_object_get(obj, name);
+    if (!json_is_integer(v) || json_integer_value(v) < 0)
+        return 0;
+    *out = (uint64_t)json_integer_value(v);
+    return 1;
+}
+
+static int parse_info(const char *text, size_t len, info_t *in)
+{
+    json_t *root = json_loadb(text, len, 0, NULL), *v;
+    uint64_t created, expires;
+    char state[16];
+    int ok = 0;
+    memset(in, 0, sizeof(*in));
+    if (root == NULL)
+        return ME_EIO;
+    if (!copy_str(root, "id", in->pub.id, sizeof(in->pub.id)) ||
+        !copy_str(root, "media_id", in->pub.media_id, sizeof(in->pub.media_id)) ||
+        !copy_str(root, "owner", in->owner, sizeof(in->owner)) ||
+        !copy_str(root, "album", in->album, sizeof(in->album)) || !copy_str(root, "ref", in->ref, sizeof(in->ref)) ||
+        !copy_str(root, "plan", in->plan, sizeof(in->plan)) ||
+        !copy_str(root, "client", in->client, sizeof(in->client)) ||
+        !copy_str(root, "multipart", in->multipart, sizeof(in->multipart)) ||
+        !copy_str(root, "metadata", in->pub.metadata, sizeof(in->pub.metadata)) ||
+        !copy_str(root, "content_type", in->pub.content_type, sizeof(in->pub.content_type)) ||
+        !get_u64(root, "offset", &in->pub.offset) || !get_u64(root, "max_size", &in->pub.max_size) ||
+        !get_u64(root, "created", &created) || !get_u64(root, "expires", &expires) ||
+        !copy_str(root, "state", state, sizeof(state)))
+        goto exit;
+    for (in->state = STATE_OPEN; strcmp(state, state_names[in->state]) != 0; in->state++)
+        if (in->state == STATE_COMPLETED)
+            goto exit;
+    in->pub.length = ME_UPLOAD_LENGTH_DEFERRED;
+    if (!json_is_null(v = json_object_get(root, "length")) && !get_u64(root, "length", &in->pub.length))
+        goto exit;
+    in->created = (int64_t)created;
+    in->pub.expires = (int64_t)expires;
+    in->pub.completed = in->state == STATE_COMPLETED;
+
+    json_t *parts = json_object_get(root, "parts"), *pieces = json_object_get(root, "pieces");
+    if (!json_is_array(parts) || !json_is_array(pieces) || json_array_size(parts) > MAX_PARTS ||
+        json_array_size(pieces) > MAX_PARTS)
+        goto exit;
+    in->parts = calloc(json_array_size(parts) + 1, sizeof(*in->parts));
+    in->pieces = calloc(json_array_size(pieces) + 1, sizeof(*in->pieces));
+    if (in->parts == NULL || in->pieces == NULL)
+        goto exit;
+    size_t i;
+    json_t *e;
+    json_array_foreach(parts, i, e) {
+        me_storage_part_t *p = &in->parts[in->nparts++];
+        uint64_t n;
+        if (!get_u64(e, "n", &n) || n == 0 || n > MAX_PARTS || !get_u64(e, "size", &p->size) ||
+            !copy_str(e, "etag", p->etag, sizeof(p->etag)))
+            goto exit;
+        p->number = (int)n;
+    }
+    json_array_foreach(pieces, i, e) {
+        piece_t *p = &in->pieces[in->npieces++];
+        if (!get_u64(e, "offset", &p->offset) || !get_u64(e, "size", &p->size))
+            goto exit;
+    }
+    ok = 1;
+exit:
+    json_decref(root);
+    if (!ok) {
+        info_free(in);
+        return ME_EIO;
+    }
+    return 0;
+}
+
+/* Stores the state document durably (the moment an append counts). */
+static int save_info(me_uploads_t *u, const info_t *in)
+{
+    json_t *parts = json_array(), *pieces = json_array();
+    for (int i = 0; i < in->nparts; i++)
+        json_array_append_new(parts, json_pack("{s:i,s:I,s:s}", "n", in->parts[i].number, "size",
+                                               (json_int_t)in->parts[i].size, "etag", in->parts[i].etag));
+    for (int i = 0; i < in->npieces; i++)
+        json_array_append_new(pieces, json_pack("{s:I,s:I}", "offset", (json_int_t)in->pieces[i].offset, "size",
+                                                (json_int_t)in->pieces[i].size));
+    json_t *root = json_pack(
+        "{s:i,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:o,s:I,s:I,s:I,s:I,s:s,s:o,s:o}", "v", 1, "id", in->pub.id,
+        "media_id", in->pub.media_id, "owner", in->owner, "album", in->album, "ref", in->ref, "plan", in->plan,
+        "client", in->client, "multipart", in->multipart, "metadata", in->pub.metadata, "content_type",
+        in->pub.content_type, "length",
+        in->pub.length == ME_UPLOAD_LENGTH_DEFERRED ? json_null() : json_integer((json_int_t)in->pub.length),
+        "offset", (json_int_t)in->pub.offset, "max_size", (json_int_t)in->pub.max_size, "created",
+        (json_int_t)in->created, "expires", (json_int_t)in->pub.expires, "state", state_names[in->state], "parts", parts,
+        "pieces", pieces);
+    char *text = root != NULL ? json_dumps(root, JSON_COMPACT) : NULL;
+    char key[ME_STORAGE_KEY_MAX];
+    int ret = ME_ENOMEM;
+    info_key(key, sizeof(key), in->pub.id);
+    if (text != NULL)
+        ret = me_storage_put(u->st, key, text, strlen(text));
+    free(text);
+    json_decref(root);
+    return ret;
+}
+
+/* Loads the upload id for who: ME_ENOTFOUND unless it exists, is theirs and is not expired. */
+static int load_info(me_uploads_t *u, const me_token_claims_t *who, const char *id, int64_t now, info_t *in)
+{
+    char key[ME_STORAGE_KEY_MAX], *text;
+    size_t len;
+    int ret;
+    info_key(key, sizeof(key), id);
+    if ((ret = me_storage_get_all(u->st, key, INFO_MAX, &text, &len)) != 0)
+        return ret == ME_ENOTFOUND ? ME_ENOTFOUND : ME_EIO;
+    ret = parse_info(text, len, in);
+    free(text);
+    if (ret != 0) {
+        me_log_error(NULL, "upload %s: unreadable state document", id);
+        return ME_EIO;
+    }
+    /* another user's upload does not exist for this one; an expired one for nobody */
+    if (strcmp(in->owner, who->sub) != 0 || (in->state != STATE_COMPLETED && now >= in->pub.expires)) {
+        info_free(in);
+        return ME_ENOTFOUND;
+    }
+    return 0;
+}
+
+/* ---- creation ---- */
+
+int me_upload_create(me_uploads_t *u, const me_token_claims_t *who, uint64_t length, const char *metadata,
+                     int64_t now, me_upload_t *out)
+{
+    info_t in = {0};
+    char key[ME_STORAGE_KEY_MAX];
+    int ret;
+
+    in.pub.max_size = u->max_size;
+    if (who->max_bytes != 0 && who->max_bytes < in.pub.max_size)
+        in.pub.max_size = who->max_bytes;
+    if (length != ME_UPLOAD_LENGTH_DEFERRED && length > in.pub.max_size)
+        return ME_EUPLOAD_SIZE;
+    if (length == 0)
+        return ME_EMEDIA; /* an empty file is no photo */
+    if ((ret = random_id(in.pub.id)) != 0 || (ret = random_id(in.pub.media_id)) != 0)
+        return ret;
+    in.pub.length = length;
+    in.pub.expires = now + u->expire_after;
+    in.created = now;
+    snprintf(in.pub.metadata, sizeof(in.pub.metadata), "%s", metadata);
+    strcpy(in.owner, who->sub);
+    strcpy(in.album, who->album);
+    strcpy(in.ref, who->ref);
+    snprintf(in.plan, sizeof(in.plan), "%s", me_token_plan_name(who->plan));
+    snprintf(in.client, sizeof(in.client), "%s", me_token_client_name(who->client));
+    original_key(key, sizeof(key), &in);
+    if ((ret = me_storage_multipart_begin(u->st, key, in.multipart, sizeof(in.multipart))) != 0)
+        return ME_EIO;
+    if ((ret = save_info(u, &in)) != 0) {
+        (void)!me_storage_multipart_abort(u->st, key, in.multipart);
+        return ret;
+    }
+    me_metric_add(uploads_created, NULL, 1);
+    *out = in.pub;
+    return 0;
+}
+
+/* ---- completion ---- */
+
+const char *me_upload_sniff(const unsigned char *h, size_t len)
+{
+    static const struct {
+        const char *brand, *type;
+    } brands[] = {{"heic", "image/heic"}, {"heix", "image/heic"}, {"heim", "image/heic"}, {"heis", "image/heic"},
+                  {"hevc", "image/heic"}, {"hevx", "image/heic"}, {"mif1", "image/heif"}, {"msf1", "image/heif"},
+                  {"isom", "video/mp4"},  {"iso2", "video/mp4"},  {"iso4", "video/mp4"},  {"iso5", "video/mp4"},
+                  {"iso6", "video/mp4"},  {"mp41", "video/mp4"},  {"mp42", "video/mp4"},  {"avc1", "video/mp4"},
+                  {"M4V ", "video/mp4"},  {"3gp4", "video/mp4"},  {"3gp5", "video/mp4"},  {"qt  ", "video/quicktime"}};
+    if (len >= 3 && h[0] == 0xFF && h[1] == 0xD8 && h[2] == 0xFF)
+        return "image/jpeg";
+    if (len >= 8 && memcmp(h, "\x89PNG\r\n\x1a\n", 8) == 0)
+        return "image/png";
+    if (len >= 6 && (memcmp(h, "GIF87a", 6) == 0 || memcmp(h, "GIF89a", 6) == 0))
+        return "image/gif";
+    if (len >= 12 && memcmp(h, "RIFF", 4) == 0 && memcmp(h + 8, "WEBP", 4) == 0)
+        return "image/webp";
+    if (len >= 12 && memcmp(h + 4, "ftyp", 4) == 0)
+        for (size_t i = 0; i < sizeof(brands) / sizeof(brands[0]); i++)
+            if (memcmp(h + 8, brands[i].brand, 4) == 0)
+                return brands[i].type;
+    /* QuickTime files may open with other atoms before any ftyp */
+    if (len >= 8 && (memcmp(h + 4, "moov", 4) == 0 || memcmp(h + 4, "mdat", 4) == 0 || memcmp(h + 4, "wide", 4) == 0))
+        return "video/quicktime";
+    return NULL;
+}
+
+/* SHA-256 of a stored object, read in chunks; hex into out[65]. */
+static int hash_object(me_uploads_t *u, const char *key, uint64_t size, char out[65])
+{
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    unsigned char *buf = malloc(HASH_CHUNK), digest[32];
+    int ret = ME_EIO;
+    if (ctx == NULL || buf == NULL || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1)
+        goto exit;
+    for (uint64_t off = 0; off < size;) {
+        size_t got;
+        if (me_storage_get(u->st, key, off, HASH_CHUNK, buf, &got) != 0 || got == 0 ||
+            EVP_DigestUpdate(ctx, buf, got) != 1)
+            goto exit;
+        off += got;
+    }
+    if (EVP_DigestFinal_ex(ctx, digest, NULL) != 1)
+        goto exit;
+    for (int i = 0; i < 32; i++)
+        snprintf(out + 2 * i, 3, "%02x", digest[i]);
+    ret = 0;
+exit:
+    free(buf);
+    EVP_MD_CTX_free(ctx);
+    return ret;
+}
+
+static int put_json(me_uploads_t *u, const char *key, json_t *doc)
+{
+    char *text = doc != NULL ? json_dumps(doc, JSON_COMPACT) : NULL;
+    int ret = text != NULL ? me_storage_put(u->st, key, text, strlen(text)) : ME_ENOMEM;
+    free(text);
+    json_decref(doc);
+    return ret;
+}
+
+/* Removes everything an unfinished upload stored (parts, pieces, state). Best effort. */
+static void discard(me_uploads_t *u, info_t *in)
+{
+    char key[ME_STORAGE_KEY_MAX];
+    original_key(key, sizeof(key), in);
+    (void)!me_storage_multipart_abort(u->st, key, in->multipart);
+    for (int i = 0; i < in->npieces; i++) {
+        piece_key(key, sizeof(key), in->pub.id, in->pieces[i].offset);
+        (void)!me_storage_delete(u->st, key);
+    }
+    info_key(key, sizeof(key), in->pub.id);
+    (void)!me_storage_delete(u->st, key);
+}
+
+/* Turns an upload whose bytes are all acknowledged (state completing) into an original, its
+ * manifest and its job; idempotent, so that a crash anywhere inside is finished later. */
+static int complete(me_uploads_t *u, info_t *in)
+{
+    char key[ME_STORAGE_KEY_MAX], mkey[ME_STORAGE_KEY_MAX], sha[65];
+    unsigned char head[32];
+    size_t got;
+    me_storage_stat_t st;
+    int ret;
+
+    original_key(key, sizeof(key), in);
+    ret = me_storage_multipart_complete(u->st, key, in->multipart, in->parts, in->nparts);
+    if (ret != 0 && (me_storage_head(u->st, key, &st) != 0 || st.size != in->pub.length))
+        return ME_EIO; /* not completed before either */
+    if (me_storage_get(u->st, key, 0, sizeof(head), head, &got) != 0)
+        return ME_EIO;
+    const char *type = me_upload_sniff(head, got);
+    if (type == NULL) {
+        me_log_info(NULL, "upload %s: not a photo or video; removed", in->pub.id);
+        (void)!me_storage_delete(u->st, key);
+        discard(u, in);
+        return ME_EMEDIA;
+    }
+    if (hash_object(u, key, in->pub.length, sha) != 0)
+        return ME_EIO;
+    snprintf(in->pub.content_type, sizeof(in->pub.content_type), "%s", type);
+    snprintf(mkey, sizeof(mkey), "media/%s.json", in->pub.media_id);
+    json_t *manifest = json_pack("{s:i,s:s,s:s,s:s,s:I,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:I}", "v", 1, "id",
+                                 in->pub.media_id, "status", "uploaded", "original", key, "size",
+                                 (json_int_t)in->pub.length, "sha256", sha, "content_type", type, "owner", in->owner,
+                                 "album", in->album, "ref", in->ref, "plan", in->plan, "client", in->client,
+                                 "uploaded_at", (json_int_t)time(NULL));
+    if ((ret = put_json(u, mkey, manifest)) != 0)
+        return ret;
+    snprintf(mkey, sizeof(mkey), "jobs/%s.json", in->pub.media_id);
+    if ((ret = put_json(u, mkey, json_pack("{s:s,s:s}", "media_id", in->pub.media_id, "kind", "process"))) != 0)
+        return ret;
+    in->state = STATE_COMPLETED;
+    in->pub.completed = 1;
+    if ((ret = save_info(u, in)) != 0)
+        return ret;
+    me_metric_add(uploads_completed, NULL, 1);
+    me_log_info(NULL, "upload %s complete: media %s, %" PRIu64 " bytes, %s", in->pub.id, in->pub.media_id,
+                in->pub.length, type);
+    return 0;
+}
+
+/* ---- the public operations ---- */
+
+int me_upload_head(me_uploads_t *u, const me_token_claims_t *who, const char *id, int64_t now, me_upload_t *out)
+{
+    info_t in;
+    int ret = load_info(u, who, id, now, &in);
+    if (ret != 0)
+        return ret;
+    if (in.state == STATE_COMPLETING && lock_upload(u, id) == 0) {
+        ret = complete(u, &in);
+        unlock_upload(u, id);
+    }
+    if (ret == 0)
+        *out = in.pub;
+    info_free(&in);
+    return ret;
+}
+
+/* Writes data (len bytes at in->pub.offset) as a part, merging pending pieces in front of it,
+ * or as a piece when part and pieces together are still too small for the backend. */
+static int store_bytes(me_uploads_t *u, info_t *in, const void *data, size_t len, int last)
+{
+    char key[ME_STORAGE_KEY_MAX], okey[ME_STORAGE_KEY_MAX];
+    uint64_t pending = 0;
+    int ret;
+    for (int i = 0; i < in->npieces; i++)
+        pending += in->pieces[i].size;
+
+    if (!last && pending + len < me_storage_min_part_size(u->st)) {
+        piece_key(key, sizeof(key), in->pub.id, in->pub.offset);
+        if ((ret = me_storage_put(u->st, key, data, len)) != 0)
+            return ret;
+        in->pieces[in->npieces++] = (piece_t){in->pub.offset, len};
+        return 0;
+    }
+    if (in->nparts >= MAX_PARTS)
+        return ME_EUPLOAD_SIZE;
+    const void *part = data;
+    char *merged = NULL;
+    if (pending != 0) {
+        if ((merged = malloc(pending + len)) == NULL)
+            return ME_ENOMEM;
+        size_t at = 0;
+        for (int i = 0; i < in->npieces; i++) {
+            size_t got;
+            piece_key(key, sizeof(key), in->pub.id, in->pieces[i].offset);
+            if (me_storage_get(u->st, key, 0, in->pieces[i].size, merged + at, &got) != 0 || got != in->pieces[i].size) {
+                free(merged);
+                return ME_EIO;
+            }
+            at += got;
+        }
+        memcpy(merged + at, data, len);
+        part = merged;
+    }
+    original_key(okey, sizeof(okey), in);
+    me_storage_part_t *p = &in->parts[in->nparts];
+    ret = me_storage_part_put(u->st, okey, in->multipart, in->nparts + 1, part, pending + len, p);
+    free(merged);
+    if (ret != 0)
+        return ret;
+    p->number = in->nparts + 1;
+    in->nparts++;
+    in->npieces = 0; /* their bytes are in the part now; the objects go after the state is saved */
+    return 0;
+}
+
+int me_upload_append(me_uploads_t *u, const me_token_claims_t *who, const char *id, uint64_t offset,
+                     uint64_t new_length, const void *data, size_t len, const me_checksum_t *ck, int64_t now,
+                     me_upload_t *out)
+{
+    info_t in;
+    const char *reason = NULL;
+    int ret;
+
+    if (lock_upload(u, id) != 0) {
+        reason = "locked";
+        ret = ME_ELOCKED;
+        goto refused;
+    }
+    if ((ret = load_info(u, who, id, now, &in)) != 0) {
+        unlock_upload(u, id);
+        return ret;
+    }
+    /* room for one more part or piece beyond what is there */
+    me_storage_part_t *parts = realloc(in.parts, sizeof(*parts) * (size_t)(in.nparts + 1));
+    piece_t *pieces = realloc(in.pieces, sizeof(*pieces) * (size_t)(in.npieces + 1));
+    if (parts != NULL)
+        in.parts = parts;
+    if (pieces != NULL)
+        in.pieces = pieces;
+    int npieces_before = in.npieces;
+    piece_t *old_pieces = NULL;
+
+    if (parts == NULL || pieces == NULL) {
+        ret = ME_ENOMEM;
+        goto exit;
+    }
+    if (in.state == STATE_COMPLETING) {
+        ret = complete(u, &in); /* finish a completion a crash cut short */
+        if (ret == 0)
+            ret = ME_EOFFSET;
+        goto exit;
+    }
+    if (offset != in.pub.offset || in.state == STATE_COMPLETED) {
+        ret = ME_EOFFSET, reason = "offset";
+        goto exit;
+    }
+    if (new_length != ME_UPLOAD_LENGTH_DEFERRED) {
+        if (in.pub.length != ME_UPLOAD_LENGTH_DEFERRED && in.pub.length != new_length) {
+            ret = ME_ECONFLICT, reason = "length";
+            goto exit;
+        }
+        if (new_length > in.pub.max_size || new_length < offset + len) {
+            ret = new_length > in.pub.max_size ? ME_EUPLOAD_SIZE : ME_ECONFLICT, reason = "length";
+            goto exit;
+        }
+        in.pub.length = new_length;
+    }
+    uint64_t limit = in.pub.length != ME_UPLOAD_LENGTH_DEFERRED ? in.pub.length : in.pub.max_size;
+    if (offset + len > limit) {
+        ret = ME_EUPLOAD_SIZE, reason = "size";
+        goto exit;
+    }
+    if (ck != NULL && (ret = me_checksum_verify(ck, data, len)) != 0) {
+        reason = "checksum";
+        goto exit;
+    }
+    int last = in.pub.length != ME_UPLOAD_LENGTH_DEFERRED && offset + len == in.pub.length;
+    if (len == 0 && !last && new_length == ME_UPLOAD_LENGTH_DEFERRED) {
+        *out = in.pub; /* nothing to store */
+        goto exit;
+    }
+    if (npieces_before != 0 && (old_pieces = malloc(sizeof(*old_pieces) * (size_t)npieces_before)) == NULL) {
+        ret = ME_ENOMEM;
+        goto exit;
+    }
+    if (old_pieces != NULL)
+        memcpy(old_pieces, in.pieces, sizeof(*old_pieces) * (size_t)npieces_before);
+    if (len > 0 || last) {
+        if ((ret = store_bytes(u, &in, data, len, last)) != 0)
+            goto exit;
+    }
+    in.pub.offset += len;
+    if (last)
+        in.state = STATE_COMPLETING;
+    if ((ret = save_info(u, &in)) != 0)
+        goto exit; /* the bytes stored are orphans: the next append at this offset overwrites them */
+    me_metric_add(upload_bytes, NULL, (double)len);
+    if (in.npieces == 0 && old_pieces != NULL) {
+        for (int i = 0; i < npieces_before; i++) {
+            char key[ME_STORAGE_KEY_MAX];
+            piece_key(key, sizeof(key), in.pub.id, old_pieces[i].offset);
+            (void)!me_storage_delete(u->st, key);
+        }
+    }
+    if (last)
+        ret = complete(u, &in);
+    if (ret == 0)
+        *out = in.pub;
+
+exit:
+    free(old_pieces);
+    info_free(&in);
+    unlock_upload(u, id);
+    if (reason == NULL)
+        return ret;
+refused:
+    me_metric_add(uploads_refused, &reason, 1);
+    return ret;
+}
+
+int me_upload_delete(me_uploads_t *u, const me_token_claims_t *who, const char *id)
+{
+    info_t in;
+    int ret;
+    if (lock_upload(u, id) != 0)
+        return ME_ELOCKED;
+    if ((ret = load_info(u, who, id, INT64_MIN, &in)) == 0) {
+        if (in.state != STATE_OPEN)
+            ret = ME_ECONFLICT;
+        else
+            discard(u, &in);
+        info_free(&in);
+    }
+    unlock_upload(u, id);
+    return ret;
+}
+
+typedef struct {
+    me_uploads_t *u;
+    int64_t now;
+    int removed;
+} sweep_t;
+
+static int sweep_one(const char *key, const me_storage_stat_t *stat, void *arg)
+{
+    sweep_t *s = arg;
+    size_t len = strlen(key);
+    char id[ME_UPLOAD_ID_LEN + 1], *text;
+    size_t tlen;
+    info_t in;
+    /* uploads/<id>.info only; pieces live under uploads/<id>/ */
+    if (len != strlen("uploads/") + ME_UPLOAD_ID_LEN + strlen(".info") || strcmp(key + len - 5, ".info") != 0)
+        return 0;
+    memcpy(id, key + strlen("uploads/"), ME_UPLOAD_ID_LEN);
+    id[ME_UPLOAD_ID_LEN] = '\0';
+    if (!me_upload_id_valid(id, ME_UPLOAD_ID_LEN) || lock_upload(s->u, id) != 0)
+        return 0;
+    if (me_storage_get_all(s->u->st, key, INFO_MAX, &text, &tlen) == 0) {
+        if (parse_info(text, tlen, &in) == 0) {
+            if (s->now >= in.pub.expires && in.state != STATE_COMPLETING) {
+                if (in.state == STATE_COMPLETED)
+                    (void)!me_storage_delete(s->u->st, key);
+                else
+                    discard(s->u, &in);
+                s->removed++;
+            }
+            info_free(&in);
+        }
+        free(text);
+    }
+    unlock_upload(s->u, id);
+    return 0;
+}
+
+int me_upload_sweep(me_uploads_t *u, int64_t now, int *removed)
+{
+    sweep_t s = {u, now, 0};
+    int ret = me_storage_list(u->st, "uploads/", sweep_one, &s);
+    *removed = s.removed;
+    return ret == 0 ? 0 : ME_EIO;
+}
+
+me_uploads_t *me_uploads_new(me_storage_t *st, const me_config_t *cfg)
+{
+    me_uploads_t *u = calloc(1, sizeof(*u));
+    if (u == NULL)
+        return NULL;
+    u->st = st;
+    u->max_size = cfg->upload_max_size;
+    u->expire_after = (int64_t)(cfg->upload_expire_after / 1000);
+    pthread_mutex_init(&u->lock, NULL);
+    return u;
+}
+
+void me_uploads_free(me_uploads_t *u)
+{
+    if (u == NULL)
+        return;
+    pthread_mutex_destroy(&u->lock);
+    free(u);
+}

@@ -1,0 +1,88 @@
+/* upload.h: the resumable-upload state machine over storage: create, append (one PATCH),
+ * inspect, terminate, complete into an original + manifest + processing job, and sweep
+ * expired uploads. Protocol-neutral: handlers map tus (and later the IETF draft) onto it.
+ *
+ * State lives in storage (uploads/<id>.info, JSON), so any instance can continue any upload
+ * and a crash loses nothing acknowledged: data is stored durably first, the state that
+ * counts it second, and only then is the client answered.
+ * Every function blocks on storage: call them from pool threads. */
+#ifndef ME_UPLOAD_H
+#define ME_UPLOAD_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "server/checksum.h"
+#include "server/config.h"
+#include "server/storage.h"
+#include "server/token.h"
+
+#define ME_UPLOAD_ID_LEN 22            /* 128 random bits in base64url */
+#define ME_UPLOAD_METADATA_MAX 4096    /* Upload-Metadata, bytes */
+#define ME_UPLOAD_LENGTH_DEFERRED UINT64_MAX
+
+typedef struct me_uploads me_uploads_t;
+
+/* What a client may learn of an upload. */
+typedef struct {
+    char id[ME_UPLOAD_ID_LEN + 1];
+    char media_id[ME_UPLOAD_ID_LEN + 1];
+    uint64_t offset;
+    uint64_t length;                  /* ME_UPLOAD_LENGTH_DEFERRED until known */
+    uint64_t max_size;                /* the cap recorded at creation */
+    int64_t expires;                  /* seconds since the epoch */
+    int completed;                    /* the original and its manifest are stored */
+    char content_type[32];            /* once completed */
+    char metadata[ME_UPLOAD_METADATA_MAX + 1];
+} me_upload_t;
+
+/* Makes the upload service over st (not owned) with cfg's limits. NULL on allocation failure. */
+me_uploads_t *me_uploads_new(me_storage_t *st, const me_config_t *cfg);
+void me_uploads_free(me_uploads_t *u);
+
+/* 1 when id has the form of an upload id (so that anything else is a 404 unread). */
+int me_upload_id_valid(const char *id, size_t len);
+
+/* 1 when metadata is a valid tus Upload-Metadata value of at most ME_UPLOAD_METADATA_MAX bytes. */
+int me_upload_metadata_valid(const char *metadata, size_t len);
+
+/* Creates an upload for the token's user and album with length bytes (or
+ * ME_UPLOAD_LENGTH_DEFERRED) and metadata (validated by the caller). The plan, client, ref
+ * and the size cap (uploads.max_size lowered by the token's max_bytes) are recorded and rule
+ * the upload from now on. Returns 0 with *out filled, ME_EUPLOAD_SIZE (length over the cap),
+ * ME_EMEDIA (length 0), ME_EIO. */
+int me_upload_create(me_uploads_t *u, const me_token_claims_t *who, uint64_t length, const char *metadata,
+                     int64_t now, me_upload_t *out) ME_MUST_CHECK;
+
+/* Reads the upload id for who. Returns 0, ME_ENOTFOUND (no such upload, another user's, or
+ * expired), ME_EIO. An upload whose last bytes were acknowledged but whose completion was cut
+ * short (a crash) is completed here first. */
+int me_upload_head(me_uploads_t *u, const me_token_claims_t *who, const char *id, int64_t now,
+                   me_upload_t *out) ME_MUST_CHECK;
+
+/* Appends len bytes at offset (must equal the upload's offset). new_length sets a deferred
+ * length (ME_UPLOAD_LENGTH_DEFERRED: none given). ck, when not NULL, is verified before
+ * anything is stored. When the upload reaches its length it is completed: the original is
+ * stored at originals/<album>/<media-id>, the manifest at media/<media-id>.json (status
+ * "uploaded") and a processing job at jobs/<media-id>.json.
+ * Returns 0 with *out filled; ME_ENOTFOUND, ME_EOFFSET, ME_ECONFLICT (a length that
+ * contradicts the recorded one, or set twice), ME_EUPLOAD_SIZE (past the length or the cap),
+ * ME_ECHECKSUM, ME_ELOCKED (another append on this upload is running), ME_EMEDIA (completed
+ * but not a photo or video: the upload is removed), ME_EIO. On any error nothing the client
+ * can see has changed (the offset is as before). */
+int me_upload_append(me_uploads_t *u, const me_token_claims_t *who, const char *id, uint64_t offset,
+                     uint64_t new_length, const void *data, size_t len, const me_checksum_t *ck, int64_t now,
+                     me_upload_t *out) ME_MUST_CHECK;
+
+/* Terminates an unfinished upload and removes what it stored. Returns 0, ME_ENOTFOUND,
+ * ME_ELOCKED, ME_ECONFLICT (already completed: the media is deleted through its own API), ME_EIO. */
+int me_upload_delete(me_uploads_t *u, const me_token_claims_t *who, const char *id) ME_MUST_CHECK;
+
+/* Removes every upload past its expiry (unfinished ones with their data; finished ones only
+ * their state). *removed counts them. Returns 0 or ME_EIO (the sweep stops; run it again). */
+int me_upload_sweep(me_uploads_t *u, int64_t now, int *removed) ME_MUST_CHECK;
+
+/* The media type of a file that starts with head (len bytes; 32 are enough), or NULL when it
+ * is not a photo or video we accept. */
+const char *me_upload_sniff(const unsigned char *head, size_t len);
+
+#endif
