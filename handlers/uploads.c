@@ -33,10 +33,18 @@ typedef struct {
     me_checksum_t ck;
     int has_ck;
     char *data;
-    size_t len;
+    size_t len, admitted; /* admitted: bytes counted by me_http_body_admit() */
     int err;
     me_upload_t result;
 } upload_job_t;
+
+static void job_free(upload_job_t *j)
+{
+    if (j->admitted != 0)
+        me_http_body_release(j->admitted);
+    free(j->data);
+    free(j);
+}
 
 static void add(h2o_req_t *req, const char *name, const char *value, size_t len)
 {
@@ -157,8 +165,7 @@ static void job_done(me_http_job_t *hj)
     }
     h2o_send_inline(req, "", 0);
 exit:
-    free(j->data);
-    free(j);
+    job_free(j);
 }
 
 /* ---- the loop side ---- */
@@ -177,7 +184,7 @@ static int on_options(h2o_req_t *req, const me_config_t *cfg)
 }
 
 /* Copies the body when it is an upload's bytes; returns 0, or an error already answered. */
-static int take_body(h2o_req_t *req, upload_job_t *j, int required)
+static int take_body(h2o_req_t *req, const me_config_t *cfg, upload_job_t *j, int required)
 {
     const h2o_iovec_t *type = NULL;
     ssize_t i = h2o_find_header(&req->headers, H2O_TOKEN_CONTENT_TYPE, -1);
@@ -203,6 +210,11 @@ static int take_body(h2o_req_t *req, upload_job_t *j, int required)
         j->has_ck = 1;
     }
     size_t len = req->entity.base != NULL ? req->entity.len : 0;
+    if (me_http_body_admit(cfg, len) != 0) {
+        send_error(req, ME_EBUSY, "The server is receiving too much at once; retry this PATCH later.");
+        return ME_EBUSY;
+    }
+    j->admitted = len;
     /* the worker may outlive the request: it gets its own copy of the bytes */
     if ((j->data = malloc(len + 1)) == NULL) {
         send_error(req, ME_EBUSY, "Out of memory for the body; retry later.");
@@ -271,7 +283,7 @@ static int on_req(h2o_handler_t *_self, h2o_req_t *req)
                 }
                 memcpy(j->metadata, meta->base, meta->len);
             }
-            if (take_body(req, j, 0) != 0)
+            if (take_body(req, cfg, j, 0) != 0)
                 goto answered;
         } else { /* PATCH */
             j->op = OP_APPEND;
@@ -279,7 +291,7 @@ static int on_req(h2o_handler_t *_self, h2o_req_t *req)
                 send_error(req, ME_EINVAL, "Upload-Offset must be a non-negative integer.");
                 goto answered;
             }
-            if (take_body(req, j, 1) != 0)
+            if (take_body(req, cfg, j, 1) != 0)
                 goto answered;
         }
         break;
@@ -297,8 +309,7 @@ static int on_req(h2o_handler_t *_self, h2o_req_t *req)
         return 0;
     send_error(req, err, NULL);
 answered:
-    free(j->data);
-    free(j);
+    job_free(j);
     return 0;
 }
 

@@ -67,6 +67,8 @@ static const setting_t settings[] = {
     SET("http", "idle_timeout", T_DURATION, idle_timeout, "30s"),
     SET("http", "http2_max_streams", T_INT, http2_max_streams, "100", .min = 1, .max = 1000),
     SET("http", "body_spill_threshold", T_SIZE, body_spill_threshold, "0", .flags = F_AUTO),
+    SET("http", "max_body_memory", T_SIZE, max_body_memory, "0", .flags = F_AUTO),
+    SET("http", "min_free_disk", T_SIZE, min_free_disk, "1GiB"),
     SET("storage", "backend", T_STRING, storage_backend, "file", .choices = backends),
     SET("storage", "root", T_STRING, storage_root, "./var/storage"),
     SET("tokens", "algorithm", T_ENUM, token_alg, "HS256", .choices = algorithms),
@@ -761,6 +763,8 @@ void me_config_resolve(me_config_t *cfg)
     fill_auto(cfg, offsetof(me_config_t, http1_request_timeout),
               10000 + cfg->max_patch_size * 1000 / rate);
     fill_auto(cfg, offsetof(me_config_t, body_spill_threshold), spill);
+    fill_auto(cfg, offsetof(me_config_t, max_body_memory),
+              cfg->memory_limit / 4 > 2 * cfg->max_patch_size ? cfg->memory_limit / 4 : 2 * cfg->max_patch_size);
 }
 
 int me_config_is_production(const me_config_t *cfg)

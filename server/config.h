@@ -42,6 +42,8 @@ typedef struct {
     uint64_t idle_timeout;      /* ms */
     int http2_max_streams;      /* concurrent streams per HTTP/2 connection */
     uint64_t body_spill_threshold; /* bodies above this go to a file; 0 = auto from memory.max */
+    uint64_t max_body_memory;   /* upload bytes held past arrival, per process; 0 = auto */
+    uint64_t min_free_disk;     /* upload bodies get 503 while data_dir has less free */
 
     /* storage */
     char *storage_backend;      /* "file" or "s3" */

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include "server/http.h"
 #include "server/log.h"
@@ -333,6 +334,52 @@ int me_http_authorize(h2o_req_t *req, me_token_verifier_t *v, me_scope_t scope, 
         return err;
     }
     return 0;
+}
+
+/* ---- admission of bodies ---- */
+
+ME_GAUGE(body_bytes_gauge, "mediaedge_http_body_bytes_held", "Upload body bytes held in memory for storage threads.",
+         NULL)
+ME_COUNTER(bodies_refused, "mediaedge_http_bodies_refused_total", "Upload bodies refused with 503, by reason.",
+           "reason")
+
+static _Atomic uint64_t body_bytes_held;
+
+/* Free bytes of the data directory's filesystem, looked at most once a second per thread. */
+static uint64_t free_disk(const char *dir)
+{
+    static __thread uint64_t cached;
+    static __thread time_t at;
+    time_t now = time(NULL);
+    if (now != at) {
+        struct statvfs vfs;
+        cached = statvfs(dir, &vfs) == 0 ? (uint64_t)vfs.f_bavail * vfs.f_frsize : UINT64_MAX;
+        at = now;
+    }
+    return cached;
+}
+
+int me_http_body_admit(const me_config_t *cfg, size_t len)
+{
+    const char *reason = NULL;
+    if (free_disk(cfg->data_dir) < cfg->min_free_disk) {
+        reason = "disk";
+    } else if (atomic_fetch_add(&body_bytes_held, len) + len > cfg->max_body_memory) {
+        atomic_fetch_sub(&body_bytes_held, len);
+        reason = "memory";
+    }
+    if (reason != NULL) {
+        me_metric_add(bodies_refused, &reason, 1);
+        return ME_EBUSY;
+    }
+    me_metric_add(body_bytes_gauge, NULL, (double)len);
+    return 0;
+}
+
+void me_http_body_release(size_t len)
+{
+    atomic_fetch_sub(&body_bytes_held, len);
+    me_metric_add(body_bytes_gauge, NULL, -(double)len);
 }
 
 /* ---- handing work to a pool ---- */

@@ -6,6 +6,7 @@
 
 #include <stdint.h>
 #include <h2o.h>
+#include "server/config.h"
 #include "server/error.h"
 #include "server/pool.h"
 #include "server/token.h"
@@ -48,6 +49,13 @@ int me_http_check_method(h2o_req_t *req, const char *allow);
  * response itself (401 missing/invalid/expired, 403 wrong scope). */
 int me_http_authorize(h2o_req_t *req, me_token_verifier_t *v, me_scope_t scope,
                       me_token_claims_t *claims) ME_MUST_CHECK;
+
+/* Admission of an upload body of len bytes (already received: libh2o reads bodies before any
+ * handler) into memory held until its job ends: refused with ME_EBUSY while held bodies would
+ * exceed cfg's http.max_body_memory or the data directory's filesystem has less free space
+ * than http.min_free_disk. On 0 the caller must me_http_body_release(len) when done. */
+int me_http_body_admit(const me_config_t *cfg, size_t len) ME_MUST_CHECK;
+void me_http_body_release(size_t len);
 
 /* Blocking work for a request. Embed it in a struct allocated with malloc (not from
  * req->pool: the request may die first), fill work and done, and call me_http_defer().

@@ -304,3 +304,19 @@ def test_upload_over_h2_and_tls_with_curl(server, tmp_path):
     assert out.stdout.endswith("2 204"), out.stdout + out.stderr
     media_id = [l.split(": ")[1].strip() for l in out.stdout.splitlines() if l.lower().startswith("media-id")][0]
     assert original(server, "a1", media_id) == data
+
+
+@pytest.mark.parametrize("env", [{"MEDIAEDGE_HTTP_MIN_FREE_DISK": "1000000GiB"},
+                                 {"MEDIAEDGE_HTTP_MAX_BODY_MEMORY": "64KiB"}])
+def test_caps_answer_503_with_retry_after(make_server, env):
+    s = make_server(env=env).start()
+    c = Client(s)
+    url = c.url(c.create(1 << 20))
+    r = c.patch(url, 0, jpeg(100 * 1024))
+    assert r.status_code == 503
+    assert r.headers["retry-after"] == "5"
+    assert r.json()["error"] == "busy"
+    assert c.head(url).headers["upload-offset"] == "0"
+    metrics = requests.get(s.http + "/metrics").text
+    reason = "disk" if "FREE_DISK" in next(iter(env)) else "memory"
+    assert f'mediaedge_http_bodies_refused_total{{reason="{reason}"}} 1' in metrics
