@@ -14,7 +14,7 @@
 #include "server/upload.h"
 
 #define INFO_MAX (1024 * 1024)   /* an upload's state document; 10000 parts fit */
-#define LOCKS 64                 /* uploads being written at once, per process */
+#define LOCKS 300 /* uploads being written at once: at most the pool threads (<= 256) and the janitor */
 #define MAX_PARTS 10000
 #define HASH_CHUNK (1024 * 1024)
 
@@ -491,6 +491,8 @@ static int store_bytes(me_uploads_t *u, info_t *in, const void *data, size_t len
     int ret;
     for (int i = 0; i < in->npieces; i++)
         pending += in->pieces[i].size;
+    if (len == 0 && pending == 0)
+        return 0; /* a deferred length set with an empty body: nothing to store */
 
     if (!last && pending + len < me_storage_min_part_size(u->st)) {
         piece_key(key, sizeof(key), in->pub.id, in->pub.offset);

@@ -242,6 +242,15 @@ static void test_deferred_length(void **state)
     assert_int_equal(me_upload_append(f->u, &alice, up.id, 2000, 3000, data + 2000, 1000, NULL, T0, &out), 0);
     assert_true(out.completed);
     assert_original(f, &out, data, 3000);
+
+    /* the length may also come with an empty PATCH after the last bytes */
+    me_upload_t up2;
+    assert_int_equal(me_upload_create(f->u, &alice, ME_UPLOAD_LENGTH_DEFERRED, "", T0, &up2), 0);
+    append_all(f, up2.id, data, 3000, 1000, &out);
+    assert_false(out.completed);
+    assert_int_equal(me_upload_append(f->u, &alice, up2.id, 3000, 3000, "", 0, NULL, T0, &out), 0);
+    assert_true(out.completed);
+    assert_original(f, &out, data, 3000);
     free(data);
 }
 
