@@ -66,6 +66,7 @@ static const setting_t settings[] = {
     SET("http", "http1_request_timeout", T_DURATION, http1_request_timeout, "0", .flags = F_AUTO),
     SET("http", "idle_timeout", T_DURATION, idle_timeout, "30s"),
     SET("http", "http2_max_streams", T_INT, http2_max_streams, "100", .min = 1, .max = 1000),
+    SET("http", "max_connections", T_INT, max_connections, "4096", .min = 1, .max = 1000000),
     SET("http", "body_spill_threshold", T_SIZE, body_spill_threshold, "0", .flags = F_AUTO),
     SET("http", "max_body_memory", T_SIZE, max_body_memory, "0", .flags = F_AUTO),
     SET("http", "min_free_disk", T_SIZE, min_free_disk, "1GiB"),

@@ -41,6 +41,7 @@ typedef struct {
     uint64_t http1_request_timeout; /* ms; 0 = auto: 10 s + max_patch_size / min_client_rate */
     uint64_t idle_timeout;      /* ms */
     int http2_max_streams;      /* concurrent streams per HTTP/2 connection */
+    int max_connections;        /* open client connections per process; past it accepting pauses */
     uint64_t body_spill_threshold; /* bodies above this go to a file; 0 = auto from memory.max */
     uint64_t max_body_memory;   /* upload bytes held past arrival, per process; 0 = auto */
     uint64_t min_free_disk;     /* upload bodies get 503 while data_dir has less free */

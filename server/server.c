@@ -40,6 +40,8 @@ typedef struct loop {
     h2o_socket_t *listeners[LISTEN_COUNT];
     h2o_multithread_receiver_t jobs;
     h2o_linklist_t conns;   /* accepted connections still open (conn_t) */
+    int nconns, max_conns;  /* open here; past max_conns accepting pauses */
+    int paused;
     _Atomic int busy;       /* during the drain: requests or partial requests still here */
     int closed;
 } loop_t;
@@ -47,6 +49,7 @@ typedef struct loop {
 typedef struct {
     h2o_linklist_t link;
     h2o_socket_t *sock;
+    struct loop *loop;
 } conn_t;
 
 struct me_server {
@@ -71,6 +74,8 @@ struct me_server {
 
 ME_GAUGE(draining_gauge, "mediaedge_draining", "1 while the process drains after a shutdown signal.", NULL)
 ME_GAUGE(connections_gauge, "mediaedge_connections", "Client connections open.", NULL)
+ME_COUNTER(accept_pauses, "mediaedge_accept_pauses_total",
+           "Times a loop stopped accepting because it held http.max_connections / loops connections.", NULL)
 ME_COUNTER(build_info, "mediaedge_build_info", "Build information; the value is always 1.", "version")
 
 const me_config_t *me_server_config(const me_server_t *srv)
@@ -144,12 +149,32 @@ static int open_listener(const char *hostport, char *err, size_t errlen)
     return fd;
 }
 
+static void on_accept(h2o_socket_t *listener, const char *err);
+
+/* Stops or resumes reading every listener of loop: connections past the cap wait in the
+ * kernel's backlog instead of adding request bodies this process would have to hold. */
+static void set_paused(loop_t *loop, int paused)
+{
+    loop->paused = paused;
+    for (int i = 0; i < LISTEN_COUNT; i++) {
+        if (loop->listeners[i] == NULL)
+            continue;
+        if (paused)
+            h2o_socket_read_stop(loop->listeners[i]);
+        else
+            h2o_socket_read_start(loop->listeners[i], on_accept);
+    }
+}
+
 static void on_conn_close(void *data)
 {
     conn_t *conn = data;
+    loop_t *loop = conn->loop;
     h2o_linklist_unlink(&conn->link);
     free(conn);
     me_metric_add(connections_gauge, NULL, -1);
+    if (--loop->nconns < loop->max_conns && loop->paused)
+        set_paused(loop, 0);
 }
 
 static void on_accept(h2o_socket_t *listener, const char *err)
@@ -160,13 +185,22 @@ static void on_accept(h2o_socket_t *listener, const char *err)
     if (err != NULL)
         return;
     /* take what is waiting, a bounded batch per wake-up so that one loop cannot starve */
-    for (int i = 0; i < 16 && (sock = h2o_evloop_socket_accept(listener)) != NULL; i++) {
+    for (int i = 0; i < 16; i++) {
+        if (loop->nconns >= loop->max_conns) {
+            set_paused(loop, 1);
+            me_metric_add(accept_pauses, NULL, 1);
+            return;
+        }
+        if ((sock = h2o_evloop_socket_accept(listener)) == NULL)
+            return;
         conn_t *conn = calloc(1, sizeof(*conn));
         if (conn == NULL) {
             h2o_socket_close(sock);
             continue;
         }
         conn->sock = sock;
+        conn->loop = loop;
+        loop->nconns++;
         h2o_linklist_insert(&loop->conns, &conn->link);
         sock->on_close.cb = on_conn_close;
         sock->on_close.data = conn;
@@ -225,6 +259,7 @@ static void *loop_main(void *arg)
     h2o_context_init(&loop->ctx, loop->evloop, &srv->globalconf);
     me_http_context_init(&loop->ctx, &loop->jobs);
     h2o_linklist_init_anchor(&loop->conns);
+    loop->max_conns = (srv->cfg->max_connections + srv->nloops - 1) / srv->nloops;
     for (int i = 0; i < LISTEN_COUNT; i++) {
         if (srv->fds[i] < 0)
             continue;

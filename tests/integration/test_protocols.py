@@ -2,6 +2,7 @@
 import json
 import re
 import subprocess
+import time
 
 import requests
 
@@ -98,3 +99,23 @@ def test_oversized_body_refused_before_it_is_read(make_server):
     s = make_server(env={"MEDIAEDGE_HTTP_MAX_PATCH_SIZE": "64KiB"}).start()
     r = requests.post(s.http + "/healthz", data=b"x" * (65 * 1024))
     assert r.status_code == 413
+
+
+def test_connections_past_the_cap_wait_in_the_backlog(make_server):
+    import socket
+    s = make_server(env={"MEDIAEDGE_HTTP_MAX_CONNECTIONS": "2", "MEDIAEDGE_SERVER_THREADS": "1"}).start()
+    held = [socket.create_connection(("127.0.0.1", s.http_port)) for _ in range(2)]
+    time.sleep(0.2)  # both accepted: the loop is at its cap
+    third = socket.create_connection(("127.0.0.1", s.http_port))
+    third.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    third.settimeout(0.7)
+    try:
+        third.recv(100)
+        assert False, "answered past the connection cap"
+    except socket.timeout:
+        pass
+    held[0].close()
+    third.settimeout(5)
+    assert third.recv(100).startswith(b"HTTP/1.1 200")
+    third.close()
+    held[1].close()
