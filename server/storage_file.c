@@ -1,11 +1,13 @@
 /* storage_file.c: the file backend: each object a file under storage.root, written durably. */
 #include <dirent.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
@@ -15,11 +17,14 @@
 #include "server/log.h"
 #include "server/storage_file.h"
 
-#define PART_HDR 32            /* a part file starts with the MD5 of its bytes, in hex */
+#define ETAG_LEN 32            /* a part's etag: the MD5 of its bytes, in hex */
+#define DATA_NAME "data"       /* an upload's bytes, every part at its offset */
+#define RECORD_MAX 80          /* "<etag> <offset> <size>\n" */
 #define ID_LEN 32              /* upload ids and temporary names: 128 random bits in hex */
 #define TMP_MAX_AGE (24 * 3600) /* seconds before open() removes a temporary file left by a crash */
 #define DIR_FLAGS (O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-#define PLACE_TRIES 8          /* see commit_file() */
+#define PLACE_TRIES 8          /* see place() */
+#define PARTS_MAX 10000        /* part numbers are 1..PARTS_MAX (storage.c checks) */
 
 struct me_storage_backend {
     int root, tmp, mp; /* directories: storage.root, <root>/.tmp, <root>/.multipart */
@@ -30,14 +35,15 @@ struct me_storage_backend {
 static struct {
     int (*openat)(int dirfd, const char *path, int flags, ...);
     ssize_t (*write)(int fd, const void *buf, size_t len);
-    ssize_t (*copy_file_range)(int in, off_t *in_off, int out, off_t *out_off, size_t len, unsigned flags);
+    ssize_t (*pwrite)(int fd, const void *buf, size_t len, off_t off);
+    int (*ftruncate)(int fd, off_t len);
     int (*fdatasync)(int fd);
     int (*fsync)(int fd);
     int (*renameat)(int olddirfd, const char *oldpath, int newdirfd, const char *newpath);
     int (*mkdirat)(int dirfd, const char *path, mode_t mode);
     int (*unlinkat)(int dirfd, const char *path, int flags);
     int (*close)(int fd);
-} sys = {openat, write, copy_file_range, fdatasync, fsync, renameat, mkdirat, unlinkat, close};
+} sys = {openat, write, pwrite, ftruncate, fdatasync, fsync, renameat, mkdirat, unlinkat, close};
 
 /* Logs a failed system call (errno) on what (a key, never its bytes); returns ME_EIO. */
 static int io_error(const char *op, const char *what)
@@ -148,6 +154,38 @@ static int write_all(int fd, const void *data, size_t len, const char *what)
     return 0;
 }
 
+/* Renames from (in directory fromdir) to base/path, making path's directories (each synced),
+ * then syncs path's directory. 0 or ME_EIO; *placed tells whether the rename happened (when
+ * only the sync failed the file is in place, maybe not durably). */
+static int place(int base, const char *path, int fromdir, const char *from, const char *what, int *placed)
+{
+    const char *slash = strrchr(path, '/');
+    const char *name = slash ? slash + 1 : path;
+    int dir, ret = 0;
+
+    *placed = 0;
+    /* ENOENT: a delete removed a directory we had just made or opened (it removes the ones it
+     * empties); make it again */
+    for (int tries = 0;; tries++) {
+        if ((dir = open_dirs(base, path, slash ? (size_t)(slash - path) : 0)) >= 0 &&
+            sys.renameat(fromdir, from, dir, name) == 0)
+            break;
+        if (errno != ENOENT || tries == PLACE_TRIES - 1) {
+            if (dir >= 0 && dir != base)
+                close_keep_errno(dir);
+            return io_error("move into place", what);
+        }
+        if (dir >= 0 && dir != base)
+            sys.close(dir);
+    }
+    *placed = 1;
+    if (sys.fsync(dir) != 0)
+        ret = io_error("sync the directory of", what);
+    if (dir != base)
+        sys.close(dir);
+    return ret;
+}
+
 /* Writes a temporary file with fill(), syncs it, renames it to base/path (making path's
  * directories), then syncs the directory: readers see the old file or the new one, and a 0
  * return means both the bytes and the name survive a crash. On failure nothing new is left
@@ -155,10 +193,8 @@ static int write_all(int fd, const void *data, size_t len, const char *what)
 static int commit_file(me_storage_backend_t *be, int base, const char *path, const char *what,
                        int (*fill)(int fd, void *arg, const char *what), void *arg)
 {
-    const char *slash = strrchr(path, '/');
-    const char *name = slash ? slash + 1 : path;
     char tmp[ID_LEN + 1];
-    int fd, dir = -1, ret;
+    int fd, ret, placed;
 
     if (random_hex(tmp) != 0 || (fd = sys.openat(be->tmp, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640)) < 0)
         return io_error("create a temporary file for", what);
@@ -175,32 +211,11 @@ static int commit_file(me_storage_backend_t *be, int base, const char *path, con
         goto fail;
     }
     fd = -1;
-    /* ENOENT: a delete removed a directory we had just made or opened (it removes the ones it
-     * empties); make it again */
-    for (int tries = 0;; tries++) {
-        if ((dir = open_dirs(base, path, slash ? (size_t)(slash - path) : 0)) >= 0 &&
-            sys.renameat(be->tmp, tmp, dir, name) == 0)
-            break;
-        if (errno != ENOENT || tries == PLACE_TRIES - 1) {
-            io_error("move into place", what);
-            goto fail;
-        }
-        if (dir >= 0 && dir != base)
-            sys.close(dir);
-        dir = -1;
-    }
-    if (sys.fsync(dir) != 0)
-        ret = io_error("sync the directory of", what); /* in place, maybe not durable */
-    else
-        ret = 0;
-    if (dir != base)
-        sys.close(dir);
-    return ret;
+    if ((ret = place(base, path, be->tmp, tmp, what, &placed)) == 0 || placed)
+        return ret; /* ME_EIO when placed: in place, maybe not durable */
 fail:
     if (fd >= 0)
         sys.close(fd);
-    if (dir >= 0 && dir != base)
-        sys.close(dir);
     sys.unlinkat(be->tmp, tmp, 0);
     return ret;
 }
@@ -460,7 +475,7 @@ static int file_multipart_begin(me_storage_backend_t *be, const char *key, char 
 {
     char id[ID_LEN + 1];
     struct iovec v = {(void *)key, strlen(key)};
-    int dir, ret;
+    int dir, fd, ret;
 
     if (idlen <= ID_LEN)
         return ME_EINVAL;
@@ -469,7 +484,13 @@ static int file_multipart_begin(me_storage_backend_t *be, const char *key, char 
     if (sys.fsync(be->mp) != 0 || (dir = sys.openat(be->mp, id, DIR_FLAGS)) < 0) {
         ret = io_error("begin an upload of", key);
     } else {
-        ret = commit_bytes(be, dir, "key", key, &v, 1);
+        /* the data file first: the key file's directory sync makes both names durable */
+        if ((fd = sys.openat(dir, DATA_NAME, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0640)) < 0) {
+            ret = io_error("begin an upload of", key);
+        } else {
+            sys.close(fd);
+            ret = commit_bytes(be, dir, "key", key, &v, 1);
+        }
         sys.close(dir);
     }
     if (ret != 0) {
@@ -480,125 +501,212 @@ static int file_multipart_begin(me_storage_backend_t *be, const char *key, char 
     return 0;
 }
 
+/* A part's record, "<etag> <offset> <size>\n", in .multipart/<id>/<number>.rec */
+typedef struct {
+    char etag[ETAG_LEN + 1];
+    uint64_t offset, size;
+} record_t;
+
+static void record_name(char name[16], int number)
+{
+    snprintf(name, 16, "%05d.rec", number);
+}
+
+/* Reads the record of part number. 0, ME_ECONFLICT (none, or not one we wrote) or ME_EIO. */
+static int read_record(int dir, int number, record_t *r, const char *what)
+{
+    char name[16], buf[RECORD_MAX + 1], *end;
+    ssize_t n;
+    int fd;
+
+    record_name(name, number);
+    if ((fd = sys.openat(dir, name, O_RDONLY | O_CLOEXEC)) < 0)
+        return errno == ENOENT ? ME_ECONFLICT : io_error("open a part record of", what);
+    while ((n = pread(fd, buf, RECORD_MAX, 0)) < 0 && errno == EINTR)
+        ;
+    if (n < 0) {
+        close_keep_errno(fd);
+        return io_error("read a part record of", what);
+    }
+    sys.close(fd);
+    buf[n] = '\0';
+    if (n < ETAG_LEN + 5 || buf[ETAG_LEN] != ' ' || buf[n - 1] != '\n')
+        return ME_ECONFLICT;
+    memcpy(r->etag, buf, ETAG_LEN);
+    r->etag[ETAG_LEN] = '\0';
+    errno = 0;
+    r->offset = strtoull(buf + ETAG_LEN + 1, &end, 10);
+    if (errno != 0 || *end != ' ')
+        return ME_ECONFLICT;
+    r->size = strtoull(end + 1, &end, 10);
+    if (errno != 0 || *end != '\n' || r->offset > (uint64_t)INT64_MAX - r->size)
+        return ME_ECONFLICT;
+    return 0;
+}
+
+/* Opens the data file of an upload whose directory is dir and locks it against the other
+ * part puts and completions of the upload (threads or processes). 0 with *fd set,
+ * ME_ENOTFOUND (completed meanwhile, or not an upload of ours) or ME_EIO. */
+static int open_data(int dir, int *fd, const char *what)
+{
+    struct stat a, b;
+    int f = sys.openat(dir, DATA_NAME, O_RDWR | O_CLOEXEC);
+
+    if (f < 0)
+        return errno == ENOENT ? ME_ENOTFOUND : io_error("open the data of", what);
+    while (flock(f, LOCK_EX) != 0) {
+        if (errno != EINTR) {
+            close_keep_errno(f);
+            return io_error("lock the data of", what);
+        }
+    }
+    /* a completion may have moved it to its key while we waited */
+    int ret = 0;
+    if (fstat(f, &a) != 0)
+        ret = io_error("open the data of", what);
+    else if (fstatat(dir, DATA_NAME, &b, 0) != 0)
+        ret = errno == ENOENT ? ME_ENOTFOUND : io_error("open the data of", what);
+    else if (a.st_ino != b.st_ino || a.st_dev != b.st_dev)
+        ret = ME_ENOTFOUND;
+    if (ret != 0) {
+        sys.close(f);
+        return ret;
+    }
+    *fd = f;
+    return 0;
+}
+
+/* Removes the records of part number and the ones after it (highest first, so that the
+ * records left are always parts 1..k), then syncs dir when it removed any. 0 or ME_EIO. */
+static int drop_records(int dir, int number, const char *what)
+{
+    char name[16];
+    struct stat sb;
+    int last = number - 1;
+
+    for (;; last++) {
+        record_name(name, last + 1);
+        if (last + 1 > PARTS_MAX || fstatat(dir, name, &sb, 0) != 0)
+            break;
+    }
+    if (last + 1 <= PARTS_MAX && errno != ENOENT)
+        return io_error("look for the part records of", what);
+    if (last < number)
+        return 0; /* the usual case: a new part */
+    for (int k = last; k >= number; k--) {
+        record_name(name, k);
+        if (sys.unlinkat(dir, name, 0) != 0 && errno != ENOENT)
+            return io_error("remove a part record of", what);
+    }
+    return sys.fsync(dir) == 0 ? 0 : io_error("sync the parts of", what);
+}
+
 static int file_part_put(me_storage_backend_t *be, const char *key, const char *upload_id, int number,
                          const void *data, size_t len, me_storage_part_t *out)
 {
     unsigned char md[EVP_MAX_MD_SIZE];
-    char name[8], what[ME_STORAGE_KEY_MAX + 32], etag[PART_HDR + 1];
-    int dir, ret;
+    char name[16], what[ME_STORAGE_KEY_MAX + 32], etag[ETAG_LEN + 1], rec[RECORD_MAX + 1];
+    record_t prev = {.offset = 0, .size = 0};
+    int dir, fd = -1, ret;
 
     if ((ret = open_upload(be, key, upload_id, &dir)) != 0)
         return ret;
-    snprintf(name, sizeof(name), "%05d", number);
     snprintf(what, sizeof(what), "part %d of %s", number, key);
     if (!EVP_Digest(data, len, md, NULL, EVP_md5(), NULL)) {
         errno = EIO;
         ret = io_error("hash", what);
-    } else {
-        hex(md, 16, etag);
-        struct iovec v[2] = {{etag, PART_HDR}, {(void *)data, len}};
-        ret = commit_bytes(be, dir, name, what, v, 2);
+        goto out;
     }
-    sys.close(dir);
-    if (ret == 0) {
-        out->number = number;
-        out->size = len;
-        memcpy(out->etag, etag, sizeof(etag));
+    hex(md, 16, etag);
+    if ((ret = open_data(dir, &fd, what)) != 0)
+        goto out;
+    /* the part goes right after the previous one: parts come in order, a gap is a conflict */
+    if (number > 1 && (ret = read_record(dir, number - 1, &prev, what)) != 0)
+        goto out;
+    uint64_t off = prev.offset + prev.size;
+    if (len > (uint64_t)INT64_MAX - off) {
+        errno = EFBIG;
+        ret = io_error("write", what);
+        goto out;
     }
-    return ret;
-}
-
-/* Copies len bytes of in from off to out's position with read and write. */
-static int copy_slow(int in, off_t off, uint64_t len, int out, const char *what)
-{
-    enum { CHUNK = 1 << 18 };
-    char *buf = malloc(CHUNK);
-    int ret = 0;
-
-    if (buf == NULL) {
-        errno = ENOMEM;
-        return io_error("copy a part into", what);
-    }
-    while (len > 0 && ret == 0) {
-        ssize_t n = pread(in, buf, len < CHUNK ? (size_t)len : CHUNK, off);
+    /* a part put again: its record and the later ones go before their bytes are overwritten,
+     * so that no record ever counts bytes that are not its part's */
+    if ((ret = drop_records(dir, number, what)) != 0)
+        goto out;
+    for (size_t done = 0; done < len;) {
+        ssize_t n = sys.pwrite(fd, (const char *)data + done, len - done, (off_t)(off + done));
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0) {
             if (n == 0)
-                errno = EIO; /* the part shrank */
-            ret = io_error("read a part of", what);
-        } else {
-            ret = write_all(out, buf, (size_t)n, what);
-            off += n;
-            len -= (uint64_t)n;
+                errno = EIO;
+            ret = io_error("write", what);
+            goto out;
         }
+        done += (size_t)n;
     }
-    free(buf);
-    return ret;
-}
-
-/* Copies len bytes of in from off to out's position, in the kernel where it can. */
-static int copy_range(int in, off_t off, uint64_t len, int out, const char *what)
-{
-    while (len > 0) {
-        ssize_t n = sys.copy_file_range(in, &off, out, NULL, len < (1u << 30) ? (size_t)len : (1u << 30), 0);
-        if (n > 0)
-            len -= (uint64_t)n;
-        else if (n < 0 && errno == EINTR)
-            continue;
-        else if (n < 0 && (errno == ENOSYS || errno == EXDEV || errno == EOPNOTSUPP || errno == EINVAL))
-            return copy_slow(in, off, len, out, what); /* not between these files */
-        else {
-            if (n == 0)
-                errno = EIO; /* the part shrank */
-            return io_error("write", what);
-        }
+    if (sys.fdatasync(fd) != 0) {
+        ret = io_error("sync", what);
+        goto out;
     }
-    return 0;
-}
-
-typedef struct {
-    int dir;
-    const me_storage_part_t *parts;
-    int nparts;
-} concat_t;
-
-/* Appends the listed parts to fd; ME_ECONFLICT when one is missing or differs. */
-static int fill_parts(int fd, void *arg, const char *what)
-{
-    const concat_t *c = arg;
-    int ret = 0;
-
-    for (int i = 0; i < c->nparts && ret == 0; i++) {
-        const me_storage_part_t *p = &c->parts[i];
-        char name[8], etag[PART_HDR];
-        struct stat sb;
-        int in;
-        snprintf(name, sizeof(name), "%05d", p->number);
-        if ((in = sys.openat(c->dir, name, O_RDONLY | O_CLOEXEC)) < 0)
-            return errno == ENOENT ? ME_ECONFLICT : io_error("open a part of", what);
-        if (fstat(in, &sb) != 0)
-            ret = io_error("stat a part of", what);
-        else if ((uint64_t)sb.st_size != PART_HDR + p->size || pread(in, etag, PART_HDR, 0) != PART_HDR ||
-                 strnlen(p->etag, sizeof(p->etag)) != PART_HDR || memcmp(etag, p->etag, PART_HDR) != 0)
-            ret = ME_ECONFLICT;
-        else
-            ret = copy_range(in, PART_HDR, p->size, fd, what);
-        sys.close(in);
-    }
+    /* the bytes are durable: now the record that counts them */
+    int rlen = snprintf(rec, sizeof(rec), "%s %" PRIu64 " %zu\n", etag, off, len);
+    struct iovec v = {rec, (size_t)rlen};
+    record_name(name, number);
+    if ((ret = commit_bytes(be, dir, name, what, &v, 1)) != 0)
+        goto out;
+    out->number = number;
+    out->size = len;
+    memcpy(out->etag, etag, sizeof(etag));
+out:
+    if (fd >= 0)
+        sys.close(fd); /* and unlocks */
+    sys.close(dir);
     return ret;
 }
 
 static int file_multipart_complete(me_storage_backend_t *be, const char *key, const char *upload_id,
                                    const me_storage_part_t *parts, int nparts)
 {
-    concat_t c = {.parts = parts, .nparts = nparts};
-    int ret;
+    uint64_t total = 0;
+    int dir, fd = -1, ret, placed;
 
-    if ((ret = open_upload(be, key, upload_id, &c.dir)) != 0)
+    if ((ret = open_upload(be, key, upload_id, &dir)) != 0)
         return ret;
-    ret = commit_file(be, be->root, key, key, fill_parts, &c);
-    sys.close(c.dir);
+    if ((ret = open_data(dir, &fd, key)) != 0)
+        goto out;
+    /* the listed parts are parts 1..nparts exactly as recorded, each right after the last */
+    for (int i = 0; i < nparts; i++) {
+        const me_storage_part_t *p = &parts[i];
+        record_t r;
+        if (p->number != i + 1) {
+            ret = ME_ECONFLICT;
+            goto out;
+        }
+        if ((ret = read_record(dir, p->number, &r, key)) != 0)
+            goto out;
+        if (r.offset != total || r.size != p->size || strnlen(p->etag, sizeof(p->etag)) != ETAG_LEN ||
+            memcmp(r.etag, p->etag, ETAG_LEN) != 0) {
+            ret = ME_ECONFLICT;
+            goto out;
+        }
+        total += r.size;
+    }
+    /* drop what a longer attempt at a part left past the end, then move the file: no byte copied */
+    ret = ME_EIO;
+    if (sys.ftruncate(fd, (off_t)total) != 0) {
+        io_error("truncate", key);
+        goto out;
+    }
+    if (sys.fdatasync(fd) != 0) {
+        io_error("sync", key);
+        goto out;
+    }
+    ret = place(be->root, key, dir, DATA_NAME, key, &placed);
+out:
+    if (fd >= 0)
+        sys.close(fd); /* and unlocks: a part put waiting for it finds the data gone */
+    sys.close(dir);
     if (ret == 0)
         (void)remove_upload(be, upload_id); /* the object is whole: leftovers only cost space */
     return ret;

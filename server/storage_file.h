@@ -5,7 +5,12 @@
  * Its own files live under names starting with '.', which no key can have:
  *     <root>/.tmp/<random>                  files being written (renamed into place when whole)
  *     <root>/.multipart/<upload-id>/key     the key a multipart upload will complete into
- *     <root>/.multipart/<upload-id>/00001   part 1: its MD5 in hex (32 bytes), then its bytes
+ *     <root>/.multipart/<upload-id>/data    the upload's bytes: each part at its offset, right
+ *                                           after the part before it; completing truncates it
+ *                                           to the parts' total and renames it to the key, so
+ *                                           no byte is written twice
+ *     <root>/.multipart/<upload-id>/00001.rec   part 1's record, written once its bytes are
+ *                                           durable: "<MD5 hex> <offset> <size>\n"
  * A filesystem cannot hold a file "a" and a file "a/b" at once: putting one while the other
  * exists fails with ME_EIO (the storage layout in DESIGN.md never does). */
 #ifndef ME_STORAGE_FILE_H
@@ -44,7 +49,12 @@ typedef struct {
 /* The file backend. Its upload ids are 32 lowercase hex digits; any other id is ME_EINVAL.
  * Completing or putting a part of an upload that does not exist (or was begun for another
  * key) is ME_ENOTFOUND; aborting one is 0. Completing with a part that is missing or whose
- * size or etag differs is ME_ECONFLICT. */
+ * size or etag differs is ME_ECONFLICT.
+ * Parts must be put in order: part n goes right after part n-1, so putting part n before
+ * part n-1 is ME_ECONFLICT (gaps are refused). Putting part n again (the last wins) drops
+ * parts n+1 and later, which must then be put again. Completing takes parts 1..k, each as
+ * last put; any other list is ME_ECONFLICT. Part puts and completions of one upload exclude
+ * each other (a lock on its data file). */
 extern const me_storage_ops_t me_storage_file_ops;
 
 #endif
