@@ -551,19 +551,12 @@ static void test_list_order_and_prefixes(void **state)
 
 /* ---- multipart ---- */
 
-static void md5_hex(const void *data, size_t len, char out[33])
-{
-    unsigned char md[EVP_MAX_MD_SIZE];
-    assert_true(EVP_Digest(data, len, md, NULL, EVP_md5(), NULL));
-    hex(md, 16, out);
-}
-
 static void test_multipart(void **state)
 {
     const size_t sizes[] = {1, 5 * MIB + 1, 0, 3};
     unsigned char *data[4], *whole = malloc(5 * MIB + 5);
     me_storage_part_t parts[4];
-    char id[ME_STORAGE_UPLOAD_ID_MAX + 1], etag[33];
+    char id[ME_STORAGE_UPLOAD_ID_MAX + 1];
     size_t at = 0;
 
     assert_int_equal(me_storage_min_part_size(st), 0);
@@ -576,12 +569,12 @@ static void test_multipart(void **state)
         assert_int_equal(me_storage_part_put(st, "originals/al/m1", id, i + 1, data[i], sizes[i], &parts[i]), 0);
         assert_int_equal(parts[i].number, i + 1);
         assert_int_equal(parts[i].size, sizes[i]);
-        md5_hex(data[i], sizes[i], etag);
-        assert_string_equal(parts[i].etag, etag); /* as S3 computes it */
+        assert_int_equal(strlen(parts[i].etag), 32); /* opaque: random hex, distinct per put */
+        for (int k = 0; k < i; k++)
+            assert_string_not_equal(parts[k].etag, parts[i].etag);
         memcpy(whole + at, data[i], sizes[i]);
         at += sizes[i];
     }
-    assert_string_equal(parts[2].etag, "d41d8cd98f00b204e9800998ecf8427e");
     /* the last put of a number wins */
     assert_int_equal(me_storage_part_put(st, "originals/al/m1", id, 4, "zzz", 3, &parts[3]), 0);
     memcpy(whole + at - 3, "zzz", 3);
