@@ -398,32 +398,24 @@ static void announce(me_server_t *srv)
             printf("  curl -s --http2-prior-knowledge -H \"Authorization: Bearer $TOKEN\" http://%s/v1/whoami\n", http);
         free(token);
     } else {
-        printf("Try it:\n  curl %s/readyz\n", cfg->listen_https[0] ? "-k https://" : "http://");
+        printf("Try it:\n  curl %s%s/readyz\n", cfg->listen_https[0] ? "-k https://" : "http://",
+               cfg->listen_https[0] ? https : http);
     }
     fflush(stdout);
 }
 
-/* Waits for the next SIGTERM/SIGINT until deadline_ms (0: forever). Returns 1 on a signal. */
+/* Waits up to 50 ms, and never past deadline_ms, for SIGTERM/SIGINT. Returns 1 on a signal,
+ * 0 once the deadline has passed, -1 after a tick (the caller re-checks its condition). */
 static int wait_signal(const sigset_t *set, uint64_t deadline_ms)
 {
-    for (;;) {
-        int sig;
-        if (deadline_ms == 0) {
-            if (sigwait(set, &sig) == 0)
-                return 1;
-            continue;
-        }
-        uint64_t now = now_ms();
-        if (now >= deadline_ms)
-            return 0;
-        uint64_t wait = deadline_ms - now > 50 ? 50 : deadline_ms - now;
-        struct timespec ts = {(time_t)(wait / 1000), (long)(wait % 1000) * 1000000};
-        if (sigtimedwait(set, NULL, &ts) > 0)
-            return 1;
-        if (errno != EAGAIN && errno != EINTR)
-            return 0;
-        return -1; /* a tick: the caller re-checks its own condition */
-    }
+    uint64_t now = now_ms();
+    if (now >= deadline_ms)
+        return 0;
+    uint64_t wait = deadline_ms - now > 50 ? 50 : deadline_ms - now;
+    struct timespec ts = {(time_t)(wait / 1000), (long)(wait % 1000) * 1000000};
+    if (sigtimedwait(set, NULL, &ts) > 0)
+        return 1;
+    return errno == EAGAIN || errno == EINTR ? -1 : 0;
 }
 
 static int drained(me_server_t *srv)
@@ -546,7 +538,9 @@ int me_server_run(me_config_t *cfg, int announce_start)
         announce(srv);
     srv->janitor_started = pthread_create(&srv->janitor, NULL, janitor_main, srv) == 0;
 
-    wait_signal(&set, 0);
+    int sig;
+    while (sigwait(&set, &sig) != 0)
+        ;
     status = drain(srv, &set);
     stop_janitor(srv);
     me_pool_free(srv->pool);
