@@ -247,6 +247,16 @@ exit:
     return 0;
 }
 
+/* Stores doc (JSON, consumed) at key durably. 0, ME_ENOMEM, or the storage error. */
+static int put_json(me_uploads_t *u, const char *key, json_t *doc)
+{
+    char *text = doc != NULL ? json_dumps(doc, JSON_COMPACT) : NULL;
+    int ret = text != NULL ? me_storage_put(u->st, key, text, strlen(text)) : ME_ENOMEM;
+    free(text);
+    json_decref(doc);
+    return ret;
+}
+
 /* Stores the state document durably (the moment an append counts). */
 static int save_info(me_uploads_t *u, const info_t *in)
 {
@@ -266,15 +276,9 @@ static int save_info(me_uploads_t *u, const info_t *in)
         "offset", (json_int_t)in->pub.offset, "max_size", (json_int_t)in->pub.max_size, "created",
         (json_int_t)in->created, "expires", (json_int_t)in->pub.expires, "state", state_names[in->state], "parts", parts,
         "pieces", pieces);
-    char *text = root != NULL ? json_dumps(root, JSON_COMPACT) : NULL;
     char key[ME_STORAGE_KEY_MAX];
-    int ret = ME_ENOMEM;
     info_key(key, sizeof(key), in->pub.id);
-    if (text != NULL)
-        ret = me_storage_put(u->st, key, text, strlen(text));
-    free(text);
-    json_decref(root);
-    return ret;
+    return put_json(u, key, root);
 }
 
 /* Loads the upload id for who: ME_ENOTFOUND unless it exists, is theirs and is not expired. */
@@ -391,15 +395,6 @@ static int hash_object(me_uploads_t *u, const char *key, uint64_t size, char out
 exit:
     free(buf);
     EVP_MD_CTX_free(ctx);
-    return ret;
-}
-
-static int put_json(me_uploads_t *u, const char *key, json_t *doc)
-{
-    char *text = doc != NULL ? json_dumps(doc, JSON_COMPACT) : NULL;
-    int ret = text != NULL ? me_storage_put(u->st, key, text, strlen(text)) : ME_ENOMEM;
-    free(text);
-    json_decref(doc);
     return ret;
 }
 
