@@ -14,13 +14,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         me_http_send_error(req, ME_ENOMEM, NULL);
         return 0;
     }
-    req->res.status = 200;
-    req->res.reason = "OK";
-    req->res.content_length = len;
-    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,
-                   H2O_STRLIT("text/plain; version=0.0.4; charset=utf-8"));
-    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("no-store"));
-    h2o_send_inline(req, text, len);
+    me_http_send(req, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);
     free(text);
     return 0;
 }

@@ -253,14 +253,19 @@ static const char *reason_phrase(int status)
     }
 }
 
-void me_http_send_json(h2o_req_t *req, int status, const char *body, size_t len)
+void me_http_send(h2o_req_t *req, int status, const char *content_type, const char *body, size_t len)
 {
     req->res.status = status;
     req->res.reason = reason_phrase(status);
     req->res.content_length = len;
-    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, H2O_STRLIT("application/json"));
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, content_type, strlen(content_type));
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("no-store"));
     h2o_send_inline(req, body, len);
+}
+
+void me_http_send_json(h2o_req_t *req, int status, const char *body, size_t len)
+{
+    me_http_send(req, status, "application/json", body, len);
 }
 
 void me_http_send_error(h2o_req_t *req, int err, const char *message)

@@ -33,7 +33,11 @@ const char *me_http_reqid(h2o_req_t *req);
 /* Requests being processed in this process (from routing until their pool is freed). */
 int64_t me_http_inflight(void);
 
-/* Sends body (of len bytes, copied) with status and Content-Type application/json. */
+/* Sends body (of len bytes, copied) with status, content_type (a literal) and
+ * Cache-Control: no-store. */
+void me_http_send(h2o_req_t *req, int status, const char *content_type, const char *body, size_t len);
+
+/* me_http_send() with Content-Type application/json. */
 void me_http_send_json(h2o_req_t *req, int status, const char *body, size_t len);
 
 /* Sends {"error":"<code>","message":"<message>"} with the status me_err_status(err) maps
