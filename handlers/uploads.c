@@ -21,7 +21,8 @@ typedef struct {
 
 typedef enum { OP_CREATE, OP_HEAD, OP_APPEND, OP_DELETE } op_t;
 
-/* One request's work for the pool; owns copies of everything it needs (the request may die). */
+/* One request's work for the pool; owns copies of everything it needs but the body, which
+ * me_http_job_take_body() keeps readable (the request may die). */
 typedef struct {
     me_http_job_t hj;
     me_uploads_t *uploads;
@@ -32,17 +33,13 @@ typedef struct {
     char metadata[ME_UPLOAD_METADATA_MAX + 1];
     me_checksum_t ck;
     int has_ck;
-    char *data;
-    size_t len, admitted; /* admitted: bytes counted by me_http_body_admit() */
     int err;
     me_upload_t result;
 } upload_job_t;
 
 static void job_free(upload_job_t *j)
 {
-    if (j->admitted != 0)
-        me_http_body_release(j->admitted);
-    free(j->data);
+    me_http_job_drop_body(&j->hj);
     free(j);
 }
 
@@ -119,15 +116,16 @@ static void job_work(me_http_job_t *hj)
     switch (j->op) {
     case OP_CREATE:
         j->err = me_upload_create(j->uploads, &j->who, j->length, j->metadata, now, &j->result);
-        if (j->err == 0 && j->data != NULL)
-            j->err = me_upload_append(j->uploads, &j->who, j->result.id, 0, ME_UPLOAD_LENGTH_DEFERRED, j->data, j->len,
+        if (j->err == 0 && j->hj.body.base != NULL)
+            j->err = me_upload_append(j->uploads, &j->who, j->result.id, 0, ME_UPLOAD_LENGTH_DEFERRED,
+                                      j->hj.body.base, j->hj.body.len,
                                       j->has_ck ? &j->ck : NULL, now, &j->result);
         break;
     case OP_HEAD:
         j->err = me_upload_head(j->uploads, &j->who, j->id, now, &j->result);
         break;
     case OP_APPEND:
-        j->err = me_upload_append(j->uploads, &j->who, j->id, j->offset, j->length, j->data, j->len,
+        j->err = me_upload_append(j->uploads, &j->who, j->id, j->offset, j->length, j->hj.body.base, j->hj.body.len,
                                   j->has_ck ? &j->ck : NULL, now, &j->result);
         break;
     case OP_DELETE:
@@ -183,7 +181,7 @@ static int on_options(h2o_req_t *req, const me_config_t *cfg)
     return 0;
 }
 
-/* Copies the body when it is an upload's bytes; returns 0, or an error already answered. */
+/* Takes the body when it is an upload's bytes; returns 0, or an error already answered. */
 static int take_body(h2o_req_t *req, const me_config_t *cfg, upload_job_t *j, int required)
 {
     const h2o_iovec_t *type = NULL;
@@ -209,19 +207,10 @@ static int take_body(h2o_req_t *req, const me_config_t *cfg, upload_job_t *j, in
         }
         j->has_ck = 1;
     }
-    size_t len = req->entity.base != NULL ? req->entity.len : 0;
-    if (me_http_body_admit(cfg, len) != 0) {
+    if (me_http_job_take_body(&j->hj, req, cfg) != 0) {
         send_error(req, ME_EBUSY, "The server is receiving too much at once; retry this PATCH later.");
         return ME_EBUSY;
     }
-    j->admitted = len;
-    /* the worker may outlive the request: it gets its own copy of the bytes */
-    if ((j->data = malloc(len + 1)) == NULL) {
-        send_error(req, ME_EBUSY, "Out of memory for the body; retry later.");
-        return ME_EBUSY;
-    }
-    memcpy(j->data, req->entity.base, len);
-    j->len = len;
     return 0;
 }
 

@@ -9,6 +9,8 @@
 #include <sys/statvfs.h>
 #include <time.h>
 #include "server/http.h"
+#include <h2o/http2.h>
+#include <h2o/http2_internal.h> /* h2o_http2_stream_t: see take_http2_body() */
 #include "server/log.h"
 #include "server/metrics.h"
 
@@ -348,6 +350,10 @@ ME_GAUGE(body_bytes_gauge, "mediaedge_http_body_bytes_held", "Upload body bytes 
 ME_COUNTER(bodies_refused, "mediaedge_http_bodies_refused_total", "Upload bodies refused with 503, by reason.",
            "reason")
 
+ME_COUNTER(bodies_total, "mediaedge_http_bodies_total",
+           "Upload bodies handed to storage threads, by how: in_place (HTTP/1.x), taken (from an HTTP/2 stream), copied.",
+           "how")
+
 static _Atomic uint64_t body_bytes_held;
 
 /* Free bytes of the data directory's filesystem, looked at most once a second per thread. */
@@ -385,6 +391,61 @@ void me_http_body_release(size_t len)
 {
     atomic_fetch_sub(&body_bytes_held, len);
     me_metric_add(body_bytes_gauge, NULL, -(double)len);
+}
+
+/* HTTP/2 keeps a stream's body in its own buffer, freed with the stream: taking the buffer
+ * (libh2o then frees nothing) lets a worker read it after a reset. h2c upgrades and HTTP/1
+ * keep bodies elsewhere, so this is only done when the entity is exactly that buffer. */
+static h2o_buffer_t *take_http2_body(h2o_req_t *req)
+{
+    if (req->version != 0x200) /* only libh2o's HTTP/2 streams make these */
+        return NULL;
+    h2o_http2_stream_t *stream = H2O_STRUCT_FROM_MEMBER(h2o_http2_stream_t, req, req);
+    h2o_buffer_t *buf = stream->_req_body;
+    if (buf == NULL || buf->bytes != req->entity.base || buf->size != req->entity.len)
+        return NULL;
+    stream->_req_body = NULL;
+    return buf;
+}
+
+int me_http_job_take_body(me_http_job_t *hj, h2o_req_t *req, const me_config_t *cfg)
+{
+    size_t len = req->entity.base != NULL ? req->entity.len : 0;
+    if (len == 0)
+        return 0;
+    if (me_http_body_admit(cfg, len) != 0)
+        return ME_EBUSY;
+    hj->_body_admitted = len;
+    const char *how = "in_place";
+    if (req->version < 0x200) {
+        /* HTTP/1.x: libh2o stopped reading the connection with the body complete, and frees
+         * its input only after the response or on a write error, both after done() */
+        hj->body = req->entity;
+    } else if ((hj->_body_buf = take_http2_body(req)) != NULL) {
+        hj->body = h2o_iovec_init(hj->_body_buf->bytes, len);
+        how = "taken";
+    } else if ((hj->_body_copy = malloc(len)) != NULL) {
+        memcpy(hj->_body_copy, req->entity.base, len);
+        hj->body = h2o_iovec_init(hj->_body_copy, len);
+        how = "copied";
+    } else {
+        me_http_job_drop_body(hj);
+        return ME_EBUSY;
+    }
+    me_metric_add(bodies_total, &how, 1);
+    return 0;
+}
+
+void me_http_job_drop_body(me_http_job_t *hj)
+{
+    if (hj->_body_buf != NULL)
+        h2o_buffer_dispose(&hj->_body_buf);
+    free(hj->_body_copy);
+    hj->_body_copy = NULL;
+    if (hj->_body_admitted != 0)
+        me_http_body_release(hj->_body_admitted);
+    hj->_body_admitted = 0;
+    hj->body = h2o_iovec_init(NULL, 0);
 }
 
 /* ---- handing work to a pool ---- */

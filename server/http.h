@@ -57,7 +57,8 @@ int me_http_authorize(h2o_req_t *req, me_token_verifier_t *v, me_scope_t scope,
 /* Admission of an upload body of len bytes (already received: libh2o reads bodies before any
  * handler) into memory held until its job ends: refused with ME_EBUSY while held bodies would
  * exceed cfg's http.max_body_memory or the data directory's filesystem has less free space
- * than http.min_free_disk. On 0 the caller must me_http_body_release(len) when done. */
+ * than http.min_free_disk. On 0 the caller must me_http_body_release(len) when done.
+ * me_http_job_take_body() does both for deferred jobs. */
 int me_http_body_admit(const me_config_t *cfg, size_t len) ME_MUST_CHECK;
 void me_http_body_release(size_t len);
 
@@ -70,9 +71,24 @@ typedef struct me_http_job {
     h2o_req_t *req;
     void (*work)(struct me_http_job *hj);
     void (*done)(struct me_http_job *hj);
+    h2o_iovec_t body; /* the request's body for work(), after me_http_job_take_body() */
     /* private */
     struct me_http_anchor *_anchor;
+    h2o_buffer_t *_body_buf; /* taken over from an HTTP/2 stream */
+    char *_body_copy;
+    size_t _body_admitted;
 } me_http_job_t;
+
+/* Gives hj the request's body (admitted with me_http_body_admit()) as hj->body, readable by
+ * work() even when the request dies first, without copying it where libh2o allows: an
+ * HTTP/1.x connection reads nothing more before the response, so its body stays where it
+ * is; an HTTP/2 stream's body buffer is taken over; anything else is copied. Call it on the
+ * loop thread, before me_http_defer(). Returns 0, or ME_EBUSY with nothing held. */
+int me_http_job_take_body(me_http_job_t *hj, h2o_req_t *req, const me_config_t *cfg) ME_MUST_CHECK;
+
+/* Gives back what me_http_job_take_body() held; on the loop thread, when the job ends
+ * (also when it was never deferred). Safe to call twice, or without a body. */
+void me_http_job_drop_body(me_http_job_t *hj);
 
 /* Runs hj->work on pool and hj->done back on the request's loop thread. Returns 0, or
  * ME_EBUSY/ME_EDRAINING when the pool refuses it (hj untouched: the caller answers and

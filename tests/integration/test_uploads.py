@@ -4,6 +4,7 @@ import base64
 import hashlib
 import json
 import os
+import socket
 import subprocess
 import threading
 import time
@@ -304,6 +305,55 @@ def test_upload_over_h2_and_tls_with_curl(server, tmp_path):
     assert out.stdout.endswith("2 204"), out.stdout + out.stderr
     media_id = [l.split(": ")[1].strip() for l in out.stdout.splitlines() if l.lower().startswith("media-id")][0]
     assert original(server, "a1", media_id) == data
+    # neither body was copied on its way to storage: HTTP/1.1's stays in place, HTTP/2's is taken over
+    metrics = requests.get(server.http + "/metrics").text
+    assert 'mediaedge_http_bodies_total{how="taken"} 1' in metrics
+    assert 'how="copied"' not in metrics
+
+
+def h2_frame(kind, flags, stream, payload=b""):
+    return len(payload).to_bytes(3, "big") + bytes([kind, flags]) + stream.to_bytes(4, "big") + payload
+
+
+def hpack_literal(name, value):
+    """A header field as an HPACK literal without indexing, new name, no Huffman coding."""
+    def length(n):
+        if n < 127:
+            return bytes([n])
+        out, n = [127], n - 127
+        while n >= 128:
+            out.append(n % 128 + 128)
+            n //= 128
+        return bytes(out + [n])
+    return b"\x00" + length(len(name)) + name.encode() + length(len(value)) + value.encode()
+
+
+def test_http2_reset_while_body_is_stored_loses_nothing(server):
+    """A PATCH over HTTP/2 whose stream the client resets right after its last byte: the worker
+    still reads the (taken over) body, stores it whole, and the server stays up."""
+    c = Client(server)
+    data = jpeg(100000)
+    url = c.url(c.create(len(data)))
+    fields = [(":method", "PATCH"), (":scheme", "http"), (":path", url[len(server.http):]),
+              (":authority", f"127.0.0.1:{server.http_port}"), ("tus-resumable", "1.0.0"),
+              ("authorization", "Bearer " + c.token), ("upload-offset", "0"),
+              ("content-type", "application/offset+octet-stream"), ("content-length", "60000")]
+    body = data[:60000]  # within HTTP/2's initial flow-control window
+    out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + h2_frame(4, 0, 0)
+    out += h2_frame(1, 0x4, 1, b"".join(hpack_literal(n, v) for n, v in fields))
+    for i in range(0, len(body), 16384):
+        out += h2_frame(0, 0x1 if i + 16384 >= len(body) else 0, 1, body[i:i + 16384])
+    out += h2_frame(3, 0, 1, (8).to_bytes(4, "big"))  # RST_STREAM CANCEL
+    with socket.create_connection(("127.0.0.1", server.http_port)) as sock:
+        sock.sendall(out)
+        deadline = time.time() + 10
+        while c.head(url).headers["upload-offset"] != "60000":
+            assert time.time() < deadline, "the reset PATCH's bytes were not stored"
+            time.sleep(0.05)
+    assert 'mediaedge_http_bodies_total{how="taken"} 1' in requests.get(server.http + "/metrics").text
+    r = c.patch(url, 60000, data[60000:])
+    assert r.status_code == 204, r.text
+    assert original(server, "a1", r.headers["media-id"]) == data
 
 
 @pytest.mark.parametrize("env", [{"MEDIAEDGE_HTTP_MIN_FREE_DISK": "1000000GiB"},
