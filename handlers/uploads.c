@@ -1,12 +1,14 @@
 /* uploads.c: tus 1.0.0 at /v1/uploads (core, creation, creation-with-upload, creation-defer-
- * length, termination, checksum, expiration): parses requests, runs the upload core on the
- * pool, writes the responses. */
+ * length, termination, checksum, expiration), and the IETF resumable-upload draft on the same
+ * resources (uploads_draft.c): parses requests, runs the upload core on the pool, writes the
+ * responses. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include "handlers/uploads.h"
+#include "handlers/uploads_draft.h"
 #include "server/http.h"
 #include "server/upload.h"
 
@@ -26,7 +28,10 @@ typedef enum { OP_CREATE, OP_HEAD, OP_APPEND, OP_DELETE } op_t;
 typedef struct {
     me_http_job_t hj;
     me_uploads_t *uploads;
+    const me_config_t *cfg;
     op_t op;
+    int draft;    /* the draft's interop version; 0: tus 1.0 */
+    int complete; /* draft: Upload-Complete: ?1 */
     me_token_claims_t who;
     char id[ME_UPLOAD_ID_LEN + 1];
     uint64_t length, offset;
@@ -52,13 +57,6 @@ static void add_u64(h2o_req_t *req, const char *name, uint64_t v)
 {
     char *buf = h2o_mem_alloc_pool(&req->pool, 24);
     add(req, name, buf, (size_t)snprintf(buf, 24, "%" PRIu64, v));
-}
-
-/* The request header name's value, or NULL. */
-static const h2o_iovec_t *header(h2o_req_t *req, const char *name)
-{
-    ssize_t i = h2o_find_header_by_str(&req->headers, name, strlen(name), -1);
-    return i < 0 ? NULL : &req->headers.entries[i].value;
 }
 
 /* Strict unsigned decimal (no sign, no spaces, no overflow). */
@@ -89,8 +87,20 @@ static void send_error(h2o_req_t *req, int err, const char *message)
     me_http_send_error(req, err, message);
 }
 
-static void add_state(h2o_req_t *req, const me_upload_t *up)
+static void add_state(h2o_req_t *req, const upload_job_t *j)
 {
+    const me_upload_t *up = &j->result;
+    if (j->draft) {
+        int64_t now = (int64_t)time(NULL);
+        me_draft_add_headers(req, j->draft, j->cfg, up, now);
+        me_draft_add_complete(req, up->completed);
+        add_u64(req, "upload-offset", up->offset);
+        if (up->length != ME_UPLOAD_LENGTH_DEFERRED)
+            add_u64(req, "upload-length", up->length);
+        if (up->completed)
+            add(req, "media-id", h2o_strdup(&req->pool, up->media_id, SIZE_MAX).base, strlen(up->media_id));
+        return;
+    }
     char *date = h2o_mem_alloc_pool(&req->pool, H2O_TIMESTR_RFC1123_LEN + 1);
     struct tm gmt;
     time_t expires = (time_t)up->expires;
@@ -116,7 +126,7 @@ static void job_work(me_http_job_t *hj)
     switch (j->op) {
     case OP_CREATE:
         j->err = me_upload_create(j->uploads, &j->who, j->length, j->metadata, now, &j->result);
-        if (j->err == 0 && j->hj.body.base != NULL)
+        if (j->err == 0 && (j->hj.body.base != NULL || j->complete))
             j->err = me_upload_append(j->uploads, &j->who, j->result.id, 0, ME_UPLOAD_LENGTH_DEFERRED,
                                       j->hj.body.base, j->hj.body.len,
                                       j->has_ck ? &j->ck : NULL, now, &j->result);
@@ -132,6 +142,28 @@ static void job_work(me_http_job_t *hj)
         j->err = me_upload_delete(j->uploads, &j->who, j->id);
         break;
     }
+    /* the draft's answer to a wrong offset names the right one, or says the upload is done */
+    if (j->draft && j->op == OP_APPEND && j->err == ME_EOFFSET &&
+        me_upload_head(j->uploads, &j->who, j->id, now, &j->result) != 0)
+        j->result.offset = UINT64_MAX;
+}
+
+/* The draft's problem details for the errors it defines; 0 when err is not one of them. */
+static int send_draft_problem(h2o_req_t *req, const upload_job_t *j)
+{
+    if (j->err == ME_EOFFSET && j->result.offset != UINT64_MAX) {
+        if (j->result.completed)
+            me_draft_send_completed(req);
+        else
+            me_draft_send_offset_mismatch(req, j->result.offset, j->offset);
+        return 1;
+    }
+    if (j->err == ME_ECONFLICT) {
+        me_draft_send_inconsistent_length(req, "Upload-Length, Upload-Complete and the bytes sent disagree with "
+                                               "the length the upload already has.");
+        return 1;
+    }
+    return 0;
 }
 
 static void job_done(me_http_job_t *hj)
@@ -148,18 +180,20 @@ static void job_done(me_http_job_t *hj)
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_LOCATION, NULL, location, (size_t)n);
     }
     if (j->err != 0) {
-        send_error(req, j->err, NULL);
+        if (!j->draft || !send_draft_problem(req, j))
+            send_error(req, j->err, NULL);
         goto exit;
     }
     req->res.content_length = 0;
     if (j->op == OP_DELETE) {
         req->res.status = 204, req->res.reason = "No Content";
     } else {
-        add_state(req, &j->result);
+        add_state(req, j);
         if (j->op == OP_HEAD)
             h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("no-store"));
-        req->res.status = j->op == OP_CREATE ? 201 : j->op == OP_HEAD ? 200 : 204;
-        req->res.reason = j->op == OP_CREATE ? "Created" : j->op == OP_HEAD ? "OK" : "No Content";
+        int ok = j->op == OP_HEAD && !j->draft; /* the draft answers HEAD with 204 */
+        req->res.status = j->op == OP_CREATE ? 201 : ok ? 200 : 204;
+        req->res.reason = j->op == OP_CREATE ? "Created" : ok ? "OK" : "No Content";
     }
     h2o_send_inline(req, "", 0);
 exit:
@@ -181,22 +215,25 @@ static int on_options(h2o_req_t *req, const me_config_t *cfg)
     return 0;
 }
 
-/* Takes the body when it is an upload's bytes; returns 0, or an error already answered. */
-static int take_body(h2o_req_t *req, const me_config_t *cfg, upload_job_t *j, int required)
+/* Takes the body when it is an upload's bytes: its Content-Type is want (NULL: any); a
+ * body of another type is refused when required, else left. Returns 0, or an error already
+ * answered. */
+static int take_body(h2o_req_t *req, const me_config_t *cfg, upload_job_t *j, const char *want, int required)
 {
     const h2o_iovec_t *type = NULL;
     ssize_t i = h2o_find_header(&req->headers, H2O_TOKEN_CONTENT_TYPE, -1);
     if (i >= 0)
         type = &req->headers.entries[i].value;
-    int is_upload = type != NULL && h2o_memis(type->base, type->len, H2O_STRLIT("application/offset+octet-stream"));
-    if (!is_upload) {
+    if (want != NULL && (type == NULL || !h2o_memis(type->base, type->len, want, strlen(want)))) {
         if (required) {
-            send_error(req, ME_EUNSUPPORTED, "Content-Type must be application/offset+octet-stream.");
+            char *message = h2o_mem_alloc_pool(&req->pool, 64);
+            snprintf(message, 64, "Content-Type must be %s.", want);
+            send_error(req, ME_EUNSUPPORTED, message);
             return ME_EUNSUPPORTED;
         }
         return 0;
     }
-    const h2o_iovec_t *ck = header(req, "upload-checksum");
+    const h2o_iovec_t *ck = me_http_header(req, "upload-checksum");
     if (ck != NULL) {
         int err = me_checksum_parse(ck->base, ck->len, &j->ck);
         if (err != 0) {
@@ -214,6 +251,19 @@ static int take_body(h2o_req_t *req, const me_config_t *cfg, upload_job_t *j, in
     return 0;
 }
 
+/* A draft request with Upload-Complete: ?1 ends the upload with its body: the length is
+ * where the body ends, and an Upload-Length sent along must say the same. 1, or 0 answered. */
+static int draft_length(h2o_req_t *req, upload_job_t *j, int has_length)
+{
+    uint64_t end = j->offset + j->hj.body.len;
+    if (has_length && j->length != end) {
+        me_draft_send_inconsistent_length(req, "Upload-Length is not where the bytes of the completing request end.");
+        return 0;
+    }
+    j->length = end;
+    return 1;
+}
+
 static int on_req(h2o_handler_t *_self, h2o_req_t *req)
 {
     uploads_handler_t *self = (uploads_handler_t *)_self;
@@ -223,12 +273,19 @@ static int on_req(h2o_handler_t *_self, h2o_req_t *req)
     int collection = rest.len == 0 || (rest.len == 1 && rest.base[0] == '/');
     upload_job_t *j = NULL;
 
-    add(req, "tus-resumable", H2O_STRLIT(TUS_VERSION));
+    int draft = me_draft_version(req);
+    if (draft == 0)
+        add(req, "tus-resumable", H2O_STRLIT(TUS_VERSION));
     if (h2o_memis(req->method.base, req->method.len, H2O_STRLIT("OPTIONS")))
         return on_options(req, cfg);
 
-    const h2o_iovec_t *version = header(req, "tus-resumable");
-    if (version == NULL || !h2o_memis(version->base, version->len, H2O_STRLIT(TUS_VERSION))) {
+    const h2o_iovec_t *version = me_http_header(req, "tus-resumable");
+    if (draft < 0) {
+        send_error(req, ME_EINVAL, "Upload-Draft-Interop-Version: this server speaks 5 (draft -03) and 6 (drafts -04 "
+                                   "and -05).");
+        return 0;
+    }
+    if (draft == 0 && (version == NULL || !h2o_memis(version->base, version->len, H2O_STRLIT(TUS_VERSION)))) {
         send_error(req, ME_EVERSION, NULL);
         return 0;
     }
@@ -246,11 +303,13 @@ static int on_req(h2o_handler_t *_self, h2o_req_t *req)
     if (me_http_authorize(req, me_server_verifier(self->srv), ME_SCOPE_UPLOAD, &j->who) != 0)
         goto answered;
     j->uploads = me_server_uploads(self->srv);
+    j->cfg = cfg;
+    j->draft = draft;
     j->length = ME_UPLOAD_LENGTH_DEFERRED;
     if (!collection)
         memcpy(j->id, rest.base + 1, ME_UPLOAD_ID_LEN);
 
-    const h2o_iovec_t *length = header(req, "upload-length"), *defer = header(req, "upload-defer-length");
+    const h2o_iovec_t *length = me_http_header(req, "upload-length"), *defer = me_http_header(req, "upload-defer-length");
     if (length != NULL && !parse_u64(length, &j->length)) {
         send_error(req, ME_EINVAL, "Upload-Length must be a non-negative integer.");
         goto answered;
@@ -259,12 +318,14 @@ static int on_req(h2o_handler_t *_self, h2o_req_t *req)
     case 'P':
         if (req->method.base[1] == 'O') { /* POST: creation */
             j->op = OP_CREATE;
-            if ((length == NULL) == (defer == NULL) ||
-                (defer != NULL && !h2o_memis(defer->base, defer->len, H2O_STRLIT("1")))) {
-                send_error(req, ME_EINVAL, "Send either Upload-Length or Upload-Defer-Length: 1.");
+            if (draft ? (j->complete = me_draft_complete(req)) < 0
+                      : (length == NULL) == (defer == NULL) ||
+                            (defer != NULL && !h2o_memis(defer->base, defer->len, H2O_STRLIT("1")))) {
+                send_error(req, ME_EINVAL, draft ? "Send Upload-Complete: ?0 or ?1."
+                                                 : "Send either Upload-Length or Upload-Defer-Length: 1.");
                 goto answered;
             }
-            const h2o_iovec_t *meta = header(req, "upload-metadata");
+            const h2o_iovec_t *meta = me_http_header(req, "upload-metadata");
             if (meta != NULL) {
                 if (!me_upload_metadata_valid(meta->base, meta->len)) {
                     send_error(req, ME_EINVAL, "Upload-Metadata is malformed or longer than 4096 bytes.");
@@ -272,15 +333,21 @@ static int on_req(h2o_handler_t *_self, h2o_req_t *req)
                 }
                 memcpy(j->metadata, meta->base, meta->len);
             }
-            if (take_body(req, cfg, j, 0) != 0)
+            if (take_body(req, cfg, j, draft ? NULL : "application/offset+octet-stream", 0) != 0 ||
+                (j->complete && !draft_length(req, j, length != NULL)))
                 goto answered;
         } else { /* PATCH */
             j->op = OP_APPEND;
-            if (!parse_u64(header(req, "upload-offset"), &j->offset)) {
+            if (!parse_u64(me_http_header(req, "upload-offset"), &j->offset)) {
                 send_error(req, ME_EINVAL, "Upload-Offset must be a non-negative integer.");
                 goto answered;
             }
-            if (take_body(req, cfg, j, 1) != 0)
+            if (draft && (j->complete = me_draft_complete(req)) < 0) {
+                send_error(req, ME_EINVAL, "Send Upload-Complete: ?0 or ?1.");
+                goto answered;
+            }
+            if (take_body(req, cfg, j, draft ? me_draft_append_type(draft) : "application/offset+octet-stream", 1) != 0 ||
+                (j->complete && !draft_length(req, j, length != NULL)))
                 goto answered;
         }
         break;

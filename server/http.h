@@ -33,6 +33,9 @@ const char *me_http_reqid(h2o_req_t *req);
 /* Requests being processed in this process (from routing until their pool is freed). */
 int64_t me_http_inflight(void);
 
+/* The value of the request's header name (lower case), or NULL. */
+const h2o_iovec_t *me_http_header(h2o_req_t *req, const char *name);
+
 /* Sends body (of len bytes, copied) with status, content_type (a literal) and
  * Cache-Control: no-store. */
 void me_http_send(h2o_req_t *req, int status, const char *content_type, const char *body, size_t len);

@@ -165,6 +165,34 @@ def test_resume_after_app_and_server_kill9(make_server, tmp_path):
     check_stored(server, second, sha, size, "u-2", "fam_2")
 
 
+@pytest.mark.parametrize("protocol,interop", [("ietf-draft-03", "5"), ("ietf-draft-05", "6")])
+def test_ietf_draft_upload_resumes_after_the_app_dies(make_server, tmp_path, protocol, interop):
+    """tus-js-client speaking the IETF resumable-upload draft: the app dies after 2 MiB, a new
+    process asks the upload's offset with HEAD and sends only the rest."""
+    server = tus_server(make_server)
+    size = 4 * MiB + 777
+    path = tmp_path / "draft.jpg"
+    sha = make_jpeg(path, size)
+    urls = tmp_path / "tus-urls.json"
+    token = upload_token(server, "u-5", "fam_5")
+
+    first = run_upload(server, token, path, MiB, "--protocol", protocol, "--url-storage", str(urls),
+                       "--stop-after-bytes", str(2 * MiB))
+    assert first["exit"] == 3 and first.get("stopped") and first["offset"] == 2 * MiB, j(first)
+    r = requests.head(first["url"], headers={"Authorization": "Bearer " + token,
+                                             "Upload-Draft-Interop-Version": interop}, timeout=5)
+    assert r.status_code == 204, (r.status_code, dict(r.headers))
+    assert r.headers["Upload-Offset"] == str(2 * MiB) and r.headers["Upload-Complete"] == "?0", dict(r.headers)
+    assert r.headers["Upload-Draft-Interop-Version"] == interop and "Tus-Resumable" not in r.headers
+    assert f"max-append-size={MiB}" in r.headers["Upload-Limit"], r.headers["Upload-Limit"]
+
+    second = run_upload(server, token, path, MiB, "--protocol", protocol, "--url-storage", str(urls),
+                        "--resume-from-previous")
+    assert second["resumed"] and second["url"] == first["url"], j(second)
+    assert second["startOffset"] == 2 * MiB and second["bytesSent"] == size - 2 * MiB, j(second)
+    check_stored(server, second, sha, size, "u-5", "fam_5")
+
+
 def test_resume_after_server_kill9_mid_upload(make_server, tmp_path):
     """The server is kill -9'd while a slow app is uploading; the app fails, is started again
     after the server is back, and completes from the server's offset."""
