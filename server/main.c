@@ -1,6 +1,7 @@
 /* main.c: the mediaedge command: serve, check-config, token, version. */
 #include <errno.h>
 #include <getopt.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -148,6 +149,17 @@ bad:
     return usage(stderr);
 }
 
+/* libh2o grows a request body's buffer by doubling, a fresh malloc each time. With glibc's
+ * defaults the large ones are mmap'd and unmapped again, so every byte of every body also
+ * costs a page fault (costly on virtual machines): HTTP/2 uploads took 3.5x the CPU. Keep
+ * allocations up to 32 MiB (the largest in-memory body) in the heap and let the heap keep
+ * freed memory for the next body; the peak resident size is about the same. */
+static void tune_malloc(void)
+{
+    mallopt(M_MMAP_THRESHOLD, 32 << 20);
+    mallopt(M_TRIM_THRESHOLD, 256 << 20);
+}
+
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
@@ -193,6 +205,7 @@ int main(int argc, char **argv)
         goto exit;
     }
     me_log_init(cfg.log_level, cfg.log_access, 2);
+    tune_malloc();
     status = me_server_run(&cfg, announce);
 
 exit:
