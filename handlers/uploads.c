@@ -13,6 +13,7 @@
 #define TUS_VERSION "1.0.0"
 #define TUS_EXTENSIONS "creation,creation-with-upload,creation-defer-length,termination,checksum,expiration"
 #define PREFIX "/v1/uploads"
+#define METHODS "POST, HEAD, PATCH, DELETE, OPTIONS"
 
 typedef struct {
     h2o_handler_t super;
@@ -304,7 +305,7 @@ answered:
 
 void me_uploads_register(h2o_hostconf_t *host, me_server_t *srv)
 {
-    h2o_pathconf_t *pathconf = me_http_route(host, PREFIX, PREFIX);
+    h2o_pathconf_t *pathconf = me_http_api_route(host, PREFIX, PREFIX, me_server_cors(srv), METHODS);
     uploads_handler_t *h = (uploads_handler_t *)h2o_create_handler(pathconf, sizeof(*h));
     h->super.on_req = on_req;
     h->srv = srv;
