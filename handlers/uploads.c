@@ -8,6 +8,7 @@
 #include <time.h>
 #include "handlers/uploads.h"
 #include "server/http.h"
+#include "server/plan.h"
 #include "server/upload.h"
 
 #define TUS_VERSION "1.0.0"
@@ -246,6 +247,11 @@ static int on_req(h2o_handler_t *_self, h2o_req_t *req)
     }
     if (me_http_authorize(req, me_server_verifier(self->srv), ME_SCOPE_UPLOAD, &j->who) != 0)
         goto answered;
+    int err = me_plan_check_client(&j->who, header(req, "origin") != NULL);
+    if (err != 0) {
+        send_error(req, err, NULL);
+        goto answered;
+    }
     j->uploads = me_server_uploads(self->srv);
     j->length = ME_UPLOAD_LENGTH_DEFERRED;
     if (!collection)
@@ -294,7 +300,7 @@ static int on_req(h2o_handler_t *_self, h2o_req_t *req)
     }
     j->hj.work = job_work;
     j->hj.done = job_done;
-    int err = me_http_defer(req, me_server_pool(self->srv), &j->hj);
+    err = me_http_defer(req, me_server_pool(self->srv), &j->hj);
     if (err == 0)
         return 0;
     send_error(req, err, NULL);

@@ -1,5 +1,6 @@
 """Browsers: CORS on the API routes (preflights, the headers of actual responses, errors
-included), driven with requests and curl sending what a web page's requests carry."""
+included) and the browser rule (uploads from a browser need the premium plan), driven with
+requests, curl and tus-js-client under Node with an Origin header, as a web page would send."""
 import base64
 import hashlib
 import json
@@ -9,6 +10,7 @@ import pytest
 import requests
 
 from conftest import run
+from test_tus_js import NODE, NODE_DIR, check_stored, j, make_jpeg, run_upload
 
 APP = "https://app.example.com"
 DEV = "http://localhost:3000"
@@ -24,6 +26,11 @@ EXPOSE_HEADERS = ["Location", "Upload-Offset", "Upload-Length", "Upload-Expires"
                   "Upload-Defer-Length", "Upload-Concat", "Tus-Resumable", "Tus-Version", "Tus-Extension",
                   "Tus-Max-Size", "Tus-Checksum-Algorithm", "Upload-Complete", "Upload-Limit",
                   "Upload-Draft-Interop-Version", "Media-Id", "X-Request-Id", "Retry-After"]
+
+needs_node = pytest.mark.skipif(
+    NODE is None or not (NODE_DIR / "node_modules" / "tus-js-client").is_dir(),
+    reason="needs node and tus-js-client: npm ci --prefix tests/integration/node")
+
 
 @pytest.fixture
 def server(make_server):
@@ -214,6 +221,56 @@ def test_disallowed_origin_gets_no_cors_headers_but_is_served(server):
     assert r.status_code == 401 and cors_headers(r) == {}
 
 
+# ---- the browser rule ----
+
+def assert_browser_refused(r, head=False):
+    assert r.status_code == 403, (r.status_code, r.text)
+    if not head:
+        body = r.json()
+        assert body["error"] == "browser_upload_requires_premium", body
+        assert "premium" in body["message"] and "browser" in body["message"], body
+
+
+@pytest.mark.parametrize("origin", [APP, EVIL])
+def test_free_plan_with_origin_is_refused(server, origin):
+    tok = token(server, plan="free")
+    r = create(server, tok, 100, Origin=origin)
+    assert_browser_refused(r)
+    assert "location" not in r.headers
+    assert not list(storage(server).rglob("*.info")), "an upload was created"
+    if origin == APP:
+        assert_actual_cors(r, APP)  # so that the page can read why
+
+
+def test_free_plan_with_origin_is_refused_on_every_upload_request(server):
+    """An upload created from the app cannot be continued, inspected or ended from a browser
+    on the free plan."""
+    tok = token(server, plan="free")
+    r = create(server, tok, 100)
+    assert r.status_code == 201, r.text
+    url = server.http + r.headers["location"]
+    assert_browser_refused(patch(url, tok, 0, JPEG, Origin=APP))
+    assert_browser_refused(requests.head(url, headers=auth(tok, Origin=APP)), head=True)
+    assert_browser_refused(requests.delete(url, headers=auth(tok, Origin=APP)))
+    h = requests.head(url, headers=auth(tok))  # nothing changed: the app still sees offset 0
+    assert h.status_code == 200 and h.headers["upload-offset"] == "0"
+
+
+def test_browser_client_claim_needs_premium_without_origin(server):
+    r = create(server, token(server, plan="free", client="browser"), 100)
+    assert_browser_refused(r)
+    r = create(server, token(server, plan="premium", client="browser"), 100)
+    assert r.status_code == 201, r.text
+
+
+def test_apps_on_the_free_plan_still_upload(server):
+    tok = token(server, plan="free")
+    r = create(server, tok, len(JPEG))
+    assert r.status_code == 201, r.text
+    r = patch(server.http + r.headers["location"], tok, 0, JPEG)
+    assert r.status_code == 204 and r.headers["media-id"], r.text
+
+
 # ---- configuration ----
 
 @pytest.mark.parametrize("how", ["yaml", "env"])
@@ -241,3 +298,29 @@ def test_config_lists_in_yaml_and_check_config(tmp_path):
     p = run("check-config", "--config", str(cfg), cwd=tmp_path,
             env={"MEDIAEDGE_HTTP_CORS_ORIGINS": "https://a.example.com/"})
     assert p.returncode == 2 and "'https://a.example.com/'" in p.stderr, p.stderr
+
+
+# ---- tus-js-client, as a web page would use it ----
+
+@needs_node
+def test_tus_js_client_from_a_page_on_the_free_plan_is_refused(server, tmp_path):
+    path = tmp_path / "kid.jpg"
+    make_jpeg(path, 300_000)
+    res = run_upload(server, token(server, plan="free", user="u-5", album="fam_5"), path, MiB, "--origin", APP)
+    assert not res["ok"] and res["exit"] == 1, j(res)
+    assert res["response"]["status"] == 403, j(res)
+    body = json.loads(res["response"]["body"])
+    assert body["error"] == "browser_upload_requires_premium", j(res)
+    assert "premium" in body["message"] and body["message"] in res["error"], j(res)
+    assert res["allowOrigins"] == [APP], j(res)  # a page can read the refusal
+
+
+@needs_node
+def test_tus_js_client_from_a_page_on_premium_uploads(server, tmp_path):
+    path = tmp_path / "kid.jpg"
+    size = 2 * MiB + 4321
+    sha = make_jpeg(path, size)
+    res = run_upload(server, token(server, plan="premium", user="u-6", album="fam_6"), path, MiB, "--origin", APP)
+    check_stored(server, res, sha, size, "u-6", "fam_6")
+    assert res["patches"] == 3 and res["retries"] == 0, j(res)
+    assert res["allowOrigins"] == [APP], j(res)  # every response readable by the page
