@@ -10,11 +10,13 @@
 #include "handlers/uploads.h"
 #include "handlers/uploads_draft.h"
 #include "server/http.h"
+#include "server/plan.h"
 #include "server/upload.h"
 
 #define TUS_VERSION "1.0.0"
 #define TUS_EXTENSIONS "creation,creation-with-upload,creation-defer-length,termination,checksum,expiration"
 #define PREFIX "/v1/uploads"
+#define METHODS "POST, HEAD, PATCH, DELETE, OPTIONS"
 
 typedef struct {
     h2o_handler_t super;
@@ -302,6 +304,11 @@ static int on_req(h2o_handler_t *_self, h2o_req_t *req)
     }
     if (me_http_authorize(req, me_server_verifier(self->srv), ME_SCOPE_UPLOAD, &j->who) != 0)
         goto answered;
+    int err = me_plan_check_client(&j->who, me_http_header(req, "origin") != NULL);
+    if (err != 0) {
+        send_error(req, err, NULL);
+        goto answered;
+    }
     j->uploads = me_server_uploads(self->srv);
     j->cfg = cfg;
     j->draft = draft;
@@ -360,7 +367,7 @@ static int on_req(h2o_handler_t *_self, h2o_req_t *req)
     }
     j->hj.work = job_work;
     j->hj.done = job_done;
-    int err = me_http_defer(req, me_server_pool(self->srv), &j->hj);
+    err = me_http_defer(req, me_server_pool(self->srv), &j->hj);
     if (err == 0)
         return 0;
     send_error(req, err, NULL);
@@ -371,7 +378,7 @@ answered:
 
 void me_uploads_register(h2o_hostconf_t *host, me_server_t *srv)
 {
-    h2o_pathconf_t *pathconf = me_http_route(host, PREFIX, PREFIX);
+    h2o_pathconf_t *pathconf = me_http_api_route(host, PREFIX, PREFIX, me_server_cors(srv), METHODS);
     uploads_handler_t *h = (uploads_handler_t *)h2o_create_handler(pathconf, sizeof(*h));
     h->super.on_req = on_req;
     h->srv = srv;

@@ -46,7 +46,7 @@ static int on_req(h2o_handler_t *_self, h2o_req_t *req)
 
 void me_whoami_register(h2o_hostconf_t *host, me_server_t *srv)
 {
-    h2o_pathconf_t *pathconf = me_http_route(host, "/v1/whoami", "/v1/whoami");
+    h2o_pathconf_t *pathconf = me_http_api_route(host, "/v1/whoami", "/v1/whoami", me_server_cors(srv), "GET, HEAD");
     whoami_handler_t *h = (whoami_handler_t *)h2o_create_handler(pathconf, sizeof(*h));
     h->super.on_req = on_req;
     h->srv = srv;

@@ -18,14 +18,15 @@
 #define SECRET_FILE_MAX (64 * KIB)
 #define ECHO_MAX 64 /* bytes of a bad value or unknown name quoted back in an error */
 
-typedef enum { T_STRING, T_SECRET, T_BOOL, T_INT, T_SIZE, T_DURATION, T_ENUM } type_t;
+typedef enum { T_STRING, T_SECRET, T_LIST, T_BOOL, T_INT, T_SIZE, T_DURATION, T_ENUM } type_t;
 
 enum { F_AUTO = 1 }; /* 0 means "derive it": me_config_resolve() fills it in */
 
 /* One setting. def is parsed like a value from the file, except that strings point at it
  * (unowned, never freed). When max != 0 the value must lie in [min, max] (every T_INT has a
  * range, so it fits an int). T_ENUM stores the index of the value in choices; a T_STRING
- * with choices must be one of them. valid() vets other strings, form says what it wants. */
+ * with choices must be one of them. valid() vets other strings (each item of a T_LIST), form
+ * says what it wants. A T_LIST is stored as its items joined by commas; max caps their number. */
 typedef struct {
     const char *section, *key;
     type_t type;
@@ -39,12 +40,15 @@ typedef struct {
 } setting_t;
 
 static int valid_listen(const char *value);
+static int valid_origin(const char *value);
 
 static const char *const roles[] = {"all", "api", "worker", NULL};
 static const char *const levels[] = {"debug", "info", "warn", "error", NULL};
 static const char *const algorithms[] = {"HS256", "ES256", NULL};
 static const char *const backends[] = {"file", "s3", NULL};
 #define LISTEN .valid = valid_listen, .form = "host:port with a port from 1 to 65535, or \"\" to disable"
+#define ORIGINS .valid = valid_origin, .max = 64,                                                  \
+                .form = "origins such as https://app.example.com (scheme://host[:port]: no path, no wildcard)"
 
 #define SET(sec, name, kind, field, value, ...)                                          \
     {.section = sec, .key = name, .type = kind, .offset = offsetof(me_config_t, field),     \
@@ -70,6 +74,8 @@ static const setting_t settings[] = {
     SET("http", "body_spill_threshold", T_SIZE, body_spill_threshold, "0", .flags = F_AUTO),
     SET("http", "max_body_memory", T_SIZE, max_body_memory, "0", .flags = F_AUTO),
     SET("http", "min_free_disk", T_SIZE, min_free_disk, "1GiB"),
+    SET("http", "cors_origins", T_LIST, cors_origins, "", ORIGINS),
+    SET("http", "cors_max_age", T_DURATION, cors_max_age, "1h", .max = 86400000),
     SET("storage", "backend", T_STRING, storage_backend, "file", .choices = backends),
     SET("storage", "root", T_STRING, storage_root, "./var/storage"),
     SET("tokens", "algorithm", T_ENUM, token_alg, "HS256", .choices = algorithms),
@@ -218,9 +224,63 @@ static int valid_listen(const char *value)
     return 1;
 }
 
+/* An origin as browsers send it in Origin: http or https, a host name or an IP address (IPv6
+ * in brackets), an optional port; no path. "*" passes here for validate() to refuse with
+ * its reason. */
+static int valid_origin(const char *value)
+{
+    const char *host, *end;
+    uint64_t port;
+
+    if (!strcmp(value, "*"))
+        return 1;
+    if (!strncasecmp(value, "https://", 8))
+        host = value + 8;
+    else if (!strncasecmp(value, "http://", 7))
+        host = value + 7;
+    else
+        return 0;
+    if (*host == '[') {
+        char addr[INET6_ADDRSTRLEN];
+        struct in6_addr a;
+        if (!(end = strchr(host, ']')) || (size_t)(end - host - 1) >= sizeof(addr))
+            return 0;
+        memcpy(addr, host + 1, (size_t)(end - host - 1));
+        addr[end - host - 1] = '\0';
+        if (inet_pton(AF_INET6, addr, &a) != 1)
+            return 0;
+        end++;
+    } else {
+        for (end = host; isalnum((unsigned char)*end) || *end == '.' || *end == '-'; end++)
+            ;
+        if (end == host || end - host > 253)
+            return 0;
+    }
+    if (!*end)
+        return 1;
+    return *end == ':' && !parse_scaled(end + 1, plain_units, &port) && port >= 1 && port <= 65535;
+}
+
+int me_config_list_next(const char **p, const char **item, size_t *len)
+{
+    const char *s = *p;
+
+    s += strspn(s, ", \t");
+    *p = s;
+    if (!*s)
+        return 0;
+    size_t n = strcspn(s, ",");
+    *item = s;
+    *p = s + n;
+    while (s[n - 1] == ' ' || s[n - 1] == '\t')
+        n--;
+    *len = n;
+    return 1;
+}
+
 static int is_string(const setting_t *s)
 {
-    return s->type == T_STRING || s->type == T_SECRET;
+    return s->type == T_STRING || s->type == T_SECRET || s->type == T_LIST;
 }
 
 static uint64_t get_number(const me_config_t *cfg, const setting_t *s)
@@ -288,6 +348,41 @@ static void expected_form(const setting_t *s, char *buf, size_t len)
         n += snprintf(buf + n, len - (size_t)n, "%s %s", i ? "," : "", s->choices[i]);
 }
 
+/* store() for a T_LIST: each item of the comma-separated text vetted, at most s->max of them,
+ * kept as "a,b,c". */
+static int store_list(me_config_t *cfg, const setting_t *s, const char *text, char *why, size_t whylen)
+{
+    char form[160], *out = malloc(strlen(text) + 1); /* the items never grow */
+    const char *p = text, *item;
+    size_t used = 0, len;
+    int64_t count = 0;
+
+    if (!out)
+        return ME_ENOMEM;
+    while (me_config_list_next(&p, &item, &len)) {
+        if (used)
+            out[used++] = ',';
+        memcpy(out + used, item, len);
+        out[used + len] = '\0';
+        if (++count > s->max) {
+            snprintf(why, whylen, "at most %lld items, got more", (long long)s->max);
+            goto invalid;
+        }
+        if (!s->valid(out + used)) {
+            expected_form(s, form, sizeof(form));
+            snprintf(why, whylen, "expected %s, got '%.*s'", form, ECHO_MAX, out + used);
+            goto invalid;
+        }
+        used += len;
+    }
+    out[used] = '\0';
+    replace_string(cfg, s, out);
+    return 0;
+invalid:
+    free(out);
+    return ME_EINVAL;
+}
+
 /* Parses text as s's value into cfg. Returns 0, ME_ENOMEM, or ME_EINVAL with why saying what
  * is wrong (quoting text: only non-secret settings can be wrong). cfg is unchanged on error. */
 static int store(me_config_t *cfg, const setting_t *s, const char *text, char *why, size_t whylen)
@@ -299,6 +394,8 @@ static int store(me_config_t *cfg, const setting_t *s, const char *text, char *w
     int ok = 0;
 
     switch (s->type) {
+    case T_LIST:
+        return store_list(cfg, s, text, why, whylen);
     case T_STRING:
     case T_SECRET:
         v = s->choices ? find_word(s->choices, text) : 0;
@@ -535,6 +632,37 @@ static int duplicate(yaml_document_t *doc, const yaml_node_t *map, const yaml_no
     return 0;
 }
 
+/* Sets the list setting s from a YAML sequence of single values, joined by commas; errors in
+ * the value name the line of its key, o. */
+static int load_list(load_t *ld, yaml_document_t *doc, const setting_t *s, yaml_node_t *seq, origin_t o)
+{
+    size_t size = 1, used = 0;
+    yaml_node_item_t *i;
+    char *joined;
+    int rc;
+
+    for (i = seq->data.sequence.items.start; i < seq->data.sequence.items.top; i++) {
+        yaml_node_t *item = yaml_document_get_node(doc, *i);
+        if (item->type != YAML_SCALAR_NODE)
+            return reject(ld, node_origin(ld, item), "%s.%s: expected a list of single values, got a %s in it",
+                          s->section, s->key, node_kind(item));
+        size += item->data.scalar.length + 1;
+    }
+    if (!(joined = malloc(size)))
+        return reject(ld, o, "out of memory");
+    for (i = seq->data.sequence.items.start; i < seq->data.sequence.items.top; i++) {
+        yaml_node_t *item = yaml_document_get_node(doc, *i);
+        if (used)
+            joined[used++] = ',';
+        memcpy(joined + used, item->data.scalar.value, item->data.scalar.length);
+        used += item->data.scalar.length;
+    }
+    joined[used] = '\0';
+    rc = apply(ld, s, 0, joined, used, o, PLACE_FILE);
+    free(joined);
+    return rc;
+}
+
 static int load_section(load_t *ld, yaml_document_t *doc, const char *section, yaml_node_t *map)
 {
     for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top; p++) {
@@ -552,11 +680,14 @@ static int load_section(load_t *ld, yaml_document_t *doc, const char *section, y
                         key, section);
         if (duplicate(doc, map, p))
             return reject(ld, node_origin(ld, k), "duplicate key '%s' in section '%s'", key, section);
-        if (v->type != YAML_SCALAR_NODE)
+        if (v->type == YAML_SEQUENCE_NODE && s->type == T_LIST)
+            rc = load_list(ld, doc, s, v, node_origin(ld, k));
+        else if (v->type != YAML_SCALAR_NODE)
             return reject(ld, node_origin(ld, v), "%s.%s: expected a single value, got a %s",
                         section, key, node_kind(v));
-        rc = apply(ld, s, from_file, (const char *)v->data.scalar.value, v->data.scalar.length,
-                   node_origin(ld, v), PLACE_FILE);
+        else
+            rc = apply(ld, s, from_file, (const char *)v->data.scalar.value, v->data.scalar.length,
+                       node_origin(ld, v), PLACE_FILE);
         if (rc)
             return rc;
     }
@@ -692,6 +823,18 @@ static int load_env(load_t *ld, char *const *envp)
 
 #define ORIGIN(ld, field) origin_of(ld, offsetof(me_config_t, field))
 
+/* 1 when the list value has an item equal to word. */
+static int list_has(const char *list, const char *word)
+{
+    const char *item;
+    size_t len;
+
+    while (me_config_list_next(&list, &item, &len))
+        if (len == strlen(word) && !strncmp(item, word, len))
+            return 1;
+    return 0;
+}
+
 /* The rules that span settings; each setting's own form was checked as it was read. */
 static int validate(load_t *ld)
 {
@@ -709,6 +852,10 @@ static int validate(load_t *ld)
     if (c->token_alg == ME_ALG_HS256 && strlen(c->token_hs256_secret) < 32)
         return reject(ld, ORIGIN(ld, token_hs256_secret),
                     "tokens.hs256_secret must be at least 32 bytes for HS256");
+    if (list_has(c->cors_origins, "*"))
+        return reject(ld, ORIGIN(ld, cors_origins),
+                      "http.cors_origins: \"*\" (any origin) is not allowed: requests carry credentials "
+                      "(Authorization), so list each origin, such as https://app.example.com");
     return 0;
 }
 
@@ -822,6 +969,22 @@ static void print_quoted(FILE *out, const char *s)
     fputc('"', out);
 }
 
+/* A list as a YAML flow sequence: ["a", "b"], or [] when empty. */
+static void print_list(FILE *out, const char *list)
+{
+    const char *item;
+    size_t len;
+    char buf[512];
+
+    fputc('[', out);
+    for (int first = 1; me_config_list_next(&list, &item, &len); first = 0) {
+        snprintf(buf, sizeof(buf), "%.*s", (int)len, item);
+        fputs(first ? "" : ", ", out);
+        print_quoted(out, buf);
+    }
+    fputc(']', out);
+}
+
 void me_config_print(const me_config_t *cfg, FILE *out)
 {
     const char *section = NULL;
@@ -839,6 +1002,8 @@ void me_config_print(const me_config_t *cfg, FILE *out)
         fprintf(out, "  %s: ", s->key);
         if (s->type == T_STRING)
             print_quoted(out, str);
+        else if (s->type == T_LIST)
+            print_list(out, str);
         else if (s->type == T_SECRET)
             print_quoted(out, str && *str ? "<redacted>" : "");
         else if (s->type == T_BOOL)

@@ -45,6 +45,8 @@ typedef struct {
     uint64_t body_spill_threshold; /* bodies above this go to a file; 0 = auto from memory.max */
     uint64_t max_body_memory;   /* upload bytes held past arrival, per process; 0 = auto */
     uint64_t min_free_disk;     /* upload bodies get 503 while data_dir has less free */
+    char *cors_origins;         /* origins browsers may call the API from: "a,b" (no "*") */
+    uint64_t cors_max_age;      /* ms browsers may cache a preflight's answer */
 
     /* storage */
     char *storage_backend;      /* "file" or "s3" */
@@ -107,6 +109,11 @@ void me_config_print(const me_config_t *cfg, FILE *out);
 
 /* Frees the strings cfg owns; cfg may then be loaded again. */
 void me_config_free(me_config_t *cfg);
+
+/* Steps through a list: a list setting's value ("a,b,c") or any comma-separated text, blanks
+ * around items ignored, empty items skipped. Returns 1 with *item and *len (not
+ * NUL-terminated) set to the next item after *p and *p moved past it, or 0 at the end. */
+int me_config_list_next(const char **p, const char **item, size_t *len);
 
 /* Parses "16MiB", "512k", "1G", "1024" into bytes. Returns 0 or ME_EINVAL. */
 int me_config_parse_size(const char *s, uint64_t *out) ME_MUST_CHECK;

@@ -29,6 +29,9 @@ static const struct {
     {ME_EMEDIA, 415, "unsupported_media_type", "Only photos (JPEG, PNG, HEIC, WebP, GIF) and videos (MP4, MOV) are accepted."},
     {ME_EVERSION, 412, "unsupported_version", "This protocol version is not supported (Tus-Resumable: 1.0.0)."},
     {ME_EUPLOAD_SIZE, 413, "upload_too_large", "The upload is larger than allowed."},
+    {ME_EORIGIN, 403, "origin_not_allowed", "This website may not send requests to this server from a browser."},
+    {ME_EBROWSER_PLAN, 403, "browser_upload_requires_premium",
+     "Uploading from a web browser needs the premium plan. Use the mobile app, or upgrade to premium."},
 };
 
 static int find(int err)

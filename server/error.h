@@ -28,6 +28,8 @@ typedef enum {
     ME_EMEDIA = -19,       /* not a photo or video we accept: 415 */
     ME_EVERSION = -20,     /* a protocol version we do not speak: 412 */
     ME_EUPLOAD_SIZE = -21, /* the upload would exceed its length or the size limit: 413 */
+    ME_EORIGIN = -22,      /* a CORS preflight from an origin not in http.cors_origins: 403 */
+    ME_EBROWSER_PLAN = -23,/* an upload from a web browser on a plan that does not allow it: 403 */
 } me_err_t;
 
 /* The stable, machine-readable code for an error ("not_found"); never NULL. */

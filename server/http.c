@@ -31,6 +31,8 @@ static _Atomic int64_t inflight;
 typedef struct {
     h2o_handler_t super;
     const char *route;
+    const me_cors_t *cors; /* NULL: not open to other origins */
+    const char *methods;   /* the route's methods, for CORS preflights */
 } tracker_t;
 
 typedef struct {
@@ -87,6 +89,8 @@ const char *me_http_reqid(h2o_req_t *req)
 
 /* ---- tracking and access logs ---- */
 
+static const char *reason_phrase(int status);
+
 int64_t me_http_inflight(void)
 {
     return atomic_load(&inflight);
@@ -98,12 +102,27 @@ static void on_tracked_dispose(void *p)
     me_metric_add(inflight_gauge, NULL, -1);
 }
 
-static int on_track(h2o_handler_t *self, h2o_req_t *req)
+static int on_track(h2o_handler_t *_self, h2o_req_t *req)
 {
+    tracker_t *self = (tracker_t *)_self;
     h2o_mem_alloc_shared(&req->pool, 1, on_tracked_dispose);
     atomic_fetch_add(&inflight, 1);
     me_metric_add(inflight_gauge, NULL, 1);
     me_http_reqid(req);
+    /* CORS headers go in before the route's handler, so that every answer has them */
+    switch (self->cors != NULL ? me_cors_apply(self->cors, req, self->methods) : ME_CORS_PASS) {
+    case ME_CORS_PASS:
+        break;
+    case ME_CORS_PREFLIGHT:
+        req->res.status = 204;
+        req->res.reason = reason_phrase(204);
+        req->res.content_length = 0;
+        h2o_send_inline(req, "", 0);
+        return 0;
+    case ME_CORS_PREFLIGHT_REFUSED:
+        me_http_send_error(req, ME_EORIGIN, NULL);
+        return 0;
+    }
     return -1; /* on to the route's own handler */
 }
 
@@ -151,11 +170,13 @@ static void on_log_access(h2o_logger_t *_self, h2o_req_t *req)
     me_log_access(&a);
 }
 
-static void track(h2o_pathconf_t *pathconf, const char *route)
+static void track(h2o_pathconf_t *pathconf, const char *route, const me_cors_t *cors, const char *methods)
 {
     tracker_t *t = (tracker_t *)h2o_create_handler(pathconf, sizeof(*t));
     t->super.on_req = on_track;
     t->route = route;
+    t->cors = cors;
+    t->methods = methods;
     access_logger_t *l = (access_logger_t *)h2o_create_logger(pathconf, sizeof(*l));
     l->super.log_access = on_log_access;
     l->route = route;
@@ -163,8 +184,14 @@ static void track(h2o_pathconf_t *pathconf, const char *route)
 
 h2o_pathconf_t *me_http_route(h2o_hostconf_t *host, const char *path, const char *route)
 {
+    return me_http_api_route(host, path, route, NULL, NULL);
+}
+
+h2o_pathconf_t *me_http_api_route(h2o_hostconf_t *host, const char *path, const char *route, const me_cors_t *cors,
+                                  const char *methods)
+{
     h2o_pathconf_t *pathconf = h2o_config_register_path(host, path, 0);
-    track(pathconf, route);
+    track(pathconf, route, cors, methods);
     return pathconf;
 }
 
@@ -214,7 +241,7 @@ static void on_setup_too_large(h2o_filter_t *_self, h2o_req_t *req, h2o_ostream_
 
 h2o_pathconf_t *me_http_fallback(h2o_hostconf_t *host, uint64_t max_body)
 {
-    track(&host->fallback_path, "other");
+    track(&host->fallback_path, "other", NULL, NULL);
     too_large_filter_t *f = (too_large_filter_t *)h2o_create_filter(&host->fallback_path, sizeof(*f));
     f->super.on_setup_ostream = on_setup_too_large;
     char body[300];

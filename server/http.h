@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <h2o.h>
 #include "server/config.h"
+#include "server/cors.h"
 #include "server/error.h"
 #include "server/pool.h"
 #include "server/token.h"
@@ -17,6 +18,14 @@
  * tracker (request id, in-flight count) as its first handler and the access logger. Endpoint
  * families add their own handler to the returned pathconf. route is not copied. */
 h2o_pathconf_t *me_http_route(h2o_hostconf_t *host, const char *path, const char *route);
+
+/* me_http_route() for an API route that web pages on other origins may call under cors's
+ * policy (server/cors.h): its tracker answers CORS preflights itself (204 allowing methods,
+ * e.g. "GET, HEAD", or 403 origin_not_allowed) and puts the CORS headers for an allowed
+ * Origin on every other response of the route, errors included. cors and methods are not
+ * copied: they must outlive host. */
+h2o_pathconf_t *me_http_api_route(h2o_hostconf_t *host, const char *path, const char *route, const me_cors_t *cors,
+                                  const char *methods);
 
 /* Sets up tracking and logging ("other") of the host's fallback pathconf (paths no route
  * matched, and requests libh2o refuses before routing, such as a body over max_body bytes:

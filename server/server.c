@@ -57,6 +57,7 @@ struct me_server {
     h2o_globalconf_t globalconf;
     SSL_CTX *ssl_ctx;
     me_token_verifier_t *verifier;
+    me_cors_t *cors;
     me_pool_t *pool;
     me_storage_t *storage;
     me_uploads_t *uploads;
@@ -86,6 +87,11 @@ const me_config_t *me_server_config(const me_server_t *srv)
 me_token_verifier_t *me_server_verifier(const me_server_t *srv)
 {
     return srv->verifier;
+}
+
+const me_cors_t *me_server_cors(const me_server_t *srv)
+{
+    return srv->cors;
 }
 
 me_pool_t *me_server_pool(const me_server_t *srv)
@@ -496,7 +502,7 @@ int me_server_run(me_config_t *cfg, int announce_start)
         goto fail;
     if ((srv->storage = me_storage_open(cfg, err, sizeof(err))) == NULL)
         goto fail;
-    if ((srv->uploads = me_uploads_new(srv->storage, cfg)) == NULL) {
+    if ((srv->cors = me_cors_new(cfg)) == NULL || (srv->uploads = me_uploads_new(srv->storage, cfg)) == NULL) {
         snprintf(err, sizeof(err), "out of memory");
         goto fail;
     }
@@ -555,6 +561,7 @@ fail:
     me_uploads_free(srv->uploads);
     me_storage_close(srv->storage);
     me_token_verifier_free(srv->verifier);
+    me_cors_free(srv->cors);
     if (srv->ssl_ctx != NULL)
         SSL_CTX_free(srv->ssl_ctx);
     free(srv->loops);

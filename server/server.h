@@ -4,6 +4,7 @@
 #define ME_SERVER_H
 
 #include "server/config.h"
+#include "server/cors.h"
 #include "server/pool.h"
 #include "server/token.h"
 #include "server/upload.h"
@@ -21,6 +22,7 @@ int me_server_run(me_config_t *cfg, int announce);
 /* For handlers, valid for the server's lifetime. */
 const me_config_t *me_server_config(const me_server_t *srv);
 me_token_verifier_t *me_server_verifier(const me_server_t *srv);
+const me_cors_t *me_server_cors(const me_server_t *srv);
 me_pool_t *me_server_pool(const me_server_t *srv);
 me_uploads_t *me_server_uploads(const me_server_t *srv);
 

@@ -172,6 +172,73 @@ static void test_listen_forms(void **state)
     }
 }
 
+static void test_origin_forms(void **state)
+{
+    static const struct { const char *in; int ok; } cases[] = {
+        {"https://app.example.com", 1}, {"http://localhost:3000", 1}, {"HTTPS://App.Example.com", 1},
+        {"http://127.0.0.1:8080", 1}, {"https://[::1]:8443", 1}, {"http://[2001:db8::1]", 1},
+        {"*", 1}, /* a form validate() refuses with its own reason */
+        {"", 0}, {"null", 0}, {"app.example.com", 0}, {"https://", 0}, {"ftp://example.com", 0},
+        {"https://app.example.com/", 0}, {"https://app.example.com/upload", 0},
+        {"https://*.example.com", 0}, {"https://app.example.com:0", 0}, {"https://app.example.com:65536", 0},
+        {"https://app.example.com:", 0}, {"https://[::1", 0}, {"https://[nope]", 0},
+        {"https://user@app.example.com", 0}, {"https://app.example.com?x", 0}, {"https://a b.com", 0},
+    };
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        print_message("origin '%s'\n", cases[i].in);
+        assert_int_equal(valid_origin(cases[i].in), cases[i].ok);
+    }
+}
+
+static void test_list_next(void **state)
+{
+    const char *p = " a, ,b c ,,\tc\t,", *item;
+    size_t len;
+    (void)state;
+    assert_int_equal(me_config_list_next(&p, &item, &len), 1);
+    assert_int_equal(len, 1);
+    assert_memory_equal(item, "a", 1);
+    assert_int_equal(me_config_list_next(&p, &item, &len), 1);
+    assert_int_equal(len, 3);
+    assert_memory_equal(item, "b c", 3);
+    assert_int_equal(me_config_list_next(&p, &item, &len), 1);
+    assert_int_equal(len, 1);
+    assert_memory_equal(item, "c", 1);
+    assert_int_equal(me_config_list_next(&p, &item, &len), 0);
+    assert_int_equal(me_config_list_next(&p, &item, &len), 0);
+    p = "";
+    assert_int_equal(me_config_list_next(&p, &item, &len), 0);
+}
+
+/* A list is a YAML sequence (flow or block) or one comma-separated string, kept as "a,b". */
+static void test_lists(void **state)
+{
+    static const struct { const char *yaml, *want; } cases[] = {
+        {"http:\n  cors_origins: [\"https://a.example.com\", http://b.example.com:8080]\n",
+         "https://a.example.com,http://b.example.com:8080"},
+        {"http:\n  cors_origins:\n    - https://a.example.com\n    - 'https://b.example.com'\n",
+         "https://a.example.com,https://b.example.com"},
+        {"http:\n  cors_origins: \" https://a.example.com , https://b.example.com,\"\n",
+         "https://a.example.com,https://b.example.com"},
+        {"http:\n  cors_origins: []\n", ""},
+        {"http:\n  cors_origins: \"\"\n", ""},
+        {"http:\n  cors_origins:\n", ""},
+    };
+    char *env[] = {"MEDIAEDGE_HTTP_CORS_ORIGINS=https://e.example.com, http://localhost:3000", NULL};
+    me_config_t c;
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        print_message("case %zu\n", i);
+        assert_int_equal(load(&c, cases[i].yaml, NULL), 0);
+        assert_string_equal(c.cors_origins, cases[i].want);
+        me_config_free(&c);
+    }
+    assert_int_equal(load(&c, cases[0].yaml, env), 0); /* the environment wins, comma-separated */
+    assert_string_equal(c.cors_origins, "https://e.example.com,http://localhost:3000");
+    me_config_free(&c);
+}
+
 static void test_defaults(void **state)
 {
     me_config_t c;
@@ -193,6 +260,8 @@ static void test_defaults(void **state)
     assert_int_equal(c.idle_timeout, 30000);
     assert_int_equal(c.http2_max_streams, 100);
     assert_int_equal(c.body_spill_threshold, 0);
+    assert_string_equal(c.cors_origins, "");
+    assert_int_equal(c.cors_max_age, 3600000);
     assert_string_equal(c.storage_backend, "file");
     assert_string_equal(c.storage_root, "./var/storage");
     assert_int_equal(c.token_alg, ME_ALG_HS256);
@@ -281,6 +350,8 @@ static const char full_yaml[] =
     "  idle_timeout: 250ms\n"
     "  http2_max_streams: 1000\n"
     "  body_spill_threshold: 2097152\n"
+    "  cors_origins: [https://app.example.com]\n"
+    "  cors_max_age: 10m\n"
     "storage:\n"
     "  backend: s3\n"
     "  root: \"\"\n"
@@ -322,6 +393,8 @@ static void test_full_file(void **state)
     assert_int_equal(c.idle_timeout, 250);
     assert_int_equal(c.http2_max_streams, 1000);
     assert_int_equal(c.body_spill_threshold, 2 * MIB);
+    assert_string_equal(c.cors_origins, "https://app.example.com");
+    assert_int_equal(c.cors_max_age, 600000);
     assert_string_equal(c.storage_backend, "s3");
     assert_string_equal(c.storage_root, "");
     assert_int_equal(c.token_alg, ME_ALG_ES256);
@@ -387,6 +460,14 @@ static void test_file_errors(void **state)
         {"listen:\n  http: 8080\n",
          ":2: listen.http: expected host:port with a port from 1 to 65535, or \"\" to disable, got '8080'"},
         {"tokens:\n  issuer: \"a\\0b\"\n", ":2: tokens.issuer: contains a NUL byte"},
+        {"http:\n  cors_origins: https://a.example.com, https://b.example.com/\n",
+         ":2: http.cors_origins: expected origins such as https://app.example.com (scheme://host[:port]: no path, "
+         "no wildcard), got 'https://b.example.com/'"},
+        {"http:\n  cors_origins: [\"https://a.example.com\", [\"https://b.example.com\"]]\n",
+         ":2: http.cors_origins: expected a list of single values, got a list in it"},
+        {"http:\n  cors_origins: {a: b}\n", ":2: http.cors_origins: expected a single value, got a mapping"},
+        {"http:\n  cors_origins: [\"https://a.example.com\", \"a\\0b\"]\n", ":2: http.cors_origins: contains a NUL byte"},
+        {"http:\n  cors_max_age: 25h\n", ":2: http.cors_max_age: must be between 0 and 24h, got '25h'"},
         /* cross-setting rules name the line of the setting at fault */
         {"\nlisten:\n  http: ''\n  https: \"\"\n",
          ":4: listen.http and listen.https are both empty; at least one listener is needed"},
@@ -396,6 +477,9 @@ static void test_file_errors(void **state)
          ":2: tokens.algorithm is ES256 but tokens.es256_public_key_file is empty"},
         {"tokens:\n  hs256_secret: short-but-secret-31-bytes-long!\n",
          ":2: tokens.hs256_secret must be at least 32 bytes for HS256"},
+        {"http:\n  cors_origins:\n    - https://a.example.com\n    - \"*\"\n",
+         ":2: http.cors_origins: \"*\" (any origin) is not allowed: requests carry credentials (Authorization), "
+         "so list each origin, such as https://app.example.com"},
     };
     (void)state;
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -469,7 +553,11 @@ static void test_env_errors(void **state)
     char *file_of_plain[] = {"MEDIAEDGE_STORAGE_ROOT_FILE=/x", NULL};
     char *both_empty[] = {"MEDIAEDGE_LISTEN_HTTP=", "MEDIAEDGE_LISTEN_HTTPS=", NULL};
     char *short_secret[] = {"MEDIAEDGE_TOKENS_HS256_SECRET=tiny", NULL};
+    char *any_origin[] = {"MEDIAEDGE_HTTP_CORS_ORIGINS=https://a.example.com,*", NULL};
+    char many[80 * 32] = "MEDIAEDGE_HTTP_CORS_ORIGINS=", *too_many[] = {many, NULL};
     (void)state;
+    for (int i = 0; i < 65; i++)
+        snprintf(many + strlen(many), sizeof(many) - strlen(many), "https://o%d.example.com,", i);
     expect_error(NULL, bad_value, "MEDIAEDGE_SERVER_THREADS: server.threads: expected an integer, got 'lots'");
     expect_error(NULL, bad_size,
                  "MEDIAEDGE_HTTP_MAX_PATCH_SIZE: http.max_patch_size: expected a size such as 1048576, 512KiB, 16MiB or 1GiB, got '-1'");
@@ -481,6 +569,10 @@ static void test_env_errors(void **state)
                  "MEDIAEDGE_LISTEN_HTTPS: listen.http and listen.https are both empty; at least one listener is needed");
     expect_error(NULL, short_secret, "MEDIAEDGE_TOKENS_HS256_SECRET: tokens.hs256_secret must be at least 32 bytes for HS256");
     assert_null(strstr(err, "tiny"));
+    expect_error(NULL, any_origin,
+                 "MEDIAEDGE_HTTP_CORS_ORIGINS: http.cors_origins: \"*\" (any origin) is not allowed: requests carry "
+                 "credentials (Authorization), so list each origin, such as https://app.example.com");
+    expect_error(NULL, too_many, "MEDIAEDGE_HTTP_CORS_ORIGINS: http.cors_origins: at most 64 items, got more");
 }
 
 static void test_secret_files(void **state)
@@ -675,7 +767,8 @@ static void test_print(void **state)
     char *text;
     (void)state;
 
-    snprintf(yaml, sizeof(yaml), "tokens:\n  issuer: 'a\"b\\c'\n  hs256_secret: \"%s\"\n", secret);
+    snprintf(yaml, sizeof(yaml), "tokens:\n  issuer: 'a\"b\\c'\n  hs256_secret: \"%s\"\n"
+             "http:\n  cors_origins: https://a.example.com, http://[::1]:3000\n", secret);
     write_cgroup("300000 100000\n", "1073741824\n");
     assert_int_equal(load(&c, yaml, NULL), 0);
 
@@ -694,6 +787,8 @@ static void test_print(void **state)
     assert_non_null(strstr(text, "  body_spill_threshold: 4MiB  # auto\n"));
     assert_non_null(strstr(text, "  http1_request_timeout: 266s  # auto\n"));
     assert_non_null(strstr(text, "  demo_page: true\n"));
+    assert_non_null(strstr(text, "  cors_origins: [\"https://a.example.com\", \"http://[::1]:3000\"]\n"));
+    assert_non_null(strstr(text, "  cors_max_age: 1h\n"));
     assert_non_null(strstr(text, "  level: info\n"));
     assert_null(strstr(text, "  pool_threads: 0"));
 
@@ -711,6 +806,7 @@ static void test_print(void **state)
                               "  es256_public_key_file: /k.pem\n", NULL), 0);
     text = print_to_string(&c);
     assert_non_null(strstr(text, "  hs256_secret: \"\"\n"));
+    assert_non_null(strstr(text, "  cors_origins: []\n"));
     free(text);
     me_config_free(&c);
     assert_int_equal(unsetenv("ME_CGROUP_ROOT"), 0);
@@ -743,6 +839,9 @@ int main(void)
         cmocka_unit_test(test_parse_duration),
         cmocka_unit_test(test_format_round_trip),
         cmocka_unit_test(test_listen_forms),
+        cmocka_unit_test(test_origin_forms),
+        cmocka_unit_test(test_list_next),
+        cmocka_unit_test(test_lists),
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_example_file_is_the_defaults),
         cmocka_unit_test(test_full_file),

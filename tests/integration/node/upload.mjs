@@ -13,13 +13,16 @@
 //   --timeout-s N            give up after N seconds (default 50, status 4)
 //   --protocol NAME          tus-js-client's protocol: tus-v1 (default), ietf-draft-03 or
 //                            ietf-draft-05 (the IETF resumable-upload draft)
+//   --origin URL             send Origin: URL on every request, as a web page on URL would
+//                            (through tus-js-client's headers option)
 //
 // Prints one JSON line on stdout at the end, and exits 0 only when the upload completed:
 //   {"ok":true,"url":...,"mediaId":...,"bytesSent":...,...}
 //   {"ok":false,"error":...,"request":...,"response":...,...}
 // bytesSent counts the PATCH body bytes this process handed to the socket (retries
 // included); bytesAcked the bytes the server acknowledged (Upload-Offset advances) in this
-// run; startOffset the Upload-Offset of this run's first PATCH.
+// run; startOffset the Upload-Offset of this run's first PATCH; allowOrigins the distinct
+// Access-Control-Allow-Origin values of the responses (null: a response without one).
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { Readable, Transform } from 'node:stream'
@@ -28,13 +31,13 @@ import { DefaultHttpStack, FileUrlStorage, Upload } from 'tus-js-client'
 function usage(msg) {
   process.stderr.write(`upload.mjs: ${msg}\nusage: node upload.mjs ENDPOINT TOKEN FILE CHUNK_SIZE ` +
     '[--resume-from-previous] [--url-storage PATH] [--stop-after-bytes N] [--delay-ms N] ' +
-    '[--retry-delays A,B] [--timeout-s N] [--protocol NAME]\n')
+    '[--retry-delays A,B] [--timeout-s N] [--protocol NAME] [--origin URL]\n')
   process.exit(2)
 }
 
 const positional = []
 const opt = { resume: false, urlStorage: null, stopAfter: null, delayMs: 0, retryDelays: null, timeoutS: 50,
-  protocol: 'tus-v1' }
+  protocol: 'tus-v1', origin: null }
 const argv = process.argv.slice(2)
 for (let i = 0; i < argv.length; i++) {
   const a = argv[i]
@@ -53,6 +56,7 @@ for (let i = 0; i < argv.length; i++) {
   else if (a === '--delay-ms') opt.delayMs = number()
   else if (a === '--timeout-s') opt.timeoutS = number()
   else if (a === '--protocol') opt.protocol = value()
+  else if (a === '--origin') opt.origin = value()
   else if (a === '--retry-delays') {
     opt.retryDelays = value().split(',').filter((s) => s !== '').map(Number)
     if (opt.retryDelays.some((d) => !Number.isFinite(d) || d < 0)) usage('--retry-delays: bad list')
@@ -75,15 +79,16 @@ const state = {
   patches: 0,
   retries: 0,
   resumed: false,
+  allowOrigins: [],
 }
 let finished = false
 
 function finish(code, result) {
   if (finished) return
   finished = true
-  const { url, mediaId, bytesSent, bytesAcked, startOffset, offset, patches, retries, resumed } = state
+  const { url, mediaId, bytesSent, bytesAcked, startOffset, offset, patches, retries, resumed, allowOrigins } = state
   const line = JSON.stringify({ ...result, url, mediaId, bytesSent, bytesAcked, startOffset, offset,
-    patches, retries, resumed })
+    patches, retries, resumed, allowOrigins })
   // synchronously, then exit at once: when stopping, no further request may start
   fs.writeSync(1, `${line}\n`)
   process.exit(code)
@@ -146,7 +151,7 @@ const upload = new Upload(fs.createReadStream(file), {
   endpoint,
   chunkSize,
   protocol: opt.protocol,
-  headers: { Authorization: `Bearer ${token}` },
+  headers: { Authorization: `Bearer ${token}`, ...(opt.origin !== null ? { Origin: opt.origin } : {}) },
   metadata: { filename: path.basename(file), filetype: 'image/jpeg' },
   httpStack: new CountingHttpStack(),
   urlStorage: new FileUrlStorage(storagePath),
@@ -171,6 +176,8 @@ const upload = new Upload(fs.createReadStream(file), {
     }
   },
   onAfterResponse(req, res) {
+    const allow = res.getHeader('Access-Control-Allow-Origin') ?? null
+    if (!state.allowOrigins.includes(allow)) state.allowOrigins.push(allow)
     const id = res.getHeader('Media-Id')
     if (id && (req.getMethod() === 'PATCH' || req.getMethod() === 'HEAD')) state.mediaId = String(id)
   },
