@@ -93,6 +93,11 @@ static const setting_t settings[] = {
     SET("uploads", "expire_after", T_DURATION, upload_expire_after, "24h", .min = 60000, .max = 2592000000),
     SET("shutdown", "delay", T_DURATION, shutdown_delay, "5s"),
     SET("shutdown", "drain_timeout", T_DURATION, shutdown_drain_timeout, "25s"),
+    SET("jobs", "workers", T_INT, job_workers, "0", .flags = F_AUTO, .max = 256),
+    SET("jobs", "max_attempts", T_INT, job_max_attempts, "5", .min = 1, .max = 100),
+    SET("jobs", "retry_after", T_DURATION, job_retry_after, "2s", .min = 100, .max = 3600000),
+    SET("jobs", "reconcile_every", T_DURATION, job_reconcile_every, "5m", .min = 1000, .max = 86400000),
+    SET("jobs", "stale_after", T_DURATION, job_stale_after, "10m", .min = 1000, .max = 604800000),
 };
 #define N_SETTINGS (sizeof(settings) / sizeof(settings[0]))
 
@@ -909,6 +914,7 @@ void me_config_resolve(me_config_t *cfg)
     spill = spill < MIB ? MIB : spill > 256 * MIB ? 256 * MIB : spill;
     fill_auto(cfg, offsetof(me_config_t, threads), cpus);
     fill_auto(cfg, offsetof(me_config_t, pool_threads), 2 * cpus < 4 ? 4 : 2 * cpus);
+    fill_auto(cfg, offsetof(me_config_t, job_workers), cpus);
     fill_auto(cfg, offsetof(me_config_t, http1_request_timeout),
               10000 + cfg->max_patch_size * 1000 / rate);
     fill_auto(cfg, offsetof(me_config_t, body_spill_threshold), spill);

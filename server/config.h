@@ -75,6 +75,13 @@ typedef struct {
     uint64_t shutdown_delay;    /* ms listeners stay open after SIGTERM */
     uint64_t shutdown_drain_timeout; /* ms in-flight requests get after that */
 
+    /* jobs */
+    int job_workers;            /* processing threads; 0 = auto: the CPU limit */
+    int job_max_attempts;       /* tries of a job that keeps failing for a passing reason */
+    uint64_t job_retry_after;   /* ms before the first retry, doubled for each next one */
+    uint64_t job_reconcile_every; /* ms between two looks for media stuck before ready */
+    uint64_t job_stale_after;   /* ms a media may stay uploaded or processing unqueued */
+
     /* derived by me_config_resolve() (not settings) */
     uint64_t memory_limit;      /* bytes: cgroup memory.max or physical memory */
     int cpu_limit;              /* cgroup cpu.max rounded up, or online CPUs */
