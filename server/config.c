@@ -41,6 +41,7 @@ typedef struct {
 
 static int valid_listen(const char *value);
 static int valid_origin(const char *value);
+static int valid_url(const char *value);
 
 static const char *const roles[] = {"all", "api", "worker", NULL};
 static const char *const levels[] = {"debug", "info", "warn", "error", NULL};
@@ -98,6 +99,12 @@ static const setting_t settings[] = {
     SET("jobs", "retry_after", T_DURATION, job_retry_after, "2s", .min = 100, .max = 3600000),
     SET("jobs", "reconcile_every", T_DURATION, job_reconcile_every, "5m", .min = 1000, .max = 86400000),
     SET("jobs", "stale_after", T_DURATION, job_stale_after, "10m", .min = 1000, .max = 604800000),
+    SET("webhooks", "url", T_STRING, webhook_url, "", .valid = valid_url,
+        .form = "an http:// or https:// URL, or \"\" for no webhooks"),
+    SET("webhooks", "secret", T_SECRET, webhook_secret, ""),
+    SET("webhooks", "timeout", T_DURATION, webhook_timeout, "10s", .min = 100, .max = 300000),
+    SET("webhooks", "max_attempts", T_INT, webhook_max_attempts, "12", .min = 1, .max = 100),
+    SET("webhooks", "retry_after", T_DURATION, webhook_retry_after, "10s", .min = 100, .max = 3600000),
 };
 #define N_SETTINGS (sizeof(settings) / sizeof(settings[0]))
 
@@ -232,6 +239,18 @@ static int valid_listen(const char *value)
 /* An origin as browsers send it in Origin: http or https, a host name or an IP address (IPv6
  * in brackets), an optional port; no path. "*" passes here for validate() to refuse with
  * its reason. */
+static int valid_url(const char *value)
+{
+    if (!*value)
+        return 1;
+    if (strncmp(value, "http://", 7) && strncmp(value, "https://", 8))
+        return 0;
+    for (const char *p = value; *p; p++)
+        if (*p <= ' ' || *p == 0x7f)
+            return 0;
+    return strlen(value) < 2048;
+}
+
 static int valid_origin(const char *value)
 {
     const char *host, *end;

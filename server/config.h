@@ -82,6 +82,13 @@ typedef struct {
     uint64_t job_reconcile_every; /* ms between two looks for media stuck before ready */
     uint64_t job_stale_after;   /* ms a media may stay uploaded or processing unqueued */
 
+    /* webhooks */
+    char *webhook_url;          /* "" = none */
+    char *webhook_secret;       /* HMAC-SHA256 key of Mediaedge-Signature */
+    uint64_t webhook_timeout;   /* ms for one delivery */
+    int webhook_max_attempts;
+    uint64_t webhook_retry_after; /* ms before the first retry, doubled for each next one */
+
     /* derived by me_config_resolve() (not settings) */
     uint64_t memory_limit;      /* bytes: cgroup memory.max or physical memory */
     int cpu_limit;              /* cgroup cpu.max rounded up, or online CPUs */

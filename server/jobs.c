@@ -26,6 +26,7 @@ struct me_jobs {
     me_jobq_t *q;
     me_job_process_fn process;
     void *ctx;
+    me_webhooks_t *hooks;
     pthread_t *workers, reconciler;
     int nworkers, reconciling;
     pthread_mutex_t lock; /* stopping, for the reconciler's sleep */
@@ -85,9 +86,23 @@ static void count(const char *outcome)
     me_metric_add(jobs_total, labels, 1);
 }
 
-/* The job is over: its document goes (a failure to delete only means the next start finds
- * a job whose media is finished, and drops it then). */
-static void finish(me_jobs_t *j, const char *job_key)
+/* The job of a media now ready or failed is over: the backend is told (the webhook is
+ * stored first), then the job's document goes. A failure to delete only means the next
+ * start finds a job whose media is finished, and drops it then. 0, or ME_EIO when the
+ * webhook could not be stored (the job stays, to be run again). */
+static int finish(me_jobs_t *j, const char *job_key, const json_t *manifest)
+{
+    const char *status = json_string_value(json_object_get(manifest, "status"));
+    if (j->hooks != NULL && status != NULL &&
+        me_webhooks_raise(j->hooks, strcmp(status, "ready") == 0 ? "media.ready" : "media.failed", manifest) != 0)
+        return ME_EIO;
+    if (me_storage_delete(j->st, job_key) != 0)
+        me_log_error(NULL, "jobs: could not delete %s; it will be dropped at the next start", job_key);
+    return 0;
+}
+
+/* The job of a media that is gone. */
+static void drop(me_jobs_t *j, const char *job_key)
 {
     if (me_storage_delete(j->st, job_key) != 0)
         me_log_error(NULL, "jobs: could not delete %s; it will be dropped at the next start", job_key);
@@ -118,9 +133,8 @@ static int failed(me_jobs_t *j, const char *id, json_t *job, json_t *manifest, c
     json_object_set_new(manifest, "error",
                         json_pack("{s:s,s:s}", "code", me_err_code(why->err), "message", why->message));
     json_object_set_new(manifest, "processed_at", json_integer(now / 1000));
-    if (store(j, media_key, manifest) != 0)
+    if (store(j, media_key, manifest) != 0 || finish(j, job_key, manifest) != 0)
         return ME_EIO;
-    finish(j, job_key);
     count("failed");
     me_log_info(NULL, "media %s failed: %s (%s)", id, me_err_code(why->err), why->message);
     return 0;
@@ -141,12 +155,12 @@ int me_jobs_run(me_jobs_t *j, const char *id, int64_t now, int64_t *retry_at)
         return ret == ME_ENOTFOUND ? 0 : ret; /* done already */
     if ((ret = load(j, media_key, &manifest)) != 0) {
         if (ret == ME_ENOTFOUND) /* the media was deleted meanwhile */
-            finish(j, job_key), ret = 0;
+            drop(j, job_key), ret = 0;
         goto exit;
     }
     const char *status = json_string_value(json_object_get(manifest, "status"));
     if (status != NULL && (strcmp(status, "ready") == 0 || strcmp(status, "failed") == 0)) {
-        finish(j, job_key); /* a crash came between the manifest and the job's deletion */
+        ret = finish(j, job_key, manifest); /* a crash came between the manifest and the job's deletion */
         goto exit;
     }
     json_object_set_new(manifest, "status", json_string("processing"));
@@ -162,9 +176,8 @@ int me_jobs_run(me_jobs_t *j, const char *id, int64_t now, int64_t *retry_at)
     json_object_del(manifest, "error");
     json_object_set_new(manifest, "status", json_string("ready"));
     json_object_set_new(manifest, "processed_at", json_integer(now_ms() / 1000));
-    if ((ret = store(j, media_key, manifest)) != 0)
+    if ((ret = store(j, media_key, manifest)) != 0 || (ret = finish(j, job_key, manifest)) != 0)
         goto exit;
-    finish(j, job_key);
     count("ready");
     json_int_t uploaded = json_integer_value(json_object_get(manifest, "uploaded_at"));
     if (uploaded > 0)
@@ -292,12 +305,12 @@ static void *reconcile_loop(void *arg)
 }
 
 me_jobs_t *me_jobs_new(const me_config_t *cfg, me_storage_t *st, me_jobq_t *q, me_job_process_fn process,
-                       void *ctx)
+                       void *ctx, me_webhooks_t *hooks)
 {
     me_jobs_t *j = calloc(1, sizeof(*j));
     if (j == NULL)
         return NULL;
-    j->cfg = cfg, j->st = st, j->q = q, j->process = process, j->ctx = ctx;
+    j->cfg = cfg, j->st = st, j->q = q, j->process = process, j->ctx = ctx, j->hooks = hooks;
     pthread_mutex_init(&j->lock, NULL);
     pthread_cond_init(&j->wake, NULL);
     return j;

@@ -13,6 +13,7 @@
 #include "server/error.h"
 #include "server/jobq.h"
 #include "server/storage.h"
+#include "server/webhook.h"
 
 /* Why processing failed. */
 typedef struct {
@@ -31,10 +32,11 @@ typedef int (*me_job_process_fn)(void *ctx, me_storage_t *st, const json_t *mani
 typedef struct me_jobs me_jobs_t;
 
 /* A runner over st and q (neither owned) with cfg's jobs settings (workers, max_attempts,
- * retry_after, reconcile_every, stale_after), running process(ctx, ...). NULL when out of
- * memory. */
+ * retry_after, reconcile_every, stale_after), running process(ctx, ...). A media that ends
+ * ready or failed raises media.ready or media.failed on hooks (not owned; may be NULL)
+ * before its job goes. NULL when out of memory. */
 me_jobs_t *me_jobs_new(const me_config_t *cfg, me_storage_t *st, me_jobq_t *q, me_job_process_fn process,
-                       void *ctx);
+                       void *ctx, me_webhooks_t *hooks);
 
 /* Queues every job found in storage, reconciles once, then starts the workers and the
  * periodic reconciler. 0, or ME_EIO/ME_ENOMEM (nothing started). */

@@ -54,8 +54,9 @@ typedef struct {
     char dir[64];
     me_config_t cfg;
     me_storage_t *st;
-    me_jobq_t *q;
+    me_jobq_t *q, *hq;
     me_jobs_t *j;
+    me_webhooks_t *hooks;
     int calls;         /* how many times the processor ran */
     int fail_first;    /* the first this many calls fail, passing (retryable) */
     int fail_forever;  /* every call fails, with the file at fault */
@@ -90,9 +91,13 @@ static int setup(void **state)
     me_config_defaults(&f->cfg);
     f->cfg.storage_root = f->dir;
     f->cfg.job_workers = 2;
+    f->cfg.webhook_url = "http://127.0.0.1:9/hooks"; /* raised, stored, never sent here */
+    f->cfg.webhook_secret = "s";
     assert_non_null(f->st = me_storage_open(&f->cfg, err, sizeof(err)));
     assert_non_null(f->q = me_jobq_local_new());
-    assert_non_null(f->j = me_jobs_new(&f->cfg, f->st, f->q, process, f));
+    assert_non_null(f->hq = me_jobq_local_new());
+    assert_non_null(f->hooks = me_webhooks_new(&f->cfg, f->st, f->hq, err, sizeof(err)));
+    assert_non_null(f->j = me_jobs_new(&f->cfg, f->st, f->q, process, f, f->hooks));
     *state = f;
     return 0;
 }
@@ -102,7 +107,9 @@ static int teardown(void **state)
     fixture_t *f = *state;
     char cmd[128];
     me_jobs_free(f->j);
+    me_webhooks_free(f->hooks);
     me_jobq_free(f->q);
+    me_jobq_free(f->hq);
     me_storage_close(f->st);
     snprintf(cmd, sizeof(cmd), "rm -rf %s", f->dir);
     assert_int_equal(system(cmd), 0);
@@ -164,6 +171,9 @@ static void test_ready_once(void **state)
     assert_true(json_integer_value(json_object_get(m, "processed_at")) > 0);
     json_decref(m);
     assert_null(doc(f, "jobs", ID("m1")));
+    json_t *hook = doc(f, "webhooks", ID("m1") "-ready");
+    assert_non_null(hook); /* the backend is told, durably */
+    json_decref(hook);
     /* the job again (a queue that delivered twice): nothing happens */
     assert_int_equal(me_jobs_run(f->j, ID("m1"), T0, &retry), 0);
     assert_int_equal(f->calls, 1);
@@ -219,6 +229,9 @@ static void test_failures_end_as_failed_with_a_code(void **state)
     json_decref(m);
     assert_null(doc(f, "jobs", ID("m4")));
     assert_int_equal(f->calls, 1);
+    json_t *hook = doc(f, "webhooks", ID("m4") "-failed");
+    assert_non_null(hook);
+    json_decref(hook);
     /* a passing fault that never passes: failed after max_attempts */
     f->fail_forever = 0, f->fail_first = 1000, f->calls = 0;
     f->cfg.job_max_attempts = 3;
