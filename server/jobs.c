@@ -14,7 +14,7 @@
 #define DOC_MAX (1 << 20) /* a manifest or job document larger than this is not ours */
 
 static const double ready_buckets[] = {0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 900, 3600};
-ME_COUNTER(jobs_total, "mediaedge_jobs_total", "Processing job attempts by kind and outcome (ready, failed, retry).",
+ME_COUNTER(jobs_total, "mediaedge_jobs_total", "Processing job attempts by kind and outcome (ready, failed, retry, skipped: no pipeline here).",
            "kind,outcome")
 ME_HISTOGRAM(ready_seconds, "mediaedge_media_ready_seconds", "From upload completion to the media being ready.",
              NULL, ready_buckets)
@@ -167,7 +167,14 @@ int me_jobs_run(me_jobs_t *j, const char *id, int64_t now, int64_t *retry_at)
     json_object_set_new(manifest, "processing_at", json_integer(now / 1000));
     if ((ret = store(j, media_key, manifest)) != 0)
         goto exit;
-    if (j->process(j->ctx, j->st, manifest, &result, &why) != 0) {
+    if ((ret = j->process(j->ctx, j->st, manifest, &result, &why)) == ME_EUNSUPPORTED && !why.permanent) {
+        json_object_set_new(manifest, "status", json_string("uploaded"));
+        json_object_del(manifest, "processing_at");
+        ret = store(j, media_key, manifest) == 0 ? 0 : ME_EIO;
+        count("skipped");
+        goto exit;
+    }
+    if (ret != 0) {
         ret = failed(j, id, job, manifest, &why, now, retry_at);
         goto exit;
     }

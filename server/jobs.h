@@ -24,8 +24,10 @@ typedef struct {
 
 /* Makes what a media needs (variants, facts) from its manifest, on a worker thread. On
  * success returns 0 with *result a JSON object (owned by the runner from then on) whose
- * members are set in the manifest; otherwise non-zero with *why filled. Must be
- * idempotent: a crash can make it run again for the same media. */
+ * members are set in the manifest; otherwise non-zero with *why filled. ME_EUNSUPPORTED
+ * with why->permanent 0 means "no pipeline for this kind here": the media stays uploaded
+ * and its job stays in storage for a process that has one (the reconciler offers it again
+ * every jobs.stale_after). Must be idempotent: a crash can make it run again. */
 typedef int (*me_job_process_fn)(void *ctx, me_storage_t *st, const json_t *manifest, json_t **result,
                                  me_job_failure_t *why);
 

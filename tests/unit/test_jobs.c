@@ -60,6 +60,7 @@ typedef struct {
     int calls;         /* how many times the processor ran */
     int fail_first;    /* the first this many calls fail, passing (retryable) */
     int fail_forever;  /* every call fails, with the file at fault */
+    int no_pipeline;   /* every call says this kind is not processed here */
 } fixture_t;
 
 static int process(void *ctx, me_storage_t *st, const json_t *manifest, json_t **result, me_job_failure_t *why)
@@ -68,6 +69,10 @@ static int process(void *ctx, me_storage_t *st, const json_t *manifest, json_t *
     (void)st;
     assert_string_equal(json_string_value(json_object_get(manifest, "status")), "processing");
     __atomic_add_fetch(&f->calls, 1, __ATOMIC_SEQ_CST);
+    if (f->no_pipeline) {
+        why->err = ME_EUNSUPPORTED, why->permanent = 0;
+        return ME_EUNSUPPORTED;
+    }
     if (f->fail_forever) {
         why->err = ME_EMEDIA, why->permanent = 1;
         snprintf(why->message, sizeof(why->message), "This file is not a photo we can read.");
@@ -244,6 +249,20 @@ static void test_failures_end_as_failed_with_a_code(void **state)
     assert_string_equal(status_of(f, ID("m5"), s, sizeof(s)), "failed");
 }
 
+static void test_a_kind_without_pipeline_waits(void **state)
+{
+    fixture_t *f = *state;
+    char s[32];
+    int64_t retry = 0;
+    f->no_pipeline = 1;
+    uploaded(f, ID("v1"), T0, 1);
+    assert_int_equal(me_jobs_run(f->j, ID("v1"), T0, &retry), 0);
+    assert_string_equal(status_of(f, ID("v1"), s, sizeof(s)), "uploaded");
+    json_t *job = doc(f, "jobs", ID("v1"));
+    assert_non_null(job); /* kept for a process that has the pipeline */
+    json_decref(job);
+}
+
 static void test_reconciler_requeues_what_was_lost(void **state)
 {
     fixture_t *f = *state;
@@ -283,6 +302,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_crash_after_ready_drops_the_job, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retries_with_backoff_then_ready, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failures_end_as_failed_with_a_code, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_a_kind_without_pipeline_waits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reconciler_requeues_what_was_lost, setup, teardown),
         cmocka_unit_test_setup_teardown(test_start_runs_the_stored_jobs, setup, teardown),
     };
