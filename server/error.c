@@ -29,6 +29,10 @@ static const struct {
     {ME_EMEDIA, 415, "unsupported_media_type", "Only photos (JPEG, PNG, HEIC, WebP, GIF) and videos (MP4, MOV) are accepted."},
     {ME_EVERSION, 412, "unsupported_version", "This protocol version is not supported (Tus-Resumable: 1.0.0)."},
     {ME_EUPLOAD_SIZE, 413, "upload_too_large", "The upload is larger than allowed."},
+    {ME_ECONCAT, 400, "invalid_concat", "Upload-Concat must be 'partial', or 'final;' and 1 to 16 different URLs of complete partial uploads of this album (and no Upload-Length or body)."},
+    {ME_EPARTIAL_INCOMPLETE, 409, "partial_incomplete", "A partial upload named in Upload-Concat has not received all its bytes yet."},
+    {ME_EPARTIAL_USED, 410, "partial_used", "A partial upload named in Upload-Concat is already part of another final upload."},
+    {ME_EFINAL, 403, "final_upload", "A final upload is made of its partial uploads; it takes no PATCH."},
 };
 
 static int find(int err)

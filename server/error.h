@@ -28,6 +28,10 @@ typedef enum {
     ME_EMEDIA = -19,       /* not a photo or video we accept: 415 */
     ME_EVERSION = -20,     /* a protocol version we do not speak: 412 */
     ME_EUPLOAD_SIZE = -21, /* the upload would exceed its length or the size limit: 413 */
+    ME_ECONCAT = -22,      /* a final upload's list of partial uploads is not acceptable: 400 */
+    ME_EPARTIAL_INCOMPLETE = -23, /* a partial upload named by a final has not all its bytes: 409 */
+    ME_EPARTIAL_USED = -24,/* a partial upload is already part of another final upload: 410 */
+    ME_EFINAL = -25,       /* a final upload takes no bytes of its own (tus concatenation): 403 */
 } me_err_t;
 
 /* The stable, machine-readable code for an error ("not_found"); never NULL. */

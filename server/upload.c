@@ -22,7 +22,8 @@ ME_COUNTER(uploads_completed, "mediaedge_uploads_completed_total", "Uploads comp
 ME_COUNTER(upload_bytes, "mediaedge_upload_bytes_total", "Upload bytes stored (acknowledged).", NULL)
 ME_COUNTER(uploads_refused, "mediaedge_uploads_refused_total", "Appends refused, by reason.", "reason")
 
-static const char *const state_names[] = {"open", "completing", "completed"};
+static const char *const state_names[] = {"open", "completing", "joining", "completed"};
+static const char *const kind_names[] = {"plain", "partial", "final"};
 
 /* ---- ids, keys, locks ---- */
 
@@ -89,9 +90,17 @@ static void piece_key(char *key, size_t len, const char *id, uint64_t offset)
     snprintf(key, len, "uploads/%s/piece-%020" PRIu64, id, offset);
 }
 
-void me_upload_original_key(char *key, size_t len, const me_upload_info_t *in)
+void me_upload_data_key(char *key, size_t len, const char *id)
 {
-    snprintf(key, len, "originals/%s/%s", in->album, in->pub.media_id);
+    snprintf(key, len, "uploads/%s/data", id);
+}
+
+void me_upload_target_key(char *key, size_t len, const me_upload_info_t *in)
+{
+    if (in->pub.kind == ME_UPLOAD_PARTIAL)
+        me_upload_data_key(key, len, in->pub.id);
+    else
+        snprintf(key, len, "originals/%s/%s", in->album, in->pub.media_id);
 }
 
 int me_upload_lock(me_uploads_t *u, const char *id)
@@ -150,12 +159,44 @@ static int get_u64(json_t *obj, const char *name, uint64_t *out)
     return 1;
 }
 
+/* The index of s in names[0..n), or -1. */
+static int name_index(const char *const *names, int n, const char *s)
+{
+    for (int i = 0; s != NULL && i < n; i++)
+        if (strcmp(names[i], s) == 0)
+            return i;
+    return -1;
+}
+
+/* The concatenation fields: absent from the documents of plain uploads stored before them. */
+static int parse_concat(json_t *root, me_upload_info_t *in)
+{
+    json_t *kind = json_object_get(root, "kind"), *list = json_object_get(root, "partials"), *e;
+    size_t i;
+    int k = kind == NULL ? ME_UPLOAD_PLAIN : name_index(kind_names, 3, json_string_value(kind));
+    if (k < 0 ||
+        (json_object_get(root, "used_by") != NULL && !copy_str(root, "used_by", in->used_by, sizeof(in->used_by))))
+        return 0;
+    in->pub.kind = (me_upload_kind_t)k;
+    if (list == NULL)
+        return 1;
+    if (!json_is_array(list) || json_array_size(list) > ME_UPLOAD_CONCAT_MAX)
+        return 0;
+    json_array_foreach(list, i, e) {
+        const char *id = json_string_value(e);
+        if (id == NULL || !me_upload_id_valid(id, strlen(id)))
+            return 0;
+        strcpy(in->pub.partials[in->pub.npartials++], id);
+    }
+    return 1;
+}
+
 static int parse_info(const char *text, size_t len, me_upload_info_t *in)
 {
     json_t *root = json_loadb(text, len, 0, NULL), *v;
     uint64_t created, expires;
     char state[16];
-    int ok = 0;
+    int ok = 0, st;
     memset(in, 0, sizeof(*in));
     if (root == NULL)
         return ME_EIO;
@@ -172,9 +213,9 @@ static int parse_info(const char *text, size_t len, me_upload_info_t *in)
         !get_u64(root, "created", &created) || !get_u64(root, "expires", &expires) ||
         !copy_str(root, "state", state, sizeof(state)))
         goto exit;
-    for (in->state = ME_UPLOAD_OPEN; strcmp(state, state_names[in->state]) != 0; in->state++)
-        if (in->state == ME_UPLOAD_COMPLETED)
-            goto exit;
+    if ((st = name_index(state_names, 4, state)) < 0 || !parse_concat(root, in))
+        goto exit;
+    in->state = (me_upload_state_t)st;
     in->pub.length = ME_UPLOAD_LENGTH_DEFERRED;
     if (!json_is_null(v = json_object_get(root, "length")) && !get_u64(root, "length", &in->pub.length))
         goto exit;
@@ -243,6 +284,17 @@ int me_upload_info_save(me_uploads_t *u, const me_upload_info_t *in)
         "offset", (json_int_t)in->pub.offset, "max_size", (json_int_t)in->pub.max_size, "created",
         (json_int_t)in->created, "expires", (json_int_t)in->pub.expires, "state", state_names[in->state], "parts", parts,
         "pieces", pieces);
+    if (root != NULL) {
+        json_object_set_new(root, "kind", json_string(kind_names[in->pub.kind]));
+        if (in->pub.kind == ME_UPLOAD_PARTIAL)
+            json_object_set_new(root, "used_by", json_string(in->used_by));
+    }
+    if (root != NULL && in->pub.kind == ME_UPLOAD_FINAL) {
+        json_t *list = json_array();
+        for (int i = 0; i < in->pub.npartials; i++)
+            json_array_append_new(list, json_string(in->pub.partials[i]));
+        json_object_set_new(root, "partials", list);
+    }
     char key[ME_STORAGE_KEY_MAX];
     info_key(key, sizeof(key), in->pub.id);
     return put_json(u, key, root);
@@ -273,41 +325,63 @@ int me_upload_info_load(me_uploads_t *u, const me_token_claims_t *who, const cha
 
 /* ---- creation ---- */
 
-int me_upload_create(me_uploads_t *u, const me_token_claims_t *who, uint64_t length, const char *metadata,
-                     int64_t now, me_upload_t *out)
+int me_upload_info_init(me_uploads_t *u, const me_token_claims_t *who, me_upload_kind_t kind, uint64_t length,
+                        const char *metadata, int64_t now, me_upload_info_t *in)
 {
-    me_upload_info_t in = {0};
     char key[ME_STORAGE_KEY_MAX];
     int ret;
 
-    in.pub.max_size = u->max_size;
-    if (who->max_bytes != 0 && who->max_bytes < in.pub.max_size)
-        in.pub.max_size = who->max_bytes;
-    if (length != ME_UPLOAD_LENGTH_DEFERRED && length > in.pub.max_size)
+    memset(in, 0, sizeof(*in));
+    in->pub.kind = kind;
+    in->pub.max_size = u->max_size;
+    if (who->max_bytes != 0 && who->max_bytes < in->pub.max_size)
+        in->pub.max_size = who->max_bytes;
+    if (length != ME_UPLOAD_LENGTH_DEFERRED && length > in->pub.max_size)
         return ME_EUPLOAD_SIZE;
     if (length == 0)
         return ME_EMEDIA; /* an empty file is no photo */
-    if ((ret = random_id(in.pub.id)) != 0 || (ret = random_id(in.pub.media_id)) != 0)
+    /* a partial upload never becomes media by itself: no media id */
+    if ((ret = random_id(in->pub.id)) != 0 || (kind != ME_UPLOAD_PARTIAL && (ret = random_id(in->pub.media_id)) != 0))
         return ret;
-    in.pub.length = length;
-    in.pub.expires = now + u->expire_after;
-    in.created = now;
-    snprintf(in.pub.metadata, sizeof(in.pub.metadata), "%s", metadata);
-    strcpy(in.owner, who->sub);
-    strcpy(in.album, who->album);
-    strcpy(in.ref, who->ref);
-    snprintf(in.plan, sizeof(in.plan), "%s", me_token_plan_name(who->plan));
-    snprintf(in.client, sizeof(in.client), "%s", me_token_client_name(who->client));
-    me_upload_original_key(key, sizeof(key), &in);
-    if ((ret = me_storage_multipart_begin(u->st, key, in.multipart, sizeof(in.multipart))) != 0)
+    in->pub.length = length;
+    in->pub.expires = now + u->expire_after;
+    in->created = now;
+    snprintf(in->pub.metadata, sizeof(in->pub.metadata), "%s", metadata);
+    strcpy(in->owner, who->sub);
+    strcpy(in->album, who->album);
+    strcpy(in->ref, who->ref);
+    snprintf(in->plan, sizeof(in->plan), "%s", me_token_plan_name(who->plan));
+    snprintf(in->client, sizeof(in->client), "%s", me_token_client_name(who->client));
+    me_upload_target_key(key, sizeof(key), in);
+    if (me_storage_multipart_begin(u->st, key, in->multipart, sizeof(in->multipart)) != 0)
         return ME_EIO;
-    if ((ret = me_upload_info_save(u, &in)) != 0) {
-        (void)!me_storage_multipart_abort(u->st, key, in.multipart);
+    return 0;
+}
+
+static int create(me_uploads_t *u, const me_token_claims_t *who, me_upload_kind_t kind, uint64_t length,
+                  const char *metadata, int64_t now, me_upload_t *out)
+{
+    me_upload_info_t in;
+    int ret = me_upload_info_init(u, who, kind, length, metadata, now, &in);
+    if (ret == 0 && (ret = me_upload_info_save(u, &in)) != 0)
+        me_upload_discard(u, &in);
+    if (ret != 0)
         return ret;
-    }
     me_metric_add(uploads_created, NULL, 1);
     *out = in.pub;
     return 0;
+}
+
+int me_upload_create(me_uploads_t *u, const me_token_claims_t *who, uint64_t length, const char *metadata,
+                     int64_t now, me_upload_t *out)
+{
+    return create(u, who, ME_UPLOAD_PLAIN, length, metadata, now, out);
+}
+
+int me_upload_create_partial(me_uploads_t *u, const me_token_claims_t *who, uint64_t length, const char *metadata,
+                             int64_t now, me_upload_t *out)
+{
+    return create(u, who, ME_UPLOAD_PARTIAL, length, metadata, now, out);
 }
 
 /* ---- completion ---- */
@@ -368,8 +442,10 @@ exit:
 void me_upload_discard(me_uploads_t *u, me_upload_info_t *in)
 {
     char key[ME_STORAGE_KEY_MAX];
-    me_upload_original_key(key, sizeof(key), in);
+    me_upload_target_key(key, sizeof(key), in);
     (void)!me_storage_multipart_abort(u->st, key, in->multipart);
+    if (in->pub.kind == ME_UPLOAD_PARTIAL)
+        (void)!me_storage_delete(u->st, key); /* a complete partial's bytes */
     for (int i = 0; i < in->npieces; i++) {
         piece_key(key, sizeof(key), in->pub.id, in->pieces[i].offset);
         (void)!me_storage_delete(u->st, key);
@@ -386,10 +462,19 @@ int me_upload_finish(me_uploads_t *u, me_upload_info_t *in)
     me_storage_stat_t st;
     int ret;
 
-    me_upload_original_key(key, sizeof(key), in);
+    me_upload_target_key(key, sizeof(key), in);
     ret = me_storage_multipart_complete(u->st, key, in->multipart, in->parts, in->nparts);
     if (ret != 0 && (me_storage_head(u->st, key, &st) != 0 || st.size != in->pub.length))
         return ME_EIO; /* not completed before either */
+    if (in->pub.kind == ME_UPLOAD_PARTIAL) {
+        /* kept as it is for a final upload: no media check, no original, manifest or job */
+        in->state = ME_UPLOAD_COMPLETED;
+        in->pub.completed = 1;
+        if ((ret = me_upload_info_save(u, in)) != 0)
+            return ret;
+        me_log_info(NULL, "partial upload %s complete: %" PRIu64 " bytes", in->pub.id, in->pub.length);
+        return 0;
+    }
     if (me_storage_get(u->st, key, 0, sizeof(head), head, &got) != 0)
         return ME_EIO;
     const char *type = me_upload_sniff(head, got);
@@ -480,7 +565,7 @@ static int store_bytes(me_uploads_t *u, me_upload_info_t *in, const void *data, 
         memcpy(merged + at, data, len);
         part = merged;
     }
-    me_upload_original_key(okey, sizeof(okey), in);
+    me_upload_target_key(okey, sizeof(okey), in);
     me_storage_part_t *p = &in->parts[in->nparts];
     ret = me_storage_part_put(u->st, okey, in->multipart, in->nparts + 1, part, pending + len, p);
     free(merged);
@@ -521,6 +606,10 @@ int me_upload_append(me_uploads_t *u, const me_token_claims_t *who, const char *
 
     if (parts == NULL || pieces == NULL) {
         ret = ME_ENOMEM;
+        goto exit;
+    }
+    if (in.pub.kind == ME_UPLOAD_FINAL) {
+        ret = ME_EFINAL, reason = "final";
         goto exit;
     }
     if (in.state == ME_UPLOAD_COMPLETING) {
@@ -604,7 +693,10 @@ int me_upload_delete(me_uploads_t *u, const me_token_claims_t *who, const char *
     if (me_upload_lock(u, id) != 0)
         return ME_ELOCKED;
     if ((ret = me_upload_info_load(u, who, id, INT64_MIN, &in)) == 0) {
-        if (in.state != ME_UPLOAD_OPEN)
+        /* a complete partial no final uses is still only bytes waiting: it may go too */
+        int unused_partial =
+            in.pub.kind == ME_UPLOAD_PARTIAL && in.state == ME_UPLOAD_COMPLETED && in.used_by[0] == '\0';
+        if (in.state != ME_UPLOAD_OPEN && !unused_partial)
             ret = ME_ECONFLICT;
         else
             me_upload_discard(u, &in);
@@ -637,7 +729,7 @@ static int sweep_one(const char *key, const me_storage_stat_t *stat, void *arg)
     if (me_storage_get_all(s->u->st, key, INFO_MAX, &text, &tlen) == 0) {
         if (parse_info(text, tlen, &in) == 0) {
             if (s->now >= in.pub.expires && in.state != ME_UPLOAD_COMPLETING) {
-                if (in.state == ME_UPLOAD_COMPLETED)
+                if (in.state == ME_UPLOAD_COMPLETED && in.pub.kind != ME_UPLOAD_PARTIAL)
                     (void)!me_storage_delete(s->u->st, key);
                 else
                     me_upload_discard(s->u, &in);
@@ -667,6 +759,7 @@ me_uploads_t *me_uploads_new(me_storage_t *st, const me_config_t *cfg)
     u->st = st;
     u->max_size = cfg->upload_max_size;
     u->expire_after = (int64_t)(cfg->upload_expire_after / 1000);
+    u->join_part = cfg->max_patch_size;
     pthread_mutex_init(&u->lock, NULL);
     return u;
 }

@@ -8,10 +8,15 @@
 #include <stdint.h>
 #include "server/upload.h"
 
-#define ME_UPLOAD_LOCKS 300 /* uploads being written at once: at most the pool threads (<= 256) and the janitor */
+/* Uploads being written at once: the pool threads' (<= 256; a final's request holds its
+ * partials' and its own) and the janitor's. When it is full, requests get ME_ELOCKED (423)
+ * and clients retry. */
+#define ME_UPLOAD_LOCKS 1024
 #define ME_UPLOAD_MAX_PARTS 10000
 
-typedef enum { ME_UPLOAD_OPEN, ME_UPLOAD_COMPLETING, ME_UPLOAD_COMPLETED } me_upload_state_t;
+/* open: taking appends; completing: every byte acknowledged, the original (or a partial's
+ * data object) being made; joining: a final being built from its partials; completed. */
+typedef enum { ME_UPLOAD_OPEN, ME_UPLOAD_COMPLETING, ME_UPLOAD_JOINING, ME_UPLOAD_COMPLETED } me_upload_state_t;
 
 /* A piece: bytes acknowledged but too few for a part yet (S3 wants 5 MiB per part). */
 typedef struct {
@@ -32,12 +37,14 @@ typedef struct {
     int nparts;
     me_upload_piece_t *pieces;  /* malloc'd, freed by me_upload_info_free() */
     int npieces;
+    char used_by[ME_UPLOAD_ID_LEN + 1]; /* a partial's final, once one claimed it */
 } me_upload_info_t;
 
 struct me_uploads {
     me_storage_t *st;
     uint64_t max_size;
     int64_t expire_after; /* seconds */
+    uint64_t join_part;   /* bytes a final is built with at a time: a PATCH's at most */
     pthread_mutex_t lock;
     char locked[ME_UPLOAD_LOCKS][ME_UPLOAD_ID_LEN + 1];
 };
@@ -47,8 +54,16 @@ struct me_uploads {
 int me_upload_lock(me_uploads_t *u, const char *id) ME_MUST_CHECK;
 void me_upload_unlock(me_uploads_t *u, const char *id);
 
-/* The key of the object an upload's parts complete into: originals/<album>/<media-id>. */
-void me_upload_original_key(char *key, size_t len, const me_upload_info_t *in);
+/* The key of the object an upload's parts complete into: originals/<album>/<media-id>, or
+ * for a partial upload its data object, uploads/<id>/data (me_upload_data_key()). */
+void me_upload_target_key(char *key, size_t len, const me_upload_info_t *in);
+void me_upload_data_key(char *key, size_t len, const char *id);
+
+/* Fills *in for a new upload of kind by who of length bytes (ids, owner claims, size cap,
+ * expiry) and begins its multipart upload; saves nothing. 0, ME_EUPLOAD_SIZE (over the cap),
+ * ME_EMEDIA (length 0), ME_EIO; on error nothing is left in storage. */
+int me_upload_info_init(me_uploads_t *u, const me_token_claims_t *who, me_upload_kind_t kind, uint64_t length,
+                        const char *metadata, int64_t now, me_upload_info_t *in) ME_MUST_CHECK;
 
 /* Loads the upload id for who into *in (free with me_upload_info_free()): 0, ME_ENOTFOUND
  * unless it exists, is theirs and is not expired (finished uploads do not expire), ME_EIO. */
@@ -62,12 +77,14 @@ int me_upload_info_save(me_uploads_t *u, const me_upload_info_t *in) ME_MUST_CHE
 void me_upload_info_free(me_upload_info_t *in);
 
 /* Turns an upload whose bytes are all acknowledged (state completing) into its original,
- * manifest and job, and saves it completed; idempotent, so that a crash anywhere inside is
- * finished by a later call. 0, ME_EMEDIA (not a photo or video: everything of the upload is
- * removed), ME_EIO. Call it holding the upload's lock. */
+ * manifest and job (a partial upload: into its data object only), and saves it completed;
+ * idempotent, so that a crash anywhere inside is finished by a later call. 0, ME_EMEDIA (not
+ * a photo or video: everything of the upload is removed), ME_EIO. Call it holding the
+ * upload's lock. */
 int me_upload_finish(me_uploads_t *u, me_upload_info_t *in) ME_MUST_CHECK;
 
-/* Removes everything an unfinished upload stored (parts, pieces, state). Best effort. */
+/* Removes everything an unfinished upload, or a partial one, stored (parts, pieces, data
+ * object, state). Best effort. */
 void me_upload_discard(me_uploads_t *u, me_upload_info_t *in);
 
 #endif
