@@ -11,6 +11,8 @@
 //   --delay-ms N             wait N ms before each PATCH (a slow client)
 //   --retry-delays A,B,...   tus-js-client's retryDelays in ms (default: none, fail at once)
 //   --timeout-s N            give up after N seconds (default 50, status 4)
+//   --parallel N             tus-js-client's parallelUploads: N partial uploads at once, then a
+//                            final one made of them (the concatenation extension)
 //
 // Prints one JSON line on stdout at the end, and exits 0 only when the upload completed:
 //   {"ok":true,"url":...,"mediaId":...,"bytesSent":...,...}
@@ -26,12 +28,13 @@ import { DefaultHttpStack, FileUrlStorage, Upload } from 'tus-js-client'
 function usage(msg) {
   process.stderr.write(`upload.mjs: ${msg}\nusage: node upload.mjs ENDPOINT TOKEN FILE CHUNK_SIZE ` +
     '[--resume-from-previous] [--url-storage PATH] [--stop-after-bytes N] [--delay-ms N] ' +
-    '[--retry-delays A,B] [--timeout-s N]\n')
+    '[--retry-delays A,B] [--timeout-s N] [--parallel N]\n')
   process.exit(2)
 }
 
 const positional = []
-const opt = { resume: false, urlStorage: null, stopAfter: null, delayMs: 0, retryDelays: null, timeoutS: 50 }
+const opt = { resume: false, urlStorage: null, stopAfter: null, delayMs: 0, retryDelays: null, timeoutS: 50,
+  parallel: 1 }
 const argv = process.argv.slice(2)
 for (let i = 0; i < argv.length; i++) {
   const a = argv[i]
@@ -49,6 +52,10 @@ for (let i = 0; i < argv.length; i++) {
   else if (a === '--stop-after-bytes') opt.stopAfter = number()
   else if (a === '--delay-ms') opt.delayMs = number()
   else if (a === '--timeout-s') opt.timeoutS = number()
+  else if (a === '--parallel') {
+    opt.parallel = number()
+    if (!Number.isInteger(opt.parallel) || opt.parallel < 1) usage('--parallel: a positive integer')
+  }
   else if (a === '--retry-delays') {
     opt.retryDelays = value().split(',').filter((s) => s !== '').map(Number)
     if (opt.retryDelays.some((d) => !Number.isFinite(d) || d < 0)) usage('--retry-delays: bad list')
@@ -141,6 +148,7 @@ const storagePath = opt.urlStorage ?? `${file}.tus-urls.json`
 const upload = new Upload(fs.createReadStream(file), {
   endpoint,
   chunkSize,
+  parallelUploads: opt.parallel,
   headers: { Authorization: `Bearer ${token}` },
   metadata: { filename: path.basename(file), filetype: 'image/jpeg' },
   httpStack: new CountingHttpStack(),
@@ -166,8 +174,9 @@ const upload = new Upload(fs.createReadStream(file), {
     }
   },
   onAfterResponse(req, res) {
+    // the PATCH that completes an upload carries it, or with --parallel the POST of the final
     const id = res.getHeader('Media-Id')
-    if (id && (req.getMethod() === 'PATCH' || req.getMethod() === 'HEAD')) state.mediaId = String(id)
+    if (id) state.mediaId = String(id)
   },
   onUploadUrlAvailable() {
     state.url = upload.url
