@@ -1,7 +1,7 @@
 /* uploads.c: tus 1.0.0 at /v1/uploads (core, creation, creation-with-upload, creation-defer-
- * length, termination, checksum, expiration), and the IETF resumable-upload draft on the same
- * resources (uploads_draft.c): parses requests, runs the upload core on the pool, writes the
- * responses. */
+ * length, termination, checksum, expiration, concatenation), and the IETF resumable-upload
+ * draft on the same resources (uploads_draft.c): parses requests, runs the upload core on the
+ * pool, writes the responses. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,7 +14,8 @@
 #include "server/upload.h"
 
 #define TUS_VERSION "1.0.0"
-#define TUS_EXTENSIONS "creation,creation-with-upload,creation-defer-length,termination,checksum,expiration"
+#define TUS_EXTENSIONS \
+    "creation,creation-with-upload,creation-defer-length,termination,checksum,expiration,concatenation"
 #define PREFIX "/v1/uploads"
 #define METHODS "POST, HEAD, PATCH, DELETE, OPTIONS"
 
@@ -23,7 +24,7 @@ typedef struct {
     me_server_t *srv;
 } uploads_handler_t;
 
-typedef enum { OP_CREATE, OP_HEAD, OP_APPEND, OP_DELETE } op_t;
+typedef enum { OP_CREATE, OP_HEAD, OP_APPEND, OP_DELETE, OP_CONCAT } op_t;
 
 /* One request's work for the pool; owns copies of everything it needs but the body, which
  * me_http_job_take_body() keeps readable (the request may die). */
@@ -40,6 +41,9 @@ typedef struct {
     char metadata[ME_UPLOAD_METADATA_MAX + 1];
     me_checksum_t ck;
     int has_ck;
+    int partial;                      /* OP_CREATE: Upload-Concat: partial */
+    int npartials;                    /* OP_CONCAT: the final's partial uploads */
+    char partials[ME_UPLOAD_CONCAT_MAX][ME_UPLOAD_ID_LEN + 1];
     int err;
     me_upload_t result;
 } upload_job_t;
@@ -89,6 +93,21 @@ static void send_error(h2o_req_t *req, int err, const char *message)
     me_http_send_error(req, err, message);
 }
 
+/* Upload-Concat as tus wants it back: "partial", or "final;" and the partials' URLs. */
+static void add_concat(h2o_req_t *req, const me_upload_t *up)
+{
+    if (up->kind == ME_UPLOAD_PARTIAL) {
+        add(req, "upload-concat", H2O_STRLIT("partial"));
+        return;
+    }
+    size_t size = sizeof("final;") + (size_t)up->npartials * sizeof(PREFIX "/ ") + sizeof(up->partials);
+    char *value = h2o_mem_alloc_pool(&req->pool, size);
+    int n = snprintf(value, size, "final;");
+    for (int i = 0; i < up->npartials; i++)
+        n += snprintf(value + n, size - (size_t)n, "%s" PREFIX "/%s", i > 0 ? " " : "", up->partials[i]);
+    add(req, "upload-concat", value, (size_t)n);
+}
+
 static void add_state(h2o_req_t *req, const upload_job_t *j)
 {
     const me_upload_t *up = &j->result;
@@ -108,14 +127,17 @@ static void add_state(h2o_req_t *req, const upload_job_t *j)
     time_t expires = (time_t)up->expires;
     gmtime_r(&expires, &gmt);
     h2o_time2str_rfc1123(date, &gmt);
-    add_u64(req, "upload-offset", up->offset);
+    if (up->kind != ME_UPLOAD_FINAL || up->completed) /* a final's offset means nothing until it is whole */
+        add_u64(req, "upload-offset", up->offset);
     if (up->length == ME_UPLOAD_LENGTH_DEFERRED)
         add(req, "upload-defer-length", H2O_STRLIT("1"));
     else
         add_u64(req, "upload-length", up->length);
-    if (!up->completed)
+    if (up->kind != ME_UPLOAD_PLAIN)
+        add_concat(req, up);
+    if (!up->completed || up->kind == ME_UPLOAD_PARTIAL) /* a partial expires even when complete */
         add(req, "upload-expires", date, H2O_TIMESTR_RFC1123_LEN);
-    else
+    if (up->completed && up->media_id[0] != '\0') /* a partial upload has none */
         add(req, "media-id", h2o_strdup(&req->pool, up->media_id, SIZE_MAX).base, strlen(up->media_id));
 }
 
@@ -127,7 +149,8 @@ static void job_work(me_http_job_t *hj)
     int64_t now = (int64_t)time(NULL);
     switch (j->op) {
     case OP_CREATE:
-        j->err = me_upload_create(j->uploads, &j->who, j->length, j->metadata, now, &j->result);
+        j->err = (j->partial ? me_upload_create_partial : me_upload_create)(j->uploads, &j->who, j->length,
+                                                                             j->metadata, now, &j->result);
         if (j->err == 0 && (j->hj.body.base != NULL || j->complete))
             j->err = me_upload_append(j->uploads, &j->who, j->result.id, 0, ME_UPLOAD_LENGTH_DEFERRED,
                                       j->hj.body.base, j->hj.body.len,
@@ -142,6 +165,10 @@ static void job_work(me_http_job_t *hj)
         break;
     case OP_DELETE:
         j->err = me_upload_delete(j->uploads, &j->who, j->id);
+        break;
+    case OP_CONCAT:
+        j->err = me_upload_concat(j->uploads, &j->who, (const char(*)[ME_UPLOAD_ID_LEN + 1])j->partials, j->npartials,
+                                  j->metadata, now, &j->result);
         break;
     }
     /* the draft's answer to a wrong offset names the right one, or says the upload is done */
@@ -174,7 +201,8 @@ static void job_done(me_http_job_t *hj)
     h2o_req_t *req = hj->req;
     if (req == NULL)
         goto exit; /* the client went away; what was stored stays stored */
-    if (j->op == OP_CREATE && j->result.id[0] != '\0') {
+    int created = j->op == OP_CREATE || j->op == OP_CONCAT;
+    if (created && j->result.id[0] != '\0') {
         /* also when the first bytes of creation-with-upload failed: the upload exists */
         size_t size = sizeof(PREFIX "/") + ME_UPLOAD_ID_LEN;
         char *location = h2o_mem_alloc_pool(&req->pool, size);
@@ -194,8 +222,8 @@ static void job_done(me_http_job_t *hj)
         if (j->op == OP_HEAD)
             h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("no-store"));
         int ok = j->op == OP_HEAD && !j->draft; /* the draft answers HEAD with 204 */
-        req->res.status = j->op == OP_CREATE ? 201 : ok ? 200 : 204;
-        req->res.reason = j->op == OP_CREATE ? "Created" : ok ? "OK" : "No Content";
+        req->res.status = created ? 201 : ok ? 200 : 204;
+        req->res.reason = created ? "Created" : ok ? "OK" : "No Content";
     }
     h2o_send_inline(req, "", 0);
 exit:
@@ -214,6 +242,23 @@ static int on_options(h2o_req_t *req, const me_config_t *cfg)
     req->res.reason = "No Content";
     req->res.content_length = 0;
     h2o_send_inline(req, "", 0);
+    return 0;
+}
+
+/* Reads Upload-Concat (concat) of a creation: a partial upload, or a final one with its list
+ * of partials (and no length or body of its own). Returns 0, or an error already answered. */
+static int take_concat(h2o_req_t *req, const h2o_iovec_t *concat, int has_length, upload_job_t *j)
+{
+    if (h2o_memis(concat->base, concat->len, H2O_STRLIT("partial"))) {
+        j->partial = 1;
+        return 0;
+    }
+    j->op = OP_CONCAT;
+    if (concat->len < 6 || memcmp(concat->base, "final;", 6) != 0 || has_length || req->entity.len > 0 ||
+        me_upload_concat_parse(concat->base + 6, concat->len - 6, PREFIX "/", j->partials, &j->npartials) != 0) {
+        send_error(req, ME_ECONCAT, NULL);
+        return ME_ECONCAT;
+    }
     return 0;
 }
 
@@ -325,9 +370,13 @@ static int on_req(h2o_handler_t *_self, h2o_req_t *req)
     case 'P':
         if (req->method.base[1] == 'O') { /* POST: creation */
             j->op = OP_CREATE;
-            if (draft ? (j->complete = me_draft_complete(req)) < 0
-                      : (length == NULL) == (defer == NULL) ||
-                            (defer != NULL && !h2o_memis(defer->base, defer->len, H2O_STRLIT("1")))) {
+            const h2o_iovec_t *concat = draft ? NULL : me_http_header(req, "upload-concat");
+            if (concat != NULL && take_concat(req, concat, length != NULL || defer != NULL, j) != 0)
+                goto answered;
+            if (j->op == OP_CREATE &&
+                (draft ? (j->complete = me_draft_complete(req)) < 0
+                       : (length == NULL) == (defer == NULL) ||
+                             (defer != NULL && !h2o_memis(defer->base, defer->len, H2O_STRLIT("1"))))) {
                 send_error(req, ME_EINVAL, draft ? "Send Upload-Complete: ?0 or ?1."
                                                  : "Send either Upload-Length or Upload-Defer-Length: 1.");
                 goto answered;
@@ -340,8 +389,9 @@ static int on_req(h2o_handler_t *_self, h2o_req_t *req)
                 }
                 memcpy(j->metadata, meta->base, meta->len);
             }
-            if (take_body(req, cfg, j, draft ? NULL : "application/offset+octet-stream", 0) != 0 ||
-                (j->complete && !draft_length(req, j, length != NULL)))
+            if (j->op == OP_CREATE &&
+                (take_body(req, cfg, j, draft ? NULL : "application/offset+octet-stream", 0) != 0 ||
+                 (j->complete && !draft_length(req, j, length != NULL))))
                 goto answered;
         } else { /* PATCH */
             j->op = OP_APPEND;

@@ -32,6 +32,10 @@ static const struct {
     {ME_EORIGIN, 403, "origin_not_allowed", "This website may not send requests to this server from a browser."},
     {ME_EBROWSER_PLAN, 403, "browser_upload_requires_premium",
      "Uploading from a web browser needs the premium plan. Use the mobile app, or upgrade to premium."},
+    {ME_ECONCAT, 400, "invalid_concat", "Upload-Concat must be 'partial', or 'final;' and 1 to 16 different URLs of complete partial uploads of this album (and no Upload-Length or body)."},
+    {ME_EPARTIAL_INCOMPLETE, 409, "partial_incomplete", "A partial upload named in Upload-Concat has not received all its bytes yet."},
+    {ME_EPARTIAL_USED, 410, "partial_used", "A partial upload named in Upload-Concat is already part of another final upload."},
+    {ME_EFINAL, 403, "final_upload", "A final upload is made of its partial uploads; it takes no PATCH."},
 };
 
 static int find(int err)

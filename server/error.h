@@ -30,6 +30,10 @@ typedef enum {
     ME_EUPLOAD_SIZE = -21, /* the upload would exceed its length or the size limit: 413 */
     ME_EORIGIN = -22,      /* a CORS preflight from an origin not in http.cors_origins: 403 */
     ME_EBROWSER_PLAN = -23,/* an upload from a web browser on a plan that does not allow it: 403 */
+    ME_ECONCAT = -24,      /* a final upload's list of partial uploads is not acceptable: 400 */
+    ME_EPARTIAL_INCOMPLETE = -25, /* a partial upload named by a final has not all its bytes: 409 */
+    ME_EPARTIAL_USED = -26,/* a partial upload is already part of another final upload: 410 */
+    ME_EFINAL = -27,       /* a final upload takes no bytes of its own (tus concatenation): 403 */
 } me_err_t;
 
 /* The stable, machine-readable code for an error ("not_found"); never NULL. */

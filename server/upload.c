@@ -12,10 +12,9 @@
 #include "server/log.h"
 #include "server/metrics.h"
 #include "server/upload.h"
+#include "server/upload_internal.h"
 
 #define INFO_MAX (1024 * 1024)   /* an upload's state document; 10000 parts fit */
-#define LOCKS 300 /* uploads being written at once: at most the pool threads (<= 256) and the janitor */
-#define MAX_PARTS 10000
 #define HASH_CHUNK (1024 * 1024)
 
 ME_COUNTER(uploads_created, "mediaedge_uploads_created_total", "Uploads created.", NULL)
@@ -23,37 +22,8 @@ ME_COUNTER(uploads_completed, "mediaedge_uploads_completed_total", "Uploads comp
 ME_COUNTER(upload_bytes, "mediaedge_upload_bytes_total", "Upload bytes stored (acknowledged).", NULL)
 ME_COUNTER(uploads_refused, "mediaedge_uploads_refused_total", "Appends refused, by reason.", "reason")
 
-typedef enum { STATE_OPEN, STATE_COMPLETING, STATE_COMPLETED } state_t;
-static const char *const state_names[] = {"open", "completing", "completed"};
-
-/* A piece: bytes acknowledged but too few for a part yet (S3 wants 5 MiB per part). */
-typedef struct {
-    uint64_t offset, size;
-} piece_t;
-
-/* The whole state document of one upload. */
-typedef struct {
-    me_upload_t pub;
-    char owner[ME_TOKEN_ID_MAX + 1];
-    char album[ME_TOKEN_ID_MAX + 1];
-    char ref[ME_TOKEN_REF_MAX + 1];
-    char plan[16], client[16];
-    char multipart[ME_STORAGE_UPLOAD_ID_MAX + 1];
-    int64_t created;
-    state_t state;
-    me_storage_part_t *parts;
-    int nparts;
-    piece_t *pieces;
-    int npieces;
-} info_t;
-
-struct me_uploads {
-    me_storage_t *st;
-    uint64_t max_size;
-    int64_t expire_after; /* seconds */
-    pthread_mutex_t lock;
-    char locked[LOCKS][ME_UPLOAD_ID_LEN + 1];
-};
+static const char *const state_names[] = {"open", "completing", "joining", "completed"};
+static const char *const kind_names[] = {"plain", "partial", "final"};
 
 /* ---- ids, keys, locks ---- */
 
@@ -120,17 +90,24 @@ static void piece_key(char *key, size_t len, const char *id, uint64_t offset)
     snprintf(key, len, "uploads/%s/piece-%020" PRIu64, id, offset);
 }
 
-static void original_key(char *key, size_t len, const info_t *in)
+void me_upload_data_key(char *key, size_t len, const char *id)
 {
-    snprintf(key, len, "originals/%s/%s", in->album, in->pub.media_id);
+    snprintf(key, len, "uploads/%s/data", id);
 }
 
-/* Takes the in-process lock of an upload: 0 or ME_ELOCKED. (Several instances: Redis later.) */
-static int lock_upload(me_uploads_t *u, const char *id)
+void me_upload_target_key(char *key, size_t len, const me_upload_info_t *in)
+{
+    if (in->pub.kind == ME_UPLOAD_PARTIAL)
+        me_upload_data_key(key, len, in->pub.id);
+    else
+        snprintf(key, len, "originals/%s/%s", in->album, in->pub.media_id);
+}
+
+int me_upload_lock(me_uploads_t *u, const char *id)
 {
     int free_slot = -1, ret = ME_ELOCKED;
     pthread_mutex_lock(&u->lock);
-    for (int i = 0; i < LOCKS; i++) {
+    for (int i = 0; i < ME_UPLOAD_LOCKS; i++) {
         if (strcmp(u->locked[i], id) == 0)
             goto exit;
         if (u->locked[i][0] == '\0' && free_slot < 0)
@@ -145,10 +122,10 @@ exit:
     return ret;
 }
 
-static void unlock_upload(me_uploads_t *u, const char *id)
+void me_upload_unlock(me_uploads_t *u, const char *id)
 {
     pthread_mutex_lock(&u->lock);
-    for (int i = 0; i < LOCKS; i++)
+    for (int i = 0; i < ME_UPLOAD_LOCKS; i++)
         if (strcmp(u->locked[i], id) == 0)
             u->locked[i][0] = '\0';
     pthread_mutex_unlock(&u->lock);
@@ -156,7 +133,7 @@ static void unlock_upload(me_uploads_t *u, const char *id)
 
 /* ---- the state document ---- */
 
-static void info_free(info_t *in)
+void me_upload_info_free(me_upload_info_t *in)
 {
     free(in->parts);
     free(in->pieces);
@@ -182,12 +159,44 @@ static int get_u64(json_t *obj, const char *name, uint64_t *out)
     return 1;
 }
 
-static int parse_info(const char *text, size_t len, info_t *in)
+/* The index of s in names[0..n), or -1. */
+static int name_index(const char *const *names, int n, const char *s)
+{
+    for (int i = 0; s != NULL && i < n; i++)
+        if (strcmp(names[i], s) == 0)
+            return i;
+    return -1;
+}
+
+/* The concatenation fields: absent from the documents of plain uploads stored before them. */
+static int parse_concat(json_t *root, me_upload_info_t *in)
+{
+    json_t *kind = json_object_get(root, "kind"), *list = json_object_get(root, "partials"), *e;
+    size_t i;
+    int k = kind == NULL ? ME_UPLOAD_PLAIN : name_index(kind_names, 3, json_string_value(kind));
+    if (k < 0 ||
+        (json_object_get(root, "used_by") != NULL && !copy_str(root, "used_by", in->used_by, sizeof(in->used_by))))
+        return 0;
+    in->pub.kind = (me_upload_kind_t)k;
+    if (list == NULL)
+        return 1;
+    if (!json_is_array(list) || json_array_size(list) > ME_UPLOAD_CONCAT_MAX)
+        return 0;
+    json_array_foreach(list, i, e) {
+        const char *id = json_string_value(e);
+        if (id == NULL || !me_upload_id_valid(id, strlen(id)))
+            return 0;
+        strcpy(in->pub.partials[in->pub.npartials++], id);
+    }
+    return 1;
+}
+
+static int parse_info(const char *text, size_t len, me_upload_info_t *in)
 {
     json_t *root = json_loadb(text, len, 0, NULL), *v;
     uint64_t created, expires;
     char state[16];
-    int ok = 0;
+    int ok = 0, st;
     memset(in, 0, sizeof(*in));
     if (root == NULL)
         return ME_EIO;
@@ -204,19 +213,19 @@ static int parse_info(const char *text, size_t len, info_t *in)
         !get_u64(root, "created", &created) || !get_u64(root, "expires", &expires) ||
         !copy_str(root, "state", state, sizeof(state)))
         goto exit;
-    for (in->state = STATE_OPEN; strcmp(state, state_names[in->state]) != 0; in->state++)
-        if (in->state == STATE_COMPLETED)
-            goto exit;
+    if ((st = name_index(state_names, 4, state)) < 0 || !parse_concat(root, in))
+        goto exit;
+    in->state = (me_upload_state_t)st;
     in->pub.length = ME_UPLOAD_LENGTH_DEFERRED;
     if (!json_is_null(v = json_object_get(root, "length")) && !get_u64(root, "length", &in->pub.length))
         goto exit;
     in->created = (int64_t)created;
     in->pub.expires = (int64_t)expires;
-    in->pub.completed = in->state == STATE_COMPLETED;
+    in->pub.completed = in->state == ME_UPLOAD_COMPLETED;
 
     json_t *parts = json_object_get(root, "parts"), *pieces = json_object_get(root, "pieces");
-    if (!json_is_array(parts) || !json_is_array(pieces) || json_array_size(parts) > MAX_PARTS ||
-        json_array_size(pieces) > MAX_PARTS)
+    if (!json_is_array(parts) || !json_is_array(pieces) || json_array_size(parts) > ME_UPLOAD_MAX_PARTS ||
+        json_array_size(pieces) > ME_UPLOAD_MAX_PARTS)
         goto exit;
     in->parts = calloc(json_array_size(parts) + 1, sizeof(*in->parts));
     in->pieces = calloc(json_array_size(pieces) + 1, sizeof(*in->pieces));
@@ -227,13 +236,13 @@ static int parse_info(const char *text, size_t len, info_t *in)
     json_array_foreach(parts, i, e) {
         me_storage_part_t *p = &in->parts[in->nparts++];
         uint64_t n;
-        if (!get_u64(e, "n", &n) || n == 0 || n > MAX_PARTS || !get_u64(e, "size", &p->size) ||
+        if (!get_u64(e, "n", &n) || n == 0 || n > ME_UPLOAD_MAX_PARTS || !get_u64(e, "size", &p->size) ||
             !copy_str(e, "etag", p->etag, sizeof(p->etag)))
             goto exit;
         p->number = (int)n;
     }
     json_array_foreach(pieces, i, e) {
-        piece_t *p = &in->pieces[in->npieces++];
+        me_upload_piece_t *p = &in->pieces[in->npieces++];
         if (!get_u64(e, "offset", &p->offset) || !get_u64(e, "size", &p->size))
             goto exit;
     }
@@ -241,7 +250,7 @@ static int parse_info(const char *text, size_t len, info_t *in)
 exit:
     json_decref(root);
     if (!ok) {
-        info_free(in);
+        me_upload_info_free(in);
         return ME_EIO;
     }
     return 0;
@@ -257,8 +266,7 @@ static int put_json(me_uploads_t *u, const char *key, json_t *doc)
     return ret;
 }
 
-/* Stores the state document durably (the moment an append counts). */
-static int save_info(me_uploads_t *u, const info_t *in)
+int me_upload_info_save(me_uploads_t *u, const me_upload_info_t *in)
 {
     json_t *parts = json_array(), *pieces = json_array();
     for (int i = 0; i < in->nparts; i++)
@@ -276,13 +284,24 @@ static int save_info(me_uploads_t *u, const info_t *in)
         "offset", (json_int_t)in->pub.offset, "max_size", (json_int_t)in->pub.max_size, "created",
         (json_int_t)in->created, "expires", (json_int_t)in->pub.expires, "state", state_names[in->state], "parts", parts,
         "pieces", pieces);
+    if (root != NULL) {
+        json_object_set_new(root, "kind", json_string(kind_names[in->pub.kind]));
+        if (in->pub.kind == ME_UPLOAD_PARTIAL)
+            json_object_set_new(root, "used_by", json_string(in->used_by));
+    }
+    if (root != NULL && in->pub.kind == ME_UPLOAD_FINAL) {
+        json_t *list = json_array();
+        for (int i = 0; i < in->pub.npartials; i++)
+            json_array_append_new(list, json_string(in->pub.partials[i]));
+        json_object_set_new(root, "partials", list);
+    }
     char key[ME_STORAGE_KEY_MAX];
     info_key(key, sizeof(key), in->pub.id);
     return put_json(u, key, root);
 }
 
-/* Loads the upload id for who: ME_ENOTFOUND unless it exists, is theirs and is not expired. */
-static int load_info(me_uploads_t *u, const me_token_claims_t *who, const char *id, int64_t now, info_t *in)
+int me_upload_info_load(me_uploads_t *u, const me_token_claims_t *who, const char *id, int64_t now,
+                        me_upload_info_t *in)
 {
     char key[ME_STORAGE_KEY_MAX], *text;
     size_t len;
@@ -297,8 +316,8 @@ static int load_info(me_uploads_t *u, const me_token_claims_t *who, const char *
         return ME_EIO;
     }
     /* another user's upload does not exist for this one; an expired one for nobody */
-    if (strcmp(in->owner, who->sub) != 0 || (in->state != STATE_COMPLETED && now >= in->pub.expires)) {
-        info_free(in);
+    if (strcmp(in->owner, who->sub) != 0 || (in->state != ME_UPLOAD_COMPLETED && now >= in->pub.expires)) {
+        me_upload_info_free(in);
         return ME_ENOTFOUND;
     }
     return 0;
@@ -306,41 +325,63 @@ static int load_info(me_uploads_t *u, const me_token_claims_t *who, const char *
 
 /* ---- creation ---- */
 
-int me_upload_create(me_uploads_t *u, const me_token_claims_t *who, uint64_t length, const char *metadata,
-                     int64_t now, me_upload_t *out)
+int me_upload_info_init(me_uploads_t *u, const me_token_claims_t *who, me_upload_kind_t kind, uint64_t length,
+                        const char *metadata, int64_t now, me_upload_info_t *in)
 {
-    info_t in = {0};
     char key[ME_STORAGE_KEY_MAX];
     int ret;
 
-    in.pub.max_size = u->max_size;
-    if (who->max_bytes != 0 && who->max_bytes < in.pub.max_size)
-        in.pub.max_size = who->max_bytes;
-    if (length != ME_UPLOAD_LENGTH_DEFERRED && length > in.pub.max_size)
+    memset(in, 0, sizeof(*in));
+    in->pub.kind = kind;
+    in->pub.max_size = u->max_size;
+    if (who->max_bytes != 0 && who->max_bytes < in->pub.max_size)
+        in->pub.max_size = who->max_bytes;
+    if (length != ME_UPLOAD_LENGTH_DEFERRED && length > in->pub.max_size)
         return ME_EUPLOAD_SIZE;
     if (length == 0)
         return ME_EMEDIA; /* an empty file is no photo */
-    if ((ret = random_id(in.pub.id)) != 0 || (ret = random_id(in.pub.media_id)) != 0)
+    /* a partial upload never becomes media by itself: no media id */
+    if ((ret = random_id(in->pub.id)) != 0 || (kind != ME_UPLOAD_PARTIAL && (ret = random_id(in->pub.media_id)) != 0))
         return ret;
-    in.pub.length = length;
-    in.pub.expires = now + u->expire_after;
-    in.created = now;
-    snprintf(in.pub.metadata, sizeof(in.pub.metadata), "%s", metadata);
-    strcpy(in.owner, who->sub);
-    strcpy(in.album, who->album);
-    strcpy(in.ref, who->ref);
-    snprintf(in.plan, sizeof(in.plan), "%s", me_token_plan_name(who->plan));
-    snprintf(in.client, sizeof(in.client), "%s", me_token_client_name(who->client));
-    original_key(key, sizeof(key), &in);
-    if ((ret = me_storage_multipart_begin(u->st, key, in.multipart, sizeof(in.multipart))) != 0)
+    in->pub.length = length;
+    in->pub.expires = now + u->expire_after;
+    in->created = now;
+    snprintf(in->pub.metadata, sizeof(in->pub.metadata), "%s", metadata);
+    strcpy(in->owner, who->sub);
+    strcpy(in->album, who->album);
+    strcpy(in->ref, who->ref);
+    snprintf(in->plan, sizeof(in->plan), "%s", me_token_plan_name(who->plan));
+    snprintf(in->client, sizeof(in->client), "%s", me_token_client_name(who->client));
+    me_upload_target_key(key, sizeof(key), in);
+    if (me_storage_multipart_begin(u->st, key, in->multipart, sizeof(in->multipart)) != 0)
         return ME_EIO;
-    if ((ret = save_info(u, &in)) != 0) {
-        (void)!me_storage_multipart_abort(u->st, key, in.multipart);
+    return 0;
+}
+
+static int create(me_uploads_t *u, const me_token_claims_t *who, me_upload_kind_t kind, uint64_t length,
+                  const char *metadata, int64_t now, me_upload_t *out)
+{
+    me_upload_info_t in;
+    int ret = me_upload_info_init(u, who, kind, length, metadata, now, &in);
+    if (ret == 0 && (ret = me_upload_info_save(u, &in)) != 0)
+        me_upload_discard(u, &in);
+    if (ret != 0)
         return ret;
-    }
     me_metric_add(uploads_created, NULL, 1);
     *out = in.pub;
     return 0;
+}
+
+int me_upload_create(me_uploads_t *u, const me_token_claims_t *who, uint64_t length, const char *metadata,
+                     int64_t now, me_upload_t *out)
+{
+    return create(u, who, ME_UPLOAD_PLAIN, length, metadata, now, out);
+}
+
+int me_upload_create_partial(me_uploads_t *u, const me_token_claims_t *who, uint64_t length, const char *metadata,
+                             int64_t now, me_upload_t *out)
+{
+    return create(u, who, ME_UPLOAD_PARTIAL, length, metadata, now, out);
 }
 
 /* ---- completion ---- */
@@ -398,12 +439,13 @@ exit:
     return ret;
 }
 
-/* Removes everything an unfinished upload stored (parts, pieces, state). Best effort. */
-static void discard(me_uploads_t *u, info_t *in)
+void me_upload_discard(me_uploads_t *u, me_upload_info_t *in)
 {
     char key[ME_STORAGE_KEY_MAX];
-    original_key(key, sizeof(key), in);
+    me_upload_target_key(key, sizeof(key), in);
     (void)!me_storage_multipart_abort(u->st, key, in->multipart);
+    if (in->pub.kind == ME_UPLOAD_PARTIAL)
+        (void)!me_storage_delete(u->st, key); /* a complete partial's bytes */
     for (int i = 0; i < in->npieces; i++) {
         piece_key(key, sizeof(key), in->pub.id, in->pieces[i].offset);
         (void)!me_storage_delete(u->st, key);
@@ -412,9 +454,7 @@ static void discard(me_uploads_t *u, info_t *in)
     (void)!me_storage_delete(u->st, key);
 }
 
-/* Turns an upload whose bytes are all acknowledged (state completing) into an original, its
- * manifest and its job; idempotent, so that a crash anywhere inside is finished later. */
-static int complete(me_uploads_t *u, info_t *in)
+int me_upload_finish(me_uploads_t *u, me_upload_info_t *in)
 {
     char key[ME_STORAGE_KEY_MAX], mkey[ME_STORAGE_KEY_MAX], sha[65];
     unsigned char head[32];
@@ -422,17 +462,26 @@ static int complete(me_uploads_t *u, info_t *in)
     me_storage_stat_t st;
     int ret;
 
-    original_key(key, sizeof(key), in);
+    me_upload_target_key(key, sizeof(key), in);
     ret = me_storage_multipart_complete(u->st, key, in->multipart, in->parts, in->nparts);
     if (ret != 0 && (me_storage_head(u->st, key, &st) != 0 || st.size != in->pub.length))
         return ME_EIO; /* not completed before either */
+    if (in->pub.kind == ME_UPLOAD_PARTIAL) {
+        /* kept as it is for a final upload: no media check, no original, manifest or job */
+        in->state = ME_UPLOAD_COMPLETED;
+        in->pub.completed = 1;
+        if ((ret = me_upload_info_save(u, in)) != 0)
+            return ret;
+        me_log_info(NULL, "partial upload %s complete: %" PRIu64 " bytes", in->pub.id, in->pub.length);
+        return 0;
+    }
     if (me_storage_get(u->st, key, 0, sizeof(head), head, &got) != 0)
         return ME_EIO;
     const char *type = me_upload_sniff(head, got);
     if (type == NULL) {
         me_log_info(NULL, "upload %s: not a photo or video; removed", in->pub.id);
         (void)!me_storage_delete(u->st, key);
-        discard(u, in);
+        me_upload_discard(u, in);
         return ME_EMEDIA;
     }
     if (hash_object(u, key, in->pub.length, sha) != 0)
@@ -449,9 +498,9 @@ static int complete(me_uploads_t *u, info_t *in)
     snprintf(mkey, sizeof(mkey), "jobs/%s.json", in->pub.media_id);
     if ((ret = put_json(u, mkey, json_pack("{s:s,s:s}", "media_id", in->pub.media_id, "kind", "process"))) != 0)
         return ret;
-    in->state = STATE_COMPLETED;
+    in->state = ME_UPLOAD_COMPLETED;
     in->pub.completed = 1;
-    if ((ret = save_info(u, in)) != 0)
+    if ((ret = me_upload_info_save(u, in)) != 0)
         return ret;
     me_metric_add(uploads_completed, NULL, 1);
     me_log_info(NULL, "upload %s complete: media %s, %" PRIu64 " bytes, %s", in->pub.id, in->pub.media_id,
@@ -463,23 +512,23 @@ static int complete(me_uploads_t *u, info_t *in)
 
 int me_upload_head(me_uploads_t *u, const me_token_claims_t *who, const char *id, int64_t now, me_upload_t *out)
 {
-    info_t in;
-    int ret = load_info(u, who, id, now, &in);
+    me_upload_info_t in;
+    int ret = me_upload_info_load(u, who, id, now, &in);
     if (ret != 0)
         return ret;
-    if (in.state == STATE_COMPLETING && lock_upload(u, id) == 0) {
-        ret = complete(u, &in);
-        unlock_upload(u, id);
+    if (in.state == ME_UPLOAD_COMPLETING && me_upload_lock(u, id) == 0) {
+        ret = me_upload_finish(u, &in);
+        me_upload_unlock(u, id);
     }
     if (ret == 0)
         *out = in.pub;
-    info_free(&in);
+    me_upload_info_free(&in);
     return ret;
 }
 
 /* Writes data (len bytes at in->pub.offset) as a part, merging pending pieces in front of it,
  * or as a piece when part and pieces together are still too small for the backend. */
-static int store_bytes(me_uploads_t *u, info_t *in, const void *data, size_t len, int last)
+static int store_bytes(me_uploads_t *u, me_upload_info_t *in, const void *data, size_t len, int last)
 {
     char key[ME_STORAGE_KEY_MAX], okey[ME_STORAGE_KEY_MAX];
     uint64_t pending = 0;
@@ -493,10 +542,10 @@ static int store_bytes(me_uploads_t *u, info_t *in, const void *data, size_t len
         piece_key(key, sizeof(key), in->pub.id, in->pub.offset);
         if ((ret = me_storage_put(u->st, key, data, len)) != 0)
             return ret;
-        in->pieces[in->npieces++] = (piece_t){in->pub.offset, len};
+        in->pieces[in->npieces++] = (me_upload_piece_t){in->pub.offset, len};
         return 0;
     }
-    if (in->nparts >= MAX_PARTS)
+    if (in->nparts >= ME_UPLOAD_MAX_PARTS)
         return ME_EUPLOAD_SIZE;
     const void *part = data;
     char *merged = NULL;
@@ -516,7 +565,7 @@ static int store_bytes(me_uploads_t *u, info_t *in, const void *data, size_t len
         memcpy(merged + at, data, len);
         part = merged;
     }
-    original_key(okey, sizeof(okey), in);
+    me_upload_target_key(okey, sizeof(okey), in);
     me_storage_part_t *p = &in->parts[in->nparts];
     ret = me_storage_part_put(u->st, okey, in->multipart, in->nparts + 1, part, pending + len, p);
     free(merged);
@@ -532,40 +581,44 @@ int me_upload_append(me_uploads_t *u, const me_token_claims_t *who, const char *
                      uint64_t new_length, const void *data, size_t len, const me_checksum_t *ck, int64_t now,
                      me_upload_t *out)
 {
-    info_t in;
+    me_upload_info_t in;
     const char *reason = NULL;
     int ret;
 
-    if (lock_upload(u, id) != 0) {
+    if (me_upload_lock(u, id) != 0) {
         reason = "locked";
         ret = ME_ELOCKED;
         goto refused;
     }
-    if ((ret = load_info(u, who, id, now, &in)) != 0) {
-        unlock_upload(u, id);
+    if ((ret = me_upload_info_load(u, who, id, now, &in)) != 0) {
+        me_upload_unlock(u, id);
         return ret;
     }
     /* room for one more part or piece beyond what is there */
     me_storage_part_t *parts = realloc(in.parts, sizeof(*parts) * (size_t)(in.nparts + 1));
-    piece_t *pieces = realloc(in.pieces, sizeof(*pieces) * (size_t)(in.npieces + 1));
+    me_upload_piece_t *pieces = realloc(in.pieces, sizeof(*pieces) * (size_t)(in.npieces + 1));
     if (parts != NULL)
         in.parts = parts;
     if (pieces != NULL)
         in.pieces = pieces;
     int npieces_before = in.npieces;
-    piece_t *old_pieces = NULL;
+    me_upload_piece_t *old_pieces = NULL;
 
     if (parts == NULL || pieces == NULL) {
         ret = ME_ENOMEM;
         goto exit;
     }
-    if (in.state == STATE_COMPLETING) {
-        ret = complete(u, &in); /* finish a completion a crash cut short */
+    if (in.pub.kind == ME_UPLOAD_FINAL) {
+        ret = ME_EFINAL, reason = "final";
+        goto exit;
+    }
+    if (in.state == ME_UPLOAD_COMPLETING) {
+        ret = me_upload_finish(u, &in); /* finish a completion a crash cut short */
         if (ret == 0)
             ret = ME_EOFFSET;
         goto exit;
     }
-    if (offset != in.pub.offset || in.state == STATE_COMPLETED) {
+    if (offset != in.pub.offset || in.state == ME_UPLOAD_COMPLETED) {
         ret = ME_EOFFSET, reason = "offset";
         goto exit;
     }
@@ -606,8 +659,8 @@ int me_upload_append(me_uploads_t *u, const me_token_claims_t *who, const char *
     }
     in.pub.offset += len;
     if (last)
-        in.state = STATE_COMPLETING;
-    if ((ret = save_info(u, &in)) != 0)
+        in.state = ME_UPLOAD_COMPLETING;
+    if ((ret = me_upload_info_save(u, &in)) != 0)
         goto exit; /* the bytes stored are orphans: the next append at this offset overwrites them */
     me_metric_add(upload_bytes, NULL, (double)len);
     if (in.npieces == 0 && old_pieces != NULL) {
@@ -618,14 +671,14 @@ int me_upload_append(me_uploads_t *u, const me_token_claims_t *who, const char *
         }
     }
     if (last)
-        ret = complete(u, &in);
+        ret = me_upload_finish(u, &in);
     if (ret == 0)
         *out = in.pub;
 
 exit:
     free(old_pieces);
-    info_free(&in);
-    unlock_upload(u, id);
+    me_upload_info_free(&in);
+    me_upload_unlock(u, id);
     if (reason == NULL)
         return ret;
 refused:
@@ -635,18 +688,21 @@ refused:
 
 int me_upload_delete(me_uploads_t *u, const me_token_claims_t *who, const char *id)
 {
-    info_t in;
+    me_upload_info_t in;
     int ret;
-    if (lock_upload(u, id) != 0)
+    if (me_upload_lock(u, id) != 0)
         return ME_ELOCKED;
-    if ((ret = load_info(u, who, id, INT64_MIN, &in)) == 0) {
-        if (in.state != STATE_OPEN)
+    if ((ret = me_upload_info_load(u, who, id, INT64_MIN, &in)) == 0) {
+        /* a complete partial no final uses is still only bytes waiting: it may go too */
+        int unused_partial =
+            in.pub.kind == ME_UPLOAD_PARTIAL && in.state == ME_UPLOAD_COMPLETED && in.used_by[0] == '\0';
+        if (in.state != ME_UPLOAD_OPEN && !unused_partial)
             ret = ME_ECONFLICT;
         else
-            discard(u, &in);
-        info_free(&in);
+            me_upload_discard(u, &in);
+        me_upload_info_free(&in);
     }
-    unlock_upload(u, id);
+    me_upload_unlock(u, id);
     return ret;
 }
 
@@ -662,28 +718,28 @@ static int sweep_one(const char *key, const me_storage_stat_t *stat, void *arg)
     size_t len = strlen(key);
     char id[ME_UPLOAD_ID_LEN + 1], *text;
     size_t tlen;
-    info_t in;
+    me_upload_info_t in;
     /* uploads/<id>.info only; pieces live under uploads/<id>/ */
     if (len != strlen("uploads/") + ME_UPLOAD_ID_LEN + strlen(".info") || strcmp(key + len - 5, ".info") != 0)
         return 0;
     memcpy(id, key + strlen("uploads/"), ME_UPLOAD_ID_LEN);
     id[ME_UPLOAD_ID_LEN] = '\0';
-    if (!me_upload_id_valid(id, ME_UPLOAD_ID_LEN) || lock_upload(s->u, id) != 0)
+    if (!me_upload_id_valid(id, ME_UPLOAD_ID_LEN) || me_upload_lock(s->u, id) != 0)
         return 0;
     if (me_storage_get_all(s->u->st, key, INFO_MAX, &text, &tlen) == 0) {
         if (parse_info(text, tlen, &in) == 0) {
-            if (s->now >= in.pub.expires && in.state != STATE_COMPLETING) {
-                if (in.state == STATE_COMPLETED)
+            if (s->now >= in.pub.expires && in.state != ME_UPLOAD_COMPLETING) {
+                if (in.state == ME_UPLOAD_COMPLETED && in.pub.kind != ME_UPLOAD_PARTIAL)
                     (void)!me_storage_delete(s->u->st, key);
                 else
-                    discard(s->u, &in);
+                    me_upload_discard(s->u, &in);
                 s->removed++;
             }
-            info_free(&in);
+            me_upload_info_free(&in);
         }
         free(text);
     }
-    unlock_upload(s->u, id);
+    me_upload_unlock(s->u, id);
     return 0;
 }
 
@@ -703,6 +759,7 @@ me_uploads_t *me_uploads_new(me_storage_t *st, const me_config_t *cfg)
     u->st = st;
     u->max_size = cfg->upload_max_size;
     u->expire_after = (int64_t)(cfg->upload_expire_after / 1000);
+    u->join_part = cfg->max_patch_size;
     pthread_mutex_init(&u->lock, NULL);
     return u;
 }

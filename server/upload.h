@@ -1,6 +1,7 @@
 /* upload.h: the resumable-upload state machine over storage: create, append (one PATCH),
- * inspect, terminate, complete into an original + manifest + processing job, and sweep
- * expired uploads. Protocol-neutral: handlers map tus (and later the IETF draft) onto it.
+ * inspect, terminate, complete into an original + manifest + processing job, concatenate
+ * partial uploads into a final one, and sweep expired uploads. Protocol-neutral: handlers
+ * map tus (and later the IETF draft) onto it.
  *
  * State lives in storage (uploads/<id>.info, JSON), so any instance can continue any upload
  * and a crash loses nothing acknowledged: data is stored durably first, the state that
@@ -19,13 +20,18 @@
 #define ME_UPLOAD_ID_LEN 22            /* 128 random bits in base64url */
 #define ME_UPLOAD_METADATA_MAX 4096    /* Upload-Metadata, bytes */
 #define ME_UPLOAD_LENGTH_DEFERRED UINT64_MAX
+#define ME_UPLOAD_CONCAT_MAX 16        /* partial uploads in one final (error.c's message names it) */
 
 typedef struct me_uploads me_uploads_t;
+
+/* Concatenation (tus): a partial upload's bytes only ever become part of final uploads; a
+ * final upload is made of complete partial uploads and takes no bytes of its own. */
+typedef enum { ME_UPLOAD_PLAIN, ME_UPLOAD_PARTIAL, ME_UPLOAD_FINAL } me_upload_kind_t;
 
 /* What a client may learn of an upload. */
 typedef struct {
     char id[ME_UPLOAD_ID_LEN + 1];
-    char media_id[ME_UPLOAD_ID_LEN + 1];
+    char media_id[ME_UPLOAD_ID_LEN + 1]; /* empty for a partial upload */
     uint64_t offset;
     uint64_t length;                  /* ME_UPLOAD_LENGTH_DEFERRED until known */
     uint64_t max_size;                /* the cap recorded at creation */
@@ -33,6 +39,9 @@ typedef struct {
     int completed;                    /* the original and its manifest are stored */
     char content_type[32];            /* once completed */
     char metadata[ME_UPLOAD_METADATA_MAX + 1];
+    me_upload_kind_t kind;
+    int npartials;                    /* a final's partial uploads, in their order */
+    char partials[ME_UPLOAD_CONCAT_MAX][ME_UPLOAD_ID_LEN + 1];
 } me_upload_t;
 
 /* Makes the upload service over st (not owned) with cfg's limits. NULL on allocation failure. */
@@ -53,9 +62,41 @@ int me_upload_metadata_valid(const char *metadata, size_t len);
 int me_upload_create(me_uploads_t *u, const me_token_claims_t *who, uint64_t length, const char *metadata,
                      int64_t now, me_upload_t *out) ME_MUST_CHECK;
 
+/* Creates a partial upload, as me_upload_create() an upload (same arguments and returns).
+ * It is appended to like any upload, but completing it only keeps its bytes for a final
+ * upload (me_upload_concat()): no media check, no original, manifest or job. It expires
+ * like an unfinished upload unless a final uses it. */
+int me_upload_create_partial(me_uploads_t *u, const me_token_claims_t *who, uint64_t length, const char *metadata,
+                             int64_t now, me_upload_t *out) ME_MUST_CHECK;
+
+/* Parses a final upload's list of partial upload URLs (tus: Upload-Concat after "final;"):
+ * URLs separated by spaces, each prefix + an upload id, or an absolute URL (any scheme and
+ * authority) whose path is that, optionally with one trailing '/'. Fills ids[0..*n).
+ * Returns 0, or ME_ECONCAT: no URL, one that is not an upload URL of ours, more than
+ * ME_UPLOAD_CONCAT_MAX, or one id twice. */
+int me_upload_concat_parse(const char *list, size_t len, const char *prefix, char (*ids)[ME_UPLOAD_ID_LEN + 1],
+                           int *n) ME_MUST_CHECK;
+
+/* Creates the final upload of who made of the partial uploads ids[0..n) in that order and
+ * completes it like the last append of an upload: its original (the partials' bytes joined),
+ * manifest and job are stored, and the partials' bytes removed (their state stays until they
+ * expire, marked used). metadata as for me_upload_create(); the plan, client, ref and cap are
+ * the token's. Returns 0 with *out filled (completed); ME_ECONCAT (n not 1..ME_UPLOAD_CONCAT_MAX,
+ * an id twice, an upload that is not a partial one or of another album), ME_ENOTFOUND (a
+ * partial that does not exist, is another user's or expired), ME_EPARTIAL_INCOMPLETE,
+ * ME_EPARTIAL_USED (part of another final), ME_EUPLOAD_SIZE (their sum over the cap),
+ * ME_ELOCKED (another request is writing one of them), ME_EMEDIA (the joined bytes are no
+ * photo or video: the final and its partials are removed), ME_ENOMEM, ME_EIO.
+ * Idempotent and crash-safe: the final is recorded first, then the partials are marked used
+ * by it, then it is built; the same call again (a retry after a lost answer, an error or a
+ * crash, on any instance) carries on with the same final and answers it. */
+int me_upload_concat(me_uploads_t *u, const me_token_claims_t *who, const char (*ids)[ME_UPLOAD_ID_LEN + 1], int n,
+                     const char *metadata, int64_t now, me_upload_t *out) ME_MUST_CHECK;
+
 /* Reads the upload id for who. Returns 0, ME_ENOTFOUND (no such upload, another user's, or
  * expired), ME_EIO. An upload whose last bytes were acknowledged but whose completion was cut
- * short (a crash) is completed here first. */
+ * short (a crash) is completed here first. A final upload whose building was cut short is
+ * reported incomplete until me_upload_concat() is called again. */
 int me_upload_head(me_uploads_t *u, const me_token_claims_t *who, const char *id, int64_t now,
                    me_upload_t *out) ME_MUST_CHECK;
 
@@ -67,18 +108,19 @@ int me_upload_head(me_uploads_t *u, const me_token_claims_t *who, const char *id
  * Returns 0 with *out filled; ME_ENOTFOUND, ME_EOFFSET, ME_ECONFLICT (a length that
  * contradicts the recorded one, or set twice), ME_EUPLOAD_SIZE (past the length or the cap),
  * ME_ECHECKSUM, ME_ELOCKED (another append on this upload is running), ME_EMEDIA (completed
- * but not a photo or video: the upload is removed), ME_EIO. On any error nothing the client
+ * but not a photo or video: the upload is removed), ME_EFINAL (a final upload), ME_EIO. On any error nothing the client
  * can see has changed (the offset is as before). */
 int me_upload_append(me_uploads_t *u, const me_token_claims_t *who, const char *id, uint64_t offset,
                      uint64_t new_length, const void *data, size_t len, const me_checksum_t *ck, int64_t now,
                      me_upload_t *out) ME_MUST_CHECK;
 
-/* Terminates an unfinished upload and removes what it stored. Returns 0, ME_ENOTFOUND,
- * ME_ELOCKED, ME_ECONFLICT (already completed: the media is deleted through its own API), ME_EIO. */
+/* Terminates an unfinished upload, or a complete partial upload no final uses, and removes
+ * what it stored. Returns 0, ME_ENOTFOUND, ME_ELOCKED, ME_ECONFLICT (already completed: the
+ * media is deleted through its own API; a final, or a partial a final uses), ME_EIO. */
 int me_upload_delete(me_uploads_t *u, const me_token_claims_t *who, const char *id) ME_MUST_CHECK;
 
-/* Removes every upload past its expiry (unfinished ones with their data; finished ones only
- * their state). *removed counts them. Returns 0 or ME_EIO (the sweep stops; run it again). */
+/* Removes every upload past its expiry (unfinished ones and partial ones with their data;
+ * finished ones only their state). *removed counts them. Returns 0 or ME_EIO (the sweep stops; run it again). */
 int me_upload_sweep(me_uploads_t *u, int64_t now, int *removed) ME_MUST_CHECK;
 
 /* The media type of a file that starts with head (len bytes; 32 are enough), or NULL when it

@@ -1,6 +1,9 @@
-/* test_upload.c: the upload state machine on the real file backend in a temp dir. Linked with
- * --wrap for me_storage_min_part_size (to exercise pieces as S3 would need them) and
- * me_storage_multipart_complete (to cut a completion short, as a crash would). */
+/* test_upload.c: the upload state machine (upload.c, upload_concat.c) on the real file backend
+ * in a temp dir. Linked with --wrap for me_storage_min_part_size (to exercise pieces as S3
+ * would need them), and for the storage writes (me_storage_multipart_complete, _put,
+ * _part_put, _delete) to cut work short as a crash would. */
+#include <dirent.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -16,6 +19,33 @@
 
 static uint64_t min_part;  /* what the wrapped backend claims */
 static int fail_completes; /* how many multipart completes fail before they work again */
+static int dead_after = -1; /* >= 0: every storage write after that many fails (the process died) */
+static int writes;          /* storage writes since dead_after was set */
+
+static int dead(void)
+{
+    return dead_after >= 0 && writes++ >= dead_after;
+}
+
+int __real_me_storage_put(me_storage_t *st, const char *key, const void *data, size_t len);
+int __wrap_me_storage_put(me_storage_t *st, const char *key, const void *data, size_t len)
+{
+    return dead() ? ME_EIO : __real_me_storage_put(st, key, data, len);
+}
+
+int __real_me_storage_part_put(me_storage_t *st, const char *key, const char *upload_id, int number,
+                               const void *data, size_t len, me_storage_part_t *out);
+int __wrap_me_storage_part_put(me_storage_t *st, const char *key, const char *upload_id, int number,
+                               const void *data, size_t len, me_storage_part_t *out)
+{
+    return dead() ? ME_EIO : __real_me_storage_part_put(st, key, upload_id, number, data, len, out);
+}
+
+int __real_me_storage_delete(me_storage_t *st, const char *key);
+int __wrap_me_storage_delete(me_storage_t *st, const char *key)
+{
+    return dead() ? ME_EIO : __real_me_storage_delete(st, key);
+}
 
 uint64_t __real_me_storage_min_part_size(const me_storage_t *st);
 uint64_t __wrap_me_storage_min_part_size(const me_storage_t *st)
@@ -28,8 +58,8 @@ int __real_me_storage_multipart_complete(me_storage_t *st, const char *key, cons
 int __wrap_me_storage_multipart_complete(me_storage_t *st, const char *key, const char *upload_id,
                                          const me_storage_part_t *parts, int nparts)
 {
-    if (fail_completes > 0) {
-        fail_completes--;
+    if (fail_completes > 0 || dead()) {
+        fail_completes -= fail_completes > 0;
         return ME_EIO;
     }
     return __real_me_storage_multipart_complete(st, key, upload_id, parts, nparts);
@@ -58,10 +88,12 @@ static int setup(void **state)
     f->cfg.storage_root = f->dir; /* not owned by cfg: never freed through it */
     f->cfg.upload_max_size = 1 << 20;
     f->cfg.upload_expire_after = 3600 * 1000;
+    f->cfg.max_patch_size = 4096; /* finals are built in parts of this size */
     assert_non_null(f->st = me_storage_open(&f->cfg, err, sizeof(err)));
     assert_non_null(f->u = me_uploads_new(f->st, &f->cfg));
     min_part = 0;
     fail_completes = 0;
+    dead_after = -1;
     *state = f;
     return 0;
 }
@@ -361,6 +393,380 @@ static void test_metadata_and_ids(void **state)
     assert_false(me_upload_id_valid("AAAAAAAAAAAAAAAAAAAA.A", 22));
 }
 
+/* ---- concatenation ---- */
+
+typedef char upload_id_t[ME_UPLOAD_ID_LEN + 1];
+
+/* A complete partial upload of who with data[0..len). */
+static void partial(fixture_t *f, const me_token_claims_t *who, const void *data, size_t len, upload_id_t id)
+{
+    me_upload_t up, out;
+    assert_int_equal(me_upload_create_partial(f->u, who, len, "", T0, &up), 0);
+    assert_int_equal(up.kind, ME_UPLOAD_PARTIAL);
+    assert_int_equal(me_upload_append(f->u, who, up.id, 0, ME_UPLOAD_LENGTH_DEFERRED, data, len, NULL, T0, &out), 0);
+    assert_true(out.completed);
+    strcpy(id, up.id);
+}
+
+/* Three partials of alice holding data[0..len) in order. */
+static void three_partials(fixture_t *f, const unsigned char *data, size_t len, upload_id_t ids[3])
+{
+    partial(f, &alice, data, len / 3, ids[0]);
+    partial(f, &alice, data + len / 3, len / 3, ids[1]);
+    partial(f, &alice, data + 2 * (len / 3), len - 2 * (len / 3), ids[2]);
+}
+
+static int has_key(fixture_t *f, const char *fmt, const char *id)
+{
+    char key[256];
+    me_storage_stat_t st;
+    snprintf(key, sizeof(key), fmt, id);
+    return me_storage_head(f->st, key, &st) == 0;
+}
+
+static int visible(const struct dirent *de)
+{
+    return de->d_name[0] != '.';
+}
+
+/* The file backend's multipart uploads in progress (none may leak). */
+static int multiparts(fixture_t *f)
+{
+    char path[128];
+    struct dirent **names;
+    snprintf(path, sizeof(path), "%s/.multipart", f->dir);
+    int n = scandir(path, &names, visible, NULL);
+    assert_true(n >= 0);
+    for (int i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+    return n;
+}
+
+static void test_partial_never_becomes_media(void **state)
+{
+    fixture_t *f = *state;
+    me_upload_t out;
+    upload_id_t id;
+    partial(f, &alice, "%PDF-1.4 not a photo", 20, id); /* no media check: not refused */
+    assert_int_equal(me_upload_head(f->u, &alice, id, T0, &out), 0);
+    assert_true(out.completed);
+    assert_int_equal(out.kind, ME_UPLOAD_PARTIAL);
+    assert_string_equal(out.media_id, "");
+    assert_int_equal(out.offset, 20);
+    assert_int_equal(count(f, "originals/"), 0);
+    assert_int_equal(count(f, "media/"), 0);
+    assert_int_equal(count(f, "jobs/"), 0);
+    assert_true(has_key(f, "uploads/%s/data", id));
+}
+
+static void test_final_joins_partials_in_order(void **state)
+{
+    fixture_t *f = *state;
+    me_upload_t fin, out;
+    upload_id_t ids[3];
+    unsigned char *data = photo(100000);
+    min_part = 4096; /* the partials' last bytes wait as pieces until their last append */
+    three_partials(f, data, 100000, ids);
+    assert_int_equal(me_upload_concat(f->u, &alice, (const upload_id_t *)ids, 3, "filename YS5qcGc=", T0, &fin), 0);
+    assert_true(fin.completed);
+    assert_int_equal(fin.kind, ME_UPLOAD_FINAL);
+    assert_int_equal(fin.length, 100000);
+    assert_int_equal(fin.offset, 100000);
+    assert_string_equal(fin.content_type, "image/jpeg");
+    assert_original(f, &fin, data, 100000);
+    assert_int_equal(me_upload_head(f->u, &alice, fin.id, T0, &out), 0);
+    assert_int_equal(out.npartials, 3);
+    assert_string_equal(out.metadata, "filename YS5qcGc=");
+    for (int i = 0; i < 3; i++) {
+        me_upload_t used;
+        assert_string_equal(out.partials[i], ids[i]);
+        assert_false(has_key(f, "uploads/%s/data", ids[i])); /* their bytes are in the original now */
+        assert_int_equal(me_upload_head(f->u, &alice, ids[i], T0, &used), 0); /* their state stays */
+        assert_true(used.completed);
+    }
+    free(data);
+}
+
+static void test_concat_refusals_change_nothing(void **state)
+{
+    fixture_t *f = *state;
+    me_upload_t up, out;
+    upload_id_t ids[ME_UPLOAD_CONCAT_MAX + 1], unfinished, plain, bobs, elsewhere;
+    unsigned char *data = photo(3000);
+    me_token_claims_t album2 = alice, capped = alice;
+    strcpy(album2.album, "fam2");
+    capped.max_bytes = 2999;
+    three_partials(f, data, 3000, ids);
+    assert_int_equal(me_upload_create_partial(f->u, &alice, 100, "", T0, &up), 0);
+    strcpy(unfinished, up.id);
+    assert_int_equal(me_upload_create(f->u, &alice, 100, "", T0, &up), 0);
+    strcpy(plain, up.id);
+    partial(f, &bob, data, 100, bobs);            /* another user's: not there for alice */
+    partial(f, &album2, data, 100, elsewhere);    /* alice's, but for another album */
+    int uploads = count(f, "uploads/"), pending = multiparts(f);
+
+    static const struct {
+        const char *which;
+        int err;
+    } cases[] = {{"bobs", ME_ENOTFOUND}, {"unfinished", ME_EPARTIAL_INCOMPLETE}, {"plain", ME_ECONCAT},
+                 {"elsewhere", ME_ECONCAT}, {"twice", ME_ECONCAT}};
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const char *c = cases[i].which;
+        strcpy(ids[3], !strcmp(c, "bobs") ? bobs : !strcmp(c, "unfinished") ? unfinished
+                     : !strcmp(c, "plain") ? plain : !strcmp(c, "elsewhere") ? elsewhere : ids[0]);
+        print_message("%s\n", c);
+        assert_int_equal(me_upload_concat(f->u, &alice, (const upload_id_t *)ids, 4, "", T0, &out), cases[i].err);
+    }
+    for (int i = 3; i <= ME_UPLOAD_CONCAT_MAX; i++)
+        strcpy(ids[i], "AAAAAAAAAAAAAAAAAAAAAA");
+    assert_int_equal(me_upload_concat(f->u, &alice, (const upload_id_t *)ids, ME_UPLOAD_CONCAT_MAX + 1, "", T0, &out),
+                     ME_ECONCAT);
+    assert_int_equal(me_upload_concat(f->u, &alice, (const upload_id_t *)ids, 0, "", T0, &out), ME_ECONCAT);
+    assert_int_equal(me_upload_concat(f->u, &capped, (const upload_id_t *)ids, 3, "", T0, &out), ME_EUPLOAD_SIZE);
+    assert_int_equal(count(f, "uploads/"), uploads); /* no final recorded, no partial touched */
+    assert_int_equal(multiparts(f), pending);
+    assert_int_equal(count(f, "originals/"), 0);
+
+    /* none of that used a partial up */
+    assert_int_equal(me_upload_concat(f->u, &alice, (const upload_id_t *)ids, 3, "", T0, &out), 0);
+    assert_original(f, &out, data, 3000);
+    free(data);
+}
+
+static void test_partial_is_used_once_and_a_retry_gets_the_same_final(void **state)
+{
+    fixture_t *f = *state;
+    me_upload_t fin, again, out;
+    upload_id_t ids[3], swapped[2], spare;
+    unsigned char *data = photo(3000);
+    three_partials(f, data, 3000, ids);
+    partial(f, &alice, data, 100, spare);
+    assert_int_equal(me_upload_concat(f->u, &alice, (const upload_id_t *)ids, 2, "", T0, &fin), 0);
+
+    assert_int_equal(me_upload_concat(f->u, &alice, (const upload_id_t *)ids, 1, "", T0, &out), ME_EPARTIAL_USED);
+    strcpy(swapped[0], ids[1]);
+    strcpy(swapped[1], ids[0]);
+    assert_int_equal(me_upload_concat(f->u, &alice, (const upload_id_t *)swapped, 2, "", T0, &out), ME_EPARTIAL_USED);
+    strcpy(swapped[0], ids[2]);
+    strcpy(swapped[1], ids[1]); /* one unused, one used */
+    assert_int_equal(me_upload_concat(f->u, &alice, (const upload_id_t *)swapped, 2, "", T0, &out), ME_EPARTIAL_USED);
+    assert_int_equal(me_upload_concat(f->u, &alice, (const upload_id_t *)ids, 2, "", T0, &again), 0);
+    assert_string_equal(again.id, fin.id);
+    assert_string_equal(again.media_id, fin.media_id);
+    assert_int_equal(count(f, "media/"), 1);
+
+    assert_int_equal(me_upload_append(f->u, &alice, fin.id, 0, ME_UPLOAD_LENGTH_DEFERRED, data, 10, NULL, T0, &out),
+                     ME_EFINAL);
+    assert_int_equal(me_upload_append(f->u, &alice, fin.id, 2000, ME_UPLOAD_LENGTH_DEFERRED, data, 10, NULL, T0,
+                                      &out), ME_EFINAL);
+    assert_int_equal(me_upload_delete(f->u, &alice, fin.id), ME_ECONFLICT);
+    assert_int_equal(me_upload_delete(f->u, &alice, ids[0]), ME_ECONFLICT); /* used */
+    assert_int_equal(me_upload_delete(f->u, &alice, spare), 0);              /* complete, unused */
+    assert_false(has_key(f, "uploads/%s/data", spare));
+    assert_int_equal(me_upload_head(f->u, &alice, spare, T0, &out), ME_ENOTFOUND);
+    free(data);
+}
+
+static void test_final_that_is_no_media_takes_its_partials(void **state)
+{
+    fixture_t *f = *state;
+    me_upload_t out;
+    upload_id_t ids[2];
+    partial(f, &alice, "%PDF-1.4 ", 9, ids[0]);
+    partial(f, &alice, "not a photo", 11, ids[1]);
+    assert_int_equal(me_upload_concat(f->u, &alice, (const upload_id_t *)ids, 2, "", T0, &out), ME_EMEDIA);
+    assert_int_equal(count(f, ""), 0);
+}
+
+static void test_expired_partials_are_swept(void **state)
+{
+    fixture_t *f = *state;
+    me_upload_t up, out;
+    upload_id_t done;
+    int removed;
+    min_part = 4096;
+    partial(f, &alice, "abc", 3, done);
+    assert_int_equal(me_upload_create_partial(f->u, &alice, 1000, "", T0, &up), 0);
+    assert_int_equal(me_upload_append(f->u, &alice, up.id, 0, ME_UPLOAD_LENGTH_DEFERRED, "abc", 3, NULL, T0, &out), 0);
+    assert_int_equal(me_upload_sweep(f->u, T0 + 3599, &removed), 0);
+    assert_int_equal(removed, 0);
+    assert_int_equal(me_upload_sweep(f->u, T0 + 3600, &removed), 0);
+    assert_int_equal(removed, 2);
+    assert_int_equal(count(f, ""), 0);
+}
+
+static void test_used_partials_live_as_long_as_their_final(void **state)
+{
+    fixture_t *f = *state;
+    me_upload_t fin, out;
+    upload_id_t ids[3];
+    unsigned char *data = photo(3000);
+    int removed;
+    three_partials(f, data, 3000, ids);
+    assert_int_equal(me_upload_concat(f->u, &alice, (const upload_id_t *)ids, 3, "", T0 + 3000, &fin), 0);
+    assert_int_equal(me_upload_sweep(f->u, T0 + 3600, &removed), 0); /* the partials' own expiry */
+    assert_int_equal(removed, 0);
+    assert_int_equal(me_upload_concat(f->u, &alice, (const upload_id_t *)ids, 3, "", T0 + 3600, &out), 0);
+    assert_string_equal(out.id, fin.id); /* a late retry still finds its final */
+    assert_int_equal(me_upload_sweep(f->u, T0 + 6600, &removed), 0);
+    assert_int_equal(removed, 4);
+    assert_int_equal(count(f, "uploads/"), 0);
+    assert_int_equal(count(f, "media/"), 1);
+    free(data);
+}
+
+/* The process dies (every storage write fails) after k writes of a final's building, for every
+ * k; then it starts again and the client sends the same request: one final, byte-identical,
+ * partials used once, and after the expiry nothing is left but the media. */
+static void test_final_survives_a_crash_at_every_step(void **state)
+{
+    fixture_t *f = *state;
+    int k, finished = 0;
+    for (k = 0; !finished; k++) {
+        me_upload_t first, out;
+        upload_id_t ids[3], single;
+        unsigned char *data = photo(30000);
+        int removed;
+        min_part = 0;
+        three_partials(f, data, 30000, ids);
+        dead_after = k, writes = 0;
+        int ret = me_upload_concat(f->u, &alice, (const upload_id_t *)ids, 3, "", T0, &first);
+        finished = writes <= k; /* no write failed: every step was passed */
+        dead_after = -1;
+        print_message("dead after %d writes: %d\n", k, ret);
+        me_uploads_free(f->u); /* a new process: no locks held */
+        assert_non_null(f->u = me_uploads_new(f->st, &f->cfg));
+
+        assert_int_equal(me_upload_concat(f->u, &alice, (const upload_id_t *)ids, 3, "", T0 + 1, &out), 0);
+        if (ret == 0)
+            assert_string_equal(out.id, first.id);
+        assert_original(f, &out, data, 30000);
+        assert_int_equal(count(f, "originals/"), 1);
+        assert_int_equal(count(f, "media/"), 1);
+        for (int i = 0; i < 3; i++)
+            assert_false(has_key(f, "uploads/%s/data", ids[i]));
+        strcpy(single, ids[2]); /* never a second final for a partial, however it died */
+        assert_int_equal(me_upload_concat(f->u, &alice, (const upload_id_t *)&single, 1, "", T0, &out),
+                         ME_EPARTIAL_USED);
+
+        assert_int_equal(me_upload_sweep(f->u, T0 + 2 * 3600, &removed), 0);
+        assert_int_equal(count(f, "uploads/"), 0);
+        assert_int_equal(multiparts(f), 0);
+        free(data);
+        teardown(state);
+        setup(state);
+        f = *state;
+    }
+    assert_true(k > 10); /* it did die at every step of a real building */
+}
+
+typedef struct {
+    fixture_t *f;
+    upload_id_t ids[3];
+    int n, ret;
+    pthread_barrier_t *go;
+} racer_t;
+
+static void *race(void *arg)
+{
+    racer_t *r = arg;
+    me_upload_t out;
+    pthread_barrier_wait(r->go);
+    r->ret = me_upload_concat(r->f->u, &alice, (const upload_id_t *)r->ids, r->n, "", T0, &out);
+    return NULL;
+}
+
+/* Finals naming the same partial at once, in other lists: one wins, the others are refused. */
+static void test_concurrent_finals_one_wins(void **state)
+{
+    fixture_t *f = *state;
+    upload_id_t ids[3];
+    unsigned char *data = photo(600000);
+    pthread_barrier_t go;
+    pthread_t t[4];
+    racer_t r[4];
+    three_partials(f, data, 600000, ids);
+    /* different lists, all starting with the first partial (the JPEG's first bytes) */
+    const int lists[4][3] = {{0, 1, -1}, {0, 2, -1}, {0, -1, -1}, {0, 2, 1}};
+    pthread_barrier_init(&go, NULL, 4);
+    for (int i = 0; i < 4; i++) {
+        r[i] = (racer_t){.f = f, .go = &go};
+        for (; r[i].n < 3 && lists[i][r[i].n] >= 0; r[i].n++)
+            strcpy(r[i].ids[r[i].n], ids[lists[i][r[i].n]]);
+        assert_int_equal(pthread_create(&t[i], NULL, race, &r[i]), 0);
+    }
+    int won = 0;
+    for (int i = 0; i < 4; i++)
+        pthread_join(t[i], NULL); /* all of them before any assertion ends the test */
+    for (int i = 0; i < 4; i++) {
+        print_message("final %d: %d\n", i, r[i].ret);
+        won += r[i].ret == 0;
+        assert_true(r[i].ret == 0 || r[i].ret == ME_ELOCKED || r[i].ret == ME_EPARTIAL_USED);
+    }
+    pthread_barrier_destroy(&go);
+    assert_int_equal(won, 1);
+    assert_int_equal(count(f, "media/"), 1);
+    free(data);
+}
+
+static void test_concat_parse_table(void **state)
+{
+    static const struct {
+        const char *list;
+        int n; /* -1: refused */
+    } cases[] = {
+        {"/v1/uploads/AAAAAAAAAAAAAAAAAAAAAA", 1},
+        {"http://cdn.example:8443/v1/uploads/AAAAAAAAAAAAAAAAAAAAAA https://h/v1/uploads/BBBBBBBBBBBBBBBBBBBBBB", 2},
+        {"  /v1/uploads/AAAAAAAAAAAAAAAAAAAAAA/   /v1/uploads/a-_9zZ0AAAAAAAAAAAAAAA ", 2}, /* tusd's leniency */
+        {"", -1},
+        {"   ", -1},
+        {"/v1/uploads/AAAAAAAAAAAAAAAAAAAAAA /v1/uploads/AAAAAAAAAAAAAAAAAAAAAA", -1}, /* twice */
+        {"http://h/v1/uploads/AAAAAAAAAAAAAAAAAAAAAA /v1/uploads/AAAAAAAAAAAAAAAAAAAAAA", -1},
+        {"/v2/uploads/AAAAAAAAAAAAAAAAAAAAAA", -1},
+        {"/v1/uploads/AAAAAAAAAAAAAAAAAAAAAA?x=1", -1},
+        {"/v1/uploads/AAAAAAAAAAAAAAAAAAAAAA//", -1},
+        {"/v1/uploads/AAAAAAAAAAAAAAAAAAAAA", -1},
+        {"/v1/uploads/AAAAAAAAAAAAAAAAAAAA.A", -1},
+        {"/v1/uploads/../uploads/AAAAAAAAAAAAAAAAAAAAAA", -1},
+        {"v1/uploads/AAAAAAAAAAAAAAAAAAAAAA", -1},
+        {"http:/v1/uploads/AAAAAAAAAAAAAAAAAAAAAA", -1},
+        {"http:///v1/uploads/AAAAAAAAAAAAAAAAAAAAAA", -1},
+        {"://h/v1/uploads/AAAAAAAAAAAAAAAAAAAAAA", -1},
+        {"1http://h/v1/uploads/AAAAAAAAAAAAAAAAAAAAAA", -1},
+        {"http://h", -1},
+        {"/v1/uploads/AAAAAAAAAAAAAAAAAAAAAA,/v1/uploads/BBBBBBBBBBBBBBBBBBBBBB", -1},
+    };
+    upload_id_t ids[ME_UPLOAD_CONCAT_MAX];
+    char many[(ME_UPLOAD_CONCAT_MAX + 1) * 40] = "";
+    int n;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        print_message("'%s'\n", cases[i].list);
+        int ret = me_upload_concat_parse(cases[i].list, strlen(cases[i].list), "/v1/uploads/", ids, &n);
+        assert_int_equal(ret, cases[i].n < 0 ? ME_ECONCAT : 0);
+        if (ret == 0)
+            assert_int_equal(n, cases[i].n);
+    }
+    assert_int_equal(me_upload_concat_parse(cases[1].list, strlen(cases[1].list), "/v1/uploads/", ids, &n), 0);
+    assert_string_equal(ids[0], "AAAAAAAAAAAAAAAAAAAAAA");
+    assert_string_equal(ids[1], "BBBBBBBBBBBBBBBBBBBBBB");
+    /* cut at every byte: never a read past the end, never an id that was not whole */
+    for (size_t len = 0; len <= strlen(cases[2].list); len++) {
+        char *cut = malloc(len + 1);
+        memcpy(cut, cases[2].list, len);
+        if (me_upload_concat_parse(cut, len, "/v1/uploads/", ids, &n) == 0)
+            for (int i = 0; i < n; i++)
+                assert_true(me_upload_id_valid(ids[i], strlen(ids[i])));
+        free(cut);
+    }
+    /* at most ME_UPLOAD_CONCAT_MAX */
+    for (int i = 0; i < ME_UPLOAD_CONCAT_MAX + 1; i++)
+        sprintf(many + strlen(many), "/v1/uploads/AAAAAAAAAAAAAAAAAAAA%02d ", i);
+    assert_int_equal(me_upload_concat_parse(many, strlen(many), "/v1/uploads/", ids, &n), ME_ECONCAT);
+    assert_int_equal(me_upload_concat_parse(many, strlen(many) - 36, "/v1/uploads/", ids, &n), 0);
+    assert_int_equal(n, ME_UPLOAD_CONCAT_MAX);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -372,6 +778,16 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_completion_cut_short_is_finished_by_head, setup, teardown),
         cmocka_unit_test_setup_teardown(test_not_media_is_removed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delete_and_sweep, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_partial_never_becomes_media, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_final_joins_partials_in_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_concat_refusals_change_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_partial_is_used_once_and_a_retry_gets_the_same_final, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_final_that_is_no_media_takes_its_partials, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_expired_partials_are_swept, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_used_partials_live_as_long_as_their_final, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_final_survives_a_crash_at_every_step, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_concurrent_finals_one_wins, setup, teardown),
+        cmocka_unit_test(test_concat_parse_table),
         cmocka_unit_test(test_sniff_table),
         cmocka_unit_test(test_metadata_and_ids),
     };

@@ -15,6 +15,8 @@
 //                            ietf-draft-05 (the IETF resumable-upload draft)
 //   --origin URL             send Origin: URL on every request, as a web page on URL would
 //                            (through tus-js-client's headers option)
+//   --parallel N             tus-js-client's parallelUploads: N partial uploads at once, then a
+//                            final one made of them (the concatenation extension)
 //
 // Prints one JSON line on stdout at the end, and exits 0 only when the upload completed:
 //   {"ok":true,"url":...,"mediaId":...,"bytesSent":...,...}
@@ -31,13 +33,13 @@ import { DefaultHttpStack, FileUrlStorage, Upload } from 'tus-js-client'
 function usage(msg) {
   process.stderr.write(`upload.mjs: ${msg}\nusage: node upload.mjs ENDPOINT TOKEN FILE CHUNK_SIZE ` +
     '[--resume-from-previous] [--url-storage PATH] [--stop-after-bytes N] [--delay-ms N] ' +
-    '[--retry-delays A,B] [--timeout-s N] [--protocol NAME] [--origin URL]\n')
+    '[--retry-delays A,B] [--timeout-s N] [--protocol NAME] [--origin URL] [--parallel N]\n')
   process.exit(2)
 }
 
 const positional = []
 const opt = { resume: false, urlStorage: null, stopAfter: null, delayMs: 0, retryDelays: null, timeoutS: 50,
-  protocol: 'tus-v1', origin: null }
+  protocol: 'tus-v1', origin: null, parallel: 1 }
 const argv = process.argv.slice(2)
 for (let i = 0; i < argv.length; i++) {
   const a = argv[i]
@@ -57,6 +59,10 @@ for (let i = 0; i < argv.length; i++) {
   else if (a === '--timeout-s') opt.timeoutS = number()
   else if (a === '--protocol') opt.protocol = value()
   else if (a === '--origin') opt.origin = value()
+  else if (a === '--parallel') {
+    opt.parallel = number()
+    if (!Number.isInteger(opt.parallel) || opt.parallel < 1) usage('--parallel: a positive integer')
+  }
   else if (a === '--retry-delays') {
     opt.retryDelays = value().split(',').filter((s) => s !== '').map(Number)
     if (opt.retryDelays.some((d) => !Number.isFinite(d) || d < 0)) usage('--retry-delays: bad list')
@@ -151,6 +157,7 @@ const upload = new Upload(fs.createReadStream(file), {
   endpoint,
   chunkSize,
   protocol: opt.protocol,
+  parallelUploads: opt.parallel,
   headers: { Authorization: `Bearer ${token}`, ...(opt.origin !== null ? { Origin: opt.origin } : {}) },
   metadata: { filename: path.basename(file), filetype: 'image/jpeg' },
   httpStack: new CountingHttpStack(),
@@ -178,8 +185,9 @@ const upload = new Upload(fs.createReadStream(file), {
   onAfterResponse(req, res) {
     const allow = res.getHeader('Access-Control-Allow-Origin') ?? null
     if (!state.allowOrigins.includes(allow)) state.allowOrigins.push(allow)
+    // the PATCH that completes an upload carries it, or with --parallel the POST of the final
     const id = res.getHeader('Media-Id')
-    if (id && (req.getMethod() === 'PATCH' || req.getMethod() === 'HEAD')) state.mediaId = String(id)
+    if (id) state.mediaId = String(id)
   },
   onUploadUrlAvailable() {
     state.url = upload.url
