@@ -85,6 +85,11 @@ static const setting_t settings[] = {
     SET("log", "access", T_BOOL, log_access, "true"),
     SET("uploads", "max_size", T_SIZE, upload_max_size, "4GiB", .min = 1, .max = 5497558138880),
     SET("uploads", "expire_after", T_DURATION, upload_expire_after, "24h", .min = 60000, .max = 2592000000),
+    SET("photos", "max_pixels", T_INT, photo_max_pixels, "100000000", .min = 1, .max = 1000000000),
+    SET("photos", "max_bytes", T_SIZE, photo_max_bytes, "64MiB", .min = KIB, .max = GIB),
+    SET("photos", "jpeg_quality", T_INT, photo_jpeg_quality, "82", .min = 1, .max = 100),
+    SET("photos", "webp_quality", T_INT, photo_webp_quality, "80", .min = 1, .max = 100),
+    SET("photos", "keep_location", T_BOOL, photo_keep_location, "false"),
     SET("shutdown", "delay", T_DURATION, shutdown_delay, "5s"),
     SET("shutdown", "drain_timeout", T_DURATION, shutdown_drain_timeout, "25s"),
 };

@@ -29,6 +29,7 @@ static const struct {
     {ME_EMEDIA, 415, "unsupported_media_type", "Only photos (JPEG, PNG, HEIC, WebP, GIF) and videos (MP4, MOV) are accepted."},
     {ME_EVERSION, 412, "unsupported_version", "This protocol version is not supported (Tus-Resumable: 1.0.0)."},
     {ME_EUPLOAD_SIZE, 413, "upload_too_large", "The upload is larger than allowed."},
+    {ME_ECORRUPT, 422, "corrupt", "The file is damaged or truncated and cannot be read."},
 };
 
 static int find(int err)

@@ -28,6 +28,7 @@ typedef enum {
     ME_EMEDIA = -19,       /* not a photo or video we accept: 415 */
     ME_EVERSION = -20,     /* a protocol version we do not speak: 412 */
     ME_EUPLOAD_SIZE = -21, /* the upload would exceed its length or the size limit: 413 */
+    ME_ECORRUPT = -22,     /* a photo or video that is damaged or truncated: 422 */
 } me_err_t;
 
 /* The stable, machine-readable code for an error ("not_found"); never NULL. */
