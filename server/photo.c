@@ -7,6 +7,7 @@
 #include <string.h>
 #include <vips/vips.h>
 
+#include "server/log.h"
 #include "server/photo_exif.h"
 #include "server/photo_webp.h"
 #include "server/upload.h"
@@ -44,6 +45,13 @@ void me_photo_config_init(me_photo_config_t *pc, const me_config_t *cfg)
     memcpy(pc->variants, default_variants, sizeof(default_variants));
 }
 
+/* libvips' warnings (mostly about damaged input: "error in tile ...") become debug lines
+ * of our log: stderr carries JSON lines only, and a bad upload is not a server problem. */
+static void log_vips(const gchar *domain, GLogLevelFlags level, const gchar *message, gpointer data)
+{
+    me_log_debug(NULL, "libvips: %s", message);
+}
+
 static void init_vips(void)
 {
     if (VIPS_INIT("mediaedge") != 0) {
@@ -52,6 +60,8 @@ static void init_vips(void)
     }
     /* Jobs run in parallel on the pool's threads: one libvips worker each, no shared cache
      * (the cache would hold decoded photos of other users for nothing). */
+    g_log_set_handler("VIPS", G_LOG_LEVEL_WARNING | G_LOG_LEVEL_MESSAGE | G_LOG_LEVEL_INFO | G_LOG_LEVEL_DEBUG,
+                      log_vips, NULL);
     vips_cache_set_max(0);
     vips_cache_set_max_mem(0);
     vips_cache_set_max_files(0);
