@@ -71,6 +71,13 @@ typedef struct {
     uint64_t upload_max_size;   /* largest upload (the token's max_bytes may lower it) */
     uint64_t upload_expire_after; /* ms an unfinished upload is kept after its creation */
 
+    /* photos */
+    int photo_max_pixels;       /* width x height a photo may declare; larger ones are refused unread */
+    uint64_t photo_max_bytes;   /* bytes of a photo the pipeline reads; larger ones are refused */
+    int photo_jpeg_quality;     /* 1..100 */
+    int photo_webp_quality;     /* 1..100 */
+    int photo_keep_location;    /* return GPS coordinates in the facts (never in variants) */
+
     /* shutdown */
     uint64_t shutdown_delay;    /* ms listeners stay open after SIGTERM */
     uint64_t shutdown_drain_timeout; /* ms in-flight requests get after that */

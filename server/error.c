@@ -36,6 +36,7 @@ static const struct {
     {ME_EPARTIAL_INCOMPLETE, 409, "partial_incomplete", "A partial upload named in Upload-Concat has not received all its bytes yet."},
     {ME_EPARTIAL_USED, 410, "partial_used", "A partial upload named in Upload-Concat is already part of another final upload."},
     {ME_EFINAL, 403, "final_upload", "A final upload is made of its partial uploads; it takes no PATCH."},
+    {ME_ECORRUPT, 422, "corrupt", "The file is damaged or truncated and cannot be read."},
 };
 
 static int find(int err)

@@ -34,6 +34,7 @@ typedef enum {
     ME_EPARTIAL_INCOMPLETE = -25, /* a partial upload named by a final has not all its bytes: 409 */
     ME_EPARTIAL_USED = -26,/* a partial upload is already part of another final upload: 410 */
     ME_EFINAL = -27,       /* a final upload takes no bytes of its own (tus concatenation): 403 */
+    ME_ECORRUPT = -28,     /* a photo or video that is damaged or truncated: 422 */
 } me_err_t;
 
 /* The stable, machine-readable code for an error ("not_found"); never NULL. */

@@ -11,6 +11,7 @@
 #include <openssl/crypto.h>
 #include "server/config.h"
 #include "server/log.h"
+#include "server/photo.h"
 #include "server/server.h"
 #include "server/token.h"
 
@@ -24,6 +25,7 @@ static int usage(FILE *out)
             "       mediaedge token --scope upload|view --user ID --album ID [--plan free|premium]\n"
             "                       [--client app|browser] [--ttl SECONDS] [--max-bytes N] [--ref TEXT]\n"
             "                       [--config FILE]\n"
+            "       mediaedge photo-variants FILE OUTDIR [--config FILE]\n"
             "       mediaedge version\n"
             "The configuration is FILE, else $MEDIAEDGE_CONFIG, else " ME_CONFIG_DEFAULT_PATH
             " when it exists, else the\nembedded defaults; MEDIAEDGE_<SECTION>_<KEY> variables override it.\n");
@@ -175,6 +177,84 @@ static void exec_with_huge_pages(char **argv)
         execv("/proc/self/exe", argv); /* returns only on failure: then serve without */
 }
 
+/* Reads at most max + 1 bytes of path into a malloc'd buffer (so that a larger file shows as
+ * larger than max without being read whole). NULL with errno set on failure. */
+static void *read_capped(const char *path, uint64_t max, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    size_t cap = (size_t)max + 1, n = 0;
+    char *buf = f ? malloc(cap) : NULL;
+
+    if (buf != NULL) {
+        n = fread(buf, 1, cap, f);
+        if (ferror(f)) {
+            free(buf);
+            buf = NULL;
+            errno = EIO;
+        }
+    }
+    if (f)
+        fclose(f);
+    *len = n;
+    return buf;
+}
+
+/* The photo pipeline on one file, for tests and benchmarks: the variants are written to
+ * OUTDIR/<name>.<ext>, the facts printed as JSON; a photo refused prints
+ * {"error":code,"message":...,"detail":...} and exits 1. */
+static int cmd_photo_variants(int argc, char **argv, me_config_t *cfg)
+{
+    static const struct option opts[] = {{"config", required_argument, NULL, 'c'}, {NULL, 0, NULL, 0}};
+    const char *config = NULL;
+    me_photo_config_t pc;
+    me_photo_result_t r;
+    size_t len;
+    void *data = NULL;
+    json_t *doc = NULL;
+    int c, rc, status = 1;
+
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        if (c != 'c')
+            return usage(stderr);
+        config = optarg;
+    }
+    if (optind + 2 != argc)
+        return usage(stderr);
+    if (load_config(cfg, config) != 0)
+        return 2;
+    me_photo_config_init(&pc, cfg);
+    if ((data = read_capped(argv[optind], pc.max_bytes, &len)) == NULL) {
+        fprintf(stderr, "mediaedge photo-variants: %s: %s\n", argv[optind], strerror(errno));
+        return 2;
+    }
+    rc = me_photo_process(&pc, data, len, &r);
+    if (rc != 0)
+        doc = json_pack("{s:s,s:s,s:s}", "error", me_err_code(rc), "message", me_err_message(rc), "detail", r.detail);
+    else
+        doc = me_photo_facts_json(&r);
+    for (int i = 0; rc == 0 && i < r.noutputs; i++) {
+        char path[4096];
+        FILE *f;
+        snprintf(path, sizeof(path), "%s/%s.%s", argv[optind + 1], r.outputs[i].name, r.outputs[i].ext);
+        if ((f = fopen(path, "wb")) == NULL || fwrite(r.outputs[i].data, 1, r.outputs[i].len, f) != r.outputs[i].len ||
+            fclose(f) != 0) {
+            fprintf(stderr, "mediaedge photo-variants: %s: %s\n", path, strerror(errno));
+            status = 2;
+            goto exit;
+        }
+    }
+    if (doc == NULL || json_dumpf(doc, stdout, JSON_COMPACT) != 0 || puts("") == EOF) {
+        status = 2;
+        goto exit;
+    }
+    status = rc == 0 ? 0 : 1;
+exit:
+    json_decref(doc);
+    me_photo_result_free(&r);
+    free(data);
+    return status;
+}
+
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
@@ -200,6 +280,11 @@ int main(int argc, char **argv)
     argc--, argv++;
     if (strcmp(cmd, "token") == 0) {
         status = cmd_token(argc, argv, &cfg);
+        me_config_free(&cfg);
+        return status;
+    }
+    if (strcmp(cmd, "photo-variants") == 0) {
+        status = cmd_photo_variants(argc, argv, &cfg);
         me_config_free(&cfg);
         return status;
     }

@@ -25,6 +25,7 @@
 #include "server/log.h"
 #include "server/metrics.h"
 #include "server/server.h"
+#include "server/processing.h"
 #include "server/storage.h"
 #include "server/tls.h"
 
@@ -58,6 +59,7 @@ struct me_server {
     SSL_CTX *ssl_ctx;
     me_token_verifier_t *verifier;
     me_cors_t *cors;
+    me_processing_t *processing; /* roles worker and all */
     me_pool_t *pool;
     me_storage_t *storage;
     me_uploads_t *uploads;
@@ -506,6 +508,11 @@ int me_server_run(me_config_t *cfg, int announce_start)
         snprintf(err, sizeof(err), "out of memory");
         goto fail;
     }
+    if (cfg->role != ME_ROLE_API) {
+        if ((srv->processing = me_processing_start(cfg, srv->storage, err, sizeof(err))) == NULL)
+            goto fail;
+        me_uploads_on_job(srv->uploads, me_processing_queue, srv->processing);
+    }
     if (cfg->listen_https[0] != '\0' && (srv->ssl_ctx = me_tls_ctx_new(cfg, err, sizeof(err))) == NULL)
         goto fail;
     if (setup_globalconf(srv, err, sizeof(err)) != 0)
@@ -550,6 +557,7 @@ int me_server_run(me_config_t *cfg, int announce_start)
     status = drain(srv, &set);
     stop_janitor(srv);
     me_pool_free(srv->pool);
+    me_processing_stop(srv->processing); /* the jobs running finish; the queued wait in storage */
     return status;
 
 fail:
@@ -558,6 +566,7 @@ fail:
         if (srv->fds[i] >= 0)
             close(srv->fds[i]);
     me_pool_free(srv->pool);
+    me_processing_stop(srv->processing);
     me_uploads_free(srv->uploads);
     me_storage_close(srv->storage);
     me_token_verifier_free(srv->verifier);

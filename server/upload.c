@@ -498,6 +498,8 @@ int me_upload_finish(me_uploads_t *u, me_upload_info_t *in)
     snprintf(mkey, sizeof(mkey), "jobs/%s.json", in->pub.media_id);
     if ((ret = put_json(u, mkey, json_pack("{s:s,s:s}", "media_id", in->pub.media_id, "kind", "process"))) != 0)
         return ret;
+    if (u->on_job != NULL)
+        u->on_job(u->on_job_ctx, in->pub.media_id);
     in->state = ME_UPLOAD_COMPLETED;
     in->pub.completed = 1;
     if ((ret = me_upload_info_save(u, in)) != 0)
@@ -762,6 +764,12 @@ me_uploads_t *me_uploads_new(me_storage_t *st, const me_config_t *cfg)
     u->join_part = cfg->max_patch_size;
     pthread_mutex_init(&u->lock, NULL);
     return u;
+}
+
+void me_uploads_on_job(me_uploads_t *u, void (*cb)(void *ctx, const char *media_id), void *ctx)
+{
+    u->on_job = cb;
+    u->on_job_ctx = ctx;
 }
 
 void me_uploads_free(me_uploads_t *u)

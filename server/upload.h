@@ -48,6 +48,10 @@ typedef struct {
 me_uploads_t *me_uploads_new(me_storage_t *st, const me_config_t *cfg);
 void me_uploads_free(me_uploads_t *u);
 
+/* Calls cb(ctx, media_id) each time a completion has stored a media's processing job
+ * (jobs/<media-id>.json), from the thread that completed it. Set before serving. */
+void me_uploads_on_job(me_uploads_t *u, void (*cb)(void *ctx, const char *media_id), void *ctx);
+
 /* 1 when id has the form of an upload id (so that anything else is a 404 unread). */
 int me_upload_id_valid(const char *id, size_t len);
 

@@ -45,6 +45,8 @@ struct me_uploads {
     uint64_t max_size;
     int64_t expire_after; /* seconds */
     uint64_t join_part;   /* bytes a final is built with at a time: a PATCH's at most */
+    void (*on_job)(void *ctx, const char *media_id);
+    void *on_job_ctx;
     pthread_mutex_t lock;
     char locked[ME_UPLOAD_LOCKS][ME_UPLOAD_ID_LEN + 1];
 };

@@ -368,6 +368,12 @@ static const char full_yaml[] =
     "log:\n"
     "  level: DEBUG\n"
     "  access: false\n"
+    "photos:\n"
+    "  max_pixels: 24000000\n"
+    "  max_bytes: 20MiB\n"
+    "  jpeg_quality: 90\n"
+    "  webp_quality: 70\n"
+    "  keep_location: true\n"
     "shutdown:\n"
     "  delay: 1h\n"
     "  drain_timeout: 1s\n";
@@ -408,6 +414,11 @@ static void test_full_file(void **state)
     assert_int_equal(c.token_cache_entries, 0);
     assert_int_equal(c.log_level, ME_LOG_DEBUG);
     assert_int_equal(c.log_access, 0);
+    assert_int_equal(c.photo_max_pixels, 24000000);
+    assert_int_equal(c.photo_max_bytes, 20 * MIB);
+    assert_int_equal(c.photo_jpeg_quality, 90);
+    assert_int_equal(c.photo_webp_quality, 70);
+    assert_int_equal(c.photo_keep_location, 1);
     assert_int_equal(c.shutdown_delay, 3600000);
     assert_int_equal(c.shutdown_drain_timeout, 1000);
     assert_int_equal(me_config_is_production(&c), 1);

@@ -1,0 +1,177 @@
+"""From upload to ready: the job runner, the photo pipeline behind it, the manifest, the
+webhooks (received and verified by an HTTP server in the test), kill -9 with jobs queued,
+the reconciler, and media without a pipeline yet."""
+import hashlib
+import hmac
+import http.server
+import json
+import shutil
+import signal
+import subprocess
+import threading
+import time
+
+import pytest
+
+from test_uploads import Client, original
+
+SECRET = "whsec-integration"
+pytestmark = pytest.mark.skipif(shutil.which("convert") is None, reason="needs ImageMagick's convert")
+
+
+class Receiver(http.server.ThreadingHTTPServer):
+    """Collects the webhook deliveries it is sent: (headers, body bytes)."""
+
+    def __init__(self):
+        self.deliveries = []
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                outer.deliveries.append((dict(self.headers), body))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *a):
+                pass
+
+        super().__init__(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.server_address[1]}/hooks"
+
+    def wait(self, n, timeout=30):
+        deadline = time.time() + timeout
+        while len(self.deliveries) < n and time.time() < deadline:
+            time.sleep(0.05)
+        return self.deliveries
+
+
+@pytest.fixture
+def receiver():
+    r = Receiver()
+    yield r
+    r.shutdown()
+
+
+def photo(tmp_path, name="p.jpg", size="1600x1200"):
+    path = tmp_path / name
+    subprocess.run(["convert", "-size", size, "gradient:red-blue", str(path)], check=True)
+    return path.read_bytes()
+
+
+def manifest(server, media_id):
+    p = server.dir / "var" / "storage" / "media" / f"{media_id}.json"
+    return json.loads(p.read_text()) if p.exists() else None
+
+
+def wait_status(server, media_id, statuses=("ready", "failed"), timeout=30):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        m = manifest(server, media_id)
+        if m and m["status"] in statuses:
+            return m
+        time.sleep(0.05)
+    raise AssertionError(f"media {media_id}: {manifest(server, media_id)}")
+
+
+def server_with_hooks(make_server, receiver, **env):
+    return make_server(env={"MEDIAEDGE_WEBHOOKS_URL": receiver.url, "MEDIAEDGE_WEBHOOKS_SECRET": SECRET,
+                            **env}).start()
+
+
+def verify(headers, body):
+    t, v1 = (kv.split("=", 1)[1] for kv in headers["Mediaedge-Signature"].split(","))
+    want = hmac.new(SECRET.encode(), f"{t}.".encode() + body, hashlib.sha256).hexdigest()
+    assert hmac.compare_digest(v1, want), "bad webhook signature"
+    assert abs(int(t) - time.time()) < 300
+    return json.loads(body)
+
+
+def test_a_photo_becomes_ready_with_variants_and_the_backend_is_told(make_server, receiver, tmp_path):
+    s = server_with_hooks(make_server, receiver)
+    data = photo(tmp_path)
+    _, r = Client(s, ref="order-42").upload(data)
+    media_id = r.headers["media-id"]
+    m = wait_status(s, media_id)
+    assert m["status"] == "ready" and m["kind"] == "photo", m
+    assert (m["width"], m["height"]) == (1600, 1200)
+    assert set(m["variants"]) == {f"{n}.{e}" for n in ("thumb", "small", "medium", "large") for e in ("jpg", "webp")}
+    assert (m["variants"]["thumb.jpg"]["width"], m["variants"]["thumb.jpg"]["height"]) == (320, 320)
+    assert (m["variants"]["large.webp"]["width"], m["variants"]["large.webp"]["height"]) == (1600, 1200)  # never upscaled
+    for v in m["variants"].values():
+        stored = (s.dir / "var" / "storage" / v["key"]).read_bytes()
+        assert len(stored) == v["bytes"] > 0
+    assert original(s, "a1", media_id) == data
+    assert not (s.dir / "var" / "storage" / "jobs" / f"{media_id}.json").exists()
+    (headers, body), = receiver.wait(1)
+    event = verify(headers, body)
+    assert event["event"] == "media.ready" and event["id"] == f"{media_id}-ready"
+    assert headers["Mediaedge-Delivery"] == event["id"]
+    assert event["media"]["id"] == media_id and event["media"]["ref"] == "order-42"
+    metrics = __import__("requests").get(s.http + "/metrics").text
+    assert 'mediaedge_jobs_total{kind="process",outcome="ready"} 1' in metrics
+
+
+def test_a_damaged_photo_fails_with_a_code(make_server, receiver, tmp_path):
+    s = server_with_hooks(make_server, receiver)
+    data = photo(tmp_path)
+    cut = data[:len(data) // 2]
+    _, r = Client(s).upload(cut)
+    m = wait_status(s, r.headers["media-id"])
+    assert m["status"] == "failed" and m["error"]["code"] == "corrupt", m
+    assert "upload it again" in m["error"]["message"]
+    assert original(s, "a1", r.headers["media-id"]) == cut  # the original stays what was sent
+    (headers, body), = receiver.wait(1)
+    assert verify(headers, body)["event"] == "media.failed"
+
+
+def test_kill_9_with_jobs_queued_every_media_ends_ready_once(make_server, receiver, tmp_path):
+    s = server_with_hooks(make_server, receiver, MEDIAEDGE_JOBS_WORKERS="1")
+    c = Client(s)
+    ids = []
+    for i in range(4):
+        _, r = c.upload(photo(tmp_path, f"p{i}.jpg", "3000x2000"))
+        ids.append(r.headers["media-id"])
+    s.proc.send_signal(signal.SIGKILL)  # one worker: most jobs are still queued or running
+    s.proc.wait(timeout=10)
+    pending = list((s.dir / "var" / "storage" / "jobs").glob("*.json"))
+    assert pending, "every job finished before the kill: the test proves nothing"
+    s.log.close()
+    s.start()
+    for media_id in ids:
+        assert wait_status(s, media_id, ("ready",), timeout=60)["status"] == "ready"
+    events = [verify(h, b) for h, b in receiver.wait(len(ids))]
+    assert {e["media"]["id"] for e in events} == set(ids)
+    assert not list((s.dir / "var" / "storage" / "jobs").glob("*.json"))
+
+
+def test_the_reconciler_requeues_a_media_whose_job_was_lost(make_server, receiver, tmp_path):
+    s = server_with_hooks(make_server, receiver)
+    _, r = Client(s).upload(photo(tmp_path))
+    media_id = r.headers["media-id"]
+    wait_status(s, media_id)
+    s.stop()
+    # back to uploaded long ago, and no job: as if the queue and the job document were lost
+    storage = s.dir / "var" / "storage"
+    m = json.loads((storage / "media" / f"{media_id}.json").read_text())
+    m.update(status="uploaded", uploaded_at=int(time.time()) - 3600)
+    for k in ("variants", "processed_at", "processing_at"):
+        m.pop(k, None)
+    (storage / "media" / f"{media_id}.json").write_text(json.dumps(m))
+    s.start()
+    assert wait_status(s, media_id, ("ready",))["variants"]["thumb.jpg"]["width"] == 320
+
+
+def test_a_video_waits_for_its_pipeline(make_server, receiver):
+    s = server_with_hooks(make_server, receiver)
+    mp4 = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom" + bytes(5000)
+    _, r = Client(s).upload(mp4)
+    media_id = r.headers["media-id"]
+    time.sleep(1)
+    assert manifest(s, media_id)["status"] == "uploaded"
+    assert (s.dir / "var" / "storage" / "jobs" / f"{media_id}.json").exists()
+    assert receiver.deliveries == []

@@ -1,0 +1,389 @@
+/* test_photo.c: the photo pipeline in process: EXIF fact parsing and the WebP chunk filter
+ * (tables, every cut), then whole photos made here with libvips' savers: error codes,
+ * limits, variants, storage keys, and no leak of memory, images or descriptors over many
+ * runs, several threads at once. The pixel-level checks (orientation, colour, metadata by
+ * exiftool) are in tests/integration/test_photo.py. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <vips/vips.h>
+
+#include "server/photo.h"
+#include "server/photo_exif.h"
+#include "server/photo_webp.h"
+
+static me_photo_config_t pc;
+
+/* ---- EXIF facts ---- */
+
+static void test_exif_datetime_table(void **state)
+{
+    static const struct {
+        const char *dt, *offset, *want;
+    } cases[] = {
+        {"2021:05:01 12:34:56", NULL, "2021-05-01T12:34:56"},
+        {"2021:05:01 12:34:56 (2021:05:01 12:34:56, ASCII, 20 components, 20 bytes)", NULL, "2021-05-01T12:34:56"},
+        {"2021:05:01 12:34:56", "+02:00 (+02:00, ASCII, 7 components, 7 bytes)", "2021-05-01T12:34:56+02:00"},
+        {"2021:05:01 12:34:56", "-04:30", "2021-05-01T12:34:56-04:30"},
+        {"2021:05:01 12:34:56", "02:00", "2021-05-01T12:34:56"},  /* no sign: offset ignored */
+        {"2021:05:01 12:34:56", "+99:00", "2021-05-01T12:34:56"}, /* impossible offset */
+        {"0000:00:00 00:00:00", NULL, ""},                         /* a camera without a clock */
+        {"    :  :     :  :  ", NULL, ""},
+        {"2021:13:01 12:34:56", NULL, ""},
+        {"2021:05:01 24:00:00", NULL, ""},
+        {"2021-05-01 12:34:56", NULL, ""},
+        {"2021:05:01 12:34", NULL, ""},
+        {"", NULL, ""},
+        {NULL, NULL, ""},
+    };
+    char out[32];
+    (void)state;
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        int rc = me_photo_exif_datetime(cases[i].dt, cases[i].offset, out, sizeof(out));
+        assert_int_equal(rc, cases[i].want[0] ? 0 : ME_EINVAL);
+        assert_string_equal(out, cases[i].want);
+    }
+    assert_int_equal(me_photo_exif_datetime("2021:05:01 12:34:56", "+02:00", out, 20), ME_EINVAL);
+    assert_string_equal(out, "");
+}
+
+static void test_exif_coordinate_table(void **state)
+{
+    static const struct {
+        const char *value, *ref;
+        int rc;
+        double want;
+    } cases[] = {
+        {"51/1 30/1 666/25 (51, 30, 26.64, Rational, 3 components, 24 bytes)", "N (N, ASCII, 2 components, 2 bytes)", 0,
+         51.5074},
+        {"0/1 7/1 1002/25", "W", 0, -0.1278},
+        {"33/1 52/1 0/1", "S", 0, -33.866667},
+        {"151/1 12/1 36/1", "E", 0, 151.21},
+        {"51/1 30/1 666/0", "N", ME_EINVAL, 0}, /* division by zero */
+        {"51/1 30/1", "N", ME_EINVAL, 0},
+        {"-51/1 30/1 0/1", "N", ME_EINVAL, 0},
+        {"51/1 30/1 0/1", "X", ME_EINVAL, 0},
+        {"200/1 0/1 0/1", "E", ME_EINVAL, 0},
+        {"51 30 26.64", "N", ME_EINVAL, 0},
+        {"", "N", ME_EINVAL, 0},
+        {NULL, "N", ME_EINVAL, 0},
+        {"51/1 30/1 0/1", NULL, ME_EINVAL, 0},
+    };
+    (void)state;
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        double v = 12345;
+        assert_int_equal(me_photo_exif_coordinate(cases[i].value, cases[i].ref, &v), cases[i].rc);
+        if (cases[i].rc == 0)
+            assert_float_equal(v, cases[i].want, 1e-4);
+        else
+            assert_float_equal(v, 12345, 0);
+    }
+}
+
+/* ---- the WebP chunk filter ---- */
+
+static size_t chunk(unsigned char *p, const char *fourcc, const char *payload, size_t n)
+{
+    memcpy(p, fourcc, 4);
+    p[4] = (unsigned char)n, p[5] = (unsigned char)(n >> 8), p[6] = 0, p[7] = 0;
+    memcpy(p + 8, payload, n);
+    if (n & 1)
+        p[8 + n] = 0;
+    return 8 + n + (n & 1);
+}
+
+/* A WebP with VP8X (ICC, EXIF, XMP and alpha flags), ICCP, ALPH, VP8, EXIF, XMP. */
+static size_t sample_webp(unsigned char *buf)
+{
+    size_t n = 12;
+    memcpy(buf, "RIFF\0\0\0\0WEBP", 12);
+    n += chunk(buf + n, "VP8X", "\x3c\0\0\0\x09\0\0\x09\0\0", 10);
+    n += chunk(buf + n, "ICCP", "icc", 3);
+    n += chunk(buf + n, "ALPH", "alpha", 5);
+    n += chunk(buf + n, "VP8 ", "pixels", 6);
+    n += chunk(buf + n, "EXIF", "GPS here", 8);
+    n += chunk(buf + n, "XMP ", "<x:xmpmeta/>", 12);
+    buf[4] = (unsigned char)(n - 8), buf[5] = (unsigned char)((n - 8) >> 8);
+    return n;
+}
+
+static void test_webp_strip_keeps_only_the_image(void **state)
+{
+    unsigned char buf[256];
+    size_t len = sample_webp(buf), got;
+    (void)state;
+
+    got = me_photo_webp_strip(buf, len);
+    assert_int_equal(got, 12 + 18 + 14 + 14);
+    assert_memory_equal(buf, "RIFF", 4);
+    assert_int_equal(buf[4] | buf[5] << 8, got - 8);
+    assert_memory_equal(buf + 12, "VP8X", 4);
+    assert_int_equal(buf[20], 0x10); /* only the alpha flag is left */
+    assert_memory_equal(buf + 30, "ALPH", 4);
+    assert_memory_equal(buf + 44, "VP8 ", 4);
+    assert_memory_equal(buf + 52, "pixels", 6);
+    assert_null(memmem(buf, got, "GPS", 3));
+    assert_null(memmem(buf, got, "xmpmeta", 7));
+    /* a second pass changes nothing */
+    assert_int_equal(me_photo_webp_strip(buf, got), got);
+}
+
+static void test_webp_strip_refuses_every_cut_and_bad_sizes(void **state)
+{
+    unsigned char good[256], buf[256];
+    size_t len = sample_webp(good);
+    (void)state;
+
+    for (size_t cut = 0; cut < len; cut++) {
+        memcpy(buf, good, cut);
+        assert_int_equal(me_photo_webp_strip(buf, cut), 0);
+    }
+    /* the RIFF size agrees with the length but a chunk claims more than is there */
+    memcpy(buf, good, len);
+    buf[12 + 4] = 0xff;
+    assert_int_equal(me_photo_webp_strip(buf, len), 0);
+    /* nothing but metadata */
+    len = 12 + chunk(buf + 12, "EXIF", "x", 1);
+    memcpy(buf, "RIFF", 4), buf[4] = (unsigned char)(len - 8), buf[5] = buf[6] = buf[7] = 0;
+    memcpy(buf + 8, "WEBP", 4);
+    assert_int_equal(me_photo_webp_strip(buf, len), 0);
+}
+
+/* ---- whole photos ---- */
+
+/* A w x h noisy 3-band image saved by saver ("jpeg", "png", "webp"); g_free the result. */
+static void *make_photo(const char *saver, int w, int h, size_t *len)
+{
+    VipsImage *n = NULL, *c = NULL, *b = NULL;
+    void *buf = NULL;
+    int rc;
+
+    assert_int_equal(vips_gaussnoise(&n, w, h, "sigma", 40.0, "mean", 128.0, NULL), 0);
+    assert_int_equal(vips_cast(n, &c, VIPS_FORMAT_UCHAR, NULL), 0);
+    assert_int_equal(vips_bandjoin_const(c, &b, (double[]){60, 200}, 2, NULL), 0);
+    b->Type = VIPS_INTERPRETATION_sRGB;
+    if (strcmp(saver, "jpeg") == 0)
+        rc = vips_jpegsave_buffer(b, &buf, len, "Q", 90, NULL);
+    else if (strcmp(saver, "png") == 0)
+        rc = vips_pngsave_buffer(b, &buf, len, NULL);
+    else
+        rc = vips_webpsave_buffer(b, &buf, len, NULL);
+    assert_int_equal(rc, 0);
+    g_object_unref(n);
+    g_object_unref(c);
+    g_object_unref(b);
+    return buf;
+}
+
+static int open_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    int n = 0;
+    assert_non_null(d);
+    while (readdir(d))
+        n++;
+    closedir(d);
+    return n;
+}
+
+static void test_variants_of_each_format(void **state)
+{
+    static const char *const savers[] = {"jpeg", "png", "webp"};
+    static const char *const formats[] = {"jpeg", "png", "webp"};
+    static const int want[][2] = {{320, 320}, {640, 480}, {1280, 960}, {1600, 1200}};
+    (void)state;
+
+    for (int s = 0; s < 3; s++) {
+        size_t len;
+        void *data = make_photo(savers[s], 1600, 1200, &len);
+        me_photo_result_t r;
+        assert_int_equal(me_photo_process(&pc, data, len, &r), 0);
+        assert_string_equal(r.format, formats[s]);
+        assert_int_equal(r.width, 1600);
+        assert_int_equal(r.height, 1200);
+        assert_int_equal(r.noutputs, 8);
+        for (int i = 0; i < r.noutputs; i++) {
+            const me_photo_output_t *o = &r.outputs[i];
+            assert_string_equal(o->name, pc.variants[i / 2].name);
+            assert_string_equal(o->ext, i % 2 ? "webp" : "jpg");
+            assert_int_equal(o->width, want[i / 2][0]);
+            assert_int_equal(o->height, want[i / 2][1]);
+            assert_true(o->len > 100);
+            assert_memory_equal(o->data, i % 2 ? "RIFF" : "\xff\xd8\xff", i % 2 ? 4 : 3);
+        }
+        json_t *facts = me_photo_facts_json(&r);
+        assert_non_null(facts);
+        assert_string_equal(json_string_value(json_object_get(facts, "format")), formats[s]);
+        assert_true(json_is_null(json_object_get(facts, "taken_at")));
+        assert_int_equal(json_array_size(json_object_get(facts, "variants")), 8);
+        json_decref(facts);
+        me_photo_result_free(&r);
+        assert_int_equal(r.noutputs, 0);
+        g_free(data);
+    }
+}
+
+static void test_refusals_and_their_codes(void **state)
+{
+    me_photo_config_t small = pc;
+    me_photo_result_t r;
+    size_t len;
+    unsigned char *jpeg = make_photo("jpeg", 400, 300, &len);
+    static const unsigned char gif_garbage[] = "GIF89a\x10\x00\x10\x00garbage that is not a GIF at all";
+    (void)state;
+
+    assert_int_equal(me_photo_process(&pc, "", 0, &r), ME_EMEDIA);
+    assert_null(r.format);
+    me_photo_result_free(&r);
+    assert_int_equal(me_photo_process(&pc, "<svg xmlns=\"http://www.w3.org/2000/svg\"/>", 40, &r), ME_EMEDIA);
+    me_photo_result_free(&r);
+    assert_int_equal(me_photo_process(&pc, "%PDF-1.4\n", 9, &r), ME_EMEDIA);
+    me_photo_result_free(&r);
+    assert_int_equal(me_photo_process(&pc, gif_garbage, sizeof(gif_garbage), &r), ME_ECORRUPT);
+    assert_string_equal(r.format, "gif");
+    assert_true(strlen(r.detail) > 0);
+    me_photo_result_free(&r);
+    /* a JPEG cut anywhere after its header is corrupt, never a crash nor a success */
+    for (size_t cut = len / 8; cut < len - 2; cut += len / 8) {
+        assert_int_equal(me_photo_process(&pc, jpeg, cut, &r), ME_ECORRUPT);
+        assert_int_equal(r.noutputs, 0);
+        me_photo_result_free(&r);
+    }
+    small.max_bytes = len - 1;
+    assert_int_equal(me_photo_process(&small, jpeg, len, &r), ME_ETOOLARGE);
+    assert_non_null(strstr(r.detail, "max_bytes"));
+    me_photo_result_free(&r);
+    small = pc;
+    small.max_pixels = 400 * 300 - 1;
+    assert_int_equal(me_photo_process(&small, jpeg, len, &r), ME_ETOOLARGE);
+    assert_non_null(strstr(r.detail, "400x300"));
+    me_photo_result_free(&r);
+    small.max_pixels = 400 * 300;
+    assert_int_equal(me_photo_process(&small, jpeg, len, &r), 0);
+    me_photo_result_free(&r);
+    g_free(jpeg);
+}
+
+typedef struct {
+    const void *data;
+    size_t len;
+    int runs, failures;
+} worker_t;
+
+static void *worker(void *arg)
+{
+    worker_t *w = arg;
+    for (int i = 0; i < w->runs; i++) {
+        me_photo_result_t r;
+        if (me_photo_process(&pc, w->data, w->len, &r) != 0 || r.noutputs != 8)
+            w->failures++;
+        me_photo_result_free(&r);
+    }
+    return NULL;
+}
+
+/* Many runs on several threads: every run succeeds, and afterwards libvips holds no pixel
+ * memory, no image is alive and no descriptor is left open. */
+static void test_no_leaks_over_runs_and_threads(void **state)
+{
+    size_t len;
+    void *data = make_photo("jpeg", 900, 700, &len);
+    worker_t w[3] = {{data, len, 4, 0}, {data, len, 4, 0}, {data, len, 4, 0}};
+    pthread_t t[3];
+    int fds;
+    me_photo_result_t r;
+    (void)state;
+
+    assert_int_equal(me_photo_process(&pc, data, len, &r), 0); /* warm up libvips' threads */
+    me_photo_result_free(&r);
+    fds = open_fds();
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, worker, &w[i]), 0);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(pthread_join(t[i], NULL), 0);
+        assert_int_equal(w[i].failures, 0);
+    }
+    for (int i = 0; i < 5; i++) {
+        assert_int_equal(me_photo_process(&pc, "GIF89a\x01", 7, &r), ME_ECORRUPT); /* failures too */
+        me_photo_result_free(&r);
+    }
+    assert_int_equal(open_fds(), fds);
+    assert_int_equal(vips_tracked_get_allocs(), 0);
+    assert_int_equal(vips_tracked_get_mem(), 0);
+    g_free(data);
+}
+
+static void test_store_writes_every_variant_under_its_key(void **state)
+{
+    char dir[] = "/tmp/me-photo-XXXXXX", err[256], key[256], cmd[128];
+    me_config_t cfg;
+    me_storage_t *st;
+    me_storage_stat_t sb;
+    me_photo_result_t r;
+    size_t len;
+    void *data = make_photo("png", 500, 400, &len);
+    (void)state;
+
+    assert_non_null(mkdtemp(dir));
+    me_config_defaults(&cfg);
+    cfg.storage_root = dir; /* not owned by cfg */
+    assert_non_null(st = me_storage_open(&cfg, err, sizeof(err)));
+    assert_int_equal(me_photo_process(&pc, data, len, &r), 0);
+    assert_int_equal(me_photo_store(st, "fam1", "m-1", &r), 0);
+    for (int i = 0; i < r.noutputs; i++) {
+        snprintf(key, sizeof(key), "variants/fam1/m-1/%s.%s", r.outputs[i].name, r.outputs[i].ext);
+        assert_int_equal(me_storage_head(st, key, &sb), 0);
+        assert_int_equal(sb.size, r.outputs[i].len);
+    }
+    assert_int_equal(me_storage_head(st, "variants/fam1/m-1/thumb.webp", &sb), 0);
+    assert_int_equal(me_photo_store(st, "fam1/x", "m-1", &r), ME_EINVAL);
+    assert_int_equal(me_photo_store(st, "fam1", "..", &r), ME_EINVAL);
+    assert_int_equal(me_photo_store(st, "", "m-1", &r), ME_EINVAL);
+    me_photo_result_free(&r);
+    me_storage_close(st);
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+    g_free(data);
+}
+
+static int group_setup(void **state)
+{
+    me_config_t cfg;
+    (void)state;
+    me_config_defaults(&cfg);
+    me_photo_config_init(&pc, &cfg);
+    return me_photo_init();
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    vips_shutdown();
+    return 0;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_exif_datetime_table),
+        cmocka_unit_test(test_exif_coordinate_table),
+        cmocka_unit_test(test_webp_strip_keeps_only_the_image),
+        cmocka_unit_test(test_webp_strip_refuses_every_cut_and_bad_sizes),
+        cmocka_unit_test(test_variants_of_each_format),
+        cmocka_unit_test(test_refusals_and_their_codes),
+        cmocka_unit_test(test_no_leaks_over_runs_and_threads),
+        cmocka_unit_test(test_store_writes_every_variant_under_its_key),
+    };
+    return cmocka_run_group_tests_name("photo", tests, group_setup, group_teardown);
+}
