@@ -38,6 +38,8 @@ class Server:
             "MEDIAEDGE_SERVER_DATA_DIR": str(tmp_path / "var"),
             "MEDIAEDGE_STORAGE_ROOT": str(tmp_path / "var" / "storage"),
             "MEDIAEDGE_SERVER_THREADS": "2",
+            # uploads alone: tests of processing (test_processing.py) ask for role all
+            "MEDIAEDGE_SERVER_ROLE": "api",
             "MEDIAEDGE_SHUTDOWN_DELAY": "0",
             "MEDIAEDGE_SHUTDOWN_DRAIN_TIMEOUT": "10s",
         })

@@ -284,7 +284,7 @@ def test_a_bomb_fails_fast_in_bounded_memory(tmp_path, photos):
     p.stdout.close()
     assert doc["error"] == "too_large" and "30000x30000" in doc["detail"], doc
     assert took < 2, took
-    assert usage.ru_maxrss < 200 * 1024, usage.ru_maxrss  # KiB; decoding it would take 900 MB
+    assert usage.ru_maxrss < 400 * 1024, usage.ru_maxrss  # KiB (ASan's shadow included); decoding would take 900 MB
 
 
 def test_configured_limits(tmp_path, photos):

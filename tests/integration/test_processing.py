@@ -79,8 +79,8 @@ def wait_status(server, media_id, statuses=("ready", "failed"), timeout=30):
 
 
 def server_with_hooks(make_server, receiver, **env):
-    return make_server(env={"MEDIAEDGE_WEBHOOKS_URL": receiver.url, "MEDIAEDGE_WEBHOOKS_SECRET": SECRET,
-                            **env}).start()
+    return make_server(env={"MEDIAEDGE_SERVER_ROLE": "all", "MEDIAEDGE_WEBHOOKS_URL": receiver.url,
+                            "MEDIAEDGE_WEBHOOKS_SECRET": SECRET, **env}).start()
 
 
 def verify(headers, body):
@@ -106,8 +106,13 @@ def test_a_photo_becomes_ready_with_variants_and_the_backend_is_told(make_server
         stored = (s.dir / "var" / "storage" / v["key"]).read_bytes()
         assert len(stored) == v["bytes"] > 0
     assert original(s, "a1", media_id) == data
-    assert not (s.dir / "var" / "storage" / "jobs" / f"{media_id}.json").exists()
-    (headers, body), = receiver.wait(1)
+    (headers, body), = receiver.wait(1)  # raised before the job goes, which goes next
+    job = s.dir / "var" / "storage" / "jobs" / f"{media_id}.json"
+    for _ in range(100):
+        if not job.exists():
+            break
+        time.sleep(0.05)
+    assert not job.exists()
     event = verify(headers, body)
     assert event["event"] == "media.ready" and event["id"] == f"{media_id}-ready"
     assert headers["Mediaedge-Delivery"] == event["id"]
