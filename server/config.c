@@ -933,9 +933,8 @@ void me_config_resolve(me_config_t *cfg)
     if (!cfg->memory_limit)
         cfg->memory_limit = me_cgroup_memory(root);
     cpus = (uint64_t)cfg->cpu_limit;
-    /* a buffer grows by doubling: a body of n bytes stays in memory below 2n */
-    spill = cfg->memory_limit / 64;
-    spill = spill < MIB ? MIB : spill > 256 * MIB ? 256 * MIB : spill;
+    spill = cfg->memory_limit / 256;
+    spill = spill < MIB ? MIB : spill > 32 * MIB ? 32 * MIB : spill;
     fill_auto(cfg, offsetof(me_config_t, threads), cpus);
     fill_auto(cfg, offsetof(me_config_t, pool_threads), 2 * cpus < 4 ? 4 : 2 * cpus);
     fill_auto(cfg, offsetof(me_config_t, job_workers), cpus);

@@ -162,21 +162,6 @@ static void tune_malloc(void)
     mallopt(M_TRIM_THRESHOLD, 256 << 20);
 }
 
-/* Large bodies also fault in their pages one by one. glibc backs its allocations with
- * transparent huge pages only when told at start (GLIBC_TUNABLES glibc.malloc.hugetlb=1;
- * no mallopt does it), so serve runs itself again once with it: a 64 MiB PATCH over h2c
- * then takes a quarter of the CPU. Left alone when the operator set the tunable. */
-static void exec_with_huge_pages(char **argv)
-{
-    const char *t = getenv("GLIBC_TUNABLES");
-    char value[1024];
-    if (t != NULL && strstr(t, "glibc.malloc.hugetlb") != NULL)
-        return;
-    int n = snprintf(value, sizeof(value), "%s%sglibc.malloc.hugetlb=1", t ? t : "", t && *t ? ":" : "");
-    if (n > 0 && (size_t)n < sizeof(value) && setenv("GLIBC_TUNABLES", value, 1) == 0)
-        execv("/proc/self/exe", argv); /* returns only on failure: then serve without */
-}
-
 /* Reads at most max + 1 bytes of path into a malloc'd buffer (so that a larger file shows as
  * larger than max without being read whole). NULL with errno set on failure. */
 static void *read_capped(const char *path, uint64_t max, size_t *len)
@@ -268,8 +253,6 @@ int main(int argc, char **argv)
     if (argc < 2)
         return usage(stderr);
     const char *cmd = argv[1];
-    if (strcmp(cmd, "serve") == 0)
-        exec_with_huge_pages(argv);
     me_config_defaults(&cfg);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         printf("mediaedge %s (libh2o %s, %s)\n", ME_VERSION, H2O_VERSION, OpenSSL_version(OPENSSL_VERSION));

@@ -118,11 +118,8 @@ me_processing_t *me_processing_start(const me_config_t *cfg, me_storage_t *st, c
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    me_photo_config_init(&p->photos, cfg);
-    if (me_photo_init() != 0) {
-        snprintf(err, errlen, "libvips could not be set up for the photo pipeline");
-        goto fail;
-    }
+    me_photo_config_init(&p->photos, cfg); /* libvips itself is set up by the first photo:
+                                             * loading its modules would double the start-up */
     if ((p->jobs_q = me_jobq_local_new()) == NULL || (p->hooks_q = me_jobq_local_new()) == NULL) {
         snprintf(err, errlen, "out of memory");
         goto fail;

@@ -9,9 +9,9 @@
 
 typedef struct me_processing me_processing_t;
 
-/* Sets up the pipelines (failing early when libvips cannot), then starts the webhook
- * sender and the job runner over st (not owned): jobs found in storage are queued again.
- * NULL with err filled on failure. */
+/* Starts the webhook sender and the job runner over st (not owned): jobs found in storage
+ * are queued again. The pipelines set themselves up on their first media (libvips takes
+ * longer to load than the rest of the start). NULL with err filled on failure. */
 me_processing_t *me_processing_start(const me_config_t *cfg, me_storage_t *st, char *err, size_t errlen);
 
 /* Queues the job of media_id (its jobs/<media_id>.json is stored). For me_uploads_on_job(). */

@@ -729,7 +729,7 @@ static void test_resolve(void **state)
     assert_int_equal(c.threads, 1);
     assert_int_equal(c.pool_threads, 3); /* set: kept */
     assert_int_equal(c.http1_request_timeout, 10000 + 256000);
-    assert_int_equal(c.body_spill_threshold, 8 * MIB);
+    assert_int_equal(c.body_spill_threshold, 2 * MIB);
     once = c;
     me_config_resolve(&c);
     assert_same_settings(&c, &once);
@@ -739,7 +739,7 @@ static void test_resolve(void **state)
     me_config_free(&c);
 
     /* small memory: the 1 MiB floor; a 2-CPU quota: pool max(4, 4) */
-    write_cgroup("200000 100000\n", "33554432\n");
+    write_cgroup("200000 100000\n", "67108864\n");
     assert_int_equal(load(&c, "http:\n  max_patch_size: 1GiB\n  min_client_rate: 1MiB\n", NULL), 0);
     me_config_resolve(&c);
     assert_true(c.cpu_limit >= 1 && c.cpu_limit <= 2);
@@ -749,12 +749,12 @@ static void test_resolve(void **state)
     assert_int_equal(c.body_spill_threshold, MIB);
     me_config_free(&c);
 
-    /* large memory: the 256 MiB ceiling */
+    /* large memory: the 32 MiB ceiling */
     write_cgroup("100000 100000\n", "536870912\n");
     me_config_defaults(&c);
     c.memory_limit = 64 * GIB; /* already known: not queried again */
     me_config_resolve(&c);
-    assert_int_equal(c.body_spill_threshold, 256 * MIB);
+    assert_int_equal(c.body_spill_threshold, 32 * MIB);
     me_config_free(&c);
     assert_int_equal(unsetenv("ME_CGROUP_ROOT"), 0);
 }
@@ -795,7 +795,7 @@ static void test_print(void **state)
     assert_non_null(strstr(text, "  issuer: \"a\\\"b\\\\c\"\n"));
     assert_non_null(strstr(text, "  max_patch_size: 16MiB\n"));
     assert_non_null(strstr(text, "  idle_timeout: 30s\n"));
-    assert_non_null(strstr(text, "  body_spill_threshold: 16MiB  # auto\n"));
+    assert_non_null(strstr(text, "  body_spill_threshold: 4MiB  # auto\n"));
     assert_non_null(strstr(text, "  http1_request_timeout: 266s  # auto\n"));
     assert_non_null(strstr(text, "  demo_page: true\n"));
     assert_non_null(strstr(text, "  cors_origins: [\"https://a.example.com\", \"http://[::1]:3000\"]\n"));
