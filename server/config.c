@@ -490,6 +490,20 @@ void me_config_defaults(me_config_t *cfg)
     }
 }
 
+void me_config_forget_token_keys(me_config_t *cfg)
+{
+    for (size_t i = 0; i < N_SETTINGS; i++) {
+        const setting_t *s = &settings[i];
+        char **p = string_field(cfg, s), *empty;
+        if (s->type != T_SECRET || strcmp(s->section, "tokens") != 0)
+            continue;
+        if ((empty = calloc(1, 1)) != NULL)
+            replace_string(cfg, s, empty);
+        else if (*p != s->def)
+            explicit_bzero(*p, strlen(*p)); /* no memory for "": empty it where it is */
+    }
+}
+
 void me_config_free(me_config_t *cfg)
 {
     for (size_t i = 0; i < N_SETTINGS; i++)
@@ -546,6 +560,7 @@ static char *read_secret(const char *path, char *why, size_t whylen)
         snprintf(why, whylen, "cannot open '%s': %s", path, strerror(errno));
         goto done;
     }
+    setvbuf(f, NULL, _IONBF, 0); /* read straight into buf: no stdio buffer keeps a copy */
     if (!(buf = malloc(SECRET_FILE_MAX + 1))) {
         snprintf(why, whylen, "out of memory");
         goto done;
@@ -957,7 +972,10 @@ int me_config_check_production(const me_config_t *cfg, char *err, size_t errlen)
 
     if (!me_config_is_production(cfg))
         return 0;
-    /* With ES256 the verifier refuses HS256 tokens, so the secret is not checked then. */
+    /* With ES256 the verifier refuses HS256 tokens, so the secret is not checked then; a
+     * worker checks no tokens at all (and forgets the secret: me_config_forget_token_keys). */
+    if (cfg->role == ME_ROLE_WORKER)
+        hs256 = 0;
     if (hs256 && !strcmp(cfg->token_hs256_secret, ME_DEV_HS256_SECRET)) {
         setting = "tokens.hs256_secret";
         what = "the development key is";

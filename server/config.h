@@ -102,6 +102,10 @@ typedef struct {
     uint64_t auto_resolved;     /* private to config.c: which auto settings resolve filled */
 } me_config_t;
 
+/* Wipes the token keys (secrets of the tokens section) from cfg and memory: for the worker
+ * role, which checks no tokens and decodes untrusted files. The settings become "". */
+void me_config_forget_token_keys(me_config_t *cfg);
+
 /* Fills cfg with the defaults. Cannot fail. */
 void me_config_defaults(me_config_t *cfg);
 

@@ -320,8 +320,10 @@ static int setup_globalconf(me_server_t *srv, char *err, size_t errlen)
     h2o_hostconf_t *host = h2o_config_register_host(&srv->globalconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
     me_health_register(host, srv);
     me_metrics_handler_register(host);
-    me_whoami_register(host, srv);
-    me_uploads_register(host, srv);
+    if (cfg->role != ME_ROLE_WORKER) { /* a worker serves probes and metrics only */
+        me_whoami_register(host, srv);
+        me_uploads_register(host, srv);
+    }
     h2o_pathconf_t *fallback = me_http_fallback(host, cfg->max_patch_size);
     if (cfg->demo_page)
         me_demo_register(fallback);
@@ -500,7 +502,10 @@ int me_server_run(me_config_t *cfg, int announce_start)
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    if ((srv->verifier = me_token_verifier_new(cfg, err, sizeof(err))) == NULL)
+    /* a worker decodes files from anyone: it holds no key that could mint or check tokens */
+    if (cfg->role == ME_ROLE_WORKER)
+        me_config_forget_token_keys(cfg);
+    else if ((srv->verifier = me_token_verifier_new(cfg, err, sizeof(err))) == NULL)
         goto fail;
     if ((srv->storage = me_storage_open(cfg, err, sizeof(err))) == NULL)
         goto fail;

@@ -707,6 +707,24 @@ static void test_production(void **state)
                       "  allow_hs256_in_production: true\n"
                       "listen:\n  https: ''\nserver:\n  demo_page: false\n",
         NULL);
+    /* a worker checks no tokens: no token key is asked of it */
+    expect_production("listen:\n  https: ''\nserver:\n  role: worker\n  demo_page: false\n", NULL);
+}
+
+static void test_forget_token_keys(void **state)
+{
+    me_config_t c;
+    (void)state;
+    assert_int_equal(load(&c, "tokens:\n  hs256_secret: \"0123456789abcdef0123456789abcdefXY\"\n"
+                              "webhooks:\n  secret: hook\n", NULL), 0);
+    me_config_forget_token_keys(&c);
+    assert_string_equal(c.token_hs256_secret, "");
+    assert_string_equal(c.webhook_secret, "hook"); /* workers send webhooks */
+    me_config_free(&c);
+    me_config_defaults(&c); /* the development key is a literal: replaced, not freed */
+    me_config_forget_token_keys(&c);
+    assert_string_equal(c.token_hs256_secret, "");
+    me_config_free(&c);
 }
 
 static void write_cgroup(const char *cpu_max, const char *memory_max)
@@ -863,6 +881,7 @@ int main(void)
         cmocka_unit_test(test_secret_files),
         cmocka_unit_test(test_secret_file_errors),
         cmocka_unit_test(test_production),
+        cmocka_unit_test(test_forget_token_keys),
         cmocka_unit_test(test_resolve),
         cmocka_unit_test(test_print),
         cmocka_unit_test(test_free_after_failed_load),
