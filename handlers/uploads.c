@@ -54,17 +54,6 @@ static void job_free(upload_job_t *j)
     free(j);
 }
 
-static void add(h2o_req_t *req, const char *name, const char *value, size_t len)
-{
-    h2o_add_header_by_str(&req->pool, &req->res.headers, name, strlen(name), 0, NULL, value, len);
-}
-
-static void add_u64(h2o_req_t *req, const char *name, uint64_t v)
-{
-    char *buf = h2o_mem_alloc_pool(&req->pool, 24);
-    add(req, name, buf, (size_t)snprintf(buf, 24, "%" PRIu64, v));
-}
-
 /* Strict unsigned decimal (no sign, no spaces, no overflow). */
 static int parse_u64(const h2o_iovec_t *v, uint64_t *out)
 {
@@ -83,7 +72,7 @@ static int parse_u64(const h2o_iovec_t *v, uint64_t *out)
 static void send_error(h2o_req_t *req, int err, const char *message)
 {
     if (err == ME_EVERSION)
-        add(req, "tus-version", H2O_STRLIT(TUS_VERSION));
+        me_http_add_header(req, "tus-version", H2O_STRLIT(TUS_VERSION));
     if (h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD"))) {
         req->res.status = me_err_status(err);
         req->res.content_length = 0;
@@ -97,7 +86,7 @@ static void send_error(h2o_req_t *req, int err, const char *message)
 static void add_concat(h2o_req_t *req, const me_upload_t *up)
 {
     if (up->kind == ME_UPLOAD_PARTIAL) {
-        add(req, "upload-concat", H2O_STRLIT("partial"));
+        me_http_add_header(req, "upload-concat", H2O_STRLIT("partial"));
         return;
     }
     size_t size = sizeof("final;") + (size_t)up->npartials * sizeof(PREFIX "/ ") + sizeof(up->partials);
@@ -105,7 +94,7 @@ static void add_concat(h2o_req_t *req, const me_upload_t *up)
     int n = snprintf(value, size, "final;");
     for (int i = 0; i < up->npartials; i++)
         n += snprintf(value + n, size - (size_t)n, "%s" PREFIX "/%s", i > 0 ? " " : "", up->partials[i]);
-    add(req, "upload-concat", value, (size_t)n);
+    me_http_add_header(req, "upload-concat", value, (size_t)n);
 }
 
 static void add_state(h2o_req_t *req, const upload_job_t *j)
@@ -115,11 +104,11 @@ static void add_state(h2o_req_t *req, const upload_job_t *j)
         int64_t now = (int64_t)time(NULL);
         me_draft_add_headers(req, j->draft, j->cfg, up, now);
         me_draft_add_complete(req, up->completed);
-        add_u64(req, "upload-offset", up->offset);
+        me_http_add_header_u64(req, "upload-offset", up->offset);
         if (up->length != ME_UPLOAD_LENGTH_DEFERRED)
-            add_u64(req, "upload-length", up->length);
+            me_http_add_header_u64(req, "upload-length", up->length);
         if (up->completed)
-            add(req, "media-id", h2o_strdup(&req->pool, up->media_id, SIZE_MAX).base, strlen(up->media_id));
+            me_http_add_header(req, "media-id", h2o_strdup(&req->pool, up->media_id, SIZE_MAX).base, strlen(up->media_id));
         return;
     }
     char *date = h2o_mem_alloc_pool(&req->pool, H2O_TIMESTR_RFC1123_LEN + 1);
@@ -128,17 +117,17 @@ static void add_state(h2o_req_t *req, const upload_job_t *j)
     gmtime_r(&expires, &gmt);
     h2o_time2str_rfc1123(date, &gmt);
     if (up->kind != ME_UPLOAD_FINAL || up->completed) /* a final's offset means nothing until it is whole */
-        add_u64(req, "upload-offset", up->offset);
+        me_http_add_header_u64(req, "upload-offset", up->offset);
     if (up->length == ME_UPLOAD_LENGTH_DEFERRED)
-        add(req, "upload-defer-length", H2O_STRLIT("1"));
+        me_http_add_header(req, "upload-defer-length", H2O_STRLIT("1"));
     else
-        add_u64(req, "upload-length", up->length);
+        me_http_add_header_u64(req, "upload-length", up->length);
     if (up->kind != ME_UPLOAD_PLAIN)
         add_concat(req, up);
     if (!up->completed || up->kind == ME_UPLOAD_PARTIAL) /* a partial expires even when complete */
-        add(req, "upload-expires", date, H2O_TIMESTR_RFC1123_LEN);
+        me_http_add_header(req, "upload-expires", date, H2O_TIMESTR_RFC1123_LEN);
     if (up->completed && up->media_id[0] != '\0') /* a partial upload has none */
-        add(req, "media-id", h2o_strdup(&req->pool, up->media_id, SIZE_MAX).base, strlen(up->media_id));
+        me_http_add_header(req, "media-id", h2o_strdup(&req->pool, up->media_id, SIZE_MAX).base, strlen(up->media_id));
 }
 
 /* ---- the pool side ---- */
@@ -234,10 +223,10 @@ exit:
 
 static int on_options(h2o_req_t *req, const me_config_t *cfg)
 {
-    add(req, "tus-version", H2O_STRLIT(TUS_VERSION));
-    add(req, "tus-extension", H2O_STRLIT(TUS_EXTENSIONS));
-    add(req, "tus-checksum-algorithm", H2O_STRLIT(ME_CHECKSUM_ALGORITHMS));
-    add_u64(req, "tus-max-size", cfg->upload_max_size);
+    me_http_add_header(req, "tus-version", H2O_STRLIT(TUS_VERSION));
+    me_http_add_header(req, "tus-extension", H2O_STRLIT(TUS_EXTENSIONS));
+    me_http_add_header(req, "tus-checksum-algorithm", H2O_STRLIT(ME_CHECKSUM_ALGORITHMS));
+    me_http_add_header_u64(req, "tus-max-size", cfg->upload_max_size);
     req->res.status = 204;
     req->res.reason = "No Content";
     req->res.content_length = 0;
@@ -322,7 +311,7 @@ static int on_req(h2o_handler_t *_self, h2o_req_t *req)
 
     int draft = me_draft_version(req);
     if (draft == 0)
-        add(req, "tus-resumable", H2O_STRLIT(TUS_VERSION));
+        me_http_add_header(req, "tus-resumable", H2O_STRLIT(TUS_VERSION));
     if (h2o_memis(req->method.base, req->method.len, H2O_STRLIT("OPTIONS")))
         return on_options(req, cfg);
 

@@ -36,14 +36,9 @@ const char *me_draft_append_type(int version)
     return version >= 6 ? "application/partial-upload" : NULL;
 }
 
-static void add(h2o_req_t *req, const char *name, const char *value, size_t len)
-{
-    h2o_add_header_by_str(&req->pool, &req->res.headers, name, strlen(name), 0, NULL, value, len);
-}
-
 void me_draft_add_headers(h2o_req_t *req, int version, const me_config_t *cfg, const me_upload_t *up, int64_t now)
 {
-    add(req, "upload-draft-interop-version", version == 5 ? "5" : "6", 1);
+    me_http_add_header(req, "upload-draft-interop-version", version == 5 ? "5" : "6", 1);
     size_t size = 128;
     char *limit = h2o_mem_alloc_pool(&req->pool, size);
     uint64_t max_size = up != NULL ? up->max_size : cfg->upload_max_size;
@@ -51,12 +46,12 @@ void me_draft_add_headers(h2o_req_t *req, int version, const me_config_t *cfg, c
                      cfg->max_patch_size);
     if (up != NULL && !up->completed && n > 0 && (size_t)n < size)
         n += snprintf(limit + n, size - (size_t)n, ", expires=%" PRId64, up->expires > now ? up->expires - now : 0);
-    add(req, "upload-limit", limit, n > 0 && (size_t)n < size ? (size_t)n : strlen(limit));
+    me_http_add_header(req, "upload-limit", limit, n > 0 && (size_t)n < size ? (size_t)n : strlen(limit));
 }
 
 void me_draft_add_complete(h2o_req_t *req, int complete)
 {
-    add(req, "upload-complete", complete ? "?1" : "?0", 2);
+    me_http_add_header(req, "upload-complete", complete ? "?1" : "?0", 2);
 }
 
 /* {"type":...,"title":...,"status":N,"error":code<extra>} as application/problem+json */
@@ -74,8 +69,7 @@ void me_draft_send_offset_mismatch(h2o_req_t *req, uint64_t expected, uint64_t p
 {
     char extra[96];
     snprintf(extra, sizeof(extra), ",\"expected-offset\":%" PRIu64 ",\"provided-offset\":%" PRIu64, expected, provided);
-    char *offset = h2o_mem_alloc_pool(&req->pool, 24);
-    add(req, "upload-offset", offset, (size_t)snprintf(offset, 24, "%" PRIu64, expected));
+    me_http_add_header_u64(req, "upload-offset", expected);
     send_problem(req, 409, "mismatching-upload-offset",
                  "The upload has a different offset; continue from expected-offset.", ME_EOFFSET, extra);
 }

@@ -282,6 +282,17 @@ static const char *reason_phrase(int status)
     }
 }
 
+void me_http_add_header(h2o_req_t *req, const char *name, const char *value, size_t len)
+{
+    h2o_add_header_by_str(&req->pool, &req->res.headers, name, strlen(name), 0, NULL, value, len);
+}
+
+void me_http_add_header_u64(h2o_req_t *req, const char *name, uint64_t v)
+{
+    char *buf = h2o_mem_alloc_pool(&req->pool, 24);
+    me_http_add_header(req, name, buf, (size_t)snprintf(buf, 24, "%" PRIu64, v));
+}
+
 const h2o_iovec_t *me_http_header(h2o_req_t *req, const char *name)
 {
     ssize_t i = h2o_find_header_by_str(&req->headers, name, strlen(name), -1);

@@ -42,6 +42,13 @@ const char *me_http_reqid(h2o_req_t *req);
 /* Requests being processed in this process (from routing until their pool is freed). */
 int64_t me_http_inflight(void);
 
+/* Adds the response header name (lower case; a literal or a string that outlives req) with
+ * value: len bytes, not copied (a literal, or memory of req->pool). */
+void me_http_add_header(h2o_req_t *req, const char *name, const char *value, size_t len);
+
+/* Adds the response header name with the decimal v. */
+void me_http_add_header_u64(h2o_req_t *req, const char *name, uint64_t v);
+
 /* The value of the request's header name (lower case), or NULL. */
 const h2o_iovec_t *me_http_header(h2o_req_t *req, const char *name);
 

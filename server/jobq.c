@@ -20,7 +20,7 @@ struct me_jobq {
     int closed;
 };
 
-static int64_t now_ms(void)
+int64_t me_jobq_now(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
@@ -93,7 +93,7 @@ int me_jobq_pop(me_jobq_t *q, char *id)
         for (size_t i = 0; i < q->n; i++)
             if (!q->entries[i].running && (first == NULL || q->entries[i].not_before < first->not_before))
                 first = &q->entries[i];
-        int64_t now = now_ms();
+        int64_t now = me_jobq_now();
         if (first != NULL && first->not_before <= now) {
             first->running = 1;
             memcpy(id, first->id, sizeof(first->id));
@@ -147,4 +147,16 @@ void me_jobq_close(me_jobq_t *q)
     q->closed = 1;
     pthread_cond_broadcast(&q->changed);
     pthread_mutex_unlock(&q->lock);
+}
+
+void me_jobq_work(me_jobq_t *q, int (*run)(void *ctx, const char *id, int64_t now, int64_t *retry_at), void *ctx)
+{
+    char id[ME_JOBQ_ID_MAX + 1];
+    while (me_jobq_pop(q, id) == 0) {
+        int64_t retry_at = 0;
+        if (run(ctx, id, me_jobq_now(), &retry_at) == ME_EBUSY)
+            me_jobq_retry(q, id, retry_at);
+        else
+            me_jobq_done(q, id);
+    }
 }

@@ -40,4 +40,12 @@ size_t me_jobq_length(me_jobq_t *q);
 /* Wakes every waiting pop; pops return ME_EDRAINING from now on. */
 void me_jobq_close(me_jobq_t *q);
 
+/* The clock of the queue's times: ms since the epoch. */
+int64_t me_jobq_now(void);
+
+/* A worker thread's loop: pops ids until the queue is closed and runs run(ctx, id, now,
+ * &retry_at) on each, which returns 0 when the id is done, or ME_EBUSY to have it run again
+ * at retry_at. */
+void me_jobq_work(me_jobq_t *q, int (*run)(void *ctx, const char *id, int64_t now, int64_t *retry_at), void *ctx);
+
 #endif

@@ -34,13 +34,6 @@ struct me_jobs {
     int stopping;
 };
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Media ids are made like upload ids; they come back from storage listings: check. */
 static int id_valid(const char *id, size_t len)
 {
@@ -56,28 +49,16 @@ static void doc_key(char *key, size_t size, const char *dir, const char *id)
  * object: a document we did not write). */
 static int load(me_jobs_t *j, const char *key, json_t **doc)
 {
-    char *text = NULL;
-    size_t len = 0;
-    int ret = me_storage_get_all(j->st, key, DOC_MAX, &text, &len);
-    if (ret != 0)
-        return ret == ME_ENOTFOUND ? ret : ME_EIO;
-    *doc = json_loadb(text, len, 0, NULL);
-    free(text);
-    if (*doc == NULL || !json_is_object(*doc)) {
-        json_decref(*doc);
+    int ret = me_storage_get_json(j->st, key, DOC_MAX, doc);
+    if (ret == ME_EINVAL)
         me_log_error(NULL, "jobs: %s is not a JSON object; left alone", key);
-        return ME_EIO;
-    }
-    return 0;
+    return ret == 0 || ret == ME_ENOTFOUND ? ret : ME_EIO;
 }
 
 /* Replaces the document at key with doc (kept). 0 or ME_EIO. */
 static int store(me_jobs_t *j, const char *key, json_t *doc)
 {
-    char *text = json_dumps(doc, JSON_COMPACT);
-    int ret = text != NULL ? me_storage_put(j->st, key, text, strlen(text)) : ME_ENOMEM;
-    free(text);
-    return ret == 0 ? 0 : ME_EIO;
+    return me_storage_put_json(j->st, key, doc) == 0 ? 0 : ME_EIO;
 }
 
 static void count(const char *outcome)
@@ -182,13 +163,13 @@ int me_jobs_run(me_jobs_t *j, const char *id, int64_t now, int64_t *retry_at)
         json_object_update(manifest, result);
     json_object_del(manifest, "error");
     json_object_set_new(manifest, "status", json_string("ready"));
-    json_object_set_new(manifest, "processed_at", json_integer(now_ms() / 1000));
+    json_object_set_new(manifest, "processed_at", json_integer(me_jobq_now() / 1000));
     if ((ret = store(j, media_key, manifest)) != 0 || (ret = finish(j, job_key, manifest)) != 0)
         goto exit;
     count("ready");
     json_int_t uploaded = json_integer_value(json_object_get(manifest, "uploaded_at"));
     if (uploaded > 0)
-        me_metric_add(ready_seconds, NULL, (double)(now_ms() - (int64_t)uploaded * 1000) / 1000.0);
+        me_metric_add(ready_seconds, NULL, (double)(me_jobq_now() - (int64_t)uploaded * 1000) / 1000.0);
 exit:
     json_decref(result);
     json_decref(manifest);
@@ -275,37 +256,41 @@ int me_jobs_reconcile(me_jobs_t *j, int64_t now)
 
 /* ---- threads ---- */
 
+/* One job, for me_jobq_work(): storage failures are tried again later too. */
+static int run_popped(void *ctx, const char *id, int64_t now, int64_t *retry_at)
+{
+    me_jobs_t *j = ctx;
+    int ret = me_jobs_run(j, id, now, retry_at);
+    me_metric_set(queue_gauge, NULL, (double)me_jobq_length(j->q));
+    if (ret != 0 && ret != ME_EBUSY) {
+        *retry_at = now + (int64_t)j->cfg->job_retry_after;
+        ret = ME_EBUSY;
+    }
+    return ret;
+}
+
 static void *work(void *arg)
 {
     me_jobs_t *j = arg;
-    char id[ME_JOBQ_ID_MAX + 1];
-    while (me_jobq_pop(j->q, id) == 0) {
-        int64_t retry_at = 0;
-        int ret = me_jobs_run(j, id, now_ms(), &retry_at);
-        if (ret == ME_EBUSY)
-            me_jobq_retry(j->q, id, retry_at);
-        else if (ret != 0) /* storage failed: try again later */
-            me_jobq_retry(j->q, id, now_ms() + (int64_t)j->cfg->job_retry_after);
-        else
-            me_jobq_done(j->q, id);
-        me_metric_set(queue_gauge, NULL, (double)me_jobq_length(j->q));
-    }
+    me_jobq_work(j->q, run_popped, j);
     return NULL;
 }
 
+/* Looks at once (off the start's path: a listing of every manifest), then every
+ * reconcile_every until stopped. */
 static void *reconcile_loop(void *arg)
 {
     me_jobs_t *j = arg;
     pthread_mutex_lock(&j->lock);
     while (!j->stopping) {
-        int64_t until = now_ms() + (int64_t)j->cfg->job_reconcile_every;
-        struct timespec ts = {.tv_sec = until / 1000, .tv_nsec = (long)(until % 1000) * 1000000};
-        if (pthread_cond_timedwait(&j->wake, &j->lock, &ts) == 0 || j->stopping)
-            continue;
         pthread_mutex_unlock(&j->lock);
-        if (me_jobs_reconcile(j, now_ms()) < 0)
+        if (me_jobs_reconcile(j, me_jobq_now()) < 0)
             me_log_error(NULL, "jobs: the reconciler could not list the media; trying again later");
         pthread_mutex_lock(&j->lock);
+        int64_t until = me_jobq_now() + (int64_t)j->cfg->job_reconcile_every;
+        struct timespec ts = {.tv_sec = until / 1000, .tv_nsec = (long)(until % 1000) * 1000000};
+        while (!j->stopping && pthread_cond_timedwait(&j->wake, &j->lock, &ts) == 0)
+            ; /* woken early, not stopping: sleep on to the same time */
     }
     pthread_mutex_unlock(&j->lock);
     return NULL;
@@ -341,7 +326,7 @@ int me_jobs_start(me_jobs_t *j)
         ret = me_jobq_push(j->q, ids.ids[i], at);
     }
     free(ids.ids);
-    if (ret != 0 || (ret = me_jobs_reconcile(j, now_ms())) < 0)
+    if (ret != 0)
         return ret;
     if (ids.n > 0)
         me_log_info(NULL, "jobs: %zu found in storage, queued again", ids.n);

@@ -40,8 +40,9 @@ typedef struct me_jobs me_jobs_t;
 me_jobs_t *me_jobs_new(const me_config_t *cfg, me_storage_t *st, me_jobq_t *q, me_job_process_fn process,
                        void *ctx, me_webhooks_t *hooks);
 
-/* Queues every job found in storage, reconciles once, then starts the workers and the
- * periodic reconciler. 0, or ME_EIO/ME_ENOMEM (nothing started). */
+/* Queues every job found in storage, then starts the workers and the reconciler, which
+ * looks once at once (on its own thread: start-up does not wait for a listing of every
+ * manifest) and then every reconcile_every. 0, or ME_EIO/ME_ENOMEM (nothing started). */
 int me_jobs_start(me_jobs_t *j) ME_MUST_CHECK;
 
 /* Queues the job of media_id, whose jobs/<media_id>.json is stored. */

@@ -141,6 +141,32 @@ int me_storage_get_all(me_storage_t *st, const char *key, size_t max, char **dat
     return ret;
 }
 
+int me_storage_get_json(me_storage_t *st, const char *key, size_t max, json_t **doc)
+{
+    char *text = NULL;
+    size_t len = 0;
+    int ret = me_storage_get_all(st, key, max, &text, &len);
+    *doc = NULL;
+    if (ret != 0)
+        return ret;
+    *doc = json_loadb(text, len, 0, NULL);
+    free(text);
+    if (*doc == NULL || !json_is_object(*doc)) {
+        json_decref(*doc);
+        *doc = NULL;
+        return ME_EINVAL;
+    }
+    return 0;
+}
+
+int me_storage_put_json(me_storage_t *st, const char *key, const json_t *doc)
+{
+    char *text = json_dumps(doc, JSON_COMPACT);
+    int ret = text != NULL ? me_storage_put(st, key, text, strlen(text)) : ME_ENOMEM;
+    free(text);
+    return ret;
+}
+
 int me_storage_head(me_storage_t *st, const char *key, me_storage_stat_t *out)
 {
     if (!key_check(key, 0) || out == NULL)

@@ -18,6 +18,7 @@
 #include <stdint.h>
 #include "server/config.h"
 #include "server/error.h"
+#include <jansson.h>
 
 #define ME_STORAGE_KEY_MAX 512
 #define ME_STORAGE_ETAG_MAX 72
@@ -59,6 +60,14 @@ int me_storage_get(me_storage_t *st, const char *key, uint64_t offset, size_t le
  * convenience; the NUL is not counted in *len) that the caller frees. 0, ME_ENOTFOUND,
  * ME_ETOOLARGE (bigger than max), ME_EINVAL, ME_EIO, ME_ENOMEM. */
 int me_storage_get_all(me_storage_t *st, const char *key, size_t max, char **data, size_t *len) ME_MUST_CHECK;
+
+/* The JSON object stored at key (at most max bytes): 0 with *doc set (the caller owns it),
+ * ME_EINVAL when the object is not a JSON object, or what me_storage_get_all() returns. */
+int me_storage_get_json(me_storage_t *st, const char *key, size_t max, json_t **doc) ME_MUST_CHECK;
+
+/* Stores doc (not consumed) at key, compact, through me_storage_put(): 0, ME_ENOMEM, or
+ * what me_storage_put() returns. */
+int me_storage_put_json(me_storage_t *st, const char *key, const json_t *doc) ME_MUST_CHECK;
 
 /* Size, mtime and etag of key. 0, ME_ENOTFOUND, ME_EINVAL, ME_EIO. */
 int me_storage_head(me_storage_t *st, const char *key, me_storage_stat_t *out) ME_MUST_CHECK;

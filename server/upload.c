@@ -259,9 +259,7 @@ exit:
 /* Stores doc (JSON, consumed) at key durably. 0, ME_ENOMEM, or the storage error. */
 static int put_json(me_uploads_t *u, const char *key, json_t *doc)
 {
-    char *text = doc != NULL ? json_dumps(doc, JSON_COMPACT) : NULL;
-    int ret = text != NULL ? me_storage_put(u->st, key, text, strlen(text)) : ME_ENOMEM;
-    free(text);
+    int ret = doc != NULL ? me_storage_put_json(u->st, key, doc) : ME_ENOMEM;
     json_decref(doc);
     return ret;
 }

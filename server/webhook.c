@@ -4,7 +4,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <curl/curl.h>
 #include <openssl/evp.h>
 #include <openssl/params.h>
@@ -24,13 +23,6 @@ struct me_webhooks {
     pthread_t sender;
     int sending;
 };
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 int me_webhook_signature(const char *secret, int64_t t, const char *body, size_t len, char *out)
 {
@@ -61,10 +53,7 @@ static void doc_key(char *key, size_t size, const char *id)
 
 static int store(me_webhooks_t *w, const char *key, const json_t *doc)
 {
-    char *text = json_dumps(doc, JSON_COMPACT);
-    int ret = text != NULL ? me_storage_put(w->st, key, text, strlen(text)) : ME_ENOMEM;
-    free(text);
-    return ret == 0 ? 0 : ME_EIO;
+    return me_storage_put_json(w->st, key, doc) == 0 ? 0 : ME_EIO;
 }
 
 me_webhooks_t *me_webhooks_new(const me_config_t *cfg, me_storage_t *st, me_jobq_t *q, char *err, size_t errlen)
@@ -93,7 +82,7 @@ int me_webhooks_raise(me_webhooks_t *w, const char *event, const json_t *media)
         snprintf(id, sizeof(id), "%s-%s", media_id, event + 6) >= (int)sizeof(id))
         return ME_EINVAL;
     json_t *body = json_pack("{s:s,s:s,s:I,s:O}", "id", id, "event", event, "created_at",
-                             (json_int_t)(now_ms() / 1000), "media", media);
+                             (json_int_t)(me_jobq_now() / 1000), "media", media);
     char *text = body != NULL ? json_dumps(body, JSON_COMPACT) : NULL;
     json_t *doc = text != NULL ? json_pack("{s:s,s:s,s:i}", "id", id, "body", text, "attempts", 0) : NULL;
     doc_key(key, sizeof(key), id);
@@ -153,19 +142,16 @@ exit:
 int me_webhooks_deliver(me_webhooks_t *w, const char *id, int64_t now, int64_t *retry_at)
 {
     char key[ME_STORAGE_KEY_MAX], why[256] = "";
-    char *text = NULL;
-    size_t len = 0;
     const char *outcome;
+    json_t *doc = NULL;
     int ret = 0;
 
     doc_key(key, sizeof(key), id);
-    if (!me_storage_key_valid(key) || me_storage_get_all(w->st, key, DOC_MAX, &text, &len) != 0 ||
-        !*w->cfg->webhook_url) {
-        free(text);
-        return 0; /* delivered and gone, or webhooks turned off since */
-    }
-    json_t *doc = json_loadb(text, len, 0, NULL);
-    free(text);
+    if (!me_storage_key_valid(key) || !*w->cfg->webhook_url)
+        return 0; /* webhooks turned off since */
+    if ((ret = me_storage_get_json(w->st, key, DOC_MAX, &doc)) != 0 && ret != ME_EINVAL)
+        return 0; /* delivered and gone */
+    ret = 0;
     const char *body = json_string_value(json_object_get(doc, "body"));
     json_int_t attempts = json_integer_value(json_object_get(doc, "attempts")) + 1;
     long status = body != NULL ? post(w, id, body, now, why, sizeof(why)) : 200; /* not ours: drop it */
@@ -191,17 +177,15 @@ int me_webhooks_deliver(me_webhooks_t *w, const char *id, int64_t now, int64_t *
     return ret;
 }
 
+static int deliver_popped(void *ctx, const char *id, int64_t now, int64_t *retry_at)
+{
+    return me_webhooks_deliver(ctx, id, now, retry_at);
+}
+
 static void *send_loop(void *arg)
 {
     me_webhooks_t *w = arg;
-    char id[ME_JOBQ_ID_MAX + 1];
-    while (me_jobq_pop(w->q, id) == 0) {
-        int64_t retry_at = 0;
-        if (me_webhooks_deliver(w, id, now_ms(), &retry_at) == ME_EBUSY)
-            me_jobq_retry(w->q, id, retry_at);
-        else
-            me_jobq_done(w->q, id);
-    }
+    me_jobq_work(w->q, deliver_popped, w);
     return NULL;
 }
 
