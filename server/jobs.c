@@ -14,7 +14,7 @@
 #define DOC_MAX (1 << 20) /* a manifest or job document larger than this is not ours */
 
 static const double ready_buckets[] = {0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 900, 3600};
-ME_COUNTER(jobs_total, "mediaedge_jobs_total", "Processing job attempts by kind and outcome (ready, failed, retry, skipped: no pipeline here).",
+ME_COUNTER(jobs_total, "mediaedge_jobs_total", "Processing job attempts by media kind (photo, video) and outcome (ready, failed, retry, skipped: no pipeline here).",
            "kind,outcome")
 ME_HISTOGRAM(ready_seconds, "mediaedge_media_ready_seconds", "From upload completion to the media being ready.",
              NULL, ready_buckets)
@@ -61,9 +61,12 @@ static int store(me_jobs_t *j, const char *key, json_t *doc)
     return me_storage_put_json(j->st, key, doc) == 0 ? 0 : ME_EIO;
 }
 
-static void count(const char *outcome)
+/* Counts an attempt's outcome for the media's kind ("photo", "video"). */
+static void count(const json_t *manifest, const char *outcome)
 {
-    const char *labels[] = {"process", outcome};
+    const char *kind = json_string_value(json_object_get(manifest, "kind"));
+    const char *labels[] = {kind != NULL && (strcmp(kind, "photo") == 0 || strcmp(kind, "video") == 0) ? kind : "other",
+                            outcome};
     me_metric_add(jobs_total, labels, 1);
 }
 
@@ -105,7 +108,7 @@ static int failed(me_jobs_t *j, const char *id, json_t *job, json_t *manifest, c
         json_object_set_new(job, "last_error", json_string(why->message));
         if (store(j, job_key, job) != 0)
             return ME_EIO;
-        count("retry");
+        count(manifest, "retry");
         me_log_info(NULL, "media %s: attempt %d failed (%s); next in %" PRId64 " ms", id, (int)attempts,
                     why->message, delay);
         return ME_EBUSY;
@@ -116,7 +119,7 @@ static int failed(me_jobs_t *j, const char *id, json_t *job, json_t *manifest, c
     json_object_set_new(manifest, "processed_at", json_integer(now / 1000));
     if (store(j, media_key, manifest) != 0 || finish(j, job_key, manifest) != 0)
         return ME_EIO;
-    count("failed");
+    count(manifest, "failed");
     me_log_info(NULL, "media %s failed: %s (%s)", id, me_err_code(why->err), why->message);
     return 0;
 }
@@ -152,7 +155,7 @@ int me_jobs_run(me_jobs_t *j, const char *id, int64_t now, int64_t *retry_at)
         json_object_set_new(manifest, "status", json_string("uploaded"));
         json_object_del(manifest, "processing_at");
         ret = store(j, media_key, manifest) == 0 ? 0 : ME_EIO;
-        count("skipped");
+        count(manifest, "skipped");
         goto exit;
     }
     if (ret != 0) {
@@ -166,10 +169,10 @@ int me_jobs_run(me_jobs_t *j, const char *id, int64_t now, int64_t *retry_at)
     json_object_set_new(manifest, "processed_at", json_integer(me_jobq_now() / 1000));
     if ((ret = store(j, media_key, manifest)) != 0 || (ret = finish(j, job_key, manifest)) != 0)
         goto exit;
-    count("ready");
-    json_int_t uploaded = json_integer_value(json_object_get(manifest, "uploaded_at"));
-    if (uploaded > 0)
-        me_metric_add(ready_seconds, NULL, (double)(me_jobq_now() - (int64_t)uploaded * 1000) / 1000.0);
+    count(manifest, "ready");
+    json_int_t created = json_integer_value(json_object_get(manifest, "created_at"));
+    if (created > 0)
+        me_metric_add(ready_seconds, NULL, (double)(me_jobq_now() - (int64_t)created * 1000) / 1000.0);
 exit:
     json_decref(result);
     json_decref(manifest);
@@ -230,7 +233,7 @@ int me_jobs_reconcile(me_jobs_t *j, int64_t now)
             continue;
         const char *status = json_string_value(json_object_get(manifest, "status"));
         int processing = status != NULL && strcmp(status, "processing") == 0;
-        json_int_t since = json_integer_value(json_object_get(manifest, processing ? "processing_at" : "uploaded_at"));
+        json_int_t since = json_integer_value(json_object_get(manifest, processing ? "processing_at" : "created_at"));
         int stale = (processing || (status != NULL && strcmp(status, "uploaded") == 0)) &&
                     now - (int64_t)since * 1000 >= (int64_t)j->cfg->job_stale_after;
         json_decref(manifest);

@@ -4,9 +4,13 @@
 #include <string.h>
 #include "server/jobs.h"
 #include "server/log.h"
+#include "server/metrics.h"
 #include "server/photo.h"
 #include "server/processing.h"
 #include "server/webhook.h"
+
+ME_COUNTER(photos_refused, "mediaedge_photos_refused_total",
+           "Photos that failed for good because of the file: too_large, unsupported_media_type, corrupt.", "reason")
 
 struct me_processing {
     me_photo_config_t photos;
@@ -22,12 +26,13 @@ static void fail(me_job_failure_t *why, int err, int permanent, const char *mess
     snprintf(why->message, sizeof(why->message), "%s", message);
 }
 
-/* The photo's facts for the manifest, variants keyed "<name>.<ext>" with their storage key. */
-static json_t *photo_manifest(const me_photo_result_t *r, const char *album, const char *id)
+/* The photo's facts for the manifest: the original's record gains format, width and
+ * height; the variants are keyed "<name>.<ext>" with their storage key. */
+static json_t *photo_manifest(const me_photo_result_t *r, const json_t *original, const char *album, const char *id)
 {
-    json_t *facts = me_photo_facts_json(r), *variants = json_object(), *v;
+    json_t *facts = me_photo_facts_json(r), *variants = json_object(), *orig = json_deep_copy(original), *v;
     size_t i;
-    if (facts == NULL || variants == NULL)
+    if (facts == NULL || variants == NULL || orig == NULL)
         goto fail;
     json_array_foreach(json_object_get(facts, "variants"), i, v) {
         char name[64], key[ME_STORAGE_KEY_MAX];
@@ -40,12 +45,20 @@ static json_t *photo_manifest(const me_photo_result_t *r, const char *album, con
         if (entry == NULL || json_object_set_new(variants, name, entry) != 0)
             goto fail;
     }
-    if (json_object_set_new(facts, "variants", variants) != 0) {
-        variants = NULL;
+    static const char *const moved[] = {"format", "width", "height"};
+    for (i = 0; i < sizeof(moved) / sizeof(moved[0]); i++)
+        if (json_object_set(orig, moved[i], json_object_get(facts, moved[i])) != 0 ||
+            json_object_del(facts, moved[i]) != 0)
+            goto fail;
+    int bad = json_object_set_new(facts, "variants", variants);
+    variants = NULL;
+    bad |= json_object_set_new(facts, "original", orig);
+    orig = NULL;
+    if (bad)
         goto fail;
-    }
     return facts;
 fail:
+    json_decref(orig);
     json_decref(variants);
     json_decref(facts);
     return NULL;
@@ -54,7 +67,8 @@ fail:
 static int process_photo(me_processing_t *p, me_storage_t *st, const json_t *manifest, json_t **result,
                          me_job_failure_t *why)
 {
-    const char *key = json_string_value(json_object_get(manifest, "original"));
+    const json_t *original = json_object_get(manifest, "original");
+    const char *key = json_string_value(json_object_get(original, "key"));
     const char *album = json_string_value(json_object_get(manifest, "album"));
     const char *id = json_string_value(json_object_get(manifest, "id"));
     me_photo_result_t r;
@@ -78,6 +92,10 @@ static int process_photo(me_processing_t *p, me_storage_t *st, const json_t *man
     free(data);
     if (ret != 0) {
         me_log_info(NULL, "media %s: photo refused: %s (%s)", id, me_err_code(ret), r.detail);
+        if (ret == ME_ETOOLARGE || ret == ME_EMEDIA || ret == ME_ECORRUPT) {
+            const char *reason = me_err_code(ret);
+            me_metric_add(photos_refused, &reason, 1);
+        }
         if (ret == ME_ETOOLARGE)
             fail(why, ret, 1, "The photo has more pixels than this server processes.");
         else if (ret == ME_EMEDIA)
@@ -92,7 +110,7 @@ static int process_photo(me_processing_t *p, me_storage_t *st, const json_t *man
         fail(why, ME_EIO, 0, "The variants could not be stored.");
         goto exit;
     }
-    if ((*result = photo_manifest(&r, album, id)) == NULL) {
+    if ((*result = photo_manifest(&r, original, album, id)) == NULL) {
         fail(why, ME_ENOMEM, 0, "Out of memory.");
         ret = ME_ENOMEM;
     }
@@ -101,11 +119,11 @@ exit:
     return ret;
 }
 
-/* The job runner's process function: a pipeline by the media's content type. */
+/* The job runner's process function: a pipeline by the media's kind. */
 static int process(void *ctx, me_storage_t *st, const json_t *manifest, json_t **result, me_job_failure_t *why)
 {
-    const char *type = json_string_value(json_object_get(manifest, "content_type"));
-    if (type != NULL && strncmp(type, "image/", 6) == 0)
+    const char *kind = json_string_value(json_object_get(manifest, "kind"));
+    if (kind != NULL && strcmp(kind, "photo") == 0)
         return process_photo(ctx, st, manifest, result, why);
     fail(why, ME_EUNSUPPORTED, 0, "No pipeline for this kind of media yet.");
     return ME_EUNSUPPORTED;

@@ -486,11 +486,12 @@ int me_upload_finish(me_uploads_t *u, me_upload_info_t *in)
         return ME_EIO;
     snprintf(in->pub.content_type, sizeof(in->pub.content_type), "%s", type);
     snprintf(mkey, sizeof(mkey), "media/%s.json", in->pub.media_id);
-    json_t *manifest = json_pack("{s:i,s:s,s:s,s:s,s:I,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:I}", "v", 1, "id",
-                                 in->pub.media_id, "status", "uploaded", "original", key, "size",
-                                 (json_int_t)in->pub.length, "sha256", sha, "content_type", type, "owner", in->owner,
-                                 "album", in->album, "ref", in->ref, "plan", in->plan, "client", in->client,
-                                 "uploaded_at", (json_int_t)time(NULL));
+    json_t *manifest = json_pack("{s:i,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:{s:s,s:I,s:s,s:s},s:I}", "v", 1, "id",
+                                 in->pub.media_id, "album", in->album, "owner", in->owner, "ref", in->ref, "plan",
+                                 in->plan, "client", in->client, "kind",
+                                 strncmp(type, "video/", 6) == 0 ? "video" : "photo", "status", "uploaded", "original",
+                                 "key", key, "bytes", (json_int_t)in->pub.length, "sha256", sha, "content_type", type,
+                                 "created_at", (json_int_t)time(NULL));
     if ((ret = put_json(u, mkey, manifest)) != 0)
         return ret;
     snprintf(mkey, sizeof(mkey), "jobs/%s.json", in->pub.media_id);

@@ -189,7 +189,7 @@ def test_premium_browser_upload_exposes_headers_and_stores_the_file(server):
     stored = (storage(server) / "originals" / "a1" / media_id).read_bytes()
     assert hashlib.sha256(stored).hexdigest() == hashlib.sha256(data).hexdigest()
     m = json.loads((storage(server) / "media" / f"{media_id}.json").read_text())
-    assert m["plan"] == "premium" and m["sha256"] == hashlib.sha256(data).hexdigest()
+    assert m["plan"] == "premium" and m["original"]["sha256"] == hashlib.sha256(data).hexdigest()
 
 
 @pytest.mark.parametrize("case", ["no_version", "no_token", "unknown_upload", "bad_length"])

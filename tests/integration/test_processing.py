@@ -98,7 +98,8 @@ def test_a_photo_becomes_ready_with_variants_and_the_backend_is_told(make_server
     media_id = r.headers["media-id"]
     m = wait_status(s, media_id)
     assert m["status"] == "ready" and m["kind"] == "photo", m
-    assert (m["width"], m["height"]) == (1600, 1200)
+    assert (m["original"]["width"], m["original"]["height"], m["original"]["format"]) == (1600, 1200, "jpeg")
+    assert m["original"]["bytes"] > 0 and len(m["original"]["sha256"]) == 64 and m["processed_at"] >= m["created_at"]
     assert set(m["variants"]) == {f"{n}.{e}" for n in ("thumb", "small", "medium", "large") for e in ("jpg", "webp")}
     assert (m["variants"]["thumb.jpg"]["width"], m["variants"]["thumb.jpg"]["height"]) == (320, 320)
     assert (m["variants"]["large.webp"]["width"], m["variants"]["large.webp"]["height"]) == (1600, 1200)  # never upscaled
@@ -118,7 +119,7 @@ def test_a_photo_becomes_ready_with_variants_and_the_backend_is_told(make_server
     assert headers["Mediaedge-Delivery"] == event["id"]
     assert event["media"]["id"] == media_id and event["media"]["ref"] == "order-42"
     metrics = __import__("requests").get(s.http + "/metrics").text
-    assert 'mediaedge_jobs_total{kind="process",outcome="ready"} 1' in metrics
+    assert 'mediaedge_jobs_total{kind="photo",outcome="ready"} 1' in metrics
 
 
 def test_a_damaged_photo_fails_with_a_code(make_server, receiver, tmp_path):
@@ -132,6 +133,9 @@ def test_a_damaged_photo_fails_with_a_code(make_server, receiver, tmp_path):
     assert original(s, "a1", r.headers["media-id"]) == cut  # the original stays what was sent
     (headers, body), = receiver.wait(1)
     assert verify(headers, body)["event"] == "media.failed"
+    metrics = __import__("requests").get(s.http + "/metrics").text
+    assert 'mediaedge_photos_refused_total{reason="corrupt"} 1' in metrics
+    assert 'mediaedge_jobs_total{kind="photo",outcome="failed"} 1' in metrics
 
 
 def test_kill_9_with_jobs_queued_every_media_ends_ready_once(make_server, receiver, tmp_path):
@@ -163,7 +167,7 @@ def test_the_reconciler_requeues_a_media_whose_job_was_lost(make_server, receive
     # back to uploaded long ago, and no job: as if the queue and the job document were lost
     storage = s.dir / "var" / "storage"
     m = json.loads((storage / "media" / f"{media_id}.json").read_text())
-    m.update(status="uploaded", uploaded_at=int(time.time()) - 3600)
+    m.update(status="uploaded", created_at=int(time.time()) - 3600)
     for k in ("variants", "processed_at", "processing_at"):
         m.pop(k, None)
     (storage / "media" / f"{media_id}.json").write_text(json.dumps(m))
@@ -177,6 +181,9 @@ def test_a_video_waits_for_its_pipeline(make_server, receiver):
     _, r = Client(s).upload(mp4)
     media_id = r.headers["media-id"]
     time.sleep(1)
-    assert manifest(s, media_id)["status"] == "uploaded"
+    m = manifest(s, media_id)
+    assert (m["status"], m["kind"], m["original"]["content_type"]) == ("uploaded", "video", "video/mp4")
+    metrics = __import__("requests").get(s.http + "/metrics").text
+    assert 'mediaedge_jobs_total{kind="video",outcome="skipped"} 1' in metrics
     assert (s.dir / "var" / "storage" / "jobs" / f"{media_id}.json").exists()
     assert receiver.deliveries == []

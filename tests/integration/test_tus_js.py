@@ -99,8 +99,8 @@ def check_stored(server, res, sha, size, user, album, wait=5):
     assert manifest.is_file(), f"{manifest} missing"
     m = json.loads(manifest.read_text())
     assert m.get("status") == "uploaded", j(m)
-    assert m.get("size") == size, j(m)
-    assert m.get("sha256") == sha, j(m)
+    assert m["original"].get("bytes") == size, j(m)
+    assert m["original"].get("sha256") == sha, j(m)
     assert m.get("owner") == user, j(m)
     assert m.get("album") == album, j(m)
     return media_id

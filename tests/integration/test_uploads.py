@@ -96,9 +96,10 @@ def test_upload_in_chunks_is_stored_byte_for_byte(server):
     assert last.headers["tus-resumable"] == "1.0.0"
     assert original(server, "a1", media_id) == data
     m = manifest(server, media_id)
-    assert m["status"] == "uploaded" and m["size"] == len(data)
-    assert m["sha256"] == hashlib.sha256(data).hexdigest()
-    assert m["content_type"] == "image/jpeg" and m["owner"] == "u1" and m["album"] == "a1"
+    assert m["status"] == "uploaded" and m["kind"] == "photo" and m["original"]["bytes"] == len(data)
+    assert m["original"]["sha256"] == hashlib.sha256(data).hexdigest()
+    assert m["original"]["content_type"] == "image/jpeg" and m["owner"] == "u1" and m["album"] == "a1"
+    assert m["original"]["key"] == f"originals/a1/{media_id}" and abs(m["created_at"] - time.time()) < 60
     assert m["ref"] == "order-7"
     assert (server.dir / "var" / "storage" / "jobs" / f"{media_id}.json").exists()
     h = c.head(url)

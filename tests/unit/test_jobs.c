@@ -135,7 +135,7 @@ static void uploaded(fixture_t *f, const char *id, int64_t at_ms, int with_job)
 {
     char key[128];
     snprintf(key, sizeof(key), "media/%s.json", id);
-    put_doc(f, key, json_pack("{s:s,s:s,s:I}", "id", id, "status", "uploaded", "uploaded_at", (json_int_t)(at_ms / 1000)));
+    put_doc(f, key, json_pack("{s:s,s:s,s:I}", "id", id, "status", "uploaded", "created_at", (json_int_t)(at_ms / 1000)));
     if (with_job) {
         snprintf(key, sizeof(key), "jobs/%s.json", id);
         put_doc(f, key, json_pack("{s:s,s:s}", "media_id", id, "kind", "process"));
@@ -268,7 +268,7 @@ static void test_reconciler_requeues_what_was_lost(void **state)
     fixture_t *f = *state;
     uploaded(f, ID("ol"), T0 - 3600 * 1000, 0);      /* its job was lost */
     uploaded(f, ID("fr"), T0 - 1000, 0);           /* may still be on its way */
-    put_doc(f, "media/" ID("dn") ".json", json_pack("{s:s,s:s,s:I}", "id", ID("dn"), "status", "ready", "uploaded_at",
+    put_doc(f, "media/" ID("dn") ".json", json_pack("{s:s,s:s,s:I}", "id", ID("dn"), "status", "ready", "created_at",
                                             (json_int_t)(T0 / 1000 - 3600)));
     assert_int_equal(me_jobs_reconcile(f->j, T0), 1);
     assert_int_equal(me_jobq_length(f->q), 1);

@@ -158,13 +158,15 @@ static void assert_original(fixture_t *f, const me_upload_t *up, const unsigned 
     assert_non_null(text);
     json_t *m = json_loads(text, 0, NULL);
     assert_string_equal(json_string_value(json_object_get(m, "status")), "uploaded");
-    assert_string_equal(json_string_value(json_object_get(m, "sha256")), hex);
+    json_t *orig = json_object_get(m, "original");
+    assert_string_equal(json_string_value(json_object_get(orig, "sha256")), hex);
     assert_string_equal(json_string_value(json_object_get(m, "owner")), "alice");
     assert_string_equal(json_string_value(json_object_get(m, "album")), "fam1");
     assert_string_equal(json_string_value(json_object_get(m, "ref")), "r-1");
     assert_string_equal(json_string_value(json_object_get(m, "plan")), "premium");
-    assert_string_equal(json_string_value(json_object_get(m, "content_type")), "image/jpeg");
-    assert_int_equal(json_integer_value(json_object_get(m, "size")), len);
+    assert_string_equal(json_string_value(json_object_get(m, "kind")), "photo");
+    assert_string_equal(json_string_value(json_object_get(orig, "content_type")), "image/jpeg");
+    assert_int_equal(json_integer_value(json_object_get(orig, "bytes")), len);
     json_decref(m);
     free(text);
     snprintf(key, sizeof(key), "jobs/%s.json", up->media_id);
