@@ -11,6 +11,7 @@
 #include <yaml.h>
 
 #include "server/cgroup.h"
+#include "server/photo.h"
 
 #define KIB 1024ull
 #define MIB (1024 * KIB)
@@ -42,6 +43,7 @@ typedef struct {
 static int valid_listen(const char *value);
 static int valid_origin(const char *value);
 static int valid_url(const char *value);
+static int valid_variant(const char *value);
 
 static const char *const roles[] = {"all", "api", "worker", NULL};
 static const char *const levels[] = {"debug", "info", "warn", "error", NULL};
@@ -97,6 +99,10 @@ static const setting_t settings[] = {
     SET("photos", "jpeg_quality", T_INT, photo_jpeg_quality, "82", .min = 1, .max = 100),
     SET("photos", "webp_quality", T_INT, photo_webp_quality, "80", .min = 1, .max = 100),
     SET("photos", "keep_location", T_BOOL, photo_keep_location, "false"),
+    SET("photos", "variants", T_LIST, photo_variants, "thumb:320x320,small:640,medium:1280,large:2048",
+        .valid = valid_variant, .max = ME_PHOTO_VARIANTS_MAX,
+        .form = "name:size (the longest edge) or name:sizexsize (a square crop), name of a-z 0-9 _ -, "
+                "size from 16 to 8192"),
     SET("shutdown", "delay", T_DURATION, shutdown_delay, "5s"),
     SET("shutdown", "drain_timeout", T_DURATION, shutdown_drain_timeout, "25s"),
     SET("jobs", "workers", T_INT, job_workers, "0", .flags = F_AUTO, .max = 256),
@@ -288,6 +294,12 @@ static int valid_origin(const char *value)
     if (!*end)
         return 1;
     return *end == ':' && !parse_scaled(end + 1, plain_units, &port) && port >= 1 && port <= 65535;
+}
+
+static int valid_variant(const char *value)
+{
+    me_photo_variant_t v;
+    return me_photo_variant_parse(value, strlen(value), &v);
 }
 
 int me_config_list_next(const char **p, const char **item, size_t *len)
@@ -879,6 +891,23 @@ static int list_has(const char *list, const char *word)
     return 0;
 }
 
+/* 1 when two of the (valid) variants have the same name. */
+static int variants_repeat(const char *list)
+{
+    me_photo_variant_t v[ME_PHOTO_VARIANTS_MAX];
+    const char *item;
+    size_t len;
+    int n = 0;
+
+    while (n < ME_PHOTO_VARIANTS_MAX && me_config_list_next(&list, &item, &len) && me_photo_variant_parse(item, len, &v[n])) {
+        for (int i = 0; i < n; i++)
+            if (!strcmp(v[i].name, v[n].name))
+                return 1;
+        n++;
+    }
+    return 0;
+}
+
 /* The rules that span settings; each setting's own form was checked as it was read. */
 static int validate(load_t *ld)
 {
@@ -896,6 +925,10 @@ static int validate(load_t *ld)
     if (c->token_alg == ME_ALG_HS256 && strlen(c->token_hs256_secret) < 32)
         return reject(ld, ORIGIN(ld, token_hs256_secret),
                     "tokens.hs256_secret must be at least 32 bytes for HS256");
+    if (!*c->photo_variants)
+        return reject(ld, ORIGIN(ld, photo_variants), "photos.variants is empty; list at least one, such as thumb:320x320");
+    if (variants_repeat(c->photo_variants))
+        return reject(ld, ORIGIN(ld, photo_variants), "photos.variants names a variant twice; each name is a file name");
     if (list_has(c->cors_origins, "*"))
         return reject(ld, ORIGIN(ld, cors_origins),
                       "http.cors_origins: \"*\" (any origin) is not allowed: requests carry credentials "

@@ -77,6 +77,7 @@ typedef struct {
     int photo_jpeg_quality;     /* 1..100 */
     int photo_webp_quality;     /* 1..100 */
     int photo_keep_location;    /* return GPS coordinates in the facts (never in variants) */
+    char *photo_variants;       /* "name:size,name:sizexsize,...": the variants made of each photo */
 
     /* shutdown */
     uint64_t shutdown_delay;    /* ms listeners stay open after SIGTERM */

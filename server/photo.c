@@ -27,9 +27,6 @@ static const struct {
 };
 #define N_FORMATS (int)(sizeof(formats) / sizeof(formats[0]))
 
-static const me_photo_variant_t default_variants[] = {
-    {"thumb", 320, 1}, {"small", 640, 0}, {"medium", 1280, 0}, {"large", 2048, 0}};
-
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 static int init_status = ME_EINTERNAL;
 
@@ -41,8 +38,11 @@ void me_photo_config_init(me_photo_config_t *pc, const me_config_t *cfg)
     pc->jpeg_quality = cfg->photo_jpeg_quality;
     pc->webp_quality = cfg->photo_webp_quality;
     pc->keep_location = cfg->photo_keep_location;
-    pc->nvariants = (int)(sizeof(default_variants) / sizeof(default_variants[0]));
-    memcpy(pc->variants, default_variants, sizeof(default_variants));
+    const char *p = cfg->photo_variants, *item;
+    size_t len;
+    while (pc->nvariants < ME_PHOTO_VARIANTS_MAX && me_config_list_next(&p, &item, &len))
+        if (me_photo_variant_parse(item, len, &pc->variants[pc->nvariants]))
+            pc->nvariants++;
 }
 
 /* libvips' warnings (mostly about damaged input: "error in tile ...") become debug lines

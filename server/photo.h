@@ -28,6 +28,8 @@
 
 #define ME_PHOTO_VARIANTS_MAX 8
 #define ME_PHOTO_NAME_MAX 15 /* a variant's name: [a-z0-9_-], a storage key segment */
+#define ME_PHOTO_SIZE_MIN 16   /* a variant's size in pixels: [MIN, MAX] */
+#define ME_PHOTO_SIZE_MAX 8192
 #define ME_PHOTO_FORMATS 2   /* each variant as JPEG and as WebP */
 #define ME_PHOTO_OUTPUTS_MAX (ME_PHOTO_VARIANTS_MAX * ME_PHOTO_FORMATS)
 
@@ -75,8 +77,13 @@ typedef struct {
     char detail[256];         /* on failure, what went wrong (libvips' words): for logs only */
 } me_photo_result_t;
 
-/* Fills pc from cfg's photos section with the default variants: thumb (320 square), small
- * (640), medium (1280), large (2048). Cannot fail. */
+/* Reads one variant as configured (photos.variants): "name:size" (the longest edge at most
+ * size) or "name:sizexsize" (a square crop), name 1 to ME_PHOTO_NAME_MAX of [a-z0-9_-], size
+ * from ME_PHOTO_SIZE_MIN to ME_PHOTO_SIZE_MAX. text need not end at len. 1 with *out set, or 0. */
+int me_photo_variant_parse(const char *text, size_t len, me_photo_variant_t *out);
+
+/* Fills pc from cfg's photos section, the variants from photos.variants (validated by the
+ * configuration: default thumb:320x320, small:640, medium:1280, large:2048). Cannot fail. */
 void me_photo_config_init(me_photo_config_t *pc, const me_config_t *cfg);
 
 /* Sets up libvips for the process (once; later calls return the first result): blocks

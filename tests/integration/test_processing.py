@@ -122,6 +122,19 @@ def test_a_photo_becomes_ready_with_variants_and_the_backend_is_told(make_server
     assert 'mediaedge_jobs_total{kind="photo",outcome="ready"} 1' in metrics
 
 
+def test_the_variants_come_from_the_configuration(make_server, receiver, tmp_path):
+    s = server_with_hooks(make_server, receiver, MEDIAEDGE_PHOTOS_VARIANTS="tiny:64x64,wide:500,huge:4000")
+    _, r = Client(s).upload(photo(tmp_path, size="1600x900"))
+    media_id = r.headers["media-id"]
+    m = wait_status(s, media_id)
+    assert m["status"] == "ready", m
+    sizes = {k: (v["width"], v["height"]) for k, v in m["variants"].items()}
+    assert sizes == {"tiny.jpg": (64, 64), "tiny.webp": (64, 64), "wide.jpg": (500, 281), "wide.webp": (500, 281),
+                     "huge.jpg": (1600, 900), "huge.webp": (1600, 900)}, sizes
+    stored = sorted(p.name for p in (s.dir / "var" / "storage" / "variants" / "a1" / media_id).iterdir())
+    assert stored == sorted(sizes)
+
+
 def test_a_damaged_photo_fails_with_a_code(make_server, receiver, tmp_path):
     s = server_with_hooks(make_server, receiver)
     data = photo(tmp_path)

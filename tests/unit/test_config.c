@@ -191,6 +191,57 @@ static void test_origin_forms(void **state)
     }
 }
 
+static void test_variant_forms(void **state)
+{
+    static const struct { const char *in; int ok, size, square; } cases[] = {
+        {"thumb:320x320", 1, 320, 1}, {"large:2048", 1, 2048, 0}, {"a_b-9:16", 1, 16, 0},
+        {"x:8192x8192", 1, 8192, 1}, {"fifteen-chars-x:100", 1, 100, 0},
+        {"sixteen-chars-xx:100", 0}, {"thumb", 0}, {":320", 0}, {"thumb:", 0}, {"thumb:15", 0},
+        {"thumb:8193", 0}, {"thumb:320x200", 0}, {"thumb:320x", 0}, {"thumb:320x320x320", 0},
+        {"Thumb:320", 0}, {"../x:320", 0}, {"a/b:320", 0}, {"thumb:+320", 0}, {"thumb:320 ", 0},
+        {"thumb:0320", 1, 320, 0}, {"thumb:000320", 0}, {"thumb:-1", 0}, {"th umb:320", 0},
+    };
+    me_photo_variant_t v;
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        print_message("variant '%s'\n", cases[i].in);
+        assert_int_equal(valid_variant(cases[i].in), cases[i].ok);
+        if (!cases[i].ok)
+            continue;
+        assert_int_equal(me_photo_variant_parse(cases[i].in, strlen(cases[i].in), &v), 1);
+        assert_int_equal(v.size, cases[i].size);
+        assert_int_equal(v.square, cases[i].square);
+        assert_memory_equal(v.name, cases[i].in, strcspn(cases[i].in, ":"));
+        assert_int_equal(v.name[strcspn(cases[i].in, ":")], '\0');
+    }
+}
+
+/* The configured list becomes the pipeline's variants, in order. */
+static void test_photo_variants(void **state)
+{
+    char *env[] = {"MEDIAEDGE_PHOTOS_VARIANTS=sq:100x100, wide:500", NULL};
+    me_photo_config_t pc;
+    me_config_t c;
+    (void)state;
+    assert_int_equal(load(&c, "", NULL), 0);
+    me_photo_config_init(&pc, &c);
+    assert_int_equal(pc.nvariants, 4);
+    assert_string_equal(pc.variants[0].name, "thumb");
+    assert_int_equal(pc.variants[0].square, 1);
+    assert_string_equal(pc.variants[3].name, "large");
+    assert_int_equal(pc.variants[3].size, 2048);
+    me_config_free(&c);
+    assert_int_equal(load(&c, "", env), 0);
+    me_photo_config_init(&pc, &c);
+    assert_int_equal(pc.nvariants, 2);
+    assert_string_equal(pc.variants[0].name, "sq");
+    assert_int_equal(pc.variants[0].size, 100);
+    assert_int_equal(pc.variants[0].square, 1);
+    assert_string_equal(pc.variants[1].name, "wide");
+    assert_int_equal(pc.variants[1].square, 0);
+    me_config_free(&c);
+}
+
 static void test_list_next(void **state)
 {
     const char *p = " a, ,b c ,,\tc\t,", *item;
@@ -491,6 +542,11 @@ static void test_file_errors(void **state)
         {"http:\n  cors_origins:\n    - https://a.example.com\n    - \"*\"\n",
          ":2: http.cors_origins: \"*\" (any origin) is not allowed: requests carry credentials (Authorization), "
          "so list each origin, such as https://app.example.com"},
+        {"photos:\n  variants: [a:100, b:200, a:300x300]\n",
+         ":2: photos.variants names a variant twice; each name is a file name"},
+        {"photos:\n  variants: []\n", ":2: photos.variants is empty; list at least one, such as thumb:320x320"},
+        {"photos:\n  variants: [a:16, b:16, c:16, d:16, e:16, f:16, g:16, h:16, i:16]\n",
+         ":2: photos.variants: at most 8 items, got more"},
     };
     (void)state;
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -870,6 +926,8 @@ int main(void)
         cmocka_unit_test(test_listen_forms),
         cmocka_unit_test(test_origin_forms),
         cmocka_unit_test(test_list_next),
+        cmocka_unit_test(test_variant_forms),
+        cmocka_unit_test(test_photo_variants),
         cmocka_unit_test(test_lists),
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_example_file_is_the_defaults),
