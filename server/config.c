@@ -1022,6 +1022,10 @@ int me_config_check_production(const me_config_t *cfg, char *err, size_t errlen)
         setting = "tls.cert_file";
         what = "a self-signed certificate (tls.cert_file empty while listen.https is set) is";
         fix = "set tls.cert_file and tls.key_file, or disable listen.https";
+    } else if (cfg->role != ME_ROLE_API && !strncmp(cfg->webhook_url, "http://", 7)) {
+        setting = "webhooks.url";
+        what = "a plain http:// URL (the events, about families' media, could be read on the way) is";
+        fix = "use an https:// URL";
     } else if (cfg->demo_page) {
         setting = "server.demo_page";
         what = "the demo page is";

@@ -765,6 +765,16 @@ static void test_production(void **state)
         NULL);
     /* a worker checks no tokens: no token key is asked of it */
     expect_production("listen:\n  https: ''\nserver:\n  role: worker\n  demo_page: false\n", NULL);
+    /* webhooks leave over TLS, from the roles that send them */
+    expect_production("listen:\n  https: ''\nserver:\n  role: worker\n  demo_page: false\n"
+                      "webhooks:\n  url: http://backend.internal/hooks\n  secret: s\n",
+        "webhooks.url: a plain http:// URL (the events, about families' media, could be read on the way) is not "
+        "allowed in production (storage.backend is s3); use an https:// URL");
+    expect_production("listen:\n  https: ''\nserver:\n  role: worker\n  demo_page: false\n"
+                      "webhooks:\n  url: https://backend.internal/hooks\n  secret: s\n", NULL);
+    expect_production("tokens:\n  algorithm: ES256\n  es256_public_key_file: /k.pem\n"
+                      "listen:\n  https: ''\nserver:\n  role: api\n  demo_page: false\n"
+                      "webhooks:\n  url: http://backend.internal/hooks\n  secret: s\n", NULL);
 }
 
 static void test_forget_token_keys(void **state)
