@@ -24,13 +24,14 @@ class Receiver(http.server.ThreadingHTTPServer):
 
     def __init__(self):
         self.deliveries = []
+        self.status = 204  # what it answers
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_POST(self):
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 outer.deliveries.append((dict(self.headers), body))
-                self.send_response(204)
+                self.send_response(outer.status)
                 self.end_headers()
 
             def log_message(self, *a):
@@ -169,6 +170,33 @@ def test_kill_9_with_jobs_queued_every_media_ends_ready_once(make_server, receiv
     events = [verify(h, b) for h, b in receiver.wait(len(ids))]
     assert {e["media"]["id"] for e in events} == set(ids)
     assert not list((s.dir / "var" / "storage" / "jobs").glob("*.json"))
+
+
+def test_an_unanswered_webhook_is_retried_also_after_a_restart(make_server, receiver, tmp_path):
+    receiver.status = 503
+    s = server_with_hooks(make_server, receiver, MEDIAEDGE_WEBHOOKS_RETRY_AFTER="200ms")
+    _, r = Client(s).upload(photo(tmp_path))
+    media_id = r.headers["media-id"]
+    receiver.wait(2)  # the first try and the first retry, both refused
+    s.stop()  # kill -9 while the delivery waits for its next try
+    stored = s.dir / "var" / "storage" / "webhooks" / f"{media_id}-ready.json"
+    assert stored.exists()
+    refused = len(receiver.deliveries)
+    assert refused >= 2
+    receiver.status = 204
+    s.log.close()
+    s.start()
+    deliveries = receiver.wait(refused + 1)
+    assert len(deliveries) == refused + 1, "the stored delivery was not sent after the restart"
+    ids = {h["Mediaedge-Delivery"] for h, _ in deliveries}
+    assert ids == {f"{media_id}-ready"}  # one idempotency id for every try
+    for _ in range(100):
+        if not stored.exists():
+            break
+        time.sleep(0.05)
+    assert not stored.exists()
+    time.sleep(0.5)
+    assert len(receiver.deliveries) == refused + 1  # acknowledged: never sent again
 
 
 def test_the_reconciler_requeues_a_media_whose_job_was_lost(make_server, receiver, tmp_path):
