@@ -103,6 +103,8 @@ static const setting_t settings[] = {
         .valid = valid_variant, .max = ME_PHOTO_VARIANTS_MAX,
         .form = "name:size (the longest edge) or name:sizexsize (a square crop), name of a-z 0-9 _ -, "
                 "size from 16 to 8192"),
+    SET("photos", "sandbox", T_BOOL, photo_sandbox, "true"),
+    SET("photos", "timeout", T_DURATION, photo_timeout, "60s", .min = 1000, .max = 3600000),
     SET("shutdown", "delay", T_DURATION, shutdown_delay, "5s"),
     SET("shutdown", "drain_timeout", T_DURATION, shutdown_drain_timeout, "25s"),
     SET("jobs", "workers", T_INT, job_workers, "0", .flags = F_AUTO, .max = 256),

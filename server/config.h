@@ -78,6 +78,8 @@ typedef struct {
     int photo_webp_quality;     /* 1..100 */
     int photo_keep_location;    /* return GPS coordinates in the facts (never in variants) */
     char *photo_variants;       /* "name:size,name:sizexsize,...": the variants made of each photo */
+    int photo_sandbox;          /* decode in confined child processes (photo_sandbox.h) */
+    uint64_t photo_timeout;     /* ms one photo may take in a decoder before it is killed */
 
     /* shutdown */
     uint64_t shutdown_delay;    /* ms listeners stay open after SIGTERM */

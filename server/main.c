@@ -12,6 +12,7 @@
 #include "server/config.h"
 #include "server/log.h"
 #include "server/photo.h"
+#include "server/photo_sandbox.h"
 #include "server/server.h"
 #include "server/token.h"
 
@@ -266,6 +267,8 @@ int main(int argc, char **argv)
         me_config_free(&cfg);
         return status;
     }
+    if (strcmp(cmd, "photo-decoder") == 0) /* started by the server itself: no configuration, no secret */
+        return me_photo_sandbox_child(3);
     if (strcmp(cmd, "photo-variants") == 0) {
         status = cmd_photo_variants(argc, argv, &cfg);
         me_config_free(&cfg);

@@ -344,8 +344,9 @@ int me_photo_process(const me_photo_config_t *pc, const void *data, size_t len, 
         snprintf(out->detail, sizeof(out->detail), "not a JPEG, PNG, HEIF, WebP or GIF");
         goto exit;
     }
-    out->format = formats[fmt].name;
-    out->content_type = fmt == FMT_HEIF ? me_upload_sniff(data, len) : formats[fmt].sniffed;
+    snprintf(out->format, sizeof(out->format), "%s", formats[fmt].name);
+    snprintf(out->content_type, sizeof(out->content_type), "%s",
+             fmt == FMT_HEIF ? me_upload_sniff(data, len) : formats[fmt].sniffed);
     ctx = VIPS_OBJECT(vips_image_new());
     t = (VipsImage **)vips_object_local_array(ctx, 1);
     ret = ME_ECORRUPT;
@@ -391,13 +392,15 @@ exit:
 
 void me_photo_result_free(me_photo_result_t *out)
 {
-    const char *format = out->format, *type = out->content_type;
+    char format[sizeof(out->format)], type[sizeof(out->content_type)];
 
     for (int i = 0; i < out->noutputs; i++)
         g_free(out->outputs[i].data);
+    memcpy(format, out->format, sizeof(format)); /* still true of the input */
+    memcpy(type, out->content_type, sizeof(type));
     memset(out, 0, sizeof(*out));
-    out->format = format; /* static strings: still true of the input */
-    out->content_type = type;
+    memcpy(out->format, format, sizeof(format));
+    memcpy(out->content_type, type, sizeof(type));
 }
 
 int me_photo_store(me_storage_t *st, const char *album, const char *media_id, const me_photo_result_t *r)
@@ -421,7 +424,7 @@ int me_photo_store(me_storage_t *st, const char *album, const char *media_id, co
 
 json_t *me_photo_facts_json(const me_photo_result_t *r)
 {
-    json_t *facts = json_pack("{s:s,s:s?,s:i,s:i,s:s?,s:b}", "kind", "photo", "format", r->format, "width",
+    json_t *facts = json_pack("{s:s,s:s?,s:i,s:i,s:s?,s:b}", "kind", "photo", "format", r->format[0] ? r->format : NULL, "width",
                               r->width, "height", r->height, "taken_at", r->taken_at[0] ? r->taken_at : NULL,
                               "has_location", r->has_location);
     json_t *variants = json_array();

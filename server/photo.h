@@ -63,8 +63,9 @@ typedef struct {
 
 /* What a photo is. width and height are the original's as displayed (after orientation). */
 typedef struct {
-    const char *format;       /* "jpeg", "png", "heif", "webp", "gif"; NULL when not recognised */
-    const char *content_type; /* "image/jpeg", ... */
+    char format[8];           /* "jpeg", "png", "heif", "webp", "gif"; "" when not recognised */
+    char content_type[16];    /* "image/jpeg", ... (arrays, not pointers: the result crosses from
+                               * the decoder process, photo_sandbox.h) */
     int width, height;
     int orientation;          /* the EXIF orientation applied, 1..8 (1: none) */
     char taken_at[32];        /* EXIF DateTimeOriginal, ISO 8601 ("2021-05-01T12:34:56", with

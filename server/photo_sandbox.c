@@ -1,0 +1,375 @@
+/* photo_sandbox.c: the photo decoder process: starting it, the wire, its main loop. */
+#include "server/photo_sandbox.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <glib.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include "server/log.h"
+#include "server/sandbox.h"
+
+#define MAGIC 0x4d455048u         /* "MEPH" */
+#define OUTPUT_MAX (64u << 20)    /* bytes of one encoded variant the parent accepts */
+#define CHILD_FD 3
+
+typedef struct {
+    uint32_t magic, size; /* size: of the me_photo_config_t that follows */
+} hello_t;
+
+typedef struct {
+    uint32_t magic, reserved;
+    uint64_t len; /* the file's bytes follow */
+} request_t;
+
+typedef struct {
+    uint32_t magic;
+    int32_t ret; /* a me_photo_result_t follows (its pointers zero), then each output */
+} reply_t;
+
+typedef struct {
+    uint32_t variant, webp; /* the index in the configuration; 0: JPEG, 1: WebP */
+    uint64_t len;           /* the bytes follow */
+} output_t;
+
+struct me_photo_sandbox {
+    const me_photo_config_t *pc;
+    uint64_t timeout_ms;
+    pid_t pid; /* 0: none running */
+    int fd;
+    char exe[PATH_MAX], dir[PATH_MAX];
+};
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Moves len bytes over fd, sending when out is set, before deadline (now_ms(); 0: blocks as
+ * long as it takes). 0, or -1 with errno: ETIMEDOUT, EPIPE (the other end closed), ... */
+static int xfer(int fd, void *buf, size_t len, int out, int64_t deadline)
+{
+    char *p = buf;
+
+    while (len > 0) {
+        if (deadline) {
+            struct pollfd pfd = {.fd = fd, .events = out ? POLLOUT : POLLIN};
+            int64_t left = deadline - now_ms();
+            int r = left > 0 ? poll(&pfd, 1, left > INT_MAX ? INT_MAX : (int)left) : 0;
+            if (r < 0 && errno == EINTR)
+                continue;
+            if (r <= 0) {
+                errno = r == 0 ? ETIMEDOUT : errno;
+                return -1;
+            }
+        }
+        int flags = MSG_NOSIGNAL | (deadline ? MSG_DONTWAIT : 0);
+        ssize_t n = out ? send(fd, p, len, flags) : recv(fd, p, len, flags);
+        if (n < 0 && (errno == EINTR || errno == EAGAIN))
+            continue;
+        if (n <= 0) {
+            errno = n == 0 ? EPIPE : errno;
+            return -1;
+        }
+        p += n, len -= (size_t)n;
+    }
+    return 0;
+}
+
+/* ---- the parent's side ---- */
+
+me_photo_sandbox_t *me_photo_sandbox_new(const me_photo_config_t *pc, const char *exe, const char *tmp_root,
+                                         uint64_t timeout_ms)
+{
+    me_photo_sandbox_t *sb = calloc(1, sizeof(*sb));
+
+    if (sb == NULL)
+        return NULL;
+    sb->pc = pc;
+    sb->timeout_ms = timeout_ms;
+    sb->fd = -1;
+    if ((size_t)snprintf(sb->exe, sizeof(sb->exe), "%s", exe) >= sizeof(sb->exe) ||
+        (size_t)snprintf(sb->dir, sizeof(sb->dir), "%s/mediaedge-decoder-XXXXXX", tmp_root) >= sizeof(sb->dir) ||
+        mkdtemp(sb->dir) == NULL) {
+        free(sb);
+        return NULL;
+    }
+    return sb;
+}
+
+int me_photo_sandbox_pid(const me_photo_sandbox_t *sb)
+{
+    return sb->pid;
+}
+
+/* Ends the child, if any, and collects it; says how it ended into why (when given). */
+static void stop(me_photo_sandbox_t *sb, char *why, size_t whylen)
+{
+    int status = 0;
+
+    if (sb->pid > 0) {
+        kill(sb->pid, SIGKILL);
+        while (waitpid(sb->pid, &status, 0) < 0 && errno == EINTR)
+            ;
+        if (why && WIFSIGNALED(status) && WTERMSIG(status) != SIGKILL)
+            snprintf(why, whylen, "died of signal %d", WTERMSIG(status));
+        else if (why && WIFEXITED(status))
+            snprintf(why, whylen, "exited with status %d", WEXITSTATUS(status));
+    }
+    if (sb->fd >= 0)
+        close(sb->fd);
+    sb->pid = 0;
+    sb->fd = -1;
+}
+
+/* The child's environment: nothing of ours (no MEDIAEDGE_* setting, no secret), its scratch
+ * directory for every temp file, and the sanitizers' options in sanitizer builds. */
+static void child_env(const me_photo_sandbox_t *sb, char bufs[][PATH_MAX + 32], char **envp)
+{
+    const char *asan = getenv("ASAN_OPTIONS"), *ubsan = getenv("UBSAN_OPTIONS");
+    int n = 0;
+
+    snprintf(bufs[n], PATH_MAX + 32, "HOME=%s", sb->dir), envp[n] = bufs[n], n++;
+    snprintf(bufs[n], PATH_MAX + 32, "TMPDIR=%s", sb->dir), envp[n] = bufs[n], n++;
+    snprintf(bufs[n], PATH_MAX + 32, "XDG_RUNTIME_DIR=%s", sb->dir), envp[n] = bufs[n], n++;
+    /* the leak checker stops the world with ptrace, which the sandbox forbids */
+    snprintf(bufs[n], PATH_MAX + 32, "ASAN_OPTIONS=%s%sdetect_leaks=0", asan ? asan : "", asan ? ":" : ""),
+        envp[n] = bufs[n], n++;
+    if (ubsan)
+        snprintf(bufs[n], PATH_MAX + 32, "UBSAN_OPTIONS=%s", ubsan), envp[n] = bufs[n], n++;
+    envp[n] = NULL;
+}
+
+/* Starts the child and sends it the configuration. 0, or -1 with why set. */
+static int start(me_photo_sandbox_t *sb, char *why, size_t whylen)
+{
+    char bufs[5][PATH_MAX + 32], *envp[6], *argv[] = {"mediaedge", "photo-decoder", NULL};
+    posix_spawn_file_actions_t fa;
+    posix_spawnattr_t attr;
+    sigset_t none, defaults;
+    int sv[2], rc;
+
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+        snprintf(why, whylen, "socketpair: %s", strerror(errno));
+        return -1;
+    }
+    if (sv[1] == CHILD_FD) { /* dup2 onto itself would keep close-on-exec */
+        int moved = fcntl(sv[1], F_DUPFD_CLOEXEC, CHILD_FD + 1);
+        close(sv[1]);
+        sv[1] = moved;
+    }
+    child_env(sb, bufs, envp);
+    sigemptyset(&none);
+    sigemptyset(&defaults);
+    sigaddset(&defaults, SIGTERM), sigaddset(&defaults, SIGINT), sigaddset(&defaults, SIGHUP);
+    posix_spawn_file_actions_init(&fa);
+    posix_spawnattr_init(&attr);
+    /* its own process group (a terminal's Ctrl-C is for the server, which ends it), no
+     * signal blocked (the server blocks the ones it waits for) */
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP);
+    posix_spawnattr_setsigmask(&attr, &none);
+    posix_spawnattr_setsigdefault(&attr, &defaults);
+    posix_spawnattr_setpgroup(&attr, 0);
+    rc = sv[1] < 0 ? errno : posix_spawn_file_actions_adddup2(&fa, sv[1], CHILD_FD);
+    if (rc == 0)
+        rc = posix_spawn(&sb->pid, sb->exe, &fa, &attr, argv, envp);
+    posix_spawn_file_actions_destroy(&fa);
+    posix_spawnattr_destroy(&attr);
+    if (sv[1] >= 0)
+        close(sv[1]);
+    sb->fd = sv[0];
+    if (rc != 0) {
+        sb->pid = 0;
+        snprintf(why, whylen, "could not start %s: %s", sb->exe, strerror(rc));
+        stop(sb, NULL, 0);
+        return -1;
+    }
+    hello_t hello = {MAGIC, sizeof(*sb->pc)};
+    int64_t deadline = now_ms() + (int64_t)sb->timeout_ms;
+    if (xfer(sb->fd, &hello, sizeof(hello), 1, deadline) != 0 ||
+        xfer(sb->fd, (void *)sb->pc, sizeof(*sb->pc), 1, deadline) != 0) {
+        snprintf(why, whylen, "did not take its configuration");
+        stop(sb, why, whylen);
+        return -1;
+    }
+    me_log_debug(NULL, "photo decoder %d started", (int)sb->pid);
+    return 0;
+}
+
+/* Reads a reply's result into out, checking every field; outputs' pointers are ours. 0 or -1. */
+static int read_result(me_photo_sandbox_t *sb, int64_t deadline, me_photo_result_t *out)
+{
+    me_photo_result_t r;
+
+    if (xfer(sb->fd, &r, sizeof(r), 0, deadline) != 0 || r.noutputs < 0 || r.noutputs > ME_PHOTO_OUTPUTS_MAX)
+        return -1;
+    memcpy(out, &r, sizeof(r));
+    out->noutputs = 0;
+    out->format[sizeof(out->format) - 1] = '\0';
+    out->content_type[sizeof(out->content_type) - 1] = '\0';
+    out->taken_at[sizeof(out->taken_at) - 1] = '\0';
+    out->detail[sizeof(out->detail) - 1] = '\0';
+    for (int i = 0; i < r.noutputs; i++) {
+        me_photo_output_t *o = &out->outputs[i];
+        output_t head;
+        if (xfer(sb->fd, &head, sizeof(head), 0, deadline) != 0 || head.variant >= (uint32_t)sb->pc->nvariants ||
+            head.webp > 1 || head.len == 0 || head.len > OUTPUT_MAX || o->width < 1 || o->height < 1 ||
+            o->width > ME_PHOTO_SIZE_MAX || o->height > ME_PHOTO_SIZE_MAX)
+            return -1;
+        o->name = sb->pc->variants[head.variant].name;
+        o->ext = head.webp ? "webp" : "jpg";
+        o->content_type = head.webp ? "image/webp" : "image/jpeg";
+        o->len = head.len;
+        if ((o->data = g_try_malloc(head.len)) == NULL)
+            return -1;
+        out->noutputs = i + 1;
+        if (xfer(sb->fd, o->data, head.len, 0, deadline) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+int me_photo_sandbox_process(me_photo_sandbox_t *sb, const void *data, size_t len, me_photo_result_t *out)
+{
+    char why[128] = "answered out of protocol";
+    reply_t reply;
+    int64_t deadline;
+
+    memset(out, 0, sizeof(*out));
+    out->orientation = 1;
+    if (len > sb->pc->max_bytes) {
+        snprintf(out->detail, sizeof(out->detail), "%zu bytes, over photos.max_bytes (%llu)", len,
+                 (unsigned long long)sb->pc->max_bytes);
+        return ME_ETOOLARGE;
+    }
+    if (sb->pid > 0 && waitpid(sb->pid, NULL, WNOHANG) == sb->pid) /* it died since its last photo */
+        sb->pid = 0, stop(sb, NULL, 0);
+    if (sb->pid == 0 && start(sb, why, sizeof(why)) != 0)
+        goto died;
+    deadline = now_ms() + (int64_t)sb->timeout_ms;
+    request_t req = {MAGIC, 0, len};
+    if (xfer(sb->fd, &req, sizeof(req), 1, deadline) != 0 || xfer(sb->fd, (void *)data, len, 1, deadline) != 0 ||
+        xfer(sb->fd, &reply, sizeof(reply), 0, deadline) != 0 || reply.magic != MAGIC ||
+        read_result(sb, deadline, out) != 0)
+        goto broke;
+    switch (reply.ret) {
+    case 0:
+        if (out->noutputs == 2 * sb->pc->nvariants)
+            return 0;
+        break;
+    case ME_ETOOLARGE:
+    case ME_EMEDIA:
+    case ME_ECORRUPT:
+    case ME_ENOMEM:
+    case ME_EINTERNAL:
+        if (out->noutputs == 0)
+            return reply.ret;
+        break;
+    }
+    errno = EPROTO;
+broke:
+    if (errno == ETIMEDOUT)
+        snprintf(why, sizeof(why), "took longer than photos.timeout (%llu ms)", (unsigned long long)sb->timeout_ms);
+    else if (errno == EPIPE || errno == ECONNRESET)
+        snprintf(why, sizeof(why), "closed its socket");
+    stop(sb, why, sizeof(why));
+died:
+    me_photo_result_free(out);
+    snprintf(out->detail, sizeof(out->detail), "photo decoder %s", why);
+    me_log_warn(NULL, "photo decoder: %s; a new one starts with the next photo", why);
+    return ME_EBUSY;
+}
+
+/* Empties the scratch directory (one level: libvips and Orc make files only) and removes it. */
+static void remove_scratch(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+
+    while (d && (e = readdir(d)) != NULL)
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+            unlinkat(dirfd(d), e->d_name, 0);
+    if (d)
+        closedir(d);
+    rmdir(dir);
+}
+
+void me_photo_sandbox_free(me_photo_sandbox_t *sb)
+{
+    if (sb == NULL)
+        return;
+    stop(sb, NULL, 0);
+    remove_scratch(sb->dir);
+    free(sb);
+}
+
+/* ---- the child's side ---- */
+
+/* Answers one photo: its result with pointers zeroed, then each output's index and bytes. */
+static int answer(int fd, const me_photo_config_t *pc, int ret, const me_photo_result_t *r)
+{
+    me_photo_result_t wire = *r;
+    reply_t reply = {MAGIC, ret};
+
+    for (int i = 0; i < wire.noutputs; i++)
+        wire.outputs[i] = (me_photo_output_t){.width = r->outputs[i].width, .height = r->outputs[i].height,
+                                              .len = r->outputs[i].len};
+    if (xfer(fd, &reply, sizeof(reply), 1, 0) != 0 || xfer(fd, &wire, sizeof(wire), 1, 0) != 0)
+        return -1;
+    for (int i = 0; i < r->noutputs; i++) {
+        const me_photo_output_t *o = &r->outputs[i];
+        output_t head = {0, strcmp(o->ext, "webp") == 0, o->len};
+        while (head.variant < (uint32_t)pc->nvariants && o->name != pc->variants[head.variant].name)
+            head.variant++;
+        if (xfer(fd, &head, sizeof(head), 1, 0) != 0 || xfer(fd, o->data, o->len, 1, 0) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+int me_photo_sandbox_child(int fd)
+{
+    static const char *const read_dirs[] = {"/usr", "/lib", "/lib64", "/etc/ld.so.cache", NULL};
+    me_photo_config_t pc;
+    hello_t hello;
+    int landlock;
+
+    close_range((unsigned)fd + 1, ~0u, 0); /* whatever the server had open stays there */
+    if (xfer(fd, &hello, sizeof(hello), 0, 0) != 0 || hello.magic != MAGIC || hello.size != sizeof(pc) ||
+        xfer(fd, &pc, sizeof(pc), 0, 0) != 0 || pc.nvariants < 1 || pc.nvariants > ME_PHOTO_VARIANTS_MAX)
+        return 2;
+    if (me_photo_init() != 0)
+        return 3;
+    if (me_sandbox_enter(read_dirs, getenv("TMPDIR"), &landlock) != 0)
+        return 4;
+    me_log_debug(NULL, "photo decoder %d: confined (seccomp, Landlock ABI %d)", (int)getpid(), landlock);
+    for (;;) {
+        request_t req;
+        me_photo_result_t r;
+        void *data;
+        if (xfer(fd, &req, sizeof(req), 0, 0) != 0)
+            return errno == EPIPE ? 0 : 2; /* the server closed: the end */
+        if (req.magic != MAGIC || req.len > pc.max_bytes || (data = malloc(req.len ? req.len : 1)) == NULL)
+            return 2;
+        int ret = xfer(fd, data, req.len, 0, 0) != 0 ? ME_EIO : me_photo_process(&pc, data, req.len, &r);
+        free(data);
+        if (ret == ME_EIO)
+            return 2;
+        ret = answer(fd, &pc, ret, &r);
+        me_photo_result_free(&r);
+        if (ret != 0)
+            return 2;
+    }
+}
