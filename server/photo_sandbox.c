@@ -22,6 +22,8 @@
 #define MAGIC 0x4d455048u         /* "MEPH" */
 #define OUTPUT_MAX (64u << 20)    /* bytes of one encoded variant the parent accepts */
 #define CHILD_FD 3
+#define EXIT_SETUP 3   /* the child's exit status when libvips could not be set up */
+#define EXIT_CONFINE 4 /* ... when it could not confine itself */
 
 typedef struct {
     uint32_t magic, size; /* size: of the me_photo_config_t that follows */
@@ -114,10 +116,11 @@ int me_photo_sandbox_pid(const me_photo_sandbox_t *sb)
     return sb->pid;
 }
 
-/* Ends the child, if any, and collects it; says how it ended into why (when given). */
-static void stop(me_photo_sandbox_t *sb, char *why, size_t whylen)
+/* Ends the child, if any, and collects it; says how it ended into why (when given). Returns
+ * its exit status when it exited by itself, else -1. */
+static int stop(me_photo_sandbox_t *sb, char *why, size_t whylen)
 {
-    int status = 0;
+    int status = 0, exited = -1;
 
     if (sb->pid > 0) {
         kill(sb->pid, SIGKILL);
@@ -127,11 +130,13 @@ static void stop(me_photo_sandbox_t *sb, char *why, size_t whylen)
             snprintf(why, whylen, "died of signal %d", WTERMSIG(status));
         else if (why && WIFEXITED(status))
             snprintf(why, whylen, "exited with status %d", WEXITSTATUS(status));
+        exited = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
     }
     if (sb->fd >= 0)
         close(sb->fd);
     sb->pid = 0;
     sb->fd = -1;
+    return exited;
 }
 
 /* The child's environment: nothing of ours (no MEDIAEDGE_* setting, no secret), its scratch
@@ -182,7 +187,12 @@ static int start(me_photo_sandbox_t *sb, char *why, size_t whylen)
     posix_spawnattr_setsigmask(&attr, &none);
     posix_spawnattr_setsigdefault(&attr, &defaults);
     posix_spawnattr_setpgroup(&attr, 0);
+    /* the server's stdin and stdout (a pipe its supervisor reads) are not the child's */
     rc = sv[1] < 0 ? errno : posix_spawn_file_actions_adddup2(&fa, sv[1], CHILD_FD);
+    if (rc == 0)
+        rc = posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    if (rc == 0)
+        rc = posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
     if (rc == 0)
         rc = posix_spawn(&sb->pid, sb->exe, &fa, &attr, argv, envp);
     posix_spawn_file_actions_destroy(&fa);
@@ -246,6 +256,7 @@ int me_photo_sandbox_process(me_photo_sandbox_t *sb, const void *data, size_t le
     char why[128] = "answered out of protocol";
     reply_t reply;
     int64_t deadline;
+    int exited;
 
     memset(out, 0, sizeof(*out));
     out->orientation = 1;
@@ -284,7 +295,15 @@ broke:
         snprintf(why, sizeof(why), "took longer than photos.timeout (%llu ms)", (unsigned long long)sb->timeout_ms);
     else if (errno == EPIPE || errno == ECONNRESET)
         snprintf(why, sizeof(why), "closed its socket");
-    stop(sb, why, sizeof(why));
+    exited = stop(sb, why, sizeof(why));
+    if (exited == EXIT_SETUP || exited == EXIT_CONFINE) { /* this machine's fault, not the photo's */
+        me_photo_result_free(out);
+        snprintf(out->detail, sizeof(out->detail), "photo decoder: %s",
+                 exited == EXIT_SETUP ? "libvips could not be set up"
+                                      : "could not confine itself (seccomp refused; see the decoder's log line)");
+        me_log_error(NULL, "%s", out->detail);
+        return ME_EINTERNAL;
+    }
 died:
     me_photo_result_free(out);
     snprintf(out->detail, sizeof(out->detail), "photo decoder %s", why);
@@ -351,9 +370,9 @@ int me_photo_sandbox_child(int fd)
         xfer(fd, &pc, sizeof(pc), 0, 0) != 0 || pc.nvariants < 1 || pc.nvariants > ME_PHOTO_VARIANTS_MAX)
         return 2;
     if (me_photo_init() != 0)
-        return 3;
+        return EXIT_SETUP;
     if (me_sandbox_enter(read_dirs, getenv("TMPDIR"), &landlock) != 0)
-        return 4;
+        return EXIT_CONFINE;
     me_log_debug(NULL, "photo decoder %d: confined (seccomp, Landlock ABI %d)", (int)getpid(), landlock);
     for (;;) {
         request_t req;

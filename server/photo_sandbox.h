@@ -29,8 +29,10 @@ me_photo_sandbox_t *me_photo_sandbox_new(const me_photo_config_t *pc, const char
                                          uint64_t timeout_ms);
 
 /* me_photo_process() in the child: the same contract and results, and also
- *   ME_EBUSY  the decoder died, stalled past the timeout or answered nonsense (out->detail
- *             says which); it was killed and the next call starts another.
+ *   ME_EBUSY      the decoder died, stalled past the timeout or answered nonsense (out->detail
+ *                 says which); it was killed and the next call starts another;
+ *   ME_EINTERNAL  also when the decoder could not set up libvips or confine itself (this
+ *                 machine's fault, logged as an error).
  * One thread at a time per sandbox. */
 int me_photo_sandbox_process(me_photo_sandbox_t *sb, const void *data, size_t len,
                              me_photo_result_t *out) ME_MUST_CHECK;
