@@ -1,8 +1,8 @@
 /* test_photo.c: the photo pipeline in process: EXIF fact parsing and the WebP chunk filter
- * (tables, every cut), then whole photos made here with libvips' savers: error codes,
- * limits, variants, storage keys, and no leak of memory, images or descriptors over many
- * runs, several threads at once. The pixel-level checks (orientation, colour, metadata by
- * exiftool) are in tests/integration/test_photo.py. */
+ * (tables, every cut), the budget of cores and its runs of tasks, then whole photos made
+ * here with libvips' savers: error codes, limits, variants, storage keys, and no leak of
+ * memory, images or descriptors over many runs, several threads at once. The pixel-level
+ * checks (orientation, colour, metadata by exiftool) are in tests/integration/test_photo.py. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -18,6 +18,7 @@
 #include <vips/vips.h>
 
 #include "server/photo.h"
+#include "server/photo_cores.h"
 #include "server/photo_exif.h"
 #include "server/photo_webp.h"
 
@@ -158,6 +159,118 @@ static void test_webp_strip_refuses_every_cut_and_bad_sizes(void **state)
     memcpy(buf, "RIFF", 4), buf[4] = (unsigned char)(len - 8), buf[5] = buf[6] = buf[7] = 0;
     memcpy(buf + 8, "WEBP", 4);
     assert_int_equal(me_photo_webp_strip(buf, len), 0);
+}
+
+/* ---- the budget of cores ---- */
+
+static void test_cores_borrow_within_the_limit(void **state)
+{
+    (void)state;
+
+    assert_int_equal(me_photo_cores_busy(), 0);
+    me_photo_cores_enter();
+    assert_int_equal(me_photo_cores_borrow(5, 3), 2);
+    assert_int_equal(me_photo_cores_busy(), 3);
+    assert_int_equal(me_photo_cores_borrow(1, 3), 0);
+    assert_int_equal(me_photo_cores_borrow(1, 1), 0);
+    me_photo_cores_give(2);
+    assert_int_equal(me_photo_cores_borrow(0, 3), 0);
+    me_photo_cores_enter(); /* a photo always runs, over the limit or not */
+    me_photo_cores_enter();
+    assert_int_equal(me_photo_cores_busy(), 3);
+    assert_int_equal(me_photo_cores_borrow(1, 2), 0);
+    me_photo_cores_leave();
+    me_photo_cores_leave();
+    me_photo_cores_leave();
+    assert_int_equal(me_photo_cores_busy(), 0);
+}
+
+#define TASKS 12
+
+typedef struct {
+    int ran[TASKS];
+    pthread_t thread[TASKS];
+    int fail_at;               /* this task fails; -1: none */
+    int crowd;                 /* tasks 0 and 1 wait for each other, then one more photo starts */
+    pthread_barrier_t barrier;
+} tasks_t;
+
+static int task(void *arg, int i)
+{
+    tasks_t *t = arg;
+
+    __atomic_add_fetch(&t->ran[i], 1, __ATOMIC_SEQ_CST);
+    t->thread[i] = pthread_self();
+    if (t->crowd && i < 2) { /* both running; then the photo starts before either goes on */
+        pthread_barrier_wait(&t->barrier);
+        if (i == 0)
+            me_photo_cores_enter();
+        pthread_barrier_wait(&t->barrier);
+    }
+    return i == t->fail_at;
+}
+
+/* Runs are made by a photo: its caller's thread is busy already. */
+static void test_cores_run_every_task_once(void **state)
+{
+    tasks_t t = {.fail_at = -1};
+    uint64_t helpers = me_photo_cores_helpers();
+    (void)state;
+
+    me_photo_cores_enter();
+    assert_int_equal(me_photo_cores_run(TASKS, task, &t, 1), 0); /* limit 1: the caller alone */
+    for (int i = 0; i < TASKS; i++) {
+        assert_int_equal(t.ran[i], 1);
+        assert_true(pthread_equal(t.thread[i], pthread_self()));
+    }
+    assert_int_equal(me_photo_cores_helpers(), helpers);
+    memset(&t, 0, sizeof(t));
+    t.fail_at = -1;
+    assert_int_equal(me_photo_cores_run(TASKS, task, &t, 4), 0);
+    for (int i = 0; i < TASKS; i++)
+        assert_int_equal(t.ran[i], 1);
+    assert_true(me_photo_cores_helpers() > helpers);
+    assert_int_equal(me_photo_cores_busy(), 1); /* every helper gave its core back */
+    assert_int_equal(me_photo_cores_run(0, task, &t, 4), 0);
+    me_photo_cores_leave();
+}
+
+static void test_cores_run_stops_after_a_failure(void **state)
+{
+    tasks_t t = {.fail_at = 3};
+    (void)state;
+
+    me_photo_cores_enter();
+    assert_int_equal(me_photo_cores_run(TASKS, task, &t, 1), -1);
+    for (int i = 0; i < TASKS; i++)
+        assert_int_equal(t.ran[i], i <= 3);
+    memset(&t, 0, sizeof(t));
+    t.fail_at = 0;
+    assert_int_equal(me_photo_cores_run(TASKS, task, &t, 3), -1);
+    assert_int_equal(t.ran[0], 1);
+    assert_int_equal(me_photo_cores_busy(), 1);
+    me_photo_cores_leave();
+}
+
+/* A helper gives its core back as soon as a photo starts beyond the limit: after tasks 0
+ * and 1 (on two threads at once), everything is left to the caller's thread. */
+static void test_cores_helper_leaves_when_a_photo_starts(void **state)
+{
+    tasks_t t = {.fail_at = -1, .crowd = 1};
+    (void)state;
+
+    assert_int_equal(pthread_barrier_init(&t.barrier, NULL, 2), 0);
+    me_photo_cores_enter();
+    assert_int_equal(me_photo_cores_run(TASKS, task, &t, 2), 0);
+    for (int i = 0; i < TASKS; i++) {
+        assert_int_equal(t.ran[i], 1);
+        if (i >= 2)
+            assert_true(pthread_equal(t.thread[i], pthread_self()));
+    }
+    assert_int_equal(me_photo_cores_busy(), 2); /* the caller's and the photo task 0 started */
+    me_photo_cores_leave();
+    me_photo_cores_leave();
+    pthread_barrier_destroy(&t.barrier);
 }
 
 /* ---- whole photos ---- */
@@ -380,6 +493,10 @@ int main(void)
         cmocka_unit_test(test_exif_coordinate_table),
         cmocka_unit_test(test_webp_strip_keeps_only_the_image),
         cmocka_unit_test(test_webp_strip_refuses_every_cut_and_bad_sizes),
+        cmocka_unit_test(test_cores_borrow_within_the_limit),
+        cmocka_unit_test(test_cores_run_every_task_once),
+        cmocka_unit_test(test_cores_run_stops_after_a_failure),
+        cmocka_unit_test(test_cores_helper_leaves_when_a_photo_starts),
         cmocka_unit_test(test_variants_of_each_format),
         cmocka_unit_test(test_refusals_and_their_codes),
         cmocka_unit_test(test_no_leaks_over_runs_and_threads),
