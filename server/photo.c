@@ -3,11 +3,13 @@
 
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <vips/vips.h>
 
 #include "server/log.h"
+#include "server/photo_cores.h"
 #include "server/photo_exif.h"
 #include "server/photo_webp.h"
 #include "server/upload.h"
@@ -33,6 +35,7 @@ static int init_status = ME_EINTERNAL;
 void me_photo_config_init(me_photo_config_t *pc, const me_config_t *cfg)
 {
     memset(pc, 0, sizeof(*pc));
+    pc->threads = cfg->cpu_limit > 0 ? cfg->cpu_limit : 1;
     pc->max_pixels = (uint64_t)cfg->photo_max_pixels;
     pc->max_bytes = cfg->photo_max_bytes;
     pc->jpeg_quality = cfg->photo_jpeg_quality;
@@ -129,16 +132,16 @@ static int load_shrink(format_t fmt, double s)
     return k;
 }
 
-/* Copies the libvips error text into out->detail and clears it. */
-static void take_error(me_photo_result_t *out, const char *stage)
+/* Copies the libvips error text into detail ("stage: text") and clears it. */
+static void take_error(char *detail, size_t size, const char *stage)
 {
     char *msg = vips_error_buffer_copy();
     size_t n;
 
-    snprintf(out->detail, sizeof(out->detail), "%s: %s", stage, msg && *msg ? msg : "failed");
-    n = strlen(out->detail);
-    while (n && (out->detail[n - 1] == '\n' || out->detail[n - 1] == ' '))
-        out->detail[--n] = '\0';
+    snprintf(detail, size, "%s: %s", stage, msg && *msg ? msg : "failed");
+    n = strlen(detail);
+    while (n && (detail[n - 1] == '\n' || detail[n - 1] == ' '))
+        detail[--n] = '\0';
     g_free(msg);
 }
 
@@ -228,12 +231,31 @@ static int scaled(int n, double s)
     return v < 1 ? 1 : (int)v;
 }
 
-/* Decodes the photo once into memory, at the master scale, upright, sRGB, no metadata. */
-static int decode_master(VipsObject *ctx, const me_photo_config_t *pc, format_t fmt, const void *data,
-                         size_t len, VipsImage *header, VipsImage **out)
+/* in computed into a new image in memory (owned by ctx) by threads libvips workers: the
+ * count is a hint on this pipeline alone (vips_concurrency_set() would change every
+ * pipeline of the process), not passed on to what is made from the result. */
+static VipsImage *to_memory(VipsObject *ctx, VipsImage *in, int threads)
 {
-    VipsImage **t = (VipsImage **)vips_object_local_array(ctx, 5);
-    VipsImage *img = header, *sized, *srgb, *bare;
+    VipsImage **t = (VipsImage **)vips_object_local_array(ctx, 2);
+
+    if (vips_copy(in, &t[0], NULL))
+        return NULL;
+    if (threads > 1)
+        vips_image_set_int(t[0], VIPS_META_CONCURRENCY, threads);
+    if (!(t[1] = vips_image_copy_memory(t[0])))
+        return NULL;
+    vips_image_remove(t[1], VIPS_META_CONCURRENCY);
+    return t[1];
+}
+
+/* Decodes the photo once into memory, at the master scale, upright, sRGB, no metadata, on
+ * threads libvips workers (the loader is serial; the others resize and convert what it
+ * has decoded). */
+static int decode_master(VipsObject *ctx, const me_photo_config_t *pc, format_t fmt, const void *data,
+                         size_t len, VipsImage *header, int threads, VipsImage **out)
+{
+    VipsImage **t = (VipsImage **)vips_object_local_array(ctx, 2);
+    VipsImage *img = header, *sized, *srgb, *decoded, *bare;
     int w = header->Xsize, h = header->Ysize;
     double s = master_scale(pc, w > h ? w : h, w < h ? w : h);
     int shrink = load_shrink(fmt, s);
@@ -246,32 +268,53 @@ static int decode_master(VipsObject *ctx, const me_photo_config_t *pc, format_t 
     /* shrink before the colour transform and the rotation: both then work on fewer pixels */
     if (resize_to(ctx, img, scaled(w, s), scaled(h, s), &sized) || to_srgb(ctx, sized, &srgb))
         return -1;
-    if (!(t[1] = vips_image_copy_memory(srgb))) /* the only full decode */
+    if (!(decoded = to_memory(ctx, srgb, threads))) /* the only full decode */
         return -1;
-    if (vips_autorot(t[1], &t[2], NULL) || strip(ctx, t[2], &bare))
+    if (vips_autorot(decoded, &t[1], NULL) || strip(ctx, t[1], &bare))
         return -1;
-    if (vips_image_get_orientation(header) == 1) {
-        *out = bare;
-        return 0;
-    }
+    *out = bare;
     /* keep it turned in memory rather than turning it again for every variant */
-    if (!(t[3] = vips_image_copy_memory(bare)))
+    if (vips_image_get_orientation(header) != 1 && !(*out = to_memory(ctx, bare, threads)))
         return -1;
-    *out = t[3];
+    /* The master is in memory, so any order of reading it is fine; saying it is sequential
+     * keeps libvips' vertical shrink (the thumb's 2048 -> 320) on its line cache: without
+     * the hint (strip() removes it) that resize costs four times as much. */
+    vips_image_set_int(*out, VIPS_META_SEQUENTIAL, 1);
     return 0;
 }
 
-/* Makes variant v from master, encodes it into the next outputs of out. */
-static int make_variant(const me_photo_config_t *pc, const me_photo_variant_t *v, VipsImage *master,
-                        int long_edge, int short_edge, me_photo_result_t *out)
+/* One photo's variants while they are made, by tasks that may run on several threads. */
+typedef struct {
+    const me_photo_config_t *pc;
+    VipsImage *master;
+    int long_edge, short_edge;                /* the original's, as displayed */
+    int order[ME_PHOTO_OUTPUTS_MAX];          /* the outputs, costliest first: task i makes order[i] */
+    int maker[ME_PHOTO_VARIANTS_MAX];         /* the task that makes a variant's pixels: its first */
+    pthread_mutex_t lock;                     /* guards images; made is signalled when one is set */
+    pthread_cond_t made;
+    VipsImage *images[ME_PHOTO_VARIANTS_MAX]; /* each variant's pixels, a reference each */
+    me_photo_result_t *out;
+    atomic_int failed;                        /* a task has written out->detail */
+} variants_t;
+
+/* A task failed: the first failure's libvips error becomes out->detail (read once every
+ * task has ended). The error buffer is the process's: take it before another task does. */
+static void task_failed(variants_t *vs)
+{
+    if (atomic_exchange(&vs->failed, 1) == 0)
+        take_error(vs->out->detail, sizeof(vs->out->detail), "variant");
+}
+
+/* The pixels of variant v in memory, a new reference in *out (the master itself when it has
+ * the variant's size: nothing to copy). */
+static int make_image(variants_t *vs, const me_photo_variant_t *v, VipsImage **out)
 {
     VipsObject *ctx = VIPS_OBJECT(vips_image_new());
-    VipsImage **t = (VipsImage **)vips_object_local_array(ctx, 4);
-    VipsImage *sized;
-    me_photo_output_t *jpg = &out->outputs[out->noutputs], *webp = jpg + 1;
+    VipsImage **t = (VipsImage **)vips_object_local_array(ctx, 2);
+    VipsImage *master = vs->master, *sized;
     int mw = master->Xsize, mh = master->Ysize, mlong = mw > mh ? mw : mh, mshort = mw < mh ? mw : mh;
-    int side = v->size < short_edge ? v->size : short_edge;
-    int target = v->size < long_edge ? v->size : long_edge;
+    int side = v->size < vs->short_edge ? v->size : vs->short_edge;
+    int target = v->size < vs->long_edge ? v->size : vs->long_edge;
     double s = v->square ? (double)side / mshort : (double)target / mlong;
     int ret = -1;
 
@@ -279,45 +322,117 @@ static int make_variant(const me_photo_config_t *pc, const me_photo_variant_t *v
         goto exit;
     if (v->square) {
         /* smartcrop reads its input several times: from memory, not through the resize */
-        if (!(t[3] = vips_image_copy_memory(sized)))
+        if (!(t[0] = vips_image_copy_memory(sized)) ||
+            vips_smartcrop(t[0], &t[1], side < t[0]->Xsize ? side : t[0]->Xsize,
+                           side < t[0]->Ysize ? side : t[0]->Ysize, "interesting", VIPS_INTERESTING_ATTENTION, NULL))
             goto exit;
-        sized = t[3];
-        if (vips_smartcrop(sized, &t[0], side < sized->Xsize ? side : sized->Xsize,
-                           side < sized->Ysize ? side : sized->Ysize, "interesting", VIPS_INTERESTING_ATTENTION,
-                           NULL))
-            goto exit;
-        sized = t[0];
+        sized = t[1];
     }
-    if (!(t[1] = vips_image_copy_memory(sized))) /* small; read by both encoders */
+    if (sized == master)
+        g_object_ref(*out = master);
+    else if (!(*out = vips_image_copy_memory(sized))) /* read by both encoders */
         goto exit;
-    if (vips_image_hasalpha(t[1])) {
+    ret = 0;
+exit:
+    g_object_unref(ctx);
+    return ret;
+}
+
+/* The pixels task i needs for its variant v: made by it when it is the variant's first
+ * task, else made (or being made) by an earlier task, which it waits for. NULL on failure. */
+static VipsImage *variant_image(variants_t *vs, int i, int v)
+{
+    VipsImage *img = NULL;
+    int failed = 0;
+
+    if (vs->maker[v] == i && (failed = make_image(vs, &vs->pc->variants[v], &img)) != 0)
+        task_failed(vs); /* before waking the waiters: they look at vs->failed */
+    pthread_mutex_lock(&vs->lock);
+    if (vs->maker[v] == i) {
+        vs->images[v] = img;
+        pthread_cond_broadcast(&vs->made);
+    }
+    while (!vs->images[v] && !atomic_load(&vs->failed))
+        pthread_cond_wait(&vs->made, &vs->lock);
+    img = failed ? NULL : vs->images[v];
+    pthread_mutex_unlock(&vs->lock);
+    return img;
+}
+
+/* Task i: output k = vs->order[i] of out, variant k / 2 as JPEG (k even) or WebP. */
+static int encode(void *arg, int i)
+{
+    variants_t *vs = arg;
+    const me_photo_config_t *pc = vs->pc;
+    int k = vs->order[i], v = k / ME_PHOTO_FORMATS, jpeg = k % ME_PHOTO_FORMATS == 0;
+    VipsImage *img = variant_image(vs, i, v), *flat = NULL;
+    me_photo_output_t *o = &vs->out->outputs[k];
+    int ret = -1;
+
+    if (!img)
+        return -1;
+    *o = (me_photo_output_t){.name = pc->variants[v].name, .ext = jpeg ? "jpg" : "webp",
+                             .content_type = jpeg ? "image/jpeg" : "image/webp",
+                             .width = img->Xsize, .height = img->Ysize};
+    if (jpeg && vips_image_hasalpha(img)) { /* JPEG has no alpha: onto white */
         VipsArrayDouble *white = vips_array_double_newv(1, 255.0);
-        int rc = vips_flatten(t[1], &t[2], "background", white, NULL);
+        int rc = vips_flatten(img, &flat, "background", white, NULL);
         vips_area_unref(VIPS_AREA(white));
         if (rc)
             goto exit;
-    } else {
-        t[2] = t[1];
-        g_object_ref(t[2]);
+        img = flat;
     }
-    *jpg = (me_photo_output_t){.name = v->name, .ext = "jpg", .content_type = "image/jpeg",
-                               .width = t[1]->Xsize, .height = t[1]->Ysize};
-    *webp = (me_photo_output_t){.name = v->name, .ext = "webp", .content_type = "image/webp",
-                                .width = t[1]->Xsize, .height = t[1]->Ysize};
-    if (vips_jpegsave_buffer(t[2], &jpg->data, &jpg->len, "Q", pc->jpeg_quality, "optimize_coding", TRUE,
-                             "interlace", TRUE, "strip", TRUE, NULL))
+    if (jpeg ? vips_jpegsave_buffer(img, &o->data, &o->len, "Q", pc->jpeg_quality, "optimize_coding", TRUE,
+                                    "interlace", TRUE, "strip", TRUE, NULL)
+             : vips_webpsave_buffer(img, &o->data, &o->len, "Q", pc->webp_quality, "strip", TRUE, NULL))
         goto exit;
-    out->noutputs++;
-    if (vips_webpsave_buffer(t[1], &webp->data, &webp->len, "Q", pc->webp_quality, "strip", TRUE, NULL))
-        goto exit;
-    out->noutputs++;
-    if ((webp->len = me_photo_webp_strip(webp->data, webp->len)) == 0) {
+    if (!jpeg && (o->len = me_photo_webp_strip(o->data, o->len)) == 0) {
         vips_error("mediaedge", "libvips wrote a malformed WebP");
         goto exit;
     }
     ret = 0;
 exit:
-    g_object_unref(ctx);
+    if (flat)
+        g_object_unref(flat);
+    if (ret != 0)
+        task_failed(vs);
+    return ret;
+}
+
+/* Makes pc's variants of master into out->outputs, in pc's order. One task per output,
+ * costliest first so that the threads of the run end together (WebP at libvips' default
+ * effort costs about four times the progressive JPEG of the same pixels); a variant's
+ * first task makes its pixels, its other waits for them. The tasks run on helper threads
+ * while cores are idle (photo_cores.h). Returns 0, or -1 with out->detail set; either way
+ * out->noutputs covers every output, for me_photo_result_free(). */
+static int make_variants(const me_photo_config_t *pc, VipsImage *master, int long_edge, int short_edge,
+                         me_photo_result_t *out)
+{
+    variants_t vs = {.pc = pc, .master = master, .long_edge = long_edge, .short_edge = short_edge, .out = out};
+    double cost[ME_PHOTO_OUTPUTS_MAX];
+    int ret;
+
+    out->noutputs = pc->nvariants * ME_PHOTO_FORMATS;
+    for (int k = 0; k < out->noutputs; k++) {
+        const me_photo_variant_t *v = &pc->variants[k / ME_PHOTO_FORMATS];
+        double edge = v->size < (v->square ? short_edge : long_edge) ? v->size : (v->square ? short_edge : long_edge);
+        double area = v->square ? edge * edge : edge * edge * short_edge / long_edge;
+        int j = k;
+        cost[k] = area * (k % ME_PHOTO_FORMATS ? 4 : 1);
+        for (; j > 0 && cost[vs.order[j - 1]] < cost[k]; j--) /* insertion: ties keep pc's order */
+            vs.order[j] = vs.order[j - 1];
+        vs.order[j] = k;
+    }
+    for (int i = out->noutputs - 1; i >= 0; i--)
+        vs.maker[vs.order[i] / ME_PHOTO_FORMATS] = i;
+    pthread_mutex_init(&vs.lock, NULL);
+    pthread_cond_init(&vs.made, NULL);
+    ret = me_photo_cores_run(out->noutputs, encode, &vs, pc->threads);
+    pthread_cond_destroy(&vs.made);
+    pthread_mutex_destroy(&vs.lock);
+    for (int v = 0; v < pc->nvariants; v++)
+        if (vs.images[v])
+            g_object_unref(vs.images[v]);
     return ret;
 }
 
@@ -326,8 +441,9 @@ int me_photo_process(const me_photo_config_t *pc, const void *data, size_t len, 
     VipsObject *ctx = NULL;
     VipsImage **t, *master;
     const char *stage = "init";
-    int ret, fmt, w, h;
+    int ret, rc, fmt, w, h, spare;
 
+    me_photo_cores_enter();
     memset(out, 0, sizeof(*out));
     out->orientation = 1;
     if ((ret = me_photo_init()) != 0)
@@ -365,22 +481,28 @@ int me_photo_process(const me_photo_config_t *pc, const void *data, size_t len, 
     out->height = vips_image_get_orientation_swap(t[0]) ? w : h;
     me_photo_exif_facts(t[0], pc->keep_location, out);
     stage = "decode";
-    if (decode_master(ctx, pc, (format_t)fmt, data, len, t[0], &master))
+    /* With a core to spare, a second libvips worker resizes and converts the strips the
+     * loader has decoded (12 MP JPEG: about a third less wall time). libheif decodes the
+     * whole picture on one thread before the first strip comes out: there it only adds CPU. */
+    spare = fmt == FMT_HEIF ? 0 : me_photo_cores_borrow(1, pc->threads);
+    rc = decode_master(ctx, pc, (format_t)fmt, data, len, t[0], 1 + spare, &master);
+    me_photo_cores_give(spare);
+    if (rc)
         goto exit;
     ret = ME_EINTERNAL;
     stage = "variant";
-    for (int i = 0; i < pc->nvariants; i++)
-        if (make_variant(pc, &pc->variants[i], master, out->width > out->height ? out->width : out->height,
-                         out->width < out->height ? out->width : out->height, out))
-            goto exit;
+    if (make_variants(pc, master, out->width > out->height ? out->width : out->height,
+                      out->width < out->height ? out->width : out->height, out))
+        goto exit;
     ret = 0;
 exit:
     if (ret != 0 && !out->detail[0])
-        take_error(out, stage);
+        take_error(out->detail, sizeof(out->detail), stage);
     else
         vips_error_clear();
     if (ctx)
         g_object_unref(ctx);
+    me_photo_cores_leave();
     if (ret != 0) {
         char detail[sizeof(out->detail)];
         memcpy(detail, out->detail, sizeof(detail));

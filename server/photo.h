@@ -15,7 +15,11 @@
  *
  * Every function is thread-safe and blocks (CPU): call it from pool threads. libvips is
  * set up once per process by the first call (cache off, one worker thread per pipeline, so
- * that parallel jobs share the cores through the pool rather than through libvips). */
+ * that parallel jobs share the cores through the pool rather than through libvips). While
+ * the process has idle cores (fewer busy than pc->threads), a photo borrows them: a second
+ * libvips worker for its decode, and helper threads that encode its outputs side by side,
+ * costliest first (photo_cores.h); with every core busy it runs on its caller's thread
+ * alone, and its outputs are the same bytes either way. */
 #ifndef ME_PHOTO_H
 #define ME_PHOTO_H
 
@@ -45,6 +49,7 @@ typedef struct {
 typedef struct {
     uint64_t max_pixels;
     uint64_t max_bytes;
+    int threads; /* cores the process's photos may keep busy in all (photo_cores.h): the CPU limit */
     int jpeg_quality, webp_quality;
     int keep_location;
     int nvariants;

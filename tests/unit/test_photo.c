@@ -1,7 +1,8 @@
 /* test_photo.c: the photo pipeline in process: EXIF fact parsing and the WebP chunk filter
- * (tables, every cut), then whole photos made here with libvips' savers: error codes,
- * limits, variants, storage keys, and no leak of memory, images or descriptors over many
- * runs, several threads at once. The pixel-level checks (orientation, colour, metadata by
+ * (tables, every cut), the budget of cores and its runs of tasks, then whole photos made
+ * here with libvips' savers: error codes, limits, variants, the same bytes on one thread
+ * or several, storage keys, and no leak of memory, images or descriptors over many runs,
+ * several threads at once. The pixel-level checks (orientation, colour, metadata by
  * exiftool) are in tests/integration/test_photo.py. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -18,6 +19,7 @@
 #include <vips/vips.h>
 
 #include "server/photo.h"
+#include "server/photo_cores.h"
 #include "server/photo_exif.h"
 #include "server/photo_webp.h"
 
@@ -160,22 +162,135 @@ static void test_webp_strip_refuses_every_cut_and_bad_sizes(void **state)
     assert_int_equal(me_photo_webp_strip(buf, len), 0);
 }
 
+/* ---- the budget of cores ---- */
+
+static void test_cores_borrow_within_the_limit(void **state)
+{
+    (void)state;
+
+    assert_int_equal(me_photo_cores_busy(), 0);
+    me_photo_cores_enter();
+    assert_int_equal(me_photo_cores_borrow(5, 3), 2);
+    assert_int_equal(me_photo_cores_busy(), 3);
+    assert_int_equal(me_photo_cores_borrow(1, 3), 0);
+    assert_int_equal(me_photo_cores_borrow(1, 1), 0);
+    me_photo_cores_give(2);
+    assert_int_equal(me_photo_cores_borrow(0, 3), 0);
+    me_photo_cores_enter(); /* a photo always runs, over the limit or not */
+    me_photo_cores_enter();
+    assert_int_equal(me_photo_cores_busy(), 3);
+    assert_int_equal(me_photo_cores_borrow(1, 2), 0);
+    me_photo_cores_leave();
+    me_photo_cores_leave();
+    me_photo_cores_leave();
+    assert_int_equal(me_photo_cores_busy(), 0);
+}
+
+#define TASKS 12
+
+typedef struct {
+    int ran[TASKS];
+    pthread_t thread[TASKS];
+    int fail_at;               /* this task fails; -1: none */
+    int crowd;                 /* tasks 0 and 1 wait for each other, then one more photo starts */
+    pthread_barrier_t barrier;
+} tasks_t;
+
+static int task(void *arg, int i)
+{
+    tasks_t *t = arg;
+
+    __atomic_add_fetch(&t->ran[i], 1, __ATOMIC_SEQ_CST);
+    t->thread[i] = pthread_self();
+    if (t->crowd && i < 2) { /* both running; then the photo starts before either goes on */
+        pthread_barrier_wait(&t->barrier);
+        if (i == 0)
+            me_photo_cores_enter();
+        pthread_barrier_wait(&t->barrier);
+    }
+    return i == t->fail_at;
+}
+
+/* Runs are made by a photo: its caller's thread is busy already. */
+static void test_cores_run_every_task_once(void **state)
+{
+    tasks_t t = {.fail_at = -1};
+    uint64_t helpers = me_photo_cores_helpers();
+    (void)state;
+
+    me_photo_cores_enter();
+    assert_int_equal(me_photo_cores_run(TASKS, task, &t, 1), 0); /* limit 1: the caller alone */
+    for (int i = 0; i < TASKS; i++) {
+        assert_int_equal(t.ran[i], 1);
+        assert_true(pthread_equal(t.thread[i], pthread_self()));
+    }
+    assert_int_equal(me_photo_cores_helpers(), helpers);
+    memset(&t, 0, sizeof(t));
+    t.fail_at = -1;
+    assert_int_equal(me_photo_cores_run(TASKS, task, &t, 4), 0);
+    for (int i = 0; i < TASKS; i++)
+        assert_int_equal(t.ran[i], 1);
+    assert_true(me_photo_cores_helpers() > helpers);
+    assert_int_equal(me_photo_cores_busy(), 1); /* every helper gave its core back */
+    assert_int_equal(me_photo_cores_run(0, task, &t, 4), 0);
+    me_photo_cores_leave();
+}
+
+static void test_cores_run_stops_after_a_failure(void **state)
+{
+    tasks_t t = {.fail_at = 3};
+    (void)state;
+
+    me_photo_cores_enter();
+    assert_int_equal(me_photo_cores_run(TASKS, task, &t, 1), -1);
+    for (int i = 0; i < TASKS; i++)
+        assert_int_equal(t.ran[i], i <= 3);
+    memset(&t, 0, sizeof(t));
+    t.fail_at = 0;
+    assert_int_equal(me_photo_cores_run(TASKS, task, &t, 3), -1);
+    assert_int_equal(t.ran[0], 1);
+    assert_int_equal(me_photo_cores_busy(), 1);
+    me_photo_cores_leave();
+}
+
+/* A helper gives its core back as soon as a photo starts beyond the limit: after tasks 0
+ * and 1 (on two threads at once), everything is left to the caller's thread. */
+static void test_cores_helper_leaves_when_a_photo_starts(void **state)
+{
+    tasks_t t = {.fail_at = -1, .crowd = 1};
+    (void)state;
+
+    assert_int_equal(pthread_barrier_init(&t.barrier, NULL, 2), 0);
+    me_photo_cores_enter();
+    assert_int_equal(me_photo_cores_run(TASKS, task, &t, 2), 0);
+    for (int i = 0; i < TASKS; i++) {
+        assert_int_equal(t.ran[i], 1);
+        if (i >= 2)
+            assert_true(pthread_equal(t.thread[i], pthread_self()));
+    }
+    assert_int_equal(me_photo_cores_busy(), 2); /* the caller's and the photo task 0 started */
+    me_photo_cores_leave();
+    me_photo_cores_leave();
+    pthread_barrier_destroy(&t.barrier);
+}
+
 /* ---- whole photos ---- */
 
-/* A w x h noisy 3-band image saved by saver ("jpeg", "png", "webp"); g_free the result. */
+/* A w x h noisy 3-band image saved by saver ("jpeg", "png", "webp"; "png-alpha": with a
+ * translucent alpha band); g_free the result. */
 static void *make_photo(const char *saver, int w, int h, size_t *len)
 {
     VipsImage *n = NULL, *c = NULL, *b = NULL;
     void *buf = NULL;
-    int rc;
+    int rc, alpha = strcmp(saver, "png-alpha") == 0;
 
     assert_int_equal(vips_gaussnoise(&n, w, h, "sigma", 40.0, "mean", 128.0, NULL), 0);
     assert_int_equal(vips_cast(n, &c, VIPS_FORMAT_UCHAR, NULL), 0);
-    assert_int_equal(vips_bandjoin_const(c, &b, (double[]){60, 200}, 2, NULL), 0);
+    assert_int_equal(vips_bandjoin_const(c, &b, (double[]){60, 200, 180}, alpha ? 3 : 2, NULL), 0);
     b->Type = VIPS_INTERPRETATION_sRGB;
     if (strcmp(saver, "jpeg") == 0)
         rc = vips_jpegsave_buffer(b, &buf, len, "Q", 90, NULL);
-    else if (strcmp(saver, "png") == 0)
+    else if (strncmp(saver, "png", 3) == 0)
         rc = vips_pngsave_buffer(b, &buf, len, NULL);
     else
         rc = vips_webpsave_buffer(b, &buf, len, NULL);
@@ -275,6 +390,76 @@ static void test_refusals_and_their_codes(void **state)
     g_free(jpeg);
 }
 
+static void assert_same_outputs(const me_photo_result_t *a, const me_photo_result_t *b)
+{
+    assert_int_equal(a->noutputs, b->noutputs);
+    for (int i = 0; i < a->noutputs; i++) {
+        assert_string_equal(a->outputs[i].name, b->outputs[i].name);
+        assert_string_equal(a->outputs[i].ext, b->outputs[i].ext);
+        assert_int_equal(a->outputs[i].width, b->outputs[i].width);
+        assert_int_equal(a->outputs[i].height, b->outputs[i].height);
+        assert_int_equal(a->outputs[i].len, b->outputs[i].len);
+        assert_memory_equal(a->outputs[i].data, b->outputs[i].data, a->outputs[i].len);
+    }
+}
+
+/* With idle cores a photo borrows helper threads; with none (threads 1, or every core busy)
+ * it stays on its caller's thread. The outputs are the same bytes in pc's order either way. */
+static void test_parallel_outputs_are_the_serial_ones(void **state)
+{
+    static const char *const savers[] = {"jpeg", "png-alpha"};
+    (void)state;
+
+    for (int s = 0; s < 2; s++) {
+        me_photo_config_t one = pc, two = pc;
+        me_photo_result_t serial, parallel, crowded;
+        size_t len;
+        void *data = make_photo(savers[s], 1200, 900, &len);
+        uint64_t helpers = me_photo_cores_helpers();
+
+        one.threads = 1;
+        two.threads = 2;
+        assert_int_equal(me_photo_process(&one, data, len, &serial), 0);
+        assert_int_equal(me_photo_cores_helpers(), helpers);
+        assert_int_equal(me_photo_process(&two, data, len, &parallel), 0);
+        assert_true(me_photo_cores_helpers() > helpers);
+        assert_same_outputs(&serial, &parallel);
+        helpers = me_photo_cores_helpers();
+        me_photo_cores_enter(); /* another photo takes the other core */
+        assert_int_equal(me_photo_process(&two, data, len, &crowded), 0);
+        me_photo_cores_leave();
+        assert_int_equal(me_photo_cores_helpers(), helpers);
+        assert_same_outputs(&serial, &crowded);
+        assert_int_equal(me_photo_cores_busy(), 0);
+        me_photo_result_free(&serial);
+        me_photo_result_free(&parallel);
+        me_photo_result_free(&crowded);
+        g_free(data);
+    }
+}
+
+/* An encoder's failure surfaces as before, from a helper thread or not: ME_EINTERNAL, the
+ * libvips words in detail, no output left. */
+static void test_variant_failure_on_any_thread(void **state)
+{
+    me_photo_config_t bad = pc;
+    size_t len;
+    void *data = make_photo("jpeg", 16500, 16, &len);
+    (void)state;
+
+    bad.variants[bad.nvariants - 1].size = 20000; /* wider than WebP can be: that encode fails */
+    for (bad.threads = 1; bad.threads <= 4; bad.threads += 3) {
+        me_photo_result_t r;
+        assert_int_equal(me_photo_process(&bad, data, len, &r), ME_EINTERNAL);
+        assert_int_equal(r.noutputs, 0);
+        assert_non_null(strstr(r.detail, "variant: ")); /* and libvips' words, caught on their thread: */
+        assert_null(strstr(r.detail, "variant: failed"));
+        me_photo_result_free(&r);
+    }
+    assert_int_equal(me_photo_cores_busy(), 0);
+    g_free(data);
+}
+
 typedef struct {
     const void *data;
     size_t len;
@@ -284,9 +469,12 @@ typedef struct {
 static void *worker(void *arg)
 {
     worker_t *w = arg;
+    me_photo_config_t two = pc;
+
+    two.threads = 2; /* helpers while another worker is between photos, none while all run */
     for (int i = 0; i < w->runs; i++) {
         me_photo_result_t r;
-        if (me_photo_process(&pc, w->data, w->len, &r) != 0 || r.noutputs != 8)
+        if (me_photo_process(&two, w->data, w->len, &r) != 0 || r.noutputs != 8)
             w->failures++;
         me_photo_result_free(&r);
     }
@@ -380,8 +568,14 @@ int main(void)
         cmocka_unit_test(test_exif_coordinate_table),
         cmocka_unit_test(test_webp_strip_keeps_only_the_image),
         cmocka_unit_test(test_webp_strip_refuses_every_cut_and_bad_sizes),
+        cmocka_unit_test(test_cores_borrow_within_the_limit),
+        cmocka_unit_test(test_cores_run_every_task_once),
+        cmocka_unit_test(test_cores_run_stops_after_a_failure),
+        cmocka_unit_test(test_cores_helper_leaves_when_a_photo_starts),
         cmocka_unit_test(test_variants_of_each_format),
         cmocka_unit_test(test_refusals_and_their_codes),
+        cmocka_unit_test(test_parallel_outputs_are_the_serial_ones),
+        cmocka_unit_test(test_variant_failure_on_any_thread),
         cmocka_unit_test(test_no_leaks_over_runs_and_threads),
         cmocka_unit_test(test_store_writes_every_variant_under_its_key),
     };
