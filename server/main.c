@@ -268,7 +268,7 @@ int main(int argc, char **argv)
         return status;
     }
     if (strcmp(cmd, "photo-decoder") == 0) /* started by the server itself: no configuration, no secret */
-        return me_photo_sandbox_child(3);
+        return me_photo_sandbox_child();
     if (strcmp(cmd, "photo-variants") == 0) {
         status = cmd_photo_variants(argc, argv, &cfg);
         me_config_free(&cfg);

@@ -5,38 +5,54 @@
 #include <stdatomic.h>
 #include <vips/vips.h>
 
-static atomic_int busy;
+static atomic_int own;                 /* this process's busy cores, until me_photo_cores_share() */
+static atomic_int *slots = &own, *mine = &own;
+static int nslots = 1;
 static atomic_uint_fast64_t helpers_started;
+
+void me_photo_cores_share(atomic_int *shared, int n, int slot)
+{
+    slots = shared, nslots = n, mine = &shared[slot];
+}
 
 void me_photo_cores_enter(void)
 {
-    atomic_fetch_add(&busy, 1);
+    atomic_fetch_add(mine, 1);
 }
 
 void me_photo_cores_leave(void)
 {
-    atomic_fetch_sub(&busy, 1);
+    atomic_fetch_sub(mine, 1);
+}
+
+int me_photo_cores_busy(void)
+{
+    int n = 0;
+    for (int i = 0; i < nslots; i++)
+        n += atomic_load(&slots[i]);
+    return n;
 }
 
 int me_photo_cores_borrow(int want, int limit)
 {
-    int got = 0, now = atomic_load(&busy);
+    int got = 0;
 
-    while (got < want && now < limit)
-        if (atomic_compare_exchange_weak(&busy, &now, now + 1)) /* on failure now is reloaded */
-            got++, now++;
+    /* take one, then look: two borrowers at once may both step back, never both go over */
+    while (got < want) {
+        atomic_fetch_add(mine, 1);
+        if (me_photo_cores_busy() > limit) {
+            atomic_fetch_sub(mine, 1);
+            break;
+        }
+        got++;
+    }
     return got;
 }
 
 void me_photo_cores_give(int n)
 {
     if (n > 0)
-        atomic_fetch_sub(&busy, n);
-}
-
-int me_photo_cores_busy(void)
-{
-    return atomic_load(&busy);
+        atomic_fetch_sub(mine, n);
 }
 
 uint64_t me_photo_cores_helpers(void)
@@ -58,7 +74,7 @@ static void work(run_t *r, int helper)
 {
     for (;;) {
         int i;
-        if (atomic_load(&r->failed) || (helper && atomic_load(&busy) > r->limit))
+        if (atomic_load(&r->failed) || (helper && me_photo_cores_busy() > r->limit))
             return;
         if ((i = atomic_fetch_add(&r->next, 1)) >= r->n)
             return;

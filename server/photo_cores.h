@@ -1,5 +1,6 @@
-/* photo_cores.h: the cores the photo pipelines of the process keep busy, counted in one
- * process-wide budget, and the helper threads a pipeline borrows while some are idle.
+/* photo_cores.h: the cores the photo pipelines keep busy, counted in one budget for the
+ * process (or shared by the decoder processes: me_photo_cores_share()), and the helper
+ * threads a pipeline borrows while some are idle.
  *
  * Why: the job pool runs as many photos at once as there are cores, each on one thread,
  * which is the best throughput when the pool is full; a photo alone on an idle machine
@@ -13,10 +14,17 @@
 #ifndef ME_PHOTO_CORES_H
 #define ME_PHOTO_CORES_H
 
+#include <stdatomic.h>
 #include <stdint.h>
 #include "server/error.h"
 
 #define ME_PHOTO_CORES_RUN_MAX 16 /* threads one me_photo_cores_run() uses at most, its caller's included */
+
+/* Makes the budget shared by several processes (the photo decoders, photo_sandbox.h): shared
+ * holds n counters in memory they all map, one per process; this one counts its busy cores in
+ * shared[slot] and the busy cores are the sum. Call it once, before any other function, while
+ * the counters are 0 (whoever starts a process again after a crash zeroes its counter). */
+void me_photo_cores_share(atomic_int *shared, int n, int slot);
 
 /* Counts the caller's thread as one busy core until me_photo_cores_leave(). Cannot fail. */
 void me_photo_cores_enter(void);

@@ -7,26 +7,32 @@
 #include <glib.h>
 #include <limits.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 #include "server/log.h"
+#include "server/photo_cores.h"
 #include "server/sandbox.h"
 
 #define MAGIC 0x4d455048u         /* "MEPH" */
 #define OUTPUT_MAX (64u << 20)    /* bytes of one encoded variant the parent accepts */
-#define CHILD_FD 3
+#define CHILD_FD 3 /* the socket */
+#define CORES_FD 4 /* the shared count of busy cores */
 #define EXIT_SETUP 3   /* the child's exit status when libvips could not be set up */
 #define EXIT_CONFINE 4 /* ... when it could not confine itself */
 
 typedef struct {
-    uint32_t magic, size; /* size: of the me_photo_config_t that follows */
+    uint32_t magic, size;  /* size: of the me_photo_config_t that follows */
+    uint32_t slots, slot;  /* the shared count of busy cores: its length, the child's own */
 } hello_t;
 
 typedef struct {
@@ -44,12 +50,26 @@ typedef struct {
     uint64_t len;           /* the bytes follow */
 } output_t;
 
-struct me_photo_sandbox {
+typedef struct me_photo_decoders pool_t;
+
+typedef struct {
+    pool_t *pool;
+    int slot;  /* its index, also in the shared count of busy cores */
+    pid_t pid; /* 0: none running */
+    int fd;    /* its socket */
+    char dir[PATH_MAX];
+} decoder_t;
+
+struct me_photo_decoders {
     const me_photo_config_t *pc;
     uint64_t timeout_ms;
-    pid_t pid; /* 0: none running */
-    int fd;
-    char exe[PATH_MAX], dir[PATH_MAX];
+    int slots, n, nidle; /* slots: the decoders asked for; n: made so far */
+    decoder_t *all, **idle;
+    atomic_int *cores; /* n counters in shared memory (photo_cores.h) */
+    int cores_fd;
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    char exe[PATH_MAX];
 };
 
 static int64_t now_ms(void)
@@ -92,33 +112,21 @@ static int xfer(int fd, void *buf, size_t len, int out, int64_t deadline)
 
 /* ---- the parent's side ---- */
 
-me_photo_sandbox_t *me_photo_sandbox_new(const me_photo_config_t *pc, const char *exe, const char *tmp_root,
-                                         uint64_t timeout_ms)
+/* fd, moved to a number above the child's own fds when it is one of them (dup2 onto itself
+ * would keep close-on-exec, and an action could overwrite another's source). -1 on failure. */
+static int above_child_fds(int fd)
 {
-    me_photo_sandbox_t *sb = calloc(1, sizeof(*sb));
-
-    if (sb == NULL)
-        return NULL;
-    sb->pc = pc;
-    sb->timeout_ms = timeout_ms;
-    sb->fd = -1;
-    if ((size_t)snprintf(sb->exe, sizeof(sb->exe), "%s", exe) >= sizeof(sb->exe) ||
-        (size_t)snprintf(sb->dir, sizeof(sb->dir), "%s/mediaedge-decoder-XXXXXX", tmp_root) >= sizeof(sb->dir) ||
-        mkdtemp(sb->dir) == NULL) {
-        free(sb);
-        return NULL;
-    }
-    return sb;
-}
-
-int me_photo_sandbox_pid(const me_photo_sandbox_t *sb)
-{
-    return sb->pid;
+    int moved;
+    if (fd < 0 || fd > CORES_FD)
+        return fd;
+    moved = fcntl(fd, F_DUPFD_CLOEXEC, CORES_FD + 1);
+    close(fd);
+    return moved;
 }
 
 /* Ends the child, if any, and collects it; says how it ended into why (when given). Returns
  * its exit status when it exited by itself, else -1. */
-static int stop(me_photo_sandbox_t *sb, char *why, size_t whylen)
+static int stop(decoder_t *sb, char *why, size_t whylen)
 {
     int status = 0, exited = -1;
 
@@ -136,12 +144,13 @@ static int stop(me_photo_sandbox_t *sb, char *why, size_t whylen)
         close(sb->fd);
     sb->pid = 0;
     sb->fd = -1;
+    atomic_store(&sb->pool->cores[sb->slot], 0); /* what it held died with it */
     return exited;
 }
 
 /* The child's environment: nothing of ours (no MEDIAEDGE_* setting, no secret), its scratch
  * directory for every temp file, and the sanitizers' options in sanitizer builds. */
-static void child_env(const me_photo_sandbox_t *sb, char bufs[][PATH_MAX + 32], char **envp)
+static void child_env(const decoder_t *sb, char bufs[][PATH_MAX + 32], char **envp)
 {
     const char *asan = getenv("ASAN_OPTIONS"), *ubsan = getenv("UBSAN_OPTIONS");
     int n = 0;
@@ -158,7 +167,7 @@ static void child_env(const me_photo_sandbox_t *sb, char bufs[][PATH_MAX + 32], 
 }
 
 /* Starts the child and sends it the configuration. 0, or -1 with why set. */
-static int start(me_photo_sandbox_t *sb, char *why, size_t whylen)
+static int start(decoder_t *sb, char *why, size_t whylen)
 {
     char bufs[5][PATH_MAX + 32], *envp[6], *argv[] = {"mediaedge", "photo-decoder", NULL};
     posix_spawn_file_actions_t fa;
@@ -170,11 +179,7 @@ static int start(me_photo_sandbox_t *sb, char *why, size_t whylen)
         snprintf(why, whylen, "socketpair: %s", strerror(errno));
         return -1;
     }
-    if (sv[1] == CHILD_FD) { /* dup2 onto itself would keep close-on-exec */
-        int moved = fcntl(sv[1], F_DUPFD_CLOEXEC, CHILD_FD + 1);
-        close(sv[1]);
-        sv[1] = moved;
-    }
+    sv[1] = above_child_fds(sv[1]);
     child_env(sb, bufs, envp);
     sigemptyset(&none);
     sigemptyset(&defaults);
@@ -190,11 +195,13 @@ static int start(me_photo_sandbox_t *sb, char *why, size_t whylen)
     /* the server's stdin and stdout (a pipe its supervisor reads) are not the child's */
     rc = sv[1] < 0 ? errno : posix_spawn_file_actions_adddup2(&fa, sv[1], CHILD_FD);
     if (rc == 0)
+        rc = posix_spawn_file_actions_adddup2(&fa, sb->pool->cores_fd, CORES_FD);
+    if (rc == 0)
         rc = posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
     if (rc == 0)
         rc = posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
     if (rc == 0)
-        rc = posix_spawn(&sb->pid, sb->exe, &fa, &attr, argv, envp);
+        rc = posix_spawn(&sb->pid, sb->pool->exe, &fa, &attr, argv, envp);
     posix_spawn_file_actions_destroy(&fa);
     posix_spawnattr_destroy(&attr);
     if (sv[1] >= 0)
@@ -202,14 +209,14 @@ static int start(me_photo_sandbox_t *sb, char *why, size_t whylen)
     sb->fd = sv[0];
     if (rc != 0) {
         sb->pid = 0;
-        snprintf(why, whylen, "could not start %s: %s", sb->exe, strerror(rc));
+        snprintf(why, whylen, "could not start %s: %s", sb->pool->exe, strerror(rc));
         stop(sb, NULL, 0);
         return -1;
     }
-    hello_t hello = {MAGIC, sizeof(*sb->pc)};
-    int64_t deadline = now_ms() + (int64_t)sb->timeout_ms;
+    hello_t hello = {MAGIC, sizeof(*sb->pool->pc), (uint32_t)sb->pool->slots, (uint32_t)sb->slot};
+    int64_t deadline = now_ms() + (int64_t)sb->pool->timeout_ms;
     if (xfer(sb->fd, &hello, sizeof(hello), 1, deadline) != 0 ||
-        xfer(sb->fd, (void *)sb->pc, sizeof(*sb->pc), 1, deadline) != 0) {
+        xfer(sb->fd, (void *)sb->pool->pc, sizeof(*sb->pool->pc), 1, deadline) != 0) {
         snprintf(why, whylen, "did not take its configuration");
         stop(sb, why, whylen);
         return -1;
@@ -219,7 +226,7 @@ static int start(me_photo_sandbox_t *sb, char *why, size_t whylen)
 }
 
 /* Reads a reply's result into out, checking every field; outputs' pointers are ours. 0 or -1. */
-static int read_result(me_photo_sandbox_t *sb, int64_t deadline, me_photo_result_t *out)
+static int read_result(decoder_t *sb, int64_t deadline, me_photo_result_t *out)
 {
     me_photo_result_t r;
 
@@ -234,11 +241,11 @@ static int read_result(me_photo_sandbox_t *sb, int64_t deadline, me_photo_result
     for (int i = 0; i < r.noutputs; i++) {
         me_photo_output_t *o = &out->outputs[i];
         output_t head;
-        if (xfer(sb->fd, &head, sizeof(head), 0, deadline) != 0 || head.variant >= (uint32_t)sb->pc->nvariants ||
+        if (xfer(sb->fd, &head, sizeof(head), 0, deadline) != 0 || head.variant >= (uint32_t)sb->pool->pc->nvariants ||
             head.webp > 1 || head.len == 0 || head.len > OUTPUT_MAX || o->width < 1 || o->height < 1 ||
             o->width > ME_PHOTO_SIZE_MAX || o->height > ME_PHOTO_SIZE_MAX)
             return -1;
-        o->name = sb->pc->variants[head.variant].name;
+        o->name = sb->pool->pc->variants[head.variant].name;
         o->ext = head.webp ? "webp" : "jpg";
         o->content_type = head.webp ? "image/webp" : "image/jpeg";
         o->len = head.len;
@@ -251,7 +258,7 @@ static int read_result(me_photo_sandbox_t *sb, int64_t deadline, me_photo_result
     return 0;
 }
 
-int me_photo_sandbox_process(me_photo_sandbox_t *sb, const void *data, size_t len, me_photo_result_t *out)
+static int process(decoder_t *sb, const void *data, size_t len, me_photo_result_t *out)
 {
     char why[128] = "answered out of protocol";
     reply_t reply;
@@ -260,16 +267,16 @@ int me_photo_sandbox_process(me_photo_sandbox_t *sb, const void *data, size_t le
 
     memset(out, 0, sizeof(*out));
     out->orientation = 1;
-    if (len > sb->pc->max_bytes) {
+    if (len > sb->pool->pc->max_bytes) {
         snprintf(out->detail, sizeof(out->detail), "%zu bytes, over photos.max_bytes (%llu)", len,
-                 (unsigned long long)sb->pc->max_bytes);
+                 (unsigned long long)sb->pool->pc->max_bytes);
         return ME_ETOOLARGE;
     }
     if (sb->pid > 0 && waitpid(sb->pid, NULL, WNOHANG) == sb->pid) /* it died since its last photo */
         sb->pid = 0, stop(sb, NULL, 0);
     if (sb->pid == 0 && start(sb, why, sizeof(why)) != 0)
         goto died;
-    deadline = now_ms() + (int64_t)sb->timeout_ms;
+    deadline = now_ms() + (int64_t)sb->pool->timeout_ms;
     request_t req = {MAGIC, 0, len};
     if (xfer(sb->fd, &req, sizeof(req), 1, deadline) != 0 || xfer(sb->fd, (void *)data, len, 1, deadline) != 0 ||
         xfer(sb->fd, &reply, sizeof(reply), 0, deadline) != 0 || reply.magic != MAGIC ||
@@ -277,7 +284,7 @@ int me_photo_sandbox_process(me_photo_sandbox_t *sb, const void *data, size_t le
         goto broke;
     switch (reply.ret) {
     case 0:
-        if (out->noutputs == 2 * sb->pc->nvariants)
+        if (out->noutputs == 2 * sb->pool->pc->nvariants)
             return 0;
         break;
     case ME_ETOOLARGE:
@@ -292,7 +299,8 @@ int me_photo_sandbox_process(me_photo_sandbox_t *sb, const void *data, size_t le
     errno = EPROTO;
 broke:
     if (errno == ETIMEDOUT)
-        snprintf(why, sizeof(why), "took longer than photos.timeout (%llu ms)", (unsigned long long)sb->timeout_ms);
+        snprintf(why, sizeof(why), "took longer than photos.timeout (%llu ms)",
+                 (unsigned long long)sb->pool->timeout_ms);
     else if (errno == EPIPE || errno == ECONNRESET)
         snprintf(why, sizeof(why), "closed its socket");
     exited = stop(sb, why, sizeof(why));
@@ -325,13 +333,81 @@ static void remove_scratch(const char *dir)
     rmdir(dir);
 }
 
-void me_photo_sandbox_free(me_photo_sandbox_t *sb)
+me_photo_decoders_t *me_photo_decoders_new(const me_photo_config_t *pc, int n, const char *exe,
+                                           const char *tmp_root, uint64_t timeout_ms, char *err, size_t errlen)
 {
-    if (sb == NULL)
+    pool_t *p = calloc(1, sizeof(*p));
+    size_t size = (size_t)n * sizeof(atomic_int);
+
+    if (p == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    p->pc = pc, p->timeout_ms = timeout_ms, p->slots = n, p->cores = MAP_FAILED, p->cores_fd = -1;
+    pthread_mutex_init(&p->lock, NULL);
+    pthread_cond_init(&p->wake, NULL);
+    snprintf(p->exe, sizeof(p->exe), "%s", exe);
+    if ((p->all = calloc((size_t)n, sizeof(*p->all))) == NULL || (p->idle = calloc((size_t)n, sizeof(*p->idle))) == NULL) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    if ((p->cores_fd = above_child_fds(memfd_create("mediaedge-cores", MFD_CLOEXEC))) < 0 ||
+        ftruncate(p->cores_fd, (off_t)size) != 0 ||
+        (p->cores = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, p->cores_fd, 0)) == MAP_FAILED) {
+        snprintf(err, errlen, "photos.sandbox: shared memory for the decoders: %s", strerror(errno));
+        goto fail;
+    }
+    for (; p->n < n; p->n++) {
+        decoder_t *d = &p->all[p->n];
+        *d = (decoder_t){.pool = p, .slot = p->n, .fd = -1};
+        if ((size_t)snprintf(d->dir, sizeof(d->dir), "%s/mediaedge-decoder-XXXXXX", tmp_root) >= sizeof(d->dir) ||
+            mkdtemp(d->dir) == NULL) {
+            snprintf(err, errlen, "photos.sandbox: cannot make a scratch directory in %s", tmp_root);
+            goto fail;
+        }
+        p->idle[p->nidle++] = d;
+    }
+    return p;
+fail:
+    me_photo_decoders_free(p);
+    return NULL;
+}
+
+int me_photo_decoders_process(me_photo_decoders_t *p, const void *data, size_t len, me_photo_result_t *out)
+{
+    decoder_t *d;
+    int ret;
+
+    pthread_mutex_lock(&p->lock);
+    while (p->nidle == 0)
+        pthread_cond_wait(&p->wake, &p->lock);
+    d = p->idle[--p->nidle];
+    pthread_mutex_unlock(&p->lock);
+    ret = process(d, data, len, out);
+    pthread_mutex_lock(&p->lock);
+    p->idle[p->nidle++] = d;
+    pthread_cond_signal(&p->wake);
+    pthread_mutex_unlock(&p->lock);
+    return ret;
+}
+
+void me_photo_decoders_free(me_photo_decoders_t *p)
+{
+    if (p == NULL)
         return;
-    stop(sb, NULL, 0);
-    remove_scratch(sb->dir);
-    free(sb);
+    for (int i = 0; i < p->n; i++) {
+        stop(&p->all[i], NULL, 0);
+        remove_scratch(p->all[i].dir);
+    }
+    if (p->cores != MAP_FAILED)
+        munmap(p->cores, (size_t)p->slots * sizeof(atomic_int));
+    if (p->cores_fd >= 0)
+        close(p->cores_fd);
+    pthread_mutex_destroy(&p->lock);
+    pthread_cond_destroy(&p->wake);
+    free(p->idle);
+    free(p->all);
+    free(p);
 }
 
 /* ---- the child's side ---- */
@@ -358,17 +434,24 @@ static int answer(int fd, const me_photo_config_t *pc, int ret, const me_photo_r
     return 0;
 }
 
-int me_photo_sandbox_child(int fd)
+int me_photo_sandbox_child(void)
 {
+    const int fd = CHILD_FD;
     static const char *const read_dirs[] = {"/usr", "/lib", "/lib64", "/etc/ld.so.cache", NULL};
     me_photo_config_t pc;
     hello_t hello;
     int landlock;
 
-    close_range((unsigned)fd + 1, ~0u, 0); /* whatever the server had open stays there */
+    close_range(CORES_FD + 1, ~0u, 0); /* whatever the server had open stays there */
     if (xfer(fd, &hello, sizeof(hello), 0, 0) != 0 || hello.magic != MAGIC || hello.size != sizeof(pc) ||
-        xfer(fd, &pc, sizeof(pc), 0, 0) != 0 || pc.nvariants < 1 || pc.nvariants > ME_PHOTO_VARIANTS_MAX)
+        hello.slots < 1 || hello.slots > 4096 || hello.slot >= hello.slots || xfer(fd, &pc, sizeof(pc), 0, 0) != 0 ||
+        pc.nvariants < 1 || pc.nvariants > ME_PHOTO_VARIANTS_MAX)
         return 2;
+    atomic_int *cores = mmap(NULL, hello.slots * sizeof(atomic_int), PROT_READ | PROT_WRITE, MAP_SHARED, CORES_FD, 0);
+    if (cores == MAP_FAILED)
+        return 2;
+    close(CORES_FD); /* the mapping stays */
+    me_photo_cores_share(cores, (int)hello.slots, (int)hello.slot);
     if (me_photo_init() != 0)
         return EXIT_SETUP;
     if (me_sandbox_enter(read_dirs, getenv("TMPDIR"), &landlock) != 0)

@@ -10,7 +10,8 @@
  *
  * Wire (a socketpair on the child's fd 3, both ends on this machine and this binary): the
  * photo configuration once, then per photo a request (the file's bytes) and a reply (the
- * result and each output's bytes). The parent checks every field of a reply. */
+ * result and each output's bytes). The parent checks every field of a reply. The count of
+ * busy cores is shared memory on the child's fd 4. */
 #ifndef ME_PHOTO_SANDBOX_H
 #define ME_PHOTO_SANDBOX_H
 
@@ -19,34 +20,34 @@
 #include "server/error.h"
 #include "server/photo.h"
 
-typedef struct me_photo_sandbox me_photo_sandbox_t;
+typedef struct me_photo_decoders me_photo_decoders_t;
 
-/* A decoder process for pc (kept by pointer: it must outlive the sandbox), running exe (this
- * binary) with a scratch directory made under tmp_root, each photo allowed timeout_ms. The
- * process starts on the first photo. NULL when out of memory or the scratch directory could
- * not be made. */
-me_photo_sandbox_t *me_photo_sandbox_new(const me_photo_config_t *pc, const char *exe, const char *tmp_root,
-                                         uint64_t timeout_ms);
+/* n decoder processes for pc (kept by pointer: it must outlive them), each running exe (this
+ * binary) with a scratch directory of its own made under tmp_root, each photo allowed
+ * timeout_ms. A process starts with its first photo. The decoders share one count of busy
+ * cores (photo_cores.h), so that a photo alone borrows the idle ones and n photos at once
+ * run on one core each. NULL with err set when out of memory or a directory or the shared
+ * count could not be made. */
+me_photo_decoders_t *me_photo_decoders_new(const me_photo_config_t *pc, int n, const char *exe,
+                                           const char *tmp_root, uint64_t timeout_ms, char *err, size_t errlen);
 
-/* me_photo_process() in the child: the same contract and results, and also
+/* me_photo_process() in an idle decoder (waiting for one when all n are busy): the same
+ * contract and results, and also
  *   ME_EBUSY      the decoder died, stalled past the timeout or answered nonsense (out->detail
- *                 says which); it was killed and the next call starts another;
+ *                 says which); it was killed and its next photo starts another;
  *   ME_EINTERNAL  also when the decoder could not set up libvips or confine itself (this
  *                 machine's fault, logged as an error).
- * One thread at a time per sandbox. */
-int me_photo_sandbox_process(me_photo_sandbox_t *sb, const void *data, size_t len,
-                             me_photo_result_t *out) ME_MUST_CHECK;
+ * Thread-safe. */
+int me_photo_decoders_process(me_photo_decoders_t *d, const void *data, size_t len,
+                              me_photo_result_t *out) ME_MUST_CHECK;
 
-/* The decoder's pid, 0 when none runs (for tests and logs). */
-int me_photo_sandbox_pid(const me_photo_sandbox_t *sb);
+/* Stops the processes (each exits when its socket closes) and removes their scratch
+ * directories. Call it when no photo is in a decoder. NULL is a no-op. */
+void me_photo_decoders_free(me_photo_decoders_t *d);
 
-/* Stops the child (it exits when its socket closes) and removes the scratch directory. NULL is
- * a no-op. */
-void me_photo_sandbox_free(me_photo_sandbox_t *sb);
-
-/* The child's side, run by `mediaedge photo-decoder` with its socket on fd: reads the
- * configuration, sets up libvips, confines itself, then answers photos until the socket
- * closes. Returns the process's exit status (0 at a clean end). */
-int me_photo_sandbox_child(int fd);
+/* The child's side, run by `mediaedge photo-decoder` (socket on fd 3, busy cores on fd 4):
+ * reads the configuration, sets up libvips, confines itself, then answers photos until the
+ * socket closes. Returns the process's exit status (0 at a clean end). */
+int me_photo_sandbox_child(void);
 
 #endif

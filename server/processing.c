@@ -1,6 +1,5 @@
 /* processing.c: the pipelines by kind behind the job runner, and their wiring. */
 #include <limits.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,10 +17,7 @@ ME_COUNTER(photos_refused, "mediaedge_photos_refused_total",
 
 struct me_processing {
     me_photo_config_t photos;
-    me_photo_sandbox_t **decoders; /* photos.sandbox: one per job worker; idle ones first */
-    int ndecoders, nidle;
-    pthread_mutex_t lock;
-    pthread_cond_t idle;
+    me_photo_decoders_t *decoders; /* photos.sandbox: one per job worker */
     me_jobq_t *jobs_q, *hooks_q;
     me_webhooks_t *hooks;
     me_jobs_t *jobs;
@@ -72,27 +68,6 @@ fail:
     return NULL;
 }
 
-/* me_photo_process(), in a decoder process when photos.sandbox is on. */
-static int decode(me_processing_t *p, const void *data, size_t len, me_photo_result_t *r)
-{
-    me_photo_sandbox_t *sb;
-    int ret;
-
-    if (p->ndecoders == 0)
-        return me_photo_process(&p->photos, data, len, r);
-    pthread_mutex_lock(&p->lock);
-    while (p->nidle == 0) /* no more jobs run than decoders: only if a worker were added */
-        pthread_cond_wait(&p->idle, &p->lock);
-    sb = p->decoders[--p->nidle];
-    pthread_mutex_unlock(&p->lock);
-    ret = me_photo_sandbox_process(sb, data, len, r);
-    pthread_mutex_lock(&p->lock);
-    p->decoders[p->nidle++] = sb;
-    pthread_cond_signal(&p->idle);
-    pthread_mutex_unlock(&p->lock);
-    return ret;
-}
-
 static int process_photo(me_processing_t *p, me_storage_t *st, const json_t *manifest, json_t **result,
                          me_job_failure_t *why)
 {
@@ -117,7 +92,8 @@ static int process_photo(me_processing_t *p, me_storage_t *st, const json_t *man
             fail(why, ME_EIO, 0, "The original could not be read from storage.");
         return ret;
     }
-    ret = decode(p, data, len, &r);
+    ret = p->decoders ? me_photo_decoders_process(p->decoders, data, len, &r)
+                      : me_photo_process(&p->photos, data, len, &r);
     free(data);
     if (ret != 0) {
         me_log_info(NULL, "media %s: photo refused: %s (%s)", id, me_err_code(ret), r.detail);
@@ -172,17 +148,9 @@ static int start_decoders(me_processing_t *p, const me_config_t *cfg, char *err,
         return -1;
     }
     exe[n] = '\0';
-    if ((p->decoders = calloc((size_t)cfg->job_workers, sizeof(*p->decoders))) == NULL) {
-        snprintf(err, errlen, "out of memory");
-        return -1;
-    }
-    for (; p->ndecoders < cfg->job_workers; p->ndecoders++, p->nidle++)
-        if ((p->decoders[p->ndecoders] =
-                 me_photo_sandbox_new(&p->photos, exe, tmp && *tmp ? tmp : "/tmp", cfg->photo_timeout)) == NULL) {
-            snprintf(err, errlen, "photos.sandbox: cannot make a scratch directory in %s", tmp && *tmp ? tmp : "/tmp");
-            return -1;
-        }
-    return 0;
+    p->decoders = me_photo_decoders_new(&p->photos, cfg->job_workers, exe, tmp && *tmp ? tmp : "/tmp",
+                                        cfg->photo_timeout, err, errlen);
+    return p->decoders ? 0 : -1;
 }
 
 me_processing_t *me_processing_start(const me_config_t *cfg, me_storage_t *st, char *err, size_t errlen)
@@ -194,8 +162,6 @@ me_processing_t *me_processing_start(const me_config_t *cfg, me_storage_t *st, c
     }
     me_photo_config_init(&p->photos, cfg); /* libvips itself is set up by the first photo:
                                              * loading its modules would double the start-up */
-    pthread_mutex_init(&p->lock, NULL);
-    pthread_cond_init(&p->idle, NULL);
     if (cfg->photo_sandbox && start_decoders(p, cfg, err, errlen) != 0)
         goto fail;
     if ((p->jobs_q = me_jobq_local_new()) == NULL || (p->hooks_q = me_jobq_local_new()) == NULL) {
@@ -232,10 +198,6 @@ void me_processing_stop(me_processing_t *p)
     me_webhooks_free(p->hooks);
     me_jobq_free(p->jobs_q);
     me_jobq_free(p->hooks_q);
-    for (int i = 0; i < p->ndecoders; i++)
-        me_photo_sandbox_free(p->decoders[i]);
-    free(p->decoders);
-    pthread_mutex_destroy(&p->lock);
-    pthread_cond_destroy(&p->idle);
+    me_photo_decoders_free(p->decoders);
     free(p);
 }

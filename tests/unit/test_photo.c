@@ -12,9 +12,12 @@
 
 #include <dirent.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <vips/vips.h>
 
@@ -184,6 +187,35 @@ static void test_cores_borrow_within_the_limit(void **state)
     me_photo_cores_leave();
     me_photo_cores_leave();
     assert_int_equal(me_photo_cores_busy(), 0);
+}
+
+/* Decoder processes share one count: cores another process holds are not borrowed. In a
+ * child process, since sharing is for good. */
+static void test_cores_shared_between_processes(void **state)
+{
+    atomic_int *slots = mmap(NULL, 2 * sizeof(atomic_int), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    (void)state;
+    assert_true(slots != MAP_FAILED);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int ok = 1;
+        me_photo_cores_share(slots, 2, 1);
+        atomic_store(&slots[0], 1); /* the other decoder runs a photo */
+        me_photo_cores_enter();
+        ok &= me_photo_cores_busy() == 2 && atomic_load(&slots[1]) == 1;
+        ok &= me_photo_cores_borrow(1, 2) == 0;
+        atomic_store(&slots[0], 0); /* ... and is done */
+        ok &= me_photo_cores_borrow(3, 2) == 1 && atomic_load(&slots[1]) == 2;
+        me_photo_cores_give(1);
+        me_photo_cores_leave();
+        ok &= me_photo_cores_busy() == 0;
+        _exit(ok ? 0 : 1);
+    }
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    munmap(slots, 2 * sizeof(atomic_int));
 }
 
 #define TASKS 12
@@ -569,6 +601,7 @@ int main(void)
         cmocka_unit_test(test_webp_strip_keeps_only_the_image),
         cmocka_unit_test(test_webp_strip_refuses_every_cut_and_bad_sizes),
         cmocka_unit_test(test_cores_borrow_within_the_limit),
+        cmocka_unit_test(test_cores_shared_between_processes),
         cmocka_unit_test(test_cores_run_every_task_once),
         cmocka_unit_test(test_cores_run_stops_after_a_failure),
         cmocka_unit_test(test_cores_helper_leaves_when_a_photo_starts),
