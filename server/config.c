@@ -98,6 +98,7 @@ static const setting_t settings[] = {
     SET("photos", "max_bytes", T_SIZE, photo_max_bytes, "64MiB", .min = KIB, .max = GIB),
     SET("photos", "jpeg_quality", T_INT, photo_jpeg_quality, "82", .min = 1, .max = 100),
     SET("photos", "webp_quality", T_INT, photo_webp_quality, "80", .min = 1, .max = 100),
+    SET("photos", "webp_effort", T_INT, photo_webp_effort, "4", .min = 0, .max = 6),
     SET("photos", "keep_location", T_BOOL, photo_keep_location, "false"),
     SET("photos", "variants", T_LIST, photo_variants, "thumb:320x320,small:640,medium:1280,large:2048",
         .valid = valid_variant, .max = ME_PHOTO_VARIANTS_MAX,

@@ -76,6 +76,7 @@ typedef struct {
     uint64_t photo_max_bytes;   /* bytes of a photo the pipeline reads; larger ones are refused */
     int photo_jpeg_quality;     /* 1..100 */
     int photo_webp_quality;     /* 1..100 */
+    int photo_webp_effort;      /* libwebp's method, 0 (fastest) ..6 (smallest) */
     int photo_keep_location;    /* return GPS coordinates in the facts (never in variants) */
     char *photo_variants;       /* "name:size,name:sizexsize,...": the variants made of each photo */
     int photo_sandbox;          /* decode in confined child processes (photo_sandbox.h) */

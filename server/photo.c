@@ -40,6 +40,7 @@ void me_photo_config_init(me_photo_config_t *pc, const me_config_t *cfg)
     pc->max_bytes = cfg->photo_max_bytes;
     pc->jpeg_quality = cfg->photo_jpeg_quality;
     pc->webp_quality = cfg->photo_webp_quality;
+    pc->webp_effort = cfg->photo_webp_effort;
     pc->keep_location = cfg->photo_keep_location;
     const char *p = cfg->photo_variants, *item;
     size_t len;
@@ -384,7 +385,8 @@ static int encode(void *arg, int i)
     }
     if (jpeg ? vips_jpegsave_buffer(img, &o->data, &o->len, "Q", pc->jpeg_quality, "optimize_coding", TRUE,
                                     "interlace", TRUE, "strip", TRUE, NULL)
-             : vips_webpsave_buffer(img, &o->data, &o->len, "Q", pc->webp_quality, "strip", TRUE, NULL))
+             : vips_webpsave_buffer(img, &o->data, &o->len, "Q", pc->webp_quality, "effort", pc->webp_effort,
+                                    "strip", TRUE, NULL))
         goto exit;
     if (!jpeg && (o->len = me_photo_webp_strip(o->data, o->len)) == 0) {
         vips_error("mediaedge", "libvips wrote a malformed WebP");

@@ -50,7 +50,7 @@ typedef struct {
     uint64_t max_pixels;
     uint64_t max_bytes;
     int threads; /* cores the process's photos may keep busy in all (photo_cores.h): the CPU limit */
-    int jpeg_quality, webp_quality;
+    int jpeg_quality, webp_quality, webp_effort;
     int keep_location;
     int nvariants;
     me_photo_variant_t variants[ME_PHOTO_VARIANTS_MAX];

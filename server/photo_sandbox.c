@@ -126,13 +126,13 @@ static int above_child_fds(int fd)
 
 /* Ends the child, if any, and collects it; says how it ended into why (when given). Returns
  * its exit status when it exited by itself, else -1. */
-static int stop(decoder_t *sb, char *why, size_t whylen)
+static int stop(decoder_t *d, char *why, size_t whylen)
 {
     int status = 0, exited = -1;
 
-    if (sb->pid > 0) {
-        kill(sb->pid, SIGKILL);
-        while (waitpid(sb->pid, &status, 0) < 0 && errno == EINTR)
+    if (d->pid > 0) {
+        kill(d->pid, SIGKILL);
+        while (waitpid(d->pid, &status, 0) < 0 && errno == EINTR)
             ;
         if (why && WIFSIGNALED(status) && WTERMSIG(status) != SIGKILL)
             snprintf(why, whylen, "died of signal %d", WTERMSIG(status));
@@ -140,24 +140,24 @@ static int stop(decoder_t *sb, char *why, size_t whylen)
             snprintf(why, whylen, "exited with status %d", WEXITSTATUS(status));
         exited = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
     }
-    if (sb->fd >= 0)
-        close(sb->fd);
-    sb->pid = 0;
-    sb->fd = -1;
-    atomic_store(&sb->pool->cores[sb->slot], 0); /* what it held died with it */
+    if (d->fd >= 0)
+        close(d->fd);
+    d->pid = 0;
+    d->fd = -1;
+    atomic_store(&d->pool->cores[d->slot], 0); /* what it held died with it */
     return exited;
 }
 
 /* The child's environment: nothing of ours (no MEDIAEDGE_* setting, no secret), its scratch
  * directory for every temp file, and the sanitizers' options in sanitizer builds. */
-static void child_env(const decoder_t *sb, char bufs[][PATH_MAX + 32], char **envp)
+static void child_env(const decoder_t *d, char bufs[][PATH_MAX + 32], char **envp)
 {
     const char *asan = getenv("ASAN_OPTIONS"), *ubsan = getenv("UBSAN_OPTIONS");
     int n = 0;
 
-    snprintf(bufs[n], PATH_MAX + 32, "HOME=%s", sb->dir), envp[n] = bufs[n], n++;
-    snprintf(bufs[n], PATH_MAX + 32, "TMPDIR=%s", sb->dir), envp[n] = bufs[n], n++;
-    snprintf(bufs[n], PATH_MAX + 32, "XDG_RUNTIME_DIR=%s", sb->dir), envp[n] = bufs[n], n++;
+    snprintf(bufs[n], PATH_MAX + 32, "HOME=%s", d->dir), envp[n] = bufs[n], n++;
+    snprintf(bufs[n], PATH_MAX + 32, "TMPDIR=%s", d->dir), envp[n] = bufs[n], n++;
+    snprintf(bufs[n], PATH_MAX + 32, "XDG_RUNTIME_DIR=%s", d->dir), envp[n] = bufs[n], n++;
     /* the leak checker stops the world with ptrace, which the sandbox forbids */
     snprintf(bufs[n], PATH_MAX + 32, "ASAN_OPTIONS=%s%sdetect_leaks=0", asan ? asan : "", asan ? ":" : ""),
         envp[n] = bufs[n], n++;
@@ -167,7 +167,7 @@ static void child_env(const decoder_t *sb, char bufs[][PATH_MAX + 32], char **en
 }
 
 /* Starts the child and sends it the configuration. 0, or -1 with why set. */
-static int start(decoder_t *sb, char *why, size_t whylen)
+static int start(decoder_t *d, char *why, size_t whylen)
 {
     char bufs[5][PATH_MAX + 32], *envp[6], *argv[] = {"mediaedge", "photo-decoder", NULL};
     posix_spawn_file_actions_t fa;
@@ -180,7 +180,7 @@ static int start(decoder_t *sb, char *why, size_t whylen)
         return -1;
     }
     sv[1] = above_child_fds(sv[1]);
-    child_env(sb, bufs, envp);
+    child_env(d, bufs, envp);
     sigemptyset(&none);
     sigemptyset(&defaults);
     sigaddset(&defaults, SIGTERM), sigaddset(&defaults, SIGINT), sigaddset(&defaults, SIGHUP);
@@ -195,42 +195,42 @@ static int start(decoder_t *sb, char *why, size_t whylen)
     /* the server's stdin and stdout (a pipe its supervisor reads) are not the child's */
     rc = sv[1] < 0 ? errno : posix_spawn_file_actions_adddup2(&fa, sv[1], CHILD_FD);
     if (rc == 0)
-        rc = posix_spawn_file_actions_adddup2(&fa, sb->pool->cores_fd, CORES_FD);
+        rc = posix_spawn_file_actions_adddup2(&fa, d->pool->cores_fd, CORES_FD);
     if (rc == 0)
         rc = posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
     if (rc == 0)
         rc = posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
     if (rc == 0)
-        rc = posix_spawn(&sb->pid, sb->pool->exe, &fa, &attr, argv, envp);
+        rc = posix_spawn(&d->pid, d->pool->exe, &fa, &attr, argv, envp);
     posix_spawn_file_actions_destroy(&fa);
     posix_spawnattr_destroy(&attr);
     if (sv[1] >= 0)
         close(sv[1]);
-    sb->fd = sv[0];
+    d->fd = sv[0];
     if (rc != 0) {
-        sb->pid = 0;
-        snprintf(why, whylen, "could not start %s: %s", sb->pool->exe, strerror(rc));
-        stop(sb, NULL, 0);
+        d->pid = 0;
+        snprintf(why, whylen, "could not start %s: %s", d->pool->exe, strerror(rc));
+        stop(d, NULL, 0);
         return -1;
     }
-    hello_t hello = {MAGIC, sizeof(*sb->pool->pc), (uint32_t)sb->pool->slots, (uint32_t)sb->slot};
-    int64_t deadline = now_ms() + (int64_t)sb->pool->timeout_ms;
-    if (xfer(sb->fd, &hello, sizeof(hello), 1, deadline) != 0 ||
-        xfer(sb->fd, (void *)sb->pool->pc, sizeof(*sb->pool->pc), 1, deadline) != 0) {
+    hello_t hello = {MAGIC, sizeof(*d->pool->pc), (uint32_t)d->pool->slots, (uint32_t)d->slot};
+    int64_t deadline = now_ms() + (int64_t)d->pool->timeout_ms;
+    if (xfer(d->fd, &hello, sizeof(hello), 1, deadline) != 0 ||
+        xfer(d->fd, (void *)d->pool->pc, sizeof(*d->pool->pc), 1, deadline) != 0) {
         snprintf(why, whylen, "did not take its configuration");
-        stop(sb, why, whylen);
+        stop(d, why, whylen);
         return -1;
     }
-    me_log_debug(NULL, "photo decoder %d started", (int)sb->pid);
+    me_log_debug(NULL, "photo decoder %d started", (int)d->pid);
     return 0;
 }
 
 /* Reads a reply's result into out, checking every field; outputs' pointers are ours. 0 or -1. */
-static int read_result(decoder_t *sb, int64_t deadline, me_photo_result_t *out)
+static int read_result(decoder_t *d, int64_t deadline, me_photo_result_t *out)
 {
     me_photo_result_t r;
 
-    if (xfer(sb->fd, &r, sizeof(r), 0, deadline) != 0 || r.noutputs < 0 || r.noutputs > ME_PHOTO_OUTPUTS_MAX)
+    if (xfer(d->fd, &r, sizeof(r), 0, deadline) != 0 || r.noutputs < 0 || r.noutputs > ME_PHOTO_OUTPUTS_MAX)
         return -1;
     memcpy(out, &r, sizeof(r));
     out->noutputs = 0;
@@ -241,24 +241,24 @@ static int read_result(decoder_t *sb, int64_t deadline, me_photo_result_t *out)
     for (int i = 0; i < r.noutputs; i++) {
         me_photo_output_t *o = &out->outputs[i];
         output_t head;
-        if (xfer(sb->fd, &head, sizeof(head), 0, deadline) != 0 || head.variant >= (uint32_t)sb->pool->pc->nvariants ||
+        if (xfer(d->fd, &head, sizeof(head), 0, deadline) != 0 || head.variant >= (uint32_t)d->pool->pc->nvariants ||
             head.webp > 1 || head.len == 0 || head.len > OUTPUT_MAX || o->width < 1 || o->height < 1 ||
             o->width > ME_PHOTO_SIZE_MAX || o->height > ME_PHOTO_SIZE_MAX)
             return -1;
-        o->name = sb->pool->pc->variants[head.variant].name;
+        o->name = d->pool->pc->variants[head.variant].name;
         o->ext = head.webp ? "webp" : "jpg";
         o->content_type = head.webp ? "image/webp" : "image/jpeg";
         o->len = head.len;
         if ((o->data = g_try_malloc(head.len)) == NULL)
             return -1;
         out->noutputs = i + 1;
-        if (xfer(sb->fd, o->data, head.len, 0, deadline) != 0)
+        if (xfer(d->fd, o->data, head.len, 0, deadline) != 0)
             return -1;
     }
     return 0;
 }
 
-static int process(decoder_t *sb, const void *data, size_t len, me_photo_result_t *out)
+static int process(decoder_t *d, const void *data, size_t len, me_photo_result_t *out)
 {
     char why[128] = "answered out of protocol";
     reply_t reply;
@@ -267,24 +267,24 @@ static int process(decoder_t *sb, const void *data, size_t len, me_photo_result_
 
     memset(out, 0, sizeof(*out));
     out->orientation = 1;
-    if (len > sb->pool->pc->max_bytes) {
+    if (len > d->pool->pc->max_bytes) {
         snprintf(out->detail, sizeof(out->detail), "%zu bytes, over photos.max_bytes (%llu)", len,
-                 (unsigned long long)sb->pool->pc->max_bytes);
+                 (unsigned long long)d->pool->pc->max_bytes);
         return ME_ETOOLARGE;
     }
-    if (sb->pid > 0 && waitpid(sb->pid, NULL, WNOHANG) == sb->pid) /* it died since its last photo */
-        sb->pid = 0, stop(sb, NULL, 0);
-    if (sb->pid == 0 && start(sb, why, sizeof(why)) != 0)
+    if (d->pid > 0 && waitpid(d->pid, NULL, WNOHANG) == d->pid) /* it died since its last photo */
+        d->pid = 0, stop(d, NULL, 0);
+    if (d->pid == 0 && start(d, why, sizeof(why)) != 0)
         goto died;
-    deadline = now_ms() + (int64_t)sb->pool->timeout_ms;
+    deadline = now_ms() + (int64_t)d->pool->timeout_ms;
     request_t req = {MAGIC, 0, len};
-    if (xfer(sb->fd, &req, sizeof(req), 1, deadline) != 0 || xfer(sb->fd, (void *)data, len, 1, deadline) != 0 ||
-        xfer(sb->fd, &reply, sizeof(reply), 0, deadline) != 0 || reply.magic != MAGIC ||
-        read_result(sb, deadline, out) != 0)
+    if (xfer(d->fd, &req, sizeof(req), 1, deadline) != 0 || xfer(d->fd, (void *)data, len, 1, deadline) != 0 ||
+        xfer(d->fd, &reply, sizeof(reply), 0, deadline) != 0 || reply.magic != MAGIC ||
+        read_result(d, deadline, out) != 0)
         goto broke;
     switch (reply.ret) {
     case 0:
-        if (out->noutputs == 2 * sb->pool->pc->nvariants)
+        if (out->noutputs == 2 * d->pool->pc->nvariants)
             return 0;
         break;
     case ME_ETOOLARGE:
@@ -300,10 +300,10 @@ static int process(decoder_t *sb, const void *data, size_t len, me_photo_result_
 broke:
     if (errno == ETIMEDOUT)
         snprintf(why, sizeof(why), "took longer than photos.timeout (%llu ms)",
-                 (unsigned long long)sb->pool->timeout_ms);
+                 (unsigned long long)d->pool->timeout_ms);
     else if (errno == EPIPE || errno == ECONNRESET)
         snprintf(why, sizeof(why), "closed its socket");
-    exited = stop(sb, why, sizeof(why));
+    exited = stop(d, why, sizeof(why));
     if (exited == EXIT_SETUP || exited == EXIT_CONFINE) { /* this machine's fault, not the photo's */
         me_photo_result_free(out);
         snprintf(out->detail, sizeof(out->detail), "photo decoder: %s",

@@ -297,3 +297,14 @@ def test_configured_limits(tmp_path, photos):
     assert rc == 1 and doc["error"] == "too_large" and "max_bytes" in doc["detail"]
     rc, doc, _ = variants(tmp_path, photos["big"], env={"MEDIAEDGE_PHOTOS_MAX_BYTES": str(size)})
     assert rc == 0
+
+
+def test_webp_effort_trades_time_for_size(tmp_path, photos):
+    sizes = {}
+    for effort in ("0", "6"):
+        (tmp_path / effort).mkdir()
+        rc, doc, out = variants(tmp_path / effort, photos["big"], env={"MEDIAEDGE_PHOTOS_WEBP_EFFORT": effort})
+        assert rc == 0, doc
+        sizes[effort] = (out / "large.webp").stat().st_size
+        assert (out / "large.webp").read_bytes()[8:12] == b"WEBP"
+    assert sizes["6"] < sizes["0"], sizes  # more effort, fewer bytes for the same quality
