@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -69,7 +70,7 @@ struct me_photo_decoders {
     int cores_fd;
     pthread_mutex_t lock;
     pthread_cond_t wake;
-    char exe[PATH_MAX];
+    char exe[PATH_MAX], scratch[PATH_MAX]; /* scratch: the decoders' directories are in it */
 };
 
 static int64_t now_ms(void)
@@ -319,18 +320,42 @@ died:
     return ME_EBUSY;
 }
 
-/* Empties the scratch directory (one level: libvips and Orc make files only) and removes it. */
-static void remove_scratch(const char *dir)
+#define SCRATCH_PREFIX "mediaedge-decoders-" /* + the server's pid: one directory per server */
+
+/* Removes dir and what is in it, depth levels down (libvips and Orc make files only). */
+static void remove_tree(int at, const char *dir, int depth)
 {
-    DIR *d = opendir(dir);
+    int fd = openat(at, dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
     struct dirent *e;
 
-    while (d && (e = readdir(d)) != NULL)
-        if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+    while (d && (e = readdir(d)) != NULL) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+            continue;
+        if (e->d_type == DT_DIR && depth > 0)
+            remove_tree(dirfd(d), e->d_name, depth - 1);
+        else
             unlinkat(dirfd(d), e->d_name, 0);
+    }
     if (d)
         closedir(d);
-    rmdir(dir);
+    else if (fd >= 0)
+        close(fd);
+    unlinkat(at, dir, AT_REMOVEDIR);
+}
+
+/* Removes the scratch directories of servers that are gone (a kill -9 leaves them). */
+static void sweep(const char *tmp_root)
+{
+    DIR *d = opendir(tmp_root);
+    struct dirent *e;
+    int pid;
+
+    while (d && (e = readdir(d)) != NULL)
+        if (sscanf(e->d_name, SCRATCH_PREFIX "%d", &pid) == 1 && pid > 0 && kill(pid, 0) != 0 && errno == ESRCH)
+            remove_tree(dirfd(d), e->d_name, 1);
+    if (d)
+        closedir(d);
 }
 
 me_photo_decoders_t *me_photo_decoders_new(const me_photo_config_t *pc, int n, const char *exe,
@@ -357,11 +382,18 @@ me_photo_decoders_t *me_photo_decoders_new(const me_photo_config_t *pc, int n, c
         snprintf(err, errlen, "photos.sandbox: shared memory for the decoders: %s", strerror(errno));
         goto fail;
     }
+    sweep(tmp_root);
+    snprintf(p->scratch, sizeof(p->scratch), "%s/" SCRATCH_PREFIX "%d", tmp_root, (int)getpid());
+    remove_tree(AT_FDCWD, p->scratch, 1); /* a server before us with our pid (a container's pid 1) */
+    if (mkdir(p->scratch, 0700) != 0) {
+        snprintf(err, errlen, "photos.sandbox: cannot make %s: %s", p->scratch, strerror(errno));
+        goto fail;
+    }
     for (; p->n < n; p->n++) {
         decoder_t *d = &p->all[p->n];
         *d = (decoder_t){.pool = p, .slot = p->n, .fd = -1};
-        if ((size_t)snprintf(d->dir, sizeof(d->dir), "%s/mediaedge-decoder-XXXXXX", tmp_root) >= sizeof(d->dir) ||
-            mkdtemp(d->dir) == NULL) {
+        if ((size_t)snprintf(d->dir, sizeof(d->dir), "%s/%d", p->scratch, p->n) >= sizeof(d->dir) ||
+            mkdir(d->dir, 0700) != 0) {
             snprintf(err, errlen, "photos.sandbox: cannot make a scratch directory in %s", tmp_root);
             goto fail;
         }
@@ -395,10 +427,10 @@ void me_photo_decoders_free(me_photo_decoders_t *p)
 {
     if (p == NULL)
         return;
-    for (int i = 0; i < p->n; i++) {
+    for (int i = 0; i < p->n; i++)
         stop(&p->all[i], NULL, 0);
-        remove_scratch(p->all[i].dir);
-    }
+    if (p->scratch[0])
+        remove_tree(AT_FDCWD, p->scratch, 1);
     if (p->cores != MAP_FAILED)
         munmap(p->cores, (size_t)p->slots * sizeof(atomic_int));
     if (p->cores_fd >= 0)

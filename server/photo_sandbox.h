@@ -23,7 +23,8 @@
 typedef struct me_photo_decoders me_photo_decoders_t;
 
 /* n decoder processes for pc (kept by pointer: it must outlive them), each running exe (this
- * binary) with a scratch directory of its own made under tmp_root, each photo allowed
+ * binary) with a scratch directory of its own, in tmp_root/mediaedge-decoders-<pid> (those of
+ * servers no longer running are removed first: a kill -9 leaves them), each photo allowed
  * timeout_ms. A process starts with its first photo. The decoders share one count of busy
  * cores (photo_cores.h), so that a photo alone borrows the idle ones and n photos at once
  * run on one core each. NULL with err set when out of memory or a directory or the shared

@@ -3,6 +3,7 @@ decoder that dies takes only its photo's attempt with it."""
 import os
 import shutil
 import signal
+import subprocess
 import time
 
 import pytest
@@ -92,3 +93,22 @@ def test_without_the_sandbox_photos_are_decoded_in_process(make_server, receiver
     assert wait_status(s, r.headers["media-id"])["status"] == "ready"
     time.sleep(0.2)
     assert decoders(s) == []
+
+
+def test_scratch_directories_of_dead_servers_are_swept(make_server, receiver, tmp_path):  # noqa: F811
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a pid no process has now
+    stale = tmp / f"mediaedge-decoders-{gone.pid}"
+    (stale / "0").mkdir(parents=True)
+    (stale / "0" / "orcexec.leftover").write_bytes(b"x")
+    alive = tmp / f"mediaedge-decoders-{os.getpid()}"  # this test's own pid: a live server's
+    alive.mkdir()
+    s = server_with_hooks(make_server, receiver, TMPDIR=str(tmp))
+    mine = tmp / f"mediaedge-decoders-{s.proc.pid}"
+    assert not stale.exists() and alive.exists()
+    assert (mine / "0").is_dir()  # one directory per decoder
+    s.proc.send_signal(signal.SIGTERM)  # a clean stop removes its own
+    s.proc.wait(timeout=60)
+    assert not mine.exists()
