@@ -894,20 +894,16 @@ static int list_has(const char *list, const char *word)
     return 0;
 }
 
-/* 1 when two of the (valid) variants have the same name. */
-static int variants_repeat(const char *list)
+/* 1 when two of the (valid) variants in photos.variants have the same name. */
+static int variants_repeat(const me_config_t *c)
 {
-    me_photo_variant_t v[ME_PHOTO_VARIANTS_MAX];
-    const char *item;
-    size_t len;
-    int n = 0;
+    me_photo_config_t pc;
 
-    while (n < ME_PHOTO_VARIANTS_MAX && me_config_list_next(&list, &item, &len) && me_photo_variant_parse(item, len, &v[n])) {
-        for (int i = 0; i < n; i++)
-            if (!strcmp(v[i].name, v[n].name))
+    me_photo_config_init(&pc, c); /* the pipeline's own reading of the list */
+    for (int i = 0; i < pc.nvariants; i++)
+        for (int j = 0; j < i; j++)
+            if (!strcmp(pc.variants[i].name, pc.variants[j].name))
                 return 1;
-        n++;
-    }
     return 0;
 }
 
@@ -930,7 +926,7 @@ static int validate(load_t *ld)
                     "tokens.hs256_secret must be at least 32 bytes for HS256");
     if (!*c->photo_variants)
         return reject(ld, ORIGIN(ld, photo_variants), "photos.variants is empty; list at least one, such as thumb:320x320");
-    if (variants_repeat(c->photo_variants))
+    if (variants_repeat(c))
         return reject(ld, ORIGIN(ld, photo_variants), "photos.variants names a variant twice; each name is a file name");
     if (list_has(c->cors_origins, "*"))
         return reject(ld, ORIGIN(ld, cors_origins),

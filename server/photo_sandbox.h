@@ -42,7 +42,7 @@ me_photo_decoders_t *me_photo_decoders_new(const me_photo_config_t *pc, int n, c
 int me_photo_decoders_process(me_photo_decoders_t *d, const void *data, size_t len,
                               me_photo_result_t *out) ME_MUST_CHECK;
 
-/* Stops the processes (each exits when its socket closes) and removes their scratch
+/* Ends the processes (SIGKILL: they hold nothing to save) and removes their scratch
  * directories. Call it when no photo is in a decoder. NULL is a no-op. */
 void me_photo_decoders_free(me_photo_decoders_t *d);
 

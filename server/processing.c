@@ -68,6 +68,25 @@ fail:
     return NULL;
 }
 
+/* The file is at fault: the photo fails at once, with this message for people. */
+typedef struct {
+    int err;
+    const char *message;
+} refusal_t;
+
+static const refusal_t *refusal_of(int err)
+{
+    static const refusal_t refusals[] = {
+        {ME_ETOOLARGE, "The photo has more pixels than this server processes."},
+        {ME_EMEDIA, "This file is not a photo we can read (JPEG, PNG, HEIC, WebP or GIF)."},
+        {ME_ECORRUPT, "The photo is damaged or cut short; upload it again from the phone."},
+    };
+    for (size_t i = 0; i < sizeof(refusals) / sizeof(refusals[0]); i++)
+        if (refusals[i].err == err)
+            return &refusals[i];
+    return NULL;
+}
+
 static int process_photo(me_processing_t *p, me_storage_t *st, const json_t *manifest, json_t **result,
                          me_job_failure_t *why)
 {
@@ -97,17 +116,12 @@ static int process_photo(me_processing_t *p, me_storage_t *st, const json_t *man
     free(data);
     if (ret != 0) {
         me_log_info(NULL, "media %s: photo refused: %s (%s)", id, me_err_code(ret), r.detail);
-        if (ret == ME_ETOOLARGE || ret == ME_EMEDIA || ret == ME_ECORRUPT) {
+        const refusal_t *refused = refusal_of(ret);
+        if (refused != NULL) {
             const char *reason = me_err_code(ret);
             me_metric_add(photos_refused, &reason, 1);
-        }
-        if (ret == ME_ETOOLARGE)
-            fail(why, ret, 1, "The photo has more pixels than this server processes.");
-        else if (ret == ME_EMEDIA)
-            fail(why, ret, 1, "This file is not a photo we can read (JPEG, PNG, HEIC, WebP or GIF).");
-        else if (ret == ME_ECORRUPT)
-            fail(why, ret, 1, "The photo is damaged or cut short; upload it again from the phone.");
-        else if (ret == ME_EBUSY) /* the decoder died or stalled on it: tried again, then set aside */
+            fail(why, ret, 1, refused->message);
+        } else if (ret == ME_EBUSY) /* the decoder died or stalled on it: tried again, then set aside */
             fail(why, ME_ECORRUPT, 0, "The photo could not be read safely; upload it again, or share it as a JPEG.");
         else
             fail(why, ret, 0, "The photo could not be processed this time.");
