@@ -1,6 +1,6 @@
 /* demo.c: a small page at / for developers who opened the server in a browser. */
 #include "handlers/demo.h"
-#include "server/http.h"
+#include "server/http/http.h"
 
 static const char page[] =
     "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>mediaedge</title></head>\n"

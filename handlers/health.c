@@ -2,7 +2,7 @@
  * Readiness reflects this process only (initialised, not draining): a storage outage shows in
  * metrics and in the requests that need storage, so one S3 hiccup does not empty a service. */
 #include "handlers/health.h"
-#include "server/http.h"
+#include "server/http/http.h"
 
 typedef struct {
     h2o_handler_t super;

@@ -3,7 +3,7 @@
 #define ME_HANDLERS_HEALTH_H
 
 #include <h2o.h>
-#include "server/server.h"
+#include "server/http/server.h"
 
 /* Registers /healthz and /readyz on host; srv answers readiness. */
 void me_health_register(h2o_hostconf_t *host, me_server_t *srv);

@@ -1,8 +1,8 @@
 /* metrics.c: serves every registered metric at /metrics (Prometheus text format 0.0.4). */
 #include <stdlib.h>
 #include "handlers/metrics.h"
-#include "server/http.h"
-#include "server/metrics.h"
+#include "server/http/http.h"
+#include "server/core/metrics.h"
 
 static int on_req(h2o_handler_t *self, h2o_req_t *req)
 {

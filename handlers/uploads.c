@@ -9,9 +9,9 @@
 #include <time.h>
 #include "handlers/uploads.h"
 #include "handlers/uploads_draft.h"
-#include "server/http.h"
-#include "server/plan.h"
-#include "server/upload.h"
+#include "server/http/http.h"
+#include "server/auth/plan.h"
+#include "server/upload/upload.h"
 
 #define TUS_VERSION "1.0.0"
 #define TUS_EXTENSIONS \

@@ -3,7 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 #include "handlers/uploads_draft.h"
-#include "server/http.h"
+#include "server/http/http.h"
 
 #define PROBLEM_BASE "https://iana.org/assignments/http-problem-types#"
 

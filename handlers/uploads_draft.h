@@ -7,8 +7,8 @@
 
 #include <stdint.h>
 #include <h2o.h>
-#include "server/config.h"
-#include "server/upload.h"
+#include "server/core/config.h"
+#include "server/upload/upload.h"
 
 /* The interop version a request asks for: 5 or 6; 0 when it has no
  * Upload-Draft-Interop-Version (a tus request); -1 when it names another version. */

@@ -3,8 +3,8 @@
 #include <stdio.h>
 #include <string.h>
 #include "handlers/whoami.h"
-#include "server/http.h"
-#include "server/log.h"
+#include "server/http/http.h"
+#include "server/core/log.h"
 
 typedef struct {
     h2o_handler_t super;

@@ -9,12 +9,12 @@
 #include <unistd.h>
 #include <h2o.h>
 #include <openssl/crypto.h>
-#include "server/config.h"
-#include "server/log.h"
-#include "server/photo.h"
-#include "server/photo_sandbox.h"
-#include "server/server.h"
-#include "server/token.h"
+#include "server/core/config.h"
+#include "server/core/log.h"
+#include "server/media/photo/photo.h"
+#include "server/media/sandbox/photo_sandbox.h"
+#include "server/http/server.h"
+#include "server/auth/token.h"
 
 extern char **environ;
 

@@ -1,4 +1,4 @@
-/* test_b64.c: unit tests of server/b64.c (base64url without padding, strict decoding). */
+/* test_b64.c: unit tests of server/core/b64.c (base64url without padding, strict decoding). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
-#include "server/b64.h"
+#include "server/core/b64.h"
 
 /* RFC 4648 section 10, without the padding. */
 static const struct {

@@ -1,4 +1,4 @@
-/* test_cgroup.c: unit tests of server/cgroup.c against fake cgroup v2 and v1 trees. */
+/* test_cgroup.c: unit tests of server/core/cgroup.c against fake cgroup v2 and v1 trees. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,7 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "server/cgroup.c"
+#include "server/core/cgroup.c"
 
 static char root[64]; /* a fresh fake cgroup mount for each test */
 static int cpus;      /* what the affinity mask allows */

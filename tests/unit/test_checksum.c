@@ -4,7 +4,7 @@
 #include <stddef.h>
 #include <string.h>
 #include <cmocka.h>
-#include "server/checksum.h"
+#include "server/upload/checksum.h"
 
 /* Digests of "hello world" in base64, as tus clients send them (made with openssl dgst and
  * python's zlib.crc32). */

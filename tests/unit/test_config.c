@@ -1,4 +1,4 @@
-/* test_config.c: unit tests of server/config.c: parsers, loading, errors, environment, secrets,
+/* test_config.c: unit tests of server/core/config.c: parsers, loading, errors, environment, secrets,
  * validation, the production profile, resolving auto values and printing. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -13,7 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "server/config.c"
+#include "server/core/config.c"
 
 static char dir[64];           /* this run's temporary directory */
 static char cfg_path[128];     /* dir/c.yaml, the file most tests load */

@@ -1,4 +1,4 @@
-/* test_cors.c: unit tests of server/cors.c: origin matching, preflights told apart from other
+/* test_cors.c: unit tests of server/http/cors.c: origin matching, preflights told apart from other
  * OPTIONS, and the headers each kind of request gets. */
 #include <stdarg.h>
 #include <stddef.h>
@@ -6,7 +6,7 @@
 #include <stdint.h>
 #include <string.h>
 #include <cmocka.h>
-#include "server/cors.h"
+#include "server/http/cors.h"
 
 #define APP "https://app.example.com"
 #define METHODS "POST, HEAD, PATCH, DELETE, OPTIONS"

@@ -11,8 +11,8 @@
 #include <unistd.h>
 #include <cmocka.h>
 #include <jansson.h>
-#include "server/jobq.h"
-#include "server/jobs.h"
+#include "server/jobs/jobq.h"
+#include "server/jobs/jobs.h"
 
 static const int64_t T0 = 1800000000000; /* ms */
 

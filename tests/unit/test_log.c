@@ -1,4 +1,4 @@
-/* test_log.c: unit tests of server/log.c: JSON validity, escaping, levels, buffering, write sizes, caps. */
+/* test_log.c: unit tests of server/core/log.c: JSON validity, escaping, levels, buffering, write sizes, caps. */
 #include <fcntl.h>
 #include <jansson.h>
 #include <setjmp.h>
@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <cmocka.h>
 
-#include "server/log.c"
+#include "server/core/log.c"
 
 /* The log writes into a packet-mode pipe (O_DIRECT): each read returns exactly one write()
  * (a write over 4096 bytes arrives as several packets), so tests see write boundaries. */

@@ -1,4 +1,4 @@
-/* test_metrics.c: unit tests of server/metrics.c: values, rendering, escaping, overflow, concurrency. */
+/* test_metrics.c: unit tests of server/core/metrics.c: values, rendering, escaping, overflow, concurrency. */
 #include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -6,7 +6,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "server/metrics.c"
+#include "server/core/metrics.c"
 
 /* One metric rendered alone (the registry holds every test's metrics). Caller frees. */
 static char *render_one(me_metric_t *m)

@@ -21,10 +21,10 @@
 #include <unistd.h>
 #include <vips/vips.h>
 
-#include "server/photo.h"
-#include "server/photo_cores.h"
-#include "server/photo_exif.h"
-#include "server/photo_webp.h"
+#include "server/media/photo/photo.h"
+#include "server/media/photo/photo_cores.h"
+#include "server/media/photo/photo_exif.h"
+#include "server/media/photo/photo_webp.h"
 
 static me_photo_config_t pc;
 

@@ -1,12 +1,12 @@
-/* test_plan.c: unit tests of server/plan.c (what each plan allows). */
+/* test_plan.c: unit tests of server/auth/plan.c (what each plan allows). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdint.h>
 #include <string.h>
 #include <cmocka.h>
-#include "server/error.h"
-#include "server/plan.h"
+#include "server/core/error.h"
+#include "server/auth/plan.h"
 
 /* Browsers (an Origin header, or a token for client browser) need premium; apps do not. */
 static void test_browser_rule(void **state)

@@ -6,7 +6,7 @@
 #include <stdatomic.h>
 #include <unistd.h>
 #include <cmocka.h>
-#include "server/pool.h"
+#include "server/core/pool.h"
 
 typedef struct {
     me_job_t job;

@@ -17,7 +17,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "server/sandbox.h"
+#include "server/media/sandbox/sandbox.h"
 
 typedef struct {
     int entered, landlock;

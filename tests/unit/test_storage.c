@@ -1,4 +1,4 @@
-/* test_storage.c: unit tests of server/storage.c and the file backend in real temporary
+/* test_storage.c: unit tests of server/storage/storage.c and the file backend in real temporary
  * directories: keys, round trips, ranges, listing, multipart, the order of the durable
  * write's system calls, injected failures, concurrency and file descriptors. */
 #include <setjmp.h>
@@ -18,7 +18,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "server/storage_file.c"
+#include "server/storage/storage_file.c"
 
 #define MIB (1024 * 1024)
 

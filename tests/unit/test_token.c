@@ -1,4 +1,4 @@
-/* test_token.c: unit tests of server/token.c (JWS verification, claims, cache, minting). */
+/* test_token.c: unit tests of server/auth/token.c (JWS verification, claims, cache, minting). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -12,8 +12,8 @@
 #include <cmocka.h>
 #include <jansson.h>
 #include <openssl/hmac.h>
-#include "server/b64.h"
-#include "server/token.h"
+#include "server/core/b64.h"
+#include "server/auth/token.h"
 
 #define ISSUER "https://api.example.test"
 #define AUDIENCE "mediaedge"

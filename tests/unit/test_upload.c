@@ -15,7 +15,7 @@
 #include <cmocka.h>
 #include <jansson.h>
 #include <openssl/evp.h>
-#include "server/upload.h"
+#include "server/upload/upload.h"
 
 static uint64_t min_part;  /* what the wrapped backend claims */
 static int fail_completes; /* how many multipart completes fail before they work again */

@@ -14,7 +14,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 #include <jansson.h>
-#include "server/webhook.h"
+#include "server/jobs/webhook.h"
 
 static const int64_t T0 = 1800000000000; /* ms */
 #define MEDIA_ID "AAAAAAAAAAAAAAAAAAAAm1"

@@ -1,0 +1,584 @@
+/* server.c: listening sockets, one h2o context per event-loop thread, signals and the drain. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <h2o.h>
+#include "handlers/demo.h"
+#include "handlers/health.h"
+#include "handlers/metrics.h"
+#include "handlers/uploads.h"
+#include "handlers/whoami.h"
+#include "server/http/http.h"
+#include "server/core/log.h"
+#include "server/core/metrics.h"
+#include "server/http/server.h"
+#include "server/media/processing.h"
+#include "server/storage/storage.h"
+#include "server/http/tls.h"
+
+enum { PHASE_SERVING, PHASE_CLOSING, PHASE_STOPPING };
+enum { LISTEN_HTTP, LISTEN_HTTPS, LISTEN_COUNT };
+
+typedef struct loop {
+    me_server_t *srv;
+    pthread_t tid;
+    h2o_evloop_t *evloop;
+    h2o_context_t ctx;
+    h2o_accept_ctx_t accept[LISTEN_COUNT];
+    h2o_socket_t *listeners[LISTEN_COUNT];
+    h2o_multithread_receiver_t jobs;
+    h2o_linklist_t conns;   /* accepted connections still open (conn_t) */
+    int nconns, max_conns;  /* open here; past max_conns accepting pauses */
+    int paused;
+    _Atomic int busy;       /* during the drain: requests or partial requests still here */
+    int closed;
+} loop_t;
+
+typedef struct {
+    h2o_linklist_t link;
+    h2o_socket_t *sock;
+    struct loop *loop;
+} conn_t;
+
+struct me_server {
+    me_config_t *cfg;
+    h2o_globalconf_t globalconf;
+    SSL_CTX *ssl_ctx;
+    me_token_verifier_t *verifier;
+    me_cors_t *cors;
+    me_processing_t *processing; /* roles worker and all */
+    me_pool_t *pool;
+    me_storage_t *storage;
+    me_uploads_t *uploads;
+    pthread_t janitor;
+    int janitor_started;
+    pthread_mutex_t janitor_lock;
+    pthread_cond_t janitor_wake;
+    int fds[LISTEN_COUNT];
+    int nloops;
+    loop_t *loops;
+    _Atomic int started; /* loops serving */
+    _Atomic int draining;
+    _Atomic int phase;
+};
+
+ME_GAUGE(draining_gauge, "mediaedge_draining", "1 while the process drains after a shutdown signal.", NULL)
+ME_GAUGE(connections_gauge, "mediaedge_connections", "Client connections open.", NULL)
+ME_COUNTER(accept_pauses, "mediaedge_accept_pauses_total",
+           "Times a loop stopped accepting because it held http.max_connections / loops connections.", NULL)
+ME_COUNTER(build_info, "mediaedge_build_info", "Build information; the value is always 1.", "version")
+
+const me_config_t *me_server_config(const me_server_t *srv)
+{
+    return srv->cfg;
+}
+
+me_token_verifier_t *me_server_verifier(const me_server_t *srv)
+{
+    return srv->verifier;
+}
+
+const me_cors_t *me_server_cors(const me_server_t *srv)
+{
+    return srv->cors;
+}
+
+me_pool_t *me_server_pool(const me_server_t *srv)
+{
+    return srv->pool;
+}
+
+me_uploads_t *me_server_uploads(const me_server_t *srv)
+{
+    return srv->uploads;
+}
+
+int me_server_is_ready(const me_server_t *srv)
+{
+    return atomic_load(&srv->started) == srv->nloops && !atomic_load(&srv->draining);
+}
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* ---- listening sockets ---- */
+
+/* Opens a listening TCP socket on "host:port" ("[v6]:port" too). Returns the fd or -1 with
+ * err set. */
+static int open_listener(const char *hostport, char *err, size_t errlen)
+{
+    char host[256];
+    const char *colon = strrchr(hostport, ':');
+    size_t hostlen = colon != NULL ? (size_t)(colon - hostport) : 0;
+    if (colon == NULL || hostlen >= sizeof(host)) {
+        snprintf(err, errlen, "bad listen address '%s'", hostport);
+        return -1;
+    }
+    memcpy(host, hostport, hostlen);
+    host[hostlen] = '\0';
+    if (hostlen >= 2 && host[0] == '[' && host[hostlen - 1] == ']') {
+        memmove(host, host + 1, hostlen - 2);
+        host[hostlen - 2] = '\0';
+    }
+
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE}, *res;
+    int gai = getaddrinfo(host[0] ? host : NULL, colon + 1, &hints, &res);
+    if (gai != 0) {
+        snprintf(err, errlen, "cannot resolve listen address '%s': %s", hostport, gai_strerror(gai));
+        return -1;
+    }
+    int fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0), on = 1;
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) != 0 ||
+        bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, SOMAXCONN) != 0 ||
+        fcntl(fd, F_SETFL, O_NONBLOCK) != 0) {
+        snprintf(err, errlen, "cannot listen on %s: %s", hostport, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        fd = -1;
+    }
+    freeaddrinfo(res);
+    return fd;
+}
+
+static void on_accept(h2o_socket_t *listener, const char *err);
+
+/* Stops or resumes reading every listener of loop: connections past the cap wait in the
+ * kernel's backlog instead of adding request bodies this process would have to hold. */
+static void set_paused(loop_t *loop, int paused)
+{
+    loop->paused = paused;
+    for (int i = 0; i < LISTEN_COUNT; i++) {
+        if (loop->listeners[i] == NULL)
+            continue;
+        if (paused)
+            h2o_socket_read_stop(loop->listeners[i]);
+        else
+            h2o_socket_read_start(loop->listeners[i], on_accept);
+    }
+}
+
+static void on_conn_close(void *data)
+{
+    conn_t *conn = data;
+    loop_t *loop = conn->loop;
+    h2o_linklist_unlink(&conn->link);
+    free(conn);
+    me_metric_add(connections_gauge, NULL, -1);
+    if (--loop->nconns < loop->max_conns && loop->paused)
+        set_paused(loop, 0);
+}
+
+static void on_accept(h2o_socket_t *listener, const char *err)
+{
+    h2o_accept_ctx_t *accept_ctx = listener->data;
+    loop_t *loop = H2O_STRUCT_FROM_MEMBER(loop_t, ctx, accept_ctx->ctx);
+    h2o_socket_t *sock;
+    if (err != NULL)
+        return;
+    /* take what is waiting, a bounded batch per wake-up so that one loop cannot starve */
+    for (int i = 0; i < 16; i++) {
+        if (loop->nconns >= loop->max_conns) {
+            set_paused(loop, 1);
+            me_metric_add(accept_pauses, NULL, 1);
+            return;
+        }
+        if ((sock = h2o_evloop_socket_accept(listener)) == NULL)
+            return;
+        conn_t *conn = calloc(1, sizeof(*conn));
+        if (conn == NULL) {
+            h2o_socket_close(sock);
+            continue;
+        }
+        conn->sock = sock;
+        conn->loop = loop;
+        loop->nconns++;
+        h2o_linklist_insert(&loop->conns, &conn->link);
+        sock->on_close.cb = on_conn_close;
+        sock->on_close.data = conn;
+        me_metric_add(connections_gauge, NULL, 1);
+        h2o_accept(accept_ctx, sock);
+    }
+}
+
+/* ---- event loops ---- */
+
+static int count_request(h2o_req_t *req, void *cbdata)
+{
+    ++*(int *)cbdata;
+    return 0;
+}
+
+/* Requests this loop still owes an answer: HTTP/2 streams open, and HTTP/1 connections
+ * holding part of a request (their body is still arriving). Idle keep-alive connections do
+ * not hold the drain. */
+static int loop_busy(loop_t *loop)
+{
+    int n = 0;
+    if (loop->ctx.globalconf->http2.callbacks.foreach_request != NULL)
+        loop->ctx.globalconf->http2.callbacks.foreach_request(&loop->ctx, count_request, &n);
+    for (h2o_linklist_t *l = loop->conns.next; l != &loop->conns; l = l->next) {
+        conn_t *conn = H2O_STRUCT_FROM_MEMBER(conn_t, link, l);
+        if (conn->sock->input != NULL && conn->sock->input->size != 0)
+            n++;
+    }
+    return n;
+}
+
+static void close_listeners(loop_t *loop)
+{
+    for (int i = 0; i < LISTEN_COUNT; i++) {
+        if (loop->listeners[i] != NULL) {
+            h2o_socket_read_stop(loop->listeners[i]);
+            h2o_socket_close(loop->listeners[i]);
+            loop->listeners[i] = NULL;
+        }
+    }
+    h2o_context_request_shutdown(&loop->ctx);
+    loop->closed = 1;
+}
+
+static void *loop_main(void *arg)
+{
+    loop_t *loop = arg;
+    me_server_t *srv = loop->srv;
+    char name[16];
+    snprintf(name, sizeof(name), "loop-%d", (int)(loop - srv->loops));
+    pthread_setname_np(pthread_self(), name);
+    me_log_set_buffered(1);
+
+    loop->evloop = h2o_evloop_create();
+    h2o_context_init(&loop->ctx, loop->evloop, &srv->globalconf);
+    me_http_context_init(&loop->ctx, &loop->jobs);
+    h2o_linklist_init_anchor(&loop->conns);
+    loop->max_conns = (srv->cfg->max_connections + srv->nloops - 1) / srv->nloops;
+    for (int i = 0; i < LISTEN_COUNT; i++) {
+        if (srv->fds[i] < 0)
+            continue;
+        loop->accept[i] = (h2o_accept_ctx_t){.ctx = &loop->ctx, .hosts = srv->globalconf.hosts,
+                                             .ssl_ctx = i == LISTEN_HTTPS ? srv->ssl_ctx : NULL};
+        int fd = dup(srv->fds[i]);
+        loop->listeners[i] = h2o_evloop_socket_create(loop->evloop, fd, H2O_SOCKET_FLAG_DONT_READ);
+        loop->listeners[i]->data = &loop->accept[i];
+        h2o_socket_read_start(loop->listeners[i], on_accept);
+    }
+    atomic_fetch_add(&srv->started, 1);
+
+    while (atomic_load(&srv->phase) != PHASE_STOPPING) {
+        h2o_evloop_run(loop->evloop, 100);
+        if (atomic_load(&srv->phase) == PHASE_CLOSING) {
+            if (!loop->closed)
+                close_listeners(loop);
+            atomic_store(&loop->busy, loop_busy(loop));
+        }
+        me_log_flush_due(now_ms());
+    }
+    me_log_flush();
+    return NULL;
+}
+
+/* ---- configuration of h2o ---- */
+
+static int setup_globalconf(me_server_t *srv, char *err, size_t errlen)
+{
+    me_config_t *cfg = srv->cfg;
+    h2o_config_init(&srv->globalconf);
+    srv->globalconf.server_name = h2o_iovec_init(H2O_STRLIT("mediaedge"));
+    srv->globalconf.max_request_entity_size = cfg->max_patch_size;
+    srv->globalconf.http1.req_timeout = cfg->http1_request_timeout;
+    srv->globalconf.http2.idle_timeout = cfg->idle_timeout;
+    srv->globalconf.http2.max_concurrent_requests_per_connection = (size_t)cfg->http2_max_streams;
+    srv->globalconf.http2.graceful_shutdown_timeout = cfg->shutdown_drain_timeout;
+
+    /* large bodies spill to files on disk under the data directory, not to tmpfs */
+    char dir[FILENAME_MAX - 32];
+    snprintf(dir, sizeof(dir), "%s/tmp", cfg->data_dir);
+    if ((mkdir(cfg->data_dir, 0700) != 0 && errno != EEXIST) || (mkdir(dir, 0700) != 0 && errno != EEXIST)) {
+        snprintf(err, errlen, "cannot create %s (server.data_dir): %s", dir, strerror(errno));
+        return ME_EIO;
+    }
+    h2o_socket_buffer_mmap_settings.threshold = cfg->body_spill_threshold;
+    snprintf(h2o_socket_buffer_mmap_settings.fn_template, sizeof(h2o_socket_buffer_mmap_settings.fn_template),
+             "%s/h2o.b.XXXXXX", dir);
+
+    h2o_hostconf_t *host = h2o_config_register_host(&srv->globalconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
+    me_health_register(host, srv);
+    me_metrics_handler_register(host);
+    if (cfg->role != ME_ROLE_WORKER) { /* a worker serves probes and metrics only */
+        me_whoami_register(host, srv);
+        me_uploads_register(host, srv);
+    }
+    h2o_pathconf_t *fallback = me_http_fallback(host, cfg->max_patch_size);
+    if (cfg->demo_page)
+        me_demo_register(fallback);
+    me_http_not_found(fallback);
+    return 0;
+}
+
+/* ---- housekeeping ---- */
+
+#define JANITOR_INTERVAL_S 600
+
+/* Sweeps expired uploads at start and every JANITOR_INTERVAL_S until the drain begins. */
+static void *janitor_main(void *arg)
+{
+    me_server_t *srv = arg;
+    pthread_setname_np(pthread_self(), "janitor");
+    pthread_mutex_lock(&srv->janitor_lock);
+    while (!atomic_load(&srv->draining)) {
+        pthread_mutex_unlock(&srv->janitor_lock);
+        int removed = 0;
+        if (me_upload_sweep(srv->uploads, (int64_t)time(NULL), &removed) != 0)
+            me_log_warn(NULL, "the sweep of expired uploads failed; retrying in %d s", JANITOR_INTERVAL_S);
+        else if (removed > 0)
+            me_log_info(NULL, "removed %d expired uploads", removed);
+        pthread_mutex_lock(&srv->janitor_lock);
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += JANITOR_INTERVAL_S;
+        while (!atomic_load(&srv->draining) &&
+               pthread_cond_timedwait(&srv->janitor_wake, &srv->janitor_lock, &until) == 0)
+            ;
+    }
+    pthread_mutex_unlock(&srv->janitor_lock);
+    return NULL;
+}
+
+static void stop_janitor(me_server_t *srv)
+{
+    if (!srv->janitor_started)
+        return;
+    pthread_mutex_lock(&srv->janitor_lock);
+    pthread_cond_signal(&srv->janitor_wake);
+    pthread_mutex_unlock(&srv->janitor_lock);
+    pthread_join(srv->janitor, NULL);
+    srv->janitor_started = 0;
+}
+
+/* ---- start-up and shutdown ---- */
+
+/* "0.0.0.0:8443" -> "localhost:8443" for a URL a person can paste. */
+static const char *pasteable(const char *hostport, char *buf, size_t len)
+{
+    const char *port = strrchr(hostport, ':');
+    if (strncmp(hostport, "0.0.0.0:", 8) == 0 || strncmp(hostport, "[::]:", 5) == 0 || hostport[0] == ':')
+        snprintf(buf, len, "localhost%s", port);
+    else
+        snprintf(buf, len, "%s", hostport);
+    return buf;
+}
+
+static void announce(me_server_t *srv)
+{
+    const me_config_t *cfg = srv->cfg;
+    char https[300], http[300], err[256];
+    me_token_claims_t claims = {.sub = "demo-user", .album = "demo-album", .scope = ME_SCOPE_UPLOAD,
+                                .plan = ME_PLAN_PREMIUM, .client = ME_CLIENT_APP};
+    char *token = me_token_mint(cfg, &claims, (int64_t)time(NULL), 3600, err, sizeof(err));
+
+    printf("mediaedge %s is serving (%s profile)\n", ME_VERSION,
+           me_config_is_production(cfg) ? "production" : "development");
+    if (cfg->listen_https[0])
+        printf("  https://%s  HTTP/2 and HTTP/1.1 over TLS%s\n", pasteable(cfg->listen_https, https, sizeof(https)),
+               cfg->tls_cert_file[0] ? "" : " (self-signed certificate: curl -k)");
+    if (cfg->listen_http[0])
+        printf("  http://%s   HTTP/1.1 and h2c\n", pasteable(cfg->listen_http, http, sizeof(http)));
+    if (token != NULL) {
+        printf("Try it, with an upload token for user demo-user, album demo-album (premium, one hour):\n"
+               "  TOKEN=%s\n", token);
+        if (cfg->listen_https[0])
+            printf("  curl -sk --http2 -H \"Authorization: Bearer $TOKEN\" https://%s/v1/whoami\n", https);
+        else
+            printf("  curl -s --http2-prior-knowledge -H \"Authorization: Bearer $TOKEN\" http://%s/v1/whoami\n", http);
+        free(token);
+    } else {
+        printf("Try it:\n  curl %s%s/readyz\n", cfg->listen_https[0] ? "-k https://" : "http://",
+               cfg->listen_https[0] ? https : http);
+    }
+    fflush(stdout);
+}
+
+/* Waits up to 50 ms, and never past deadline_ms, for SIGTERM/SIGINT. Returns 1 on a signal,
+ * 0 once the deadline has passed, -1 after a tick (the caller re-checks its condition). */
+static int wait_signal(const sigset_t *set, uint64_t deadline_ms)
+{
+    uint64_t now = now_ms();
+    if (now >= deadline_ms)
+        return 0;
+    uint64_t wait = deadline_ms - now > 50 ? 50 : deadline_ms - now;
+    struct timespec ts = {(time_t)(wait / 1000), (long)(wait % 1000) * 1000000};
+    if (sigtimedwait(set, NULL, &ts) > 0)
+        return 1;
+    return errno == EAGAIN || errno == EINTR ? -1 : 0;
+}
+
+static int drained(me_server_t *srv)
+{
+    if (me_http_inflight() != 0)
+        return 0;
+    for (int i = 0; i < srv->nloops; i++)
+        if (atomic_load(&srv->loops[i].busy) != 0)
+            return 0;
+    return 1;
+}
+
+/* The shutdown sequence; returns the exit status. */
+static int drain(me_server_t *srv, const sigset_t *set)
+{
+    me_config_t *cfg = srv->cfg;
+    atomic_store(&srv->draining, 1);
+    me_metric_set(draining_gauge, NULL, 1);
+    me_log_info(NULL, "shutdown signal: not ready; closing listeners in %llu ms",
+                (unsigned long long)cfg->shutdown_delay);
+
+    uint64_t deadline = now_ms() + cfg->shutdown_delay;
+    int r;
+    while ((r = wait_signal(set, deadline)) != 0)
+        if (r == 1)
+            goto again;
+
+    atomic_store(&srv->phase, PHASE_CLOSING);
+    me_log_info(NULL, "listeners closed; draining requests in flight for at most %llu ms",
+                (unsigned long long)cfg->shutdown_drain_timeout);
+    deadline = now_ms() + cfg->shutdown_drain_timeout;
+    /* give every loop one turn to close its listener and report before judging */
+    usleep(150 * 1000);
+    while (!drained(srv)) {
+        if ((r = wait_signal(set, deadline)) == 1)
+            goto again;
+        if (r == 0) {
+            me_log_warn(NULL, "drain timeout: %lld requests still in flight are cut",
+                        (long long)me_http_inflight());
+            break;
+        }
+    }
+    atomic_store(&srv->phase, PHASE_STOPPING);
+    for (int i = 0; i < srv->nloops; i++)
+        pthread_join(srv->loops[i].tid, NULL);
+    me_log_info(NULL, "drained; exiting");
+    return 0;
+
+again:
+    me_log_warn(NULL, "second shutdown signal: exiting at once");
+    me_log_flush();
+    _exit(1);
+}
+
+int me_server_run(me_config_t *cfg, int announce_start)
+{
+    char err[512];
+    int status = 1;
+    me_server_t *srv = calloc(1, sizeof(*srv));
+    sigset_t set;
+
+    if (srv == NULL)
+        return 1;
+    srv->cfg = cfg;
+    srv->fds[LISTEN_HTTP] = srv->fds[LISTEN_HTTPS] = -1;
+    pthread_mutex_init(&srv->janitor_lock, NULL);
+    pthread_cond_init(&srv->janitor_wake, NULL);
+    me_metric_add(build_info, (const char *[]){ME_VERSION}, 1);
+
+    /* every thread inherits the blocked signals; this thread takes them with sigwait */
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    /* a worker decodes files from anyone: it holds no key that could mint or check tokens */
+    if (cfg->role == ME_ROLE_WORKER)
+        me_config_forget_token_keys(cfg);
+    else if ((srv->verifier = me_token_verifier_new(cfg, err, sizeof(err))) == NULL)
+        goto fail;
+    if ((srv->storage = me_storage_open(cfg, err, sizeof(err))) == NULL)
+        goto fail;
+    if ((srv->cors = me_cors_new(cfg)) == NULL || (srv->uploads = me_uploads_new(srv->storage, cfg)) == NULL) {
+        snprintf(err, sizeof(err), "out of memory");
+        goto fail;
+    }
+    if (cfg->role != ME_ROLE_API) {
+        if ((srv->processing = me_processing_start(cfg, srv->storage, err, sizeof(err))) == NULL)
+            goto fail;
+        me_uploads_on_job(srv->uploads, me_processing_queue, srv->processing);
+    }
+    if (cfg->listen_https[0] != '\0' && (srv->ssl_ctx = me_tls_ctx_new(cfg, err, sizeof(err))) == NULL)
+        goto fail;
+    if (setup_globalconf(srv, err, sizeof(err)) != 0)
+        goto fail;
+    if (cfg->listen_http[0] != '\0' && (srv->fds[LISTEN_HTTP] = open_listener(cfg->listen_http, err, sizeof(err))) < 0)
+        goto fail;
+    if (cfg->listen_https[0] != '\0' &&
+        (srv->fds[LISTEN_HTTPS] = open_listener(cfg->listen_https, err, sizeof(err))) < 0)
+        goto fail;
+    if ((srv->pool = me_pool_new("pool", cfg->pool_threads, (size_t)cfg->pool_threads * 64)) == NULL) {
+        snprintf(err, sizeof(err), "cannot start %d pool threads", cfg->pool_threads);
+        goto fail;
+    }
+
+    srv->nloops = cfg->threads;
+    if ((srv->loops = calloc((size_t)srv->nloops, sizeof(loop_t))) == NULL) {
+        snprintf(err, sizeof(err), "out of memory");
+        goto fail;
+    }
+    for (int i = 0; i < srv->nloops; i++) {
+        srv->loops[i].srv = srv;
+        h2o_multithread_create_thread(&srv->loops[i].tid, NULL, loop_main, &srv->loops[i]);
+    }
+    /* every loop holds its own dup of the listening sockets: the originals must go, or
+     * connections made after the loops close theirs would wait forever */
+    while (atomic_load(&srv->started) != srv->nloops)
+        usleep(1000);
+    for (int i = 0; i < LISTEN_COUNT; i++)
+        if (srv->fds[i] >= 0)
+            close(srv->fds[i]);
+
+    me_log_info(NULL, "serving: http=%s https=%s loops=%d pool=%d profile=%s", cfg->listen_http[0] ? cfg->listen_http : "off",
+                cfg->listen_https[0] ? cfg->listen_https : "off", srv->nloops, cfg->pool_threads,
+                me_config_is_production(cfg) ? "production" : "development");
+    if (announce_start)
+        announce(srv);
+    srv->janitor_started = pthread_create(&srv->janitor, NULL, janitor_main, srv) == 0;
+
+    int sig;
+    while (sigwait(&set, &sig) != 0)
+        ;
+    status = drain(srv, &set);
+    stop_janitor(srv);
+    me_pool_free(srv->pool);
+    me_processing_stop(srv->processing); /* the jobs running finish; the queued wait in storage */
+    return status;
+
+fail:
+    me_log_error(NULL, "cannot start: %s", err);
+    for (int i = 0; i < LISTEN_COUNT; i++)
+        if (srv->fds[i] >= 0)
+            close(srv->fds[i]);
+    me_pool_free(srv->pool);
+    me_processing_stop(srv->processing);
+    me_uploads_free(srv->uploads);
+    me_storage_close(srv->storage);
+    me_token_verifier_free(srv->verifier);
+    me_cors_free(srv->cors);
+    if (srv->ssl_ctx != NULL)
+        SSL_CTX_free(srv->ssl_ctx);
+    free(srv->loops);
+    free(srv);
+    return status;
+}

@@ -1,0 +1,51 @@
+/* jobq.h: the queue of processing jobs, by media id, each with the time it may run. The
+ * local backend here (in process) is the default; a Redis backend will implement the same
+ * operations. Entries are not durable: jobs/<media-id>.json in storage is, and the job
+ * runner (jobs.h) queues those again at start. An id is in the queue at most once, from
+ * its push until its done, also while a worker runs it. */
+#ifndef ME_JOBQ_H
+#define ME_JOBQ_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "server/core/error.h"
+
+#define ME_JOBQ_ID_MAX 64
+
+typedef struct me_jobq me_jobq_t;
+
+/* An empty local queue, or NULL when out of memory. */
+me_jobq_t *me_jobq_local_new(void);
+void me_jobq_free(me_jobq_t *q);
+
+/* Queues id (at most ME_JOBQ_ID_MAX bytes) to run from not_before (ms since the epoch; 0:
+ * now). An id already in the queue, waiting or running, stays as it is. 0, ME_EINVAL or
+ * ME_ENOMEM. */
+int me_jobq_push(me_jobq_t *q, const char *id, int64_t not_before) ME_MUST_CHECK;
+
+/* Takes the due id with the earliest time, waiting until one is due. 0 with id filled
+ * (ME_JOBQ_ID_MAX + 1 bytes): the id is then running until me_jobq_done() or
+ * me_jobq_retry(); ME_EDRAINING once the queue is closed. */
+int me_jobq_pop(me_jobq_t *q, char *id) ME_MUST_CHECK;
+
+/* A running id leaves the queue. */
+void me_jobq_done(me_jobq_t *q, const char *id);
+
+/* A running id waits again, until not_before (ms since the epoch). */
+void me_jobq_retry(me_jobq_t *q, const char *id, int64_t not_before);
+
+/* Ids in the queue, waiting or running. */
+size_t me_jobq_length(me_jobq_t *q);
+
+/* Wakes every waiting pop; pops return ME_EDRAINING from now on. */
+void me_jobq_close(me_jobq_t *q);
+
+/* The clock of the queue's times: ms since the epoch. */
+int64_t me_jobq_now(void);
+
+/* A worker thread's loop: pops ids until the queue is closed and runs run(ctx, id, now,
+ * &retry_at) on each, which returns 0 when the id is done, or ME_EBUSY to have it run again
+ * at retry_at. */
+void me_jobq_work(me_jobq_t *q, int (*run)(void *ctx, const char *id, int64_t now, int64_t *retry_at), void *ctx);
+
+#endif

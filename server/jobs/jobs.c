@@ -1,0 +1,376 @@
+/* jobs.c: the job runner: workers, one attempt at a job, retries with backoff, recovery at
+ * start and the periodic reconciler. */
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include "server/jobs/jobs.h"
+#include "server/core/log.h"
+#include "server/core/metrics.h"
+#include "server/upload/upload.h"
+
+#define DOC_MAX (1 << 20) /* a manifest or job document larger than this is not ours */
+
+static const double ready_buckets[] = {0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 900, 3600};
+ME_COUNTER(jobs_total, "mediaedge_jobs_total", "Processing job attempts by media kind (photo, video) and outcome (ready, failed, retry, skipped: no pipeline here).",
+           "kind,outcome")
+ME_HISTOGRAM(ready_seconds, "mediaedge_media_ready_seconds", "From upload completion to the media being ready.",
+             NULL, ready_buckets)
+ME_GAUGE(queue_gauge, "mediaedge_jobs_queued", "Jobs in this process's queue, waiting or running.", NULL)
+
+struct me_jobs {
+    const me_config_t *cfg;
+    me_storage_t *st;
+    me_jobq_t *q;
+    me_job_process_fn process;
+    void *ctx;
+    me_webhooks_t *hooks;
+    pthread_t *workers, reconciler;
+    int nworkers, reconciling;
+    pthread_mutex_t lock; /* stopping, for the reconciler's sleep */
+    pthread_cond_t wake;
+    int stopping;
+};
+
+/* Media ids are made like upload ids; they come back from storage listings: check. */
+static int id_valid(const char *id, size_t len)
+{
+    return me_upload_id_valid(id, len);
+}
+
+static void doc_key(char *key, size_t size, const char *dir, const char *id)
+{
+    snprintf(key, size, "%s/%s.json", dir, id);
+}
+
+/* The JSON object at key: 0 with *doc set, ME_ENOTFOUND, or ME_EIO (unreadable or not an
+ * object: a document we did not write). */
+static int load(me_jobs_t *j, const char *key, json_t **doc)
+{
+    int ret = me_storage_get_json(j->st, key, DOC_MAX, doc);
+    if (ret == ME_EINVAL)
+        me_log_error(NULL, "jobs: %s is not a JSON object; left alone", key);
+    return ret == 0 || ret == ME_ENOTFOUND ? ret : ME_EIO;
+}
+
+/* Replaces the document at key with doc (kept). 0 or ME_EIO. */
+static int store(me_jobs_t *j, const char *key, json_t *doc)
+{
+    return me_storage_put_json(j->st, key, doc) == 0 ? 0 : ME_EIO;
+}
+
+/* Counts an attempt's outcome for the media's kind ("photo", "video"). */
+static void count(const json_t *manifest, const char *outcome)
+{
+    const char *kind = json_string_value(json_object_get(manifest, "kind"));
+    const char *labels[] = {kind != NULL && (strcmp(kind, "photo") == 0 || strcmp(kind, "video") == 0) ? kind : "other",
+                            outcome};
+    me_metric_add(jobs_total, labels, 1);
+}
+
+/* The job of a media now ready or failed is over: the backend is told (the webhook is
+ * stored first), then the job's document goes. A failure to delete only means the next
+ * start finds a job whose media is finished, and drops it then. 0, or ME_EIO when the
+ * webhook could not be stored (the job stays, to be run again). */
+static int finish(me_jobs_t *j, const char *job_key, const json_t *manifest)
+{
+    const char *status = json_string_value(json_object_get(manifest, "status"));
+    if (j->hooks != NULL && status != NULL &&
+        me_webhooks_raise(j->hooks, strcmp(status, "ready") == 0 ? "media.ready" : "media.failed", manifest) != 0)
+        return ME_EIO;
+    if (me_storage_delete(j->st, job_key) != 0)
+        me_log_error(NULL, "jobs: could not delete %s; it will be dropped at the next start", job_key);
+    return 0;
+}
+
+/* The job of a media that is gone. */
+static void drop(me_jobs_t *j, const char *job_key)
+{
+    if (me_storage_delete(j->st, job_key) != 0)
+        me_log_error(NULL, "jobs: could not delete %s; it will be dropped at the next start", job_key);
+}
+
+/* After a failed attempt: the media fails for good, or the job waits for its next try. */
+static int failed(me_jobs_t *j, const char *id, json_t *job, json_t *manifest, const me_job_failure_t *why,
+                  int64_t now, int64_t *retry_at)
+{
+    char job_key[ME_STORAGE_KEY_MAX], media_key[ME_STORAGE_KEY_MAX];
+    doc_key(job_key, sizeof(job_key), "jobs", id);
+    doc_key(media_key, sizeof(media_key), "media", id);
+    json_int_t attempts = json_integer_value(json_object_get(job, "attempts")) + 1;
+    if (!why->permanent && attempts < j->cfg->job_max_attempts) {
+        int64_t delay = (int64_t)j->cfg->job_retry_after << (attempts - 1 < 20 ? attempts - 1 : 20);
+        *retry_at = now + delay;
+        json_object_set_new(job, "attempts", json_integer(attempts));
+        json_object_set_new(job, "next_at", json_integer(*retry_at));
+        json_object_set_new(job, "last_error", json_string(why->message));
+        if (store(j, job_key, job) != 0)
+            return ME_EIO;
+        count(manifest, "retry");
+        me_log_info(NULL, "media %s: attempt %d failed (%s); next in %" PRId64 " ms", id, (int)attempts,
+                    why->message, delay);
+        return ME_EBUSY;
+    }
+    json_object_set_new(manifest, "status", json_string("failed"));
+    json_object_set_new(manifest, "error",
+                        json_pack("{s:s,s:s}", "code", me_err_code(why->err), "message", why->message));
+    json_object_set_new(manifest, "processed_at", json_integer(now / 1000));
+    if (store(j, media_key, manifest) != 0 || finish(j, job_key, manifest) != 0)
+        return ME_EIO;
+    count(manifest, "failed");
+    me_log_info(NULL, "media %s failed: %s (%s)", id, me_err_code(why->err), why->message);
+    return 0;
+}
+
+int me_jobs_run(me_jobs_t *j, const char *id, int64_t now, int64_t *retry_at)
+{
+    char job_key[ME_STORAGE_KEY_MAX], media_key[ME_STORAGE_KEY_MAX];
+    json_t *job = NULL, *manifest = NULL, *result = NULL;
+    me_job_failure_t why = {.err = ME_EINTERNAL};
+    int ret;
+
+    if (!id_valid(id, strlen(id)))
+        return 0;
+    doc_key(job_key, sizeof(job_key), "jobs", id);
+    doc_key(media_key, sizeof(media_key), "media", id);
+    if ((ret = load(j, job_key, &job)) != 0)
+        return ret == ME_ENOTFOUND ? 0 : ret; /* done already */
+    if ((ret = load(j, media_key, &manifest)) != 0) {
+        if (ret == ME_ENOTFOUND) /* the media was deleted meanwhile */
+            drop(j, job_key), ret = 0;
+        goto exit;
+    }
+    const char *status = json_string_value(json_object_get(manifest, "status"));
+    if (status != NULL && (strcmp(status, "ready") == 0 || strcmp(status, "failed") == 0)) {
+        ret = finish(j, job_key, manifest); /* a crash came between the manifest and the job's deletion */
+        goto exit;
+    }
+    json_object_set_new(manifest, "status", json_string("processing"));
+    json_object_set_new(manifest, "processing_at", json_integer(now / 1000));
+    if ((ret = store(j, media_key, manifest)) != 0)
+        goto exit;
+    if ((ret = j->process(j->ctx, j->st, manifest, &result, &why)) == ME_EUNSUPPORTED && !why.permanent) {
+        json_object_set_new(manifest, "status", json_string("uploaded"));
+        json_object_del(manifest, "processing_at");
+        ret = store(j, media_key, manifest) == 0 ? 0 : ME_EIO;
+        count(manifest, "skipped");
+        goto exit;
+    }
+    if (ret != 0) {
+        ret = failed(j, id, job, manifest, &why, now, retry_at);
+        goto exit;
+    }
+    if (result != NULL && json_is_object(result))
+        json_object_update(manifest, result);
+    json_object_del(manifest, "error");
+    json_object_set_new(manifest, "status", json_string("ready"));
+    json_object_set_new(manifest, "processed_at", json_integer(me_jobq_now() / 1000));
+    if ((ret = store(j, media_key, manifest)) != 0 || (ret = finish(j, job_key, manifest)) != 0)
+        goto exit;
+    count(manifest, "ready");
+    json_int_t created = json_integer_value(json_object_get(manifest, "created_at"));
+    if (created > 0)
+        me_metric_add(ready_seconds, NULL, (double)(me_jobq_now() - (int64_t)created * 1000) / 1000.0);
+exit:
+    json_decref(result);
+    json_decref(manifest);
+    json_decref(job);
+    return ret;
+}
+
+/* ---- finding work in storage ---- */
+
+typedef struct {
+    char (*ids)[ME_JOBQ_ID_MAX + 1];
+    size_t n, cap;
+} ids_t;
+
+/* Collects <id> of every "<dir>/<id>.json" listed. */
+static int collect(const char *key, const me_storage_stat_t *stat, void *arg)
+{
+    ids_t *ids = arg;
+    const char *slash = strchr(key, '/'), *dot = strrchr(key, '.');
+    (void)stat;
+    if (slash == NULL || dot == NULL || dot < slash || strcmp(dot, ".json") != 0 ||
+        !id_valid(slash + 1, (size_t)(dot - slash - 1)))
+        return 0;
+    if (ids->n == ids->cap) {
+        size_t cap = ids->cap ? 2 * ids->cap : 256;
+        void *p = realloc(ids->ids, cap * sizeof(*ids->ids));
+        if (p == NULL)
+            return ME_ENOMEM;
+        ids->ids = p, ids->cap = cap;
+    }
+    memcpy(ids->ids[ids->n], slash + 1, (size_t)(dot - slash - 1));
+    ids->ids[ids->n++][dot - slash - 1] = '\0';
+    return 0;
+}
+
+static int list_ids(me_jobs_t *j, const char *prefix, ids_t *ids)
+{
+    memset(ids, 0, sizeof(*ids));
+    int ret = me_storage_list(j->st, prefix, collect, ids);
+    if (ret != 0) {
+        free(ids->ids);
+        memset(ids, 0, sizeof(*ids));
+    }
+    return ret == 0 ? 0 : ret == ME_ENOMEM ? ret : ME_EIO;
+}
+
+int me_jobs_reconcile(me_jobs_t *j, int64_t now)
+{
+    ids_t ids;
+    int queued = 0, ret = list_ids(j, "media/", &ids);
+    if (ret != 0)
+        return ret;
+    for (size_t i = 0; i < ids.n; i++) {
+        char key[ME_STORAGE_KEY_MAX];
+        json_t *manifest;
+        doc_key(key, sizeof(key), "media", ids.ids[i]);
+        if (load(j, key, &manifest) != 0)
+            continue;
+        const char *status = json_string_value(json_object_get(manifest, "status"));
+        int processing = status != NULL && strcmp(status, "processing") == 0;
+        json_int_t since = json_integer_value(json_object_get(manifest, processing ? "processing_at" : "created_at"));
+        int stale = (processing || (status != NULL && strcmp(status, "uploaded") == 0)) &&
+                    now - (int64_t)since * 1000 >= (int64_t)j->cfg->job_stale_after;
+        json_decref(manifest);
+        if (!stale)
+            continue;
+        me_storage_stat_t st;
+        doc_key(key, sizeof(key), "jobs", ids.ids[i]);
+        if (me_storage_head(j->st, key, &st) == ME_ENOTFOUND) {
+            json_t *job = json_pack("{s:s,s:s}", "media_id", ids.ids[i], "kind", "process");
+            int lost = store(j, key, job);
+            json_decref(job);
+            if (lost != 0)
+                continue;
+        }
+        if (me_jobq_push(j->q, ids.ids[i], 0) == 0)
+            queued++;
+    }
+    free(ids.ids);
+    if (queued > 0)
+        me_log_info(NULL, "jobs: the reconciler queued %d media stuck before ready", queued);
+    return queued;
+}
+
+/* ---- threads ---- */
+
+/* One job, for me_jobq_work(): storage failures are tried again later too. */
+static int run_popped(void *ctx, const char *id, int64_t now, int64_t *retry_at)
+{
+    me_jobs_t *j = ctx;
+    int ret = me_jobs_run(j, id, now, retry_at);
+    me_metric_set(queue_gauge, NULL, (double)me_jobq_length(j->q));
+    if (ret != 0 && ret != ME_EBUSY) {
+        *retry_at = now + (int64_t)j->cfg->job_retry_after;
+        ret = ME_EBUSY;
+    }
+    return ret;
+}
+
+static void *work(void *arg)
+{
+    me_jobs_t *j = arg;
+    me_jobq_work(j->q, run_popped, j);
+    return NULL;
+}
+
+/* Looks at once (off the start's path: a listing of every manifest), then every
+ * reconcile_every until stopped. */
+static void *reconcile_loop(void *arg)
+{
+    me_jobs_t *j = arg;
+    pthread_mutex_lock(&j->lock);
+    while (!j->stopping) {
+        pthread_mutex_unlock(&j->lock);
+        if (me_jobs_reconcile(j, me_jobq_now()) < 0)
+            me_log_error(NULL, "jobs: the reconciler could not list the media; trying again later");
+        pthread_mutex_lock(&j->lock);
+        int64_t until = me_jobq_now() + (int64_t)j->cfg->job_reconcile_every;
+        struct timespec ts = {.tv_sec = until / 1000, .tv_nsec = (long)(until % 1000) * 1000000};
+        while (!j->stopping && pthread_cond_timedwait(&j->wake, &j->lock, &ts) == 0)
+            ; /* woken early, not stopping: sleep on to the same time */
+    }
+    pthread_mutex_unlock(&j->lock);
+    return NULL;
+}
+
+me_jobs_t *me_jobs_new(const me_config_t *cfg, me_storage_t *st, me_jobq_t *q, me_job_process_fn process,
+                       void *ctx, me_webhooks_t *hooks)
+{
+    me_jobs_t *j = calloc(1, sizeof(*j));
+    if (j == NULL)
+        return NULL;
+    j->cfg = cfg, j->st = st, j->q = q, j->process = process, j->ctx = ctx, j->hooks = hooks;
+    pthread_mutex_init(&j->lock, NULL);
+    pthread_cond_init(&j->wake, NULL);
+    return j;
+}
+
+int me_jobs_start(me_jobs_t *j)
+{
+    ids_t ids;
+    int ret = list_ids(j, "jobs/", &ids);
+    if (ret != 0)
+        return ret;
+    for (size_t i = 0; i < ids.n && ret == 0; i++) {
+        char key[ME_STORAGE_KEY_MAX];
+        json_t *job;
+        int64_t at = 0;
+        doc_key(key, sizeof(key), "jobs", ids.ids[i]);
+        if (load(j, key, &job) == 0) {
+            at = (int64_t)json_integer_value(json_object_get(job, "next_at"));
+            json_decref(job);
+        }
+        ret = me_jobq_push(j->q, ids.ids[i], at);
+    }
+    free(ids.ids);
+    if (ret != 0)
+        return ret;
+    if (ids.n > 0)
+        me_log_info(NULL, "jobs: %zu found in storage, queued again", ids.n);
+    int n = j->cfg->job_workers > 0 ? j->cfg->job_workers : 1;
+    if ((j->workers = calloc((size_t)n, sizeof(*j->workers))) == NULL)
+        return ME_ENOMEM;
+    for (; j->nworkers < n; j->nworkers++)
+        if (pthread_create(&j->workers[j->nworkers], NULL, work, j) != 0)
+            break;
+    j->reconciling = pthread_create(&j->reconciler, NULL, reconcile_loop, j) == 0;
+    return j->nworkers > 0 ? 0 : ME_ENOMEM;
+}
+
+void me_jobs_queue(me_jobs_t *j, const char *media_id)
+{
+    if (me_jobq_push(j->q, media_id, 0) != 0)
+        me_log_error(NULL, "jobs: could not queue media %s; the reconciler will", media_id);
+    me_metric_set(queue_gauge, NULL, (double)me_jobq_length(j->q));
+}
+
+void me_jobs_stop(me_jobs_t *j)
+{
+    me_jobq_close(j->q);
+    pthread_mutex_lock(&j->lock);
+    j->stopping = 1;
+    pthread_cond_broadcast(&j->wake);
+    pthread_mutex_unlock(&j->lock);
+    for (int i = 0; i < j->nworkers; i++)
+        pthread_join(j->workers[i], NULL);
+    if (j->reconciling)
+        pthread_join(j->reconciler, NULL);
+    j->nworkers = 0, j->reconciling = 0;
+}
+
+void me_jobs_free(me_jobs_t *j)
+{
+    if (j == NULL)
+        return;
+    me_jobs_stop(j);
+    free(j->workers);
+    pthread_mutex_destroy(&j->lock);
+    pthread_cond_destroy(&j->wake);
+    free(j);
+}

@@ -1,0 +1,23 @@
+/* processing.h: what happens to a media after its upload: the job queue, the job runner
+ * with a pipeline per kind (photos now; videos have none yet and wait, uploaded), and the
+ * webhooks that tell the app backend. The server runs it in the roles `worker` and `all`. */
+#ifndef ME_PROCESSING_H
+#define ME_PROCESSING_H
+
+#include "server/core/config.h"
+#include "server/storage/storage.h"
+
+typedef struct me_processing me_processing_t;
+
+/* Starts the webhook sender and the job runner over st (not owned): jobs found in storage
+ * are queued again. The pipelines set themselves up on their first media (libvips takes
+ * longer to load than the rest of the start). NULL with err filled on failure. */
+me_processing_t *me_processing_start(const me_config_t *cfg, me_storage_t *st, char *err, size_t errlen);
+
+/* Queues the job of media_id (its jobs/<media_id>.json is stored). For me_uploads_on_job(). */
+void me_processing_queue(void *processing, const char *media_id);
+
+/* Stops taking jobs and waits for the ones running; then frees. NULL is fine. */
+void me_processing_stop(me_processing_t *p);
+
+#endif

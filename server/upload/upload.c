@@ -1,0 +1,780 @@
+/* upload.c: resumable uploads over storage: state documents, parts and pieces, completion. */
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <jansson.h>
+#include <openssl/evp.h>
+#include "server/core/b64.h"
+#include "server/core/log.h"
+#include "server/core/metrics.h"
+#include "server/upload/upload.h"
+#include "server/upload/upload_internal.h"
+
+#define INFO_MAX (1024 * 1024)   /* an upload's state document; 10000 parts fit */
+#define HASH_CHUNK (1024 * 1024)
+
+ME_COUNTER(uploads_created, "mediaedge_uploads_created_total", "Uploads created.", NULL)
+ME_COUNTER(uploads_completed, "mediaedge_uploads_completed_total", "Uploads completed into an original.", NULL)
+ME_COUNTER(upload_bytes, "mediaedge_upload_bytes_total", "Upload bytes stored (acknowledged).", NULL)
+ME_COUNTER(uploads_refused, "mediaedge_uploads_refused_total", "Appends refused, by reason.", "reason")
+
+static const char *const state_names[] = {"open", "completing", "joining", "completed"};
+static const char *const kind_names[] = {"plain", "partial", "final"};
+
+/* ---- ids, keys, locks ---- */
+
+static int random_id(char out[ME_UPLOAD_ID_LEN + 1])
+{
+    unsigned char raw[16];
+    if (getrandom(raw, sizeof(raw), 0) != (ssize_t)sizeof(raw))
+        return ME_EIO;
+    me_b64url_encode(raw, sizeof(raw), out);
+    return 0;
+}
+
+int me_upload_id_valid(const char *id, size_t len)
+{
+    if (len != ME_UPLOAD_ID_LEN)
+        return 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = id[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_'))
+            return 0;
+    }
+    return 1;
+}
+
+int me_upload_metadata_valid(const char *m, size_t len)
+{
+    /* "key base64,key2,key3 base64": keys are printable ASCII without space or comma,
+     * values standard base64 */
+    if (len > ME_UPLOAD_METADATA_MAX)
+        return 0;
+    size_t i = 0;
+    while (i < len) {
+        size_t key = 0;
+        while (i < len && m[i] != ' ' && m[i] != ',') {
+            if (m[i] <= 0x20 || m[i] >= 0x7f)
+                return 0;
+            i++, key++;
+        }
+        if (key == 0)
+            return 0;
+        if (i < len && m[i] == ' ') {
+            i++;
+            size_t value = 0;
+            for (; i < len && m[i] != ','; i++, value++)
+                if (!((m[i] >= 'a' && m[i] <= 'z') || (m[i] >= 'A' && m[i] <= 'Z') || (m[i] >= '0' && m[i] <= '9') ||
+                      m[i] == '+' || m[i] == '/' || m[i] == '='))
+                    return 0;
+            if (value % 4 != 0)
+                return 0;
+        }
+        if (i < len && m[i] == ',' && ++i == len)
+            return 0; /* a trailing comma */
+    }
+    return 1;
+}
+
+static void info_key(char *key, size_t len, const char *id)
+{
+    snprintf(key, len, "uploads/%s.info", id);
+}
+
+static void piece_key(char *key, size_t len, const char *id, uint64_t offset)
+{
+    snprintf(key, len, "uploads/%s/piece-%020" PRIu64, id, offset);
+}
+
+void me_upload_data_key(char *key, size_t len, const char *id)
+{
+    snprintf(key, len, "uploads/%s/data", id);
+}
+
+void me_upload_target_key(char *key, size_t len, const me_upload_info_t *in)
+{
+    if (in->pub.kind == ME_UPLOAD_PARTIAL)
+        me_upload_data_key(key, len, in->pub.id);
+    else
+        snprintf(key, len, "originals/%s/%s", in->album, in->pub.media_id);
+}
+
+int me_upload_lock(me_uploads_t *u, const char *id)
+{
+    int free_slot = -1, ret = ME_ELOCKED;
+    pthread_mutex_lock(&u->lock);
+    for (int i = 0; i < ME_UPLOAD_LOCKS; i++) {
+        if (strcmp(u->locked[i], id) == 0)
+            goto exit;
+        if (u->locked[i][0] == '\0' && free_slot < 0)
+            free_slot = i;
+    }
+    if (free_slot >= 0) {
+        strcpy(u->locked[free_slot], id);
+        ret = 0;
+    }
+exit:
+    pthread_mutex_unlock(&u->lock);
+    return ret;
+}
+
+void me_upload_unlock(me_uploads_t *u, const char *id)
+{
+    pthread_mutex_lock(&u->lock);
+    for (int i = 0; i < ME_UPLOAD_LOCKS; i++)
+        if (strcmp(u->locked[i], id) == 0)
+            u->locked[i][0] = '\0';
+    pthread_mutex_unlock(&u->lock);
+}
+
+/* ---- the state document ---- */
+
+void me_upload_info_free(me_upload_info_t *in)
+{
+    free(in->parts);
+    free(in->pieces);
+    in->parts = NULL;
+    in->pieces = NULL;
+}
+
+static int copy_str(json_t *obj, const char *name, char *dst, size_t size)
+{
+    const char *s = json_string_value(json_object_get(obj, name));
+    if (s == NULL || strlen(s) >= size)
+        return 0;
+    strcpy(dst, s);
+    return 1;
+}
+
+static int get_u64(json_t *obj, const char *name, uint64_t *out)
+{
+    json_t *v = json_object_get(obj, name);
+    if (!json_is_integer(v) || json_integer_value(v) < 0)
+        return 0;
+    *out = (uint64_t)json_integer_value(v);
+    return 1;
+}
+
+/* The index of s in names[0..n), or -1. */
+static int name_index(const char *const *names, int n, const char *s)
+{
+    for (int i = 0; s != NULL && i < n; i++)
+        if (strcmp(names[i], s) == 0)
+            return i;
+    return -1;
+}
+
+/* The concatenation fields: absent from the documents of plain uploads stored before them. */
+static int parse_concat(json_t *root, me_upload_info_t *in)
+{
+    json_t *kind = json_object_get(root, "kind"), *list = json_object_get(root, "partials"), *e;
+    size_t i;
+    int k = kind == NULL ? ME_UPLOAD_PLAIN : name_index(kind_names, 3, json_string_value(kind));
+    if (k < 0 ||
+        (json_object_get(root, "used_by") != NULL && !copy_str(root, "used_by", in->used_by, sizeof(in->used_by))))
+        return 0;
+    in->pub.kind = (me_upload_kind_t)k;
+    if (list == NULL)
+        return 1;
+    if (!json_is_array(list) || json_array_size(list) > ME_UPLOAD_CONCAT_MAX)
+        return 0;
+    json_array_foreach(list, i, e) {
+        const char *id = json_string_value(e);
+        if (id == NULL || !me_upload_id_valid(id, strlen(id)))
+            return 0;
+        strcpy(in->pub.partials[in->pub.npartials++], id);
+    }
+    return 1;
+}
+
+static int parse_info(const char *text, size_t len, me_upload_info_t *in)
+{
+    json_t *root = json_loadb(text, len, 0, NULL), *v;
+    uint64_t created, expires;
+    char state[16];
+    int ok = 0, st;
+    memset(in, 0, sizeof(*in));
+    if (root == NULL)
+        return ME_EIO;
+    if (!copy_str(root, "id", in->pub.id, sizeof(in->pub.id)) ||
+        !copy_str(root, "media_id", in->pub.media_id, sizeof(in->pub.media_id)) ||
+        !copy_str(root, "owner", in->owner, sizeof(in->owner)) ||
+        !copy_str(root, "album", in->album, sizeof(in->album)) || !copy_str(root, "ref", in->ref, sizeof(in->ref)) ||
+        !copy_str(root, "plan", in->plan, sizeof(in->plan)) ||
+        !copy_str(root, "client", in->client, sizeof(in->client)) ||
+        !copy_str(root, "multipart", in->multipart, sizeof(in->multipart)) ||
+        !copy_str(root, "metadata", in->pub.metadata, sizeof(in->pub.metadata)) ||
+        !copy_str(root, "content_type", in->pub.content_type, sizeof(in->pub.content_type)) ||
+        !get_u64(root, "offset", &in->pub.offset) || !get_u64(root, "max_size", &in->pub.max_size) ||
+        !get_u64(root, "created", &created) || !get_u64(root, "expires", &expires) ||
+        !copy_str(root, "state", state, sizeof(state)))
+        goto exit;
+    if ((st = name_index(state_names, 4, state)) < 0 || !parse_concat(root, in))
+        goto exit;
+    in->state = (me_upload_state_t)st;
+    in->pub.length = ME_UPLOAD_LENGTH_DEFERRED;
+    if (!json_is_null(v = json_object_get(root, "length")) && !get_u64(root, "length", &in->pub.length))
+        goto exit;
+    in->created = (int64_t)created;
+    in->pub.expires = (int64_t)expires;
+    in->pub.completed = in->state == ME_UPLOAD_COMPLETED;
+
+    json_t *parts = json_object_get(root, "parts"), *pieces = json_object_get(root, "pieces");
+    if (!json_is_array(parts) || !json_is_array(pieces) || json_array_size(parts) > ME_UPLOAD_MAX_PARTS ||
+        json_array_size(pieces) > ME_UPLOAD_MAX_PARTS)
+        goto exit;
+    in->parts = calloc(json_array_size(parts) + 1, sizeof(*in->parts));
+    in->pieces = calloc(json_array_size(pieces) + 1, sizeof(*in->pieces));
+    if (in->parts == NULL || in->pieces == NULL)
+        goto exit;
+    size_t i;
+    json_t *e;
+    json_array_foreach(parts, i, e) {
+        me_storage_part_t *p = &in->parts[in->nparts++];
+        uint64_t n;
+        if (!get_u64(e, "n", &n) || n == 0 || n > ME_UPLOAD_MAX_PARTS || !get_u64(e, "size", &p->size) ||
+            !copy_str(e, "etag", p->etag, sizeof(p->etag)))
+            goto exit;
+        p->number = (int)n;
+    }
+    json_array_foreach(pieces, i, e) {
+        me_upload_piece_t *p = &in->pieces[in->npieces++];
+        if (!get_u64(e, "offset", &p->offset) || !get_u64(e, "size", &p->size))
+            goto exit;
+    }
+    ok = 1;
+exit:
+    json_decref(root);
+    if (!ok) {
+        me_upload_info_free(in);
+        return ME_EIO;
+    }
+    return 0;
+}
+
+/* Stores doc (JSON, consumed) at key durably. 0, ME_ENOMEM, or the storage error. */
+static int put_json(me_uploads_t *u, const char *key, json_t *doc)
+{
+    int ret = doc != NULL ? me_storage_put_json(u->st, key, doc) : ME_ENOMEM;
+    json_decref(doc);
+    return ret;
+}
+
+int me_upload_info_save(me_uploads_t *u, const me_upload_info_t *in)
+{
+    json_t *parts = json_array(), *pieces = json_array();
+    for (int i = 0; i < in->nparts; i++)
+        json_array_append_new(parts, json_pack("{s:i,s:I,s:s}", "n", in->parts[i].number, "size",
+                                               (json_int_t)in->parts[i].size, "etag", in->parts[i].etag));
+    for (int i = 0; i < in->npieces; i++)
+        json_array_append_new(pieces, json_pack("{s:I,s:I}", "offset", (json_int_t)in->pieces[i].offset, "size",
+                                                (json_int_t)in->pieces[i].size));
+    json_t *root = json_pack(
+        "{s:i,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:o,s:I,s:I,s:I,s:I,s:s,s:o,s:o}", "v", 1, "id", in->pub.id,
+        "media_id", in->pub.media_id, "owner", in->owner, "album", in->album, "ref", in->ref, "plan", in->plan,
+        "client", in->client, "multipart", in->multipart, "metadata", in->pub.metadata, "content_type",
+        in->pub.content_type, "length",
+        in->pub.length == ME_UPLOAD_LENGTH_DEFERRED ? json_null() : json_integer((json_int_t)in->pub.length),
+        "offset", (json_int_t)in->pub.offset, "max_size", (json_int_t)in->pub.max_size, "created",
+        (json_int_t)in->created, "expires", (json_int_t)in->pub.expires, "state", state_names[in->state], "parts", parts,
+        "pieces", pieces);
+    if (root != NULL) {
+        json_object_set_new(root, "kind", json_string(kind_names[in->pub.kind]));
+        if (in->pub.kind == ME_UPLOAD_PARTIAL)
+            json_object_set_new(root, "used_by", json_string(in->used_by));
+    }
+    if (root != NULL && in->pub.kind == ME_UPLOAD_FINAL) {
+        json_t *list = json_array();
+        for (int i = 0; i < in->pub.npartials; i++)
+            json_array_append_new(list, json_string(in->pub.partials[i]));
+        json_object_set_new(root, "partials", list);
+    }
+    char key[ME_STORAGE_KEY_MAX];
+    info_key(key, sizeof(key), in->pub.id);
+    return put_json(u, key, root);
+}
+
+int me_upload_info_load(me_uploads_t *u, const me_token_claims_t *who, const char *id, int64_t now,
+                        me_upload_info_t *in)
+{
+    char key[ME_STORAGE_KEY_MAX], *text;
+    size_t len;
+    int ret;
+    info_key(key, sizeof(key), id);
+    if ((ret = me_storage_get_all(u->st, key, INFO_MAX, &text, &len)) != 0)
+        return ret == ME_ENOTFOUND ? ME_ENOTFOUND : ME_EIO;
+    ret = parse_info(text, len, in);
+    free(text);
+    if (ret != 0) {
+        me_log_error(NULL, "upload %s: unreadable state document", id);
+        return ME_EIO;
+    }
+    /* another user's upload does not exist for this one; an expired one for nobody */
+    if (strcmp(in->owner, who->sub) != 0 || (in->state != ME_UPLOAD_COMPLETED && now >= in->pub.expires)) {
+        me_upload_info_free(in);
+        return ME_ENOTFOUND;
+    }
+    return 0;
+}
+
+/* ---- creation ---- */
+
+int me_upload_info_init(me_uploads_t *u, const me_token_claims_t *who, me_upload_kind_t kind, uint64_t length,
+                        const char *metadata, int64_t now, me_upload_info_t *in)
+{
+    char key[ME_STORAGE_KEY_MAX];
+    int ret;
+
+    memset(in, 0, sizeof(*in));
+    in->pub.kind = kind;
+    in->pub.max_size = u->max_size;
+    if (who->max_bytes != 0 && who->max_bytes < in->pub.max_size)
+        in->pub.max_size = who->max_bytes;
+    if (length != ME_UPLOAD_LENGTH_DEFERRED && length > in->pub.max_size)
+        return ME_EUPLOAD_SIZE;
+    if (length == 0)
+        return ME_EMEDIA; /* an empty file is no photo */
+    /* a partial upload never becomes media by itself: no media id */
+    if ((ret = random_id(in->pub.id)) != 0 || (kind != ME_UPLOAD_PARTIAL && (ret = random_id(in->pub.media_id)) != 0))
+        return ret;
+    in->pub.length = length;
+    in->pub.expires = now + u->expire_after;
+    in->created = now;
+    snprintf(in->pub.metadata, sizeof(in->pub.metadata), "%s", metadata);
+    strcpy(in->owner, who->sub);
+    strcpy(in->album, who->album);
+    strcpy(in->ref, who->ref);
+    snprintf(in->plan, sizeof(in->plan), "%s", me_token_plan_name(who->plan));
+    snprintf(in->client, sizeof(in->client), "%s", me_token_client_name(who->client));
+    me_upload_target_key(key, sizeof(key), in);
+    if (me_storage_multipart_begin(u->st, key, in->multipart, sizeof(in->multipart)) != 0)
+        return ME_EIO;
+    return 0;
+}
+
+static int create(me_uploads_t *u, const me_token_claims_t *who, me_upload_kind_t kind, uint64_t length,
+                  const char *metadata, int64_t now, me_upload_t *out)
+{
+    me_upload_info_t in;
+    int ret = me_upload_info_init(u, who, kind, length, metadata, now, &in);
+    if (ret == 0 && (ret = me_upload_info_save(u, &in)) != 0)
+        me_upload_discard(u, &in);
+    if (ret != 0)
+        return ret;
+    me_metric_add(uploads_created, NULL, 1);
+    *out = in.pub;
+    return 0;
+}
+
+int me_upload_create(me_uploads_t *u, const me_token_claims_t *who, uint64_t length, const char *metadata,
+                     int64_t now, me_upload_t *out)
+{
+    return create(u, who, ME_UPLOAD_PLAIN, length, metadata, now, out);
+}
+
+int me_upload_create_partial(me_uploads_t *u, const me_token_claims_t *who, uint64_t length, const char *metadata,
+                             int64_t now, me_upload_t *out)
+{
+    return create(u, who, ME_UPLOAD_PARTIAL, length, metadata, now, out);
+}
+
+/* ---- completion ---- */
+
+const char *me_upload_sniff(const unsigned char *h, size_t len)
+{
+    static const struct {
+        const char *brand, *type;
+    } brands[] = {{"heic", "image/heic"}, {"heix", "image/heic"}, {"heim", "image/heic"}, {"heis", "image/heic"},
+                  {"hevc", "image/heic"}, {"hevx", "image/heic"}, {"mif1", "image/heif"}, {"msf1", "image/heif"},
+                  {"isom", "video/mp4"},  {"iso2", "video/mp4"},  {"iso4", "video/mp4"},  {"iso5", "video/mp4"},
+                  {"iso6", "video/mp4"},  {"mp41", "video/mp4"},  {"mp42", "video/mp4"},  {"avc1", "video/mp4"},
+                  {"M4V ", "video/mp4"},  {"3gp4", "video/mp4"},  {"3gp5", "video/mp4"},  {"qt  ", "video/quicktime"}};
+    if (len >= 3 && h[0] == 0xFF && h[1] == 0xD8 && h[2] == 0xFF)
+        return "image/jpeg";
+    if (len >= 8 && memcmp(h, "\x89PNG\r\n\x1a\n", 8) == 0)
+        return "image/png";
+    if (len >= 6 && (memcmp(h, "GIF87a", 6) == 0 || memcmp(h, "GIF89a", 6) == 0))
+        return "image/gif";
+    if (len >= 12 && memcmp(h, "RIFF", 4) == 0 && memcmp(h + 8, "WEBP", 4) == 0)
+        return "image/webp";
+    if (len >= 12 && memcmp(h + 4, "ftyp", 4) == 0)
+        for (size_t i = 0; i < sizeof(brands) / sizeof(brands[0]); i++)
+            if (memcmp(h + 8, brands[i].brand, 4) == 0)
+                return brands[i].type;
+    /* QuickTime files may open with other atoms before any ftyp */
+    if (len >= 8 && (memcmp(h + 4, "moov", 4) == 0 || memcmp(h + 4, "mdat", 4) == 0 || memcmp(h + 4, "wide", 4) == 0))
+        return "video/quicktime";
+    return NULL;
+}
+
+/* SHA-256 of a stored object, read in chunks; hex into out[65]. */
+static int hash_object(me_uploads_t *u, const char *key, uint64_t size, char out[65])
+{
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    unsigned char *buf = malloc(HASH_CHUNK), digest[32];
+    int ret = ME_EIO;
+    if (ctx == NULL || buf == NULL || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1)
+        goto exit;
+    for (uint64_t off = 0; off < size;) {
+        size_t got;
+        if (me_storage_get(u->st, key, off, HASH_CHUNK, buf, &got) != 0 || got == 0 ||
+            EVP_DigestUpdate(ctx, buf, got) != 1)
+            goto exit;
+        off += got;
+    }
+    if (EVP_DigestFinal_ex(ctx, digest, NULL) != 1)
+        goto exit;
+    for (int i = 0; i < 32; i++)
+        snprintf(out + 2 * i, 3, "%02x", digest[i]);
+    ret = 0;
+exit:
+    free(buf);
+    EVP_MD_CTX_free(ctx);
+    return ret;
+}
+
+void me_upload_discard(me_uploads_t *u, me_upload_info_t *in)
+{
+    char key[ME_STORAGE_KEY_MAX];
+    me_upload_target_key(key, sizeof(key), in);
+    (void)!me_storage_multipart_abort(u->st, key, in->multipart);
+    if (in->pub.kind == ME_UPLOAD_PARTIAL)
+        (void)!me_storage_delete(u->st, key); /* a complete partial's bytes */
+    for (int i = 0; i < in->npieces; i++) {
+        piece_key(key, sizeof(key), in->pub.id, in->pieces[i].offset);
+        (void)!me_storage_delete(u->st, key);
+    }
+    info_key(key, sizeof(key), in->pub.id);
+    (void)!me_storage_delete(u->st, key);
+}
+
+int me_upload_finish(me_uploads_t *u, me_upload_info_t *in)
+{
+    char key[ME_STORAGE_KEY_MAX], mkey[ME_STORAGE_KEY_MAX], sha[65];
+    unsigned char head[32];
+    size_t got;
+    me_storage_stat_t st;
+    int ret;
+
+    me_upload_target_key(key, sizeof(key), in);
+    ret = me_storage_multipart_complete(u->st, key, in->multipart, in->parts, in->nparts);
+    if (ret != 0 && (me_storage_head(u->st, key, &st) != 0 || st.size != in->pub.length))
+        return ME_EIO; /* not completed before either */
+    if (in->pub.kind == ME_UPLOAD_PARTIAL) {
+        /* kept as it is for a final upload: no media check, no original, manifest or job */
+        in->state = ME_UPLOAD_COMPLETED;
+        in->pub.completed = 1;
+        if ((ret = me_upload_info_save(u, in)) != 0)
+            return ret;
+        me_log_info(NULL, "partial upload %s complete: %" PRIu64 " bytes", in->pub.id, in->pub.length);
+        return 0;
+    }
+    if (me_storage_get(u->st, key, 0, sizeof(head), head, &got) != 0)
+        return ME_EIO;
+    const char *type = me_upload_sniff(head, got);
+    if (type == NULL) {
+        me_log_info(NULL, "upload %s: not a photo or video; removed", in->pub.id);
+        (void)!me_storage_delete(u->st, key);
+        me_upload_discard(u, in);
+        return ME_EMEDIA;
+    }
+    if (hash_object(u, key, in->pub.length, sha) != 0)
+        return ME_EIO;
+    snprintf(in->pub.content_type, sizeof(in->pub.content_type), "%s", type);
+    snprintf(mkey, sizeof(mkey), "media/%s.json", in->pub.media_id);
+    json_t *manifest = json_pack("{s:i,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:{s:s,s:I,s:s,s:s},s:I}", "v", 1, "id",
+                                 in->pub.media_id, "album", in->album, "owner", in->owner, "ref", in->ref, "plan",
+                                 in->plan, "client", in->client, "kind",
+                                 strncmp(type, "video/", 6) == 0 ? "video" : "photo", "status", "uploaded", "original",
+                                 "key", key, "bytes", (json_int_t)in->pub.length, "sha256", sha, "content_type", type,
+                                 "created_at", (json_int_t)time(NULL));
+    if ((ret = put_json(u, mkey, manifest)) != 0)
+        return ret;
+    snprintf(mkey, sizeof(mkey), "jobs/%s.json", in->pub.media_id);
+    if ((ret = put_json(u, mkey, json_pack("{s:s,s:s}", "media_id", in->pub.media_id, "kind", "process"))) != 0)
+        return ret;
+    if (u->on_job != NULL)
+        u->on_job(u->on_job_ctx, in->pub.media_id);
+    in->state = ME_UPLOAD_COMPLETED;
+    in->pub.completed = 1;
+    if ((ret = me_upload_info_save(u, in)) != 0)
+        return ret;
+    me_metric_add(uploads_completed, NULL, 1);
+    me_log_info(NULL, "upload %s complete: media %s, %" PRIu64 " bytes, %s", in->pub.id, in->pub.media_id,
+                in->pub.length, type);
+    return 0;
+}
+
+/* ---- the public operations ---- */
+
+int me_upload_head(me_uploads_t *u, const me_token_claims_t *who, const char *id, int64_t now, me_upload_t *out)
+{
+    me_upload_info_t in;
+    int ret = me_upload_info_load(u, who, id, now, &in);
+    if (ret != 0)
+        return ret;
+    if (in.state == ME_UPLOAD_COMPLETING && me_upload_lock(u, id) == 0) {
+        ret = me_upload_finish(u, &in);
+        me_upload_unlock(u, id);
+    }
+    if (ret == 0)
+        *out = in.pub;
+    me_upload_info_free(&in);
+    return ret;
+}
+
+/* Writes data (len bytes at in->pub.offset) as a part, merging pending pieces in front of it,
+ * or as a piece when part and pieces together are still too small for the backend. */
+static int store_bytes(me_uploads_t *u, me_upload_info_t *in, const void *data, size_t len, int last)
+{
+    char key[ME_STORAGE_KEY_MAX], okey[ME_STORAGE_KEY_MAX];
+    uint64_t pending = 0;
+    int ret;
+    for (int i = 0; i < in->npieces; i++)
+        pending += in->pieces[i].size;
+    if (len == 0 && pending == 0)
+        return 0; /* a deferred length set with an empty body: nothing to store */
+
+    if (!last && pending + len < me_storage_min_part_size(u->st)) {
+        piece_key(key, sizeof(key), in->pub.id, in->pub.offset);
+        if ((ret = me_storage_put(u->st, key, data, len)) != 0)
+            return ret;
+        in->pieces[in->npieces++] = (me_upload_piece_t){in->pub.offset, len};
+        return 0;
+    }
+    if (in->nparts >= ME_UPLOAD_MAX_PARTS)
+        return ME_EUPLOAD_SIZE;
+    const void *part = data;
+    char *merged = NULL;
+    if (pending != 0) {
+        if ((merged = malloc(pending + len)) == NULL)
+            return ME_ENOMEM;
+        size_t at = 0;
+        for (int i = 0; i < in->npieces; i++) {
+            size_t got;
+            piece_key(key, sizeof(key), in->pub.id, in->pieces[i].offset);
+            if (me_storage_get(u->st, key, 0, in->pieces[i].size, merged + at, &got) != 0 || got != in->pieces[i].size) {
+                free(merged);
+                return ME_EIO;
+            }
+            at += got;
+        }
+        memcpy(merged + at, data, len);
+        part = merged;
+    }
+    me_upload_target_key(okey, sizeof(okey), in);
+    me_storage_part_t *p = &in->parts[in->nparts];
+    ret = me_storage_part_put(u->st, okey, in->multipart, in->nparts + 1, part, pending + len, p);
+    free(merged);
+    if (ret != 0)
+        return ret;
+    p->number = in->nparts + 1;
+    in->nparts++;
+    in->npieces = 0; /* their bytes are in the part now; the objects go after the state is saved */
+    return 0;
+}
+
+int me_upload_append(me_uploads_t *u, const me_token_claims_t *who, const char *id, uint64_t offset,
+                     uint64_t new_length, const void *data, size_t len, const me_checksum_t *ck, int64_t now,
+                     me_upload_t *out)
+{
+    me_upload_info_t in;
+    const char *reason = NULL;
+    int ret;
+
+    if (me_upload_lock(u, id) != 0) {
+        reason = "locked";
+        ret = ME_ELOCKED;
+        goto refused;
+    }
+    if ((ret = me_upload_info_load(u, who, id, now, &in)) != 0) {
+        me_upload_unlock(u, id);
+        return ret;
+    }
+    /* room for one more part or piece beyond what is there */
+    me_storage_part_t *parts = realloc(in.parts, sizeof(*parts) * (size_t)(in.nparts + 1));
+    me_upload_piece_t *pieces = realloc(in.pieces, sizeof(*pieces) * (size_t)(in.npieces + 1));
+    if (parts != NULL)
+        in.parts = parts;
+    if (pieces != NULL)
+        in.pieces = pieces;
+    int npieces_before = in.npieces;
+    me_upload_piece_t *old_pieces = NULL;
+
+    if (parts == NULL || pieces == NULL) {
+        ret = ME_ENOMEM;
+        goto exit;
+    }
+    if (in.pub.kind == ME_UPLOAD_FINAL) {
+        ret = ME_EFINAL, reason = "final";
+        goto exit;
+    }
+    if (in.state == ME_UPLOAD_COMPLETING) {
+        ret = me_upload_finish(u, &in); /* finish a completion a crash cut short */
+        if (ret == 0)
+            ret = ME_EOFFSET;
+        goto exit;
+    }
+    if (offset != in.pub.offset || in.state == ME_UPLOAD_COMPLETED) {
+        ret = ME_EOFFSET, reason = "offset";
+        goto exit;
+    }
+    if (new_length != ME_UPLOAD_LENGTH_DEFERRED) {
+        if (in.pub.length != ME_UPLOAD_LENGTH_DEFERRED && in.pub.length != new_length) {
+            ret = ME_ECONFLICT, reason = "length";
+            goto exit;
+        }
+        if (new_length > in.pub.max_size || new_length < offset + len) {
+            ret = new_length > in.pub.max_size ? ME_EUPLOAD_SIZE : ME_ECONFLICT, reason = "length";
+            goto exit;
+        }
+        in.pub.length = new_length;
+    }
+    uint64_t limit = in.pub.length != ME_UPLOAD_LENGTH_DEFERRED ? in.pub.length : in.pub.max_size;
+    if (offset + len > limit) {
+        ret = ME_EUPLOAD_SIZE, reason = "size";
+        goto exit;
+    }
+    if (ck != NULL && (ret = me_checksum_verify(ck, data, len)) != 0) {
+        reason = "checksum";
+        goto exit;
+    }
+    int last = in.pub.length != ME_UPLOAD_LENGTH_DEFERRED && offset + len == in.pub.length;
+    if (len == 0 && !last && new_length == ME_UPLOAD_LENGTH_DEFERRED) {
+        *out = in.pub; /* nothing to store */
+        goto exit;
+    }
+    if (npieces_before != 0 && (old_pieces = malloc(sizeof(*old_pieces) * (size_t)npieces_before)) == NULL) {
+        ret = ME_ENOMEM;
+        goto exit;
+    }
+    if (old_pieces != NULL)
+        memcpy(old_pieces, in.pieces, sizeof(*old_pieces) * (size_t)npieces_before);
+    if (len > 0 || last) {
+        if ((ret = store_bytes(u, &in, data, len, last)) != 0)
+            goto exit;
+    }
+    in.pub.offset += len;
+    if (last)
+        in.state = ME_UPLOAD_COMPLETING;
+    if ((ret = me_upload_info_save(u, &in)) != 0)
+        goto exit; /* the bytes stored are orphans: the next append at this offset overwrites them */
+    me_metric_add(upload_bytes, NULL, (double)len);
+    if (in.npieces == 0 && old_pieces != NULL) {
+        for (int i = 0; i < npieces_before; i++) {
+            char key[ME_STORAGE_KEY_MAX];
+            piece_key(key, sizeof(key), in.pub.id, old_pieces[i].offset);
+            (void)!me_storage_delete(u->st, key);
+        }
+    }
+    if (last)
+        ret = me_upload_finish(u, &in);
+    if (ret == 0)
+        *out = in.pub;
+
+exit:
+    free(old_pieces);
+    me_upload_info_free(&in);
+    me_upload_unlock(u, id);
+    if (reason == NULL)
+        return ret;
+refused:
+    me_metric_add(uploads_refused, &reason, 1);
+    return ret;
+}
+
+int me_upload_delete(me_uploads_t *u, const me_token_claims_t *who, const char *id)
+{
+    me_upload_info_t in;
+    int ret;
+    if (me_upload_lock(u, id) != 0)
+        return ME_ELOCKED;
+    if ((ret = me_upload_info_load(u, who, id, INT64_MIN, &in)) == 0) {
+        /* a complete partial no final uses is still only bytes waiting: it may go too */
+        int unused_partial =
+            in.pub.kind == ME_UPLOAD_PARTIAL && in.state == ME_UPLOAD_COMPLETED && in.used_by[0] == '\0';
+        if (in.state != ME_UPLOAD_OPEN && !unused_partial)
+            ret = ME_ECONFLICT;
+        else
+            me_upload_discard(u, &in);
+        me_upload_info_free(&in);
+    }
+    me_upload_unlock(u, id);
+    return ret;
+}
+
+typedef struct {
+    me_uploads_t *u;
+    int64_t now;
+    int removed;
+} sweep_t;
+
+static int sweep_one(const char *key, const me_storage_stat_t *stat, void *arg)
+{
+    sweep_t *s = arg;
+    size_t len = strlen(key);
+    char id[ME_UPLOAD_ID_LEN + 1], *text;
+    size_t tlen;
+    me_upload_info_t in;
+    /* uploads/<id>.info only; pieces live under uploads/<id>/ */
+    if (len != strlen("uploads/") + ME_UPLOAD_ID_LEN + strlen(".info") || strcmp(key + len - 5, ".info") != 0)
+        return 0;
+    memcpy(id, key + strlen("uploads/"), ME_UPLOAD_ID_LEN);
+    id[ME_UPLOAD_ID_LEN] = '\0';
+    if (!me_upload_id_valid(id, ME_UPLOAD_ID_LEN) || me_upload_lock(s->u, id) != 0)
+        return 0;
+    if (me_storage_get_all(s->u->st, key, INFO_MAX, &text, &tlen) == 0) {
+        if (parse_info(text, tlen, &in) == 0) {
+            if (s->now >= in.pub.expires && in.state != ME_UPLOAD_COMPLETING) {
+                if (in.state == ME_UPLOAD_COMPLETED && in.pub.kind != ME_UPLOAD_PARTIAL)
+                    (void)!me_storage_delete(s->u->st, key);
+                else
+                    me_upload_discard(s->u, &in);
+                s->removed++;
+            }
+            me_upload_info_free(&in);
+        }
+        free(text);
+    }
+    me_upload_unlock(s->u, id);
+    return 0;
+}
+
+int me_upload_sweep(me_uploads_t *u, int64_t now, int *removed)
+{
+    sweep_t s = {u, now, 0};
+    int ret = me_storage_list(u->st, "uploads/", sweep_one, &s);
+    *removed = s.removed;
+    return ret == 0 ? 0 : ME_EIO;
+}
+
+me_uploads_t *me_uploads_new(me_storage_t *st, const me_config_t *cfg)
+{
+    me_uploads_t *u = calloc(1, sizeof(*u));
+    if (u == NULL)
+        return NULL;
+    u->st = st;
+    u->max_size = cfg->upload_max_size;
+    u->expire_after = (int64_t)(cfg->upload_expire_after / 1000);
+    u->join_part = cfg->max_patch_size;
+    pthread_mutex_init(&u->lock, NULL);
+    return u;
+}
+
+void me_uploads_on_job(me_uploads_t *u, void (*cb)(void *ctx, const char *media_id), void *ctx)
+{
+    u->on_job = cb;
+    u->on_job_ctx = ctx;
+}
+
+void me_uploads_free(me_uploads_t *u)
+{
+    if (u == NULL)
+        return;
+    pthread_mutex_destroy(&u->lock);
+    free(u);
+}

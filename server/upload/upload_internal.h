@@ -1,0 +1,92 @@
+/* upload_internal.h: what the files of the upload module (upload.c, and the concatenation in
+ * upload_concat.c) share: the service, an upload's whole state document, the in-process lock
+ * table and completion. Not for other modules: they use upload.h. */
+#ifndef ME_UPLOAD_INTERNAL_H
+#define ME_UPLOAD_INTERNAL_H
+
+#include <pthread.h>
+#include <stdint.h>
+#include "server/upload/upload.h"
+
+/* Uploads being written at once: the pool threads' (<= 256; a final's request holds its
+ * partials' and its own) and the janitor's. When it is full, requests get ME_ELOCKED (423)
+ * and clients retry. */
+#define ME_UPLOAD_LOCKS 1024
+#define ME_UPLOAD_MAX_PARTS 10000
+
+/* open: taking appends; completing: every byte acknowledged, the original (or a partial's
+ * data object) being made; joining: a final being built from its partials; completed. */
+typedef enum { ME_UPLOAD_OPEN, ME_UPLOAD_COMPLETING, ME_UPLOAD_JOINING, ME_UPLOAD_COMPLETED } me_upload_state_t;
+
+/* A piece: bytes acknowledged but too few for a part yet (S3 wants 5 MiB per part). */
+typedef struct {
+    uint64_t offset, size;
+} me_upload_piece_t;
+
+/* The whole state document of one upload (uploads/<id>.info). */
+typedef struct {
+    me_upload_t pub;
+    char owner[ME_TOKEN_ID_MAX + 1];
+    char album[ME_TOKEN_ID_MAX + 1];
+    char ref[ME_TOKEN_REF_MAX + 1];
+    char plan[16], client[16];
+    char multipart[ME_STORAGE_UPLOAD_ID_MAX + 1];
+    int64_t created;
+    me_upload_state_t state;
+    me_storage_part_t *parts;   /* malloc'd, freed by me_upload_info_free() */
+    int nparts;
+    me_upload_piece_t *pieces;  /* malloc'd, freed by me_upload_info_free() */
+    int npieces;
+    char used_by[ME_UPLOAD_ID_LEN + 1]; /* a partial's final, once one claimed it */
+} me_upload_info_t;
+
+struct me_uploads {
+    me_storage_t *st;
+    uint64_t max_size;
+    int64_t expire_after; /* seconds */
+    uint64_t join_part;   /* bytes a final is built with at a time: a PATCH's at most */
+    void (*on_job)(void *ctx, const char *media_id);
+    void *on_job_ctx;
+    pthread_mutex_t lock;
+    char locked[ME_UPLOAD_LOCKS][ME_UPLOAD_ID_LEN + 1];
+};
+
+/* Takes the in-process lock of upload id without waiting: 0, or ME_ELOCKED when another
+ * request holds it (or the table is full). Several instances: Redis later. */
+int me_upload_lock(me_uploads_t *u, const char *id) ME_MUST_CHECK;
+void me_upload_unlock(me_uploads_t *u, const char *id);
+
+/* The key of the object an upload's parts complete into: originals/<album>/<media-id>, or
+ * for a partial upload its data object, uploads/<id>/data (me_upload_data_key()). */
+void me_upload_target_key(char *key, size_t len, const me_upload_info_t *in);
+void me_upload_data_key(char *key, size_t len, const char *id);
+
+/* Fills *in for a new upload of kind by who of length bytes (ids, owner claims, size cap,
+ * expiry) and begins its multipart upload; saves nothing. 0, ME_EUPLOAD_SIZE (over the cap),
+ * ME_EMEDIA (length 0), ME_EIO; on error nothing is left in storage. */
+int me_upload_info_init(me_uploads_t *u, const me_token_claims_t *who, me_upload_kind_t kind, uint64_t length,
+                        const char *metadata, int64_t now, me_upload_info_t *in) ME_MUST_CHECK;
+
+/* Loads the upload id for who into *in (free with me_upload_info_free()): 0, ME_ENOTFOUND
+ * unless it exists, is theirs and is not expired (finished uploads do not expire), ME_EIO. */
+int me_upload_info_load(me_uploads_t *u, const me_token_claims_t *who, const char *id, int64_t now,
+                        me_upload_info_t *in) ME_MUST_CHECK;
+
+/* Stores the state document durably (the moment a change counts). 0, ME_ENOMEM, ME_EIO. */
+int me_upload_info_save(me_uploads_t *u, const me_upload_info_t *in) ME_MUST_CHECK;
+
+/* Frees what *in holds (not in itself); safe twice. */
+void me_upload_info_free(me_upload_info_t *in);
+
+/* Turns an upload whose bytes are all acknowledged (state completing) into its original,
+ * manifest and job (a partial upload: into its data object only), and saves it completed;
+ * idempotent, so that a crash anywhere inside is finished by a later call. 0, ME_EMEDIA (not
+ * a photo or video: everything of the upload is removed), ME_EIO. Call it holding the
+ * upload's lock. */
+int me_upload_finish(me_uploads_t *u, me_upload_info_t *in) ME_MUST_CHECK;
+
+/* Removes everything an unfinished upload, or a partial one, stored (parts, pieces, data
+ * object, state). Best effort. */
+void me_upload_discard(me_uploads_t *u, me_upload_info_t *in);
+
+#endif
