@@ -22,6 +22,7 @@
 #include "handlers/uploads.h"
 #include "handlers/whoami.h"
 #include "server/http/http.h"
+#include "server/core/clock.h"
 #include "server/core/log.h"
 #include "server/core/metrics.h"
 #include "server/http/server.h"
@@ -109,13 +110,6 @@ me_uploads_t *me_server_uploads(const me_server_t *srv)
 int me_server_is_ready(const me_server_t *srv)
 {
     return atomic_load(&srv->started) == srv->nloops && !atomic_load(&srv->draining);
-}
-
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
 /* ---- listening sockets ---- */
@@ -287,7 +281,7 @@ static void *loop_main(void *arg)
                 close_listeners(loop);
             atomic_store(&loop->busy, loop_busy(loop));
         }
-        me_log_flush_due(now_ms());
+        me_log_flush_due((uint64_t)me_clock_mono_ms());
     }
     me_log_flush();
     return NULL;
@@ -418,7 +412,7 @@ static void announce(me_server_t *srv)
  * 0 once the deadline has passed, -1 after a tick (the caller re-checks its condition). */
 static int wait_signal(const sigset_t *set, uint64_t deadline_ms)
 {
-    uint64_t now = now_ms();
+    uint64_t now = (uint64_t)me_clock_mono_ms();
     if (now >= deadline_ms)
         return 0;
     uint64_t wait = deadline_ms - now > 50 ? 50 : deadline_ms - now;
@@ -447,7 +441,7 @@ static int drain(me_server_t *srv, const sigset_t *set)
     me_log_info(NULL, "shutdown signal: not ready; closing listeners in %llu ms",
                 (unsigned long long)cfg->shutdown_delay);
 
-    uint64_t deadline = now_ms() + cfg->shutdown_delay;
+    uint64_t deadline = (uint64_t)me_clock_mono_ms() + cfg->shutdown_delay;
     int r;
     while ((r = wait_signal(set, deadline)) != 0)
         if (r == 1)
@@ -456,7 +450,7 @@ static int drain(me_server_t *srv, const sigset_t *set)
     atomic_store(&srv->phase, PHASE_CLOSING);
     me_log_info(NULL, "listeners closed; draining requests in flight for at most %llu ms",
                 (unsigned long long)cfg->shutdown_drain_timeout);
-    deadline = now_ms() + cfg->shutdown_drain_timeout;
+    deadline = (uint64_t)me_clock_mono_ms() + cfg->shutdown_drain_timeout;
     /* give every loop one turn to close its listener and report before judging */
     usleep(150 * 1000);
     while (!drained(srv)) {
@@ -509,7 +503,7 @@ int me_server_run(me_config_t *cfg, int announce_start)
         goto fail;
     if ((srv->storage = me_storage_open(cfg, err, sizeof(err))) == NULL)
         goto fail;
-    if ((srv->cors = me_cors_new(cfg)) == NULL || (srv->uploads = me_uploads_new(srv->storage, cfg)) == NULL) {
+    if ((srv->cors = me_cors_new(cfg)) == NULL || (srv->uploads = me_uploads_new(srv->storage, NULL, cfg)) == NULL) {
         snprintf(err, sizeof(err), "out of memory");
         goto fail;
     }

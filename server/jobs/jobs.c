@@ -7,8 +7,11 @@
 #include <string.h>
 #include <time.h>
 #include "server/jobs/jobs.h"
+#include "server/core/clock.h"
 #include "server/core/log.h"
 #include "server/core/metrics.h"
+#include "server/media/manifest.h"
+#include "server/storage/layout.h"
 #include "server/upload/upload.h"
 
 #define DOC_MAX (1 << 20) /* a manifest or job document larger than this is not ours */
@@ -40,9 +43,10 @@ static int id_valid(const char *id, size_t len)
     return me_upload_id_valid(id, len);
 }
 
-static void doc_key(char *key, size_t size, const char *dir, const char *id)
+/* jobs/<id>.json; ids are checked before (id_valid), so the key fits. */
+static void job_key_of(char *key, size_t size, const char *id)
 {
-    snprintf(key, size, "%s/%s.json", dir, id);
+    (void)!me_layout_job(key, size, id);
 }
 
 /* The JSON object at key: 0 with *doc set, ME_ENOTFOUND, or ME_EIO (unreadable or not an
@@ -55,6 +59,31 @@ static int load(me_jobs_t *j, const char *key, json_t **doc)
     return ret == 0 || ret == ME_ENOTFOUND ? ret : ME_EIO;
 }
 
+/* The manifest of id, as load() answers. */
+static int load_manifest(me_jobs_t *j, const char *id, json_t **manifest)
+{
+    int ret = me_manifest_load(j->st, id, manifest);
+    if (ret == ME_EINVAL)
+        me_log_error(NULL, "jobs: the manifest of %s is not a JSON object; left alone", id);
+    return ret == 0 || ret == ME_ENOTFOUND ? ret : ME_EIO;
+}
+
+static int store_manifest(me_jobs_t *j, const json_t *manifest)
+{
+    return me_manifest_store(j->st, manifest) == 0 ? 0 : ME_EIO;
+}
+
+int me_jobs_submit(me_storage_t *st, const char *media_id)
+{
+    char key[ME_STORAGE_KEY_MAX];
+    if (!id_valid(media_id, strlen(media_id)) || me_layout_job(key, sizeof(key), media_id) != 0)
+        return ME_EINVAL;
+    json_t *job = json_pack("{s:s,s:s}", "media_id", media_id, "kind", "process");
+    int ret = job != NULL ? me_storage_put_json(st, key, job) : ME_ENOMEM;
+    json_decref(job);
+    return ret == 0 || ret == ME_ENOMEM ? ret : ME_EIO;
+}
+
 /* Replaces the document at key with doc (kept). 0 or ME_EIO. */
 static int store(me_jobs_t *j, const char *key, json_t *doc)
 {
@@ -64,7 +93,7 @@ static int store(me_jobs_t *j, const char *key, json_t *doc)
 /* Counts an attempt's outcome for the media's kind ("photo", "video"). */
 static void count(const json_t *manifest, const char *outcome)
 {
-    const char *kind = json_string_value(json_object_get(manifest, "kind"));
+    const char *kind = me_manifest_kind(manifest);
     const char *labels[] = {kind != NULL && (strcmp(kind, "photo") == 0 || strcmp(kind, "video") == 0) ? kind : "other",
                             outcome};
     me_metric_add(jobs_total, labels, 1);
@@ -76,7 +105,7 @@ static void count(const json_t *manifest, const char *outcome)
  * webhook could not be stored (the job stays, to be run again). */
 static int finish(me_jobs_t *j, const char *job_key, const json_t *manifest)
 {
-    const char *status = json_string_value(json_object_get(manifest, "status"));
+    const char *status = me_manifest_status(manifest);
     if (j->hooks != NULL && status != NULL &&
         me_webhooks_raise(j->hooks, strcmp(status, "ready") == 0 ? "media.ready" : "media.failed", manifest) != 0)
         return ME_EIO;
@@ -96,9 +125,8 @@ static void drop(me_jobs_t *j, const char *job_key)
 static int failed(me_jobs_t *j, const char *id, json_t *job, json_t *manifest, const me_job_failure_t *why,
                   int64_t now, int64_t *retry_at)
 {
-    char job_key[ME_STORAGE_KEY_MAX], media_key[ME_STORAGE_KEY_MAX];
-    doc_key(job_key, sizeof(job_key), "jobs", id);
-    doc_key(media_key, sizeof(media_key), "media", id);
+    char job_key[ME_STORAGE_KEY_MAX];
+    job_key_of(job_key, sizeof(job_key), id);
     json_int_t attempts = json_integer_value(json_object_get(job, "attempts")) + 1;
     if (!why->permanent && attempts < j->cfg->job_max_attempts) {
         int64_t delay = (int64_t)j->cfg->job_retry_after << (attempts - 1 < 20 ? attempts - 1 : 20);
@@ -113,11 +141,8 @@ static int failed(me_jobs_t *j, const char *id, json_t *job, json_t *manifest, c
                     why->message, delay);
         return ME_EBUSY;
     }
-    json_object_set_new(manifest, "status", json_string("failed"));
-    json_object_set_new(manifest, "error",
-                        json_pack("{s:s,s:s}", "code", me_err_code(why->err), "message", why->message));
-    json_object_set_new(manifest, "processed_at", json_integer(now / 1000));
-    if (store(j, media_key, manifest) != 0 || finish(j, job_key, manifest) != 0)
+    if (me_manifest_set_failed(manifest, me_err_code(why->err), why->message, now / 1000) != 0 ||
+        store_manifest(j, manifest) != 0 || finish(j, job_key, manifest) != 0)
         return ME_EIO;
     count(manifest, "failed");
     me_log_info(NULL, "media %s failed: %s (%s)", id, me_err_code(why->err), why->message);
@@ -126,35 +151,29 @@ static int failed(me_jobs_t *j, const char *id, json_t *job, json_t *manifest, c
 
 int me_jobs_run(me_jobs_t *j, const char *id, int64_t now, int64_t *retry_at)
 {
-    char job_key[ME_STORAGE_KEY_MAX], media_key[ME_STORAGE_KEY_MAX];
+    char job_key[ME_STORAGE_KEY_MAX];
     json_t *job = NULL, *manifest = NULL, *result = NULL;
     me_job_failure_t why = {.err = ME_EINTERNAL};
     int ret;
 
     if (!id_valid(id, strlen(id)))
         return 0;
-    doc_key(job_key, sizeof(job_key), "jobs", id);
-    doc_key(media_key, sizeof(media_key), "media", id);
+    job_key_of(job_key, sizeof(job_key), id);
     if ((ret = load(j, job_key, &job)) != 0)
         return ret == ME_ENOTFOUND ? 0 : ret; /* done already */
-    if ((ret = load(j, media_key, &manifest)) != 0) {
+    if ((ret = load_manifest(j, id, &manifest)) != 0) {
         if (ret == ME_ENOTFOUND) /* the media was deleted meanwhile */
             drop(j, job_key), ret = 0;
         goto exit;
     }
-    const char *status = json_string_value(json_object_get(manifest, "status"));
-    if (status != NULL && (strcmp(status, "ready") == 0 || strcmp(status, "failed") == 0)) {
+    if (me_manifest_is_final(manifest)) {
         ret = finish(j, job_key, manifest); /* a crash came between the manifest and the job's deletion */
         goto exit;
     }
-    json_object_set_new(manifest, "status", json_string("processing"));
-    json_object_set_new(manifest, "processing_at", json_integer(now / 1000));
-    if ((ret = store(j, media_key, manifest)) != 0)
+    if ((ret = me_manifest_set_processing(manifest, now / 1000)) != 0 || (ret = store_manifest(j, manifest)) != 0)
         goto exit;
     if ((ret = j->process(j->ctx, j->st, manifest, &result, &why)) == ME_EUNSUPPORTED && !why.permanent) {
-        json_object_set_new(manifest, "status", json_string("uploaded"));
-        json_object_del(manifest, "processing_at");
-        ret = store(j, media_key, manifest) == 0 ? 0 : ME_EIO;
+        ret = me_manifest_set_waiting(manifest) == 0 && store_manifest(j, manifest) == 0 ? 0 : ME_EIO;
         count(manifest, "skipped");
         goto exit;
     }
@@ -162,17 +181,13 @@ int me_jobs_run(me_jobs_t *j, const char *id, int64_t now, int64_t *retry_at)
         ret = failed(j, id, job, manifest, &why, now, retry_at);
         goto exit;
     }
-    if (result != NULL && json_is_object(result))
-        json_object_update(manifest, result);
-    json_object_del(manifest, "error");
-    json_object_set_new(manifest, "status", json_string("ready"));
-    json_object_set_new(manifest, "processed_at", json_integer(me_jobq_now() / 1000));
-    if ((ret = store(j, media_key, manifest)) != 0 || (ret = finish(j, job_key, manifest)) != 0)
+    if ((ret = me_manifest_set_ready(manifest, result, me_clock_wall_ms() / 1000)) != 0 ||
+        (ret = store_manifest(j, manifest)) != 0 || (ret = finish(j, job_key, manifest)) != 0)
         goto exit;
     count(manifest, "ready");
     json_int_t created = json_integer_value(json_object_get(manifest, "created_at"));
     if (created > 0)
-        me_metric_add(ready_seconds, NULL, (double)(me_jobq_now() - (int64_t)created * 1000) / 1000.0);
+        me_metric_add(ready_seconds, NULL, (double)(me_clock_wall_ms() - (int64_t)created * 1000) / 1000.0);
 exit:
     json_decref(result);
     json_decref(manifest);
@@ -183,6 +198,7 @@ exit:
 /* ---- finding work in storage ---- */
 
 typedef struct {
+    const char *prefix;
     char (*ids)[ME_JOBQ_ID_MAX + 1];
     size_t n, cap;
 } ids_t;
@@ -191,10 +207,9 @@ typedef struct {
 static int collect(const char *key, const me_storage_stat_t *stat, void *arg)
 {
     ids_t *ids = arg;
-    const char *slash = strchr(key, '/'), *dot = strrchr(key, '.');
+    char id[ME_JOBQ_ID_MAX + 1];
     (void)stat;
-    if (slash == NULL || dot == NULL || dot < slash || strcmp(dot, ".json") != 0 ||
-        !id_valid(slash + 1, (size_t)(dot - slash - 1)))
+    if (!me_layout_doc_id(key, ids->prefix, id, sizeof(id)) || !id_valid(id, strlen(id)))
         return 0;
     if (ids->n == ids->cap) {
         size_t cap = ids->cap ? 2 * ids->cap : 256;
@@ -203,18 +218,17 @@ static int collect(const char *key, const me_storage_stat_t *stat, void *arg)
             return ME_ENOMEM;
         ids->ids = p, ids->cap = cap;
     }
-    memcpy(ids->ids[ids->n], slash + 1, (size_t)(dot - slash - 1));
-    ids->ids[ids->n++][dot - slash - 1] = '\0';
+    memcpy(ids->ids[ids->n++], id, sizeof(id));
     return 0;
 }
 
 static int list_ids(me_jobs_t *j, const char *prefix, ids_t *ids)
 {
-    memset(ids, 0, sizeof(*ids));
+    *ids = (ids_t){.prefix = prefix};
     int ret = me_storage_list(j->st, prefix, collect, ids);
     if (ret != 0) {
         free(ids->ids);
-        memset(ids, 0, sizeof(*ids));
+        *ids = (ids_t){.prefix = prefix};
     }
     return ret == 0 ? 0 : ret == ME_ENOMEM ? ret : ME_EIO;
 }
@@ -222,32 +236,23 @@ static int list_ids(me_jobs_t *j, const char *prefix, ids_t *ids)
 int me_jobs_reconcile(me_jobs_t *j, int64_t now)
 {
     ids_t ids;
-    int queued = 0, ret = list_ids(j, "media/", &ids);
+    int queued = 0, ret = list_ids(j, ME_LAYOUT_MANIFESTS, &ids);
     if (ret != 0)
         return ret;
     for (size_t i = 0; i < ids.n; i++) {
         char key[ME_STORAGE_KEY_MAX];
         json_t *manifest;
-        doc_key(key, sizeof(key), "media", ids.ids[i]);
-        if (load(j, key, &manifest) != 0)
+        if (load_manifest(j, ids.ids[i], &manifest) != 0)
             continue;
-        const char *status = json_string_value(json_object_get(manifest, "status"));
-        int processing = status != NULL && strcmp(status, "processing") == 0;
-        json_int_t since = json_integer_value(json_object_get(manifest, processing ? "processing_at" : "created_at"));
-        int stale = (processing || (status != NULL && strcmp(status, "uploaded") == 0)) &&
-                    now - (int64_t)since * 1000 >= (int64_t)j->cfg->job_stale_after;
+        int stale = me_manifest_status(manifest) != NULL && !me_manifest_is_final(manifest) &&
+                    now - me_manifest_since(manifest) * 1000 >= (int64_t)j->cfg->job_stale_after;
         json_decref(manifest);
         if (!stale)
             continue;
         me_storage_stat_t st;
-        doc_key(key, sizeof(key), "jobs", ids.ids[i]);
-        if (me_storage_head(j->st, key, &st) == ME_ENOTFOUND) {
-            json_t *job = json_pack("{s:s,s:s}", "media_id", ids.ids[i], "kind", "process");
-            int lost = store(j, key, job);
-            json_decref(job);
-            if (lost != 0)
-                continue;
-        }
+        job_key_of(key, sizeof(key), ids.ids[i]);
+        if (me_storage_head(j->st, key, &st) == ME_ENOTFOUND && me_jobs_submit(j->st, ids.ids[i]) != 0)
+            continue;
         if (me_jobq_push(j->q, ids.ids[i], 0) == 0)
             queued++;
     }
@@ -287,10 +292,10 @@ static void *reconcile_loop(void *arg)
     pthread_mutex_lock(&j->lock);
     while (!j->stopping) {
         pthread_mutex_unlock(&j->lock);
-        if (me_jobs_reconcile(j, me_jobq_now()) < 0)
+        if (me_jobs_reconcile(j, me_clock_wall_ms()) < 0)
             me_log_error(NULL, "jobs: the reconciler could not list the media; trying again later");
         pthread_mutex_lock(&j->lock);
-        int64_t until = me_jobq_now() + (int64_t)j->cfg->job_reconcile_every;
+        int64_t until = me_clock_wall_ms() + (int64_t)j->cfg->job_reconcile_every;
         struct timespec ts = {.tv_sec = until / 1000, .tv_nsec = (long)(until % 1000) * 1000000};
         while (!j->stopping && pthread_cond_timedwait(&j->wake, &j->lock, &ts) == 0)
             ; /* woken early, not stopping: sleep on to the same time */
@@ -314,14 +319,14 @@ me_jobs_t *me_jobs_new(const me_config_t *cfg, me_storage_t *st, me_jobq_t *q, m
 int me_jobs_start(me_jobs_t *j)
 {
     ids_t ids;
-    int ret = list_ids(j, "jobs/", &ids);
+    int ret = list_ids(j, ME_LAYOUT_JOBS, &ids);
     if (ret != 0)
         return ret;
     for (size_t i = 0; i < ids.n && ret == 0; i++) {
         char key[ME_STORAGE_KEY_MAX];
         json_t *job;
         int64_t at = 0;
-        doc_key(key, sizeof(key), "jobs", ids.ids[i]);
+        job_key_of(key, sizeof(key), ids.ids[i]);
         if (load(j, key, &job) == 0) {
             at = (int64_t)json_integer_value(json_object_get(job, "next_at"));
             json_decref(job);

@@ -33,6 +33,11 @@ typedef int (*me_job_process_fn)(void *ctx, me_storage_t *st, const json_t *mani
 
 typedef struct me_jobs me_jobs_t;
 
+/* Stores jobs/<media_id>.json, durably: the media needs processing. Any process that runs
+ * jobs finds it (at its start, or through its reconciler); me_jobs_queue() tells this one at
+ * once. 0, ME_EINVAL (not a media id), ME_ENOMEM, ME_EIO. */
+int me_jobs_submit(me_storage_t *st, const char *media_id) ME_MUST_CHECK;
+
 /* A runner over st and q (neither owned) with cfg's jobs settings (workers, max_attempts,
  * retry_after, reconcile_every, stale_after), running process(ctx, ...). A media that ends
  * ready or failed raises media.ready or media.failed on hooks (not owned; may be NULL)

@@ -7,8 +7,10 @@
 #include <curl/curl.h>
 #include <openssl/evp.h>
 #include <openssl/params.h>
+#include "server/core/clock.h"
 #include "server/core/log.h"
 #include "server/core/metrics.h"
+#include "server/storage/layout.h"
 #include "server/jobs/webhook.h"
 
 #define DOC_MAX (4 << 20)
@@ -46,9 +48,10 @@ int me_webhook_signature(const char *secret, int64_t t, const char *body, size_t
     return 0;
 }
 
+/* webhooks/<id>.json; event ids are made here or checked when listed, so the key fits. */
 static void doc_key(char *key, size_t size, const char *id)
 {
-    snprintf(key, size, "webhooks/%s.json", id);
+    (void)!me_layout_webhook(key, size, id);
 }
 
 static int store(me_webhooks_t *w, const char *key, const json_t *doc)
@@ -82,7 +85,7 @@ int me_webhooks_raise(me_webhooks_t *w, const char *event, const json_t *media)
         snprintf(id, sizeof(id), "%s-%s", media_id, event + 6) >= (int)sizeof(id))
         return ME_EINVAL;
     json_t *body = json_pack("{s:s,s:s,s:I,s:O}", "id", id, "event", event, "created_at",
-                             (json_int_t)(me_jobq_now() / 1000), "media", media);
+                             (json_int_t)(me_clock_wall_ms() / 1000), "media", media);
     char *text = body != NULL ? json_dumps(body, JSON_COMPACT) : NULL;
     json_t *doc = text != NULL ? json_pack("{s:s,s:s,s:i}", "id", id, "body", text, "attempts", 0) : NULL;
     doc_key(key, sizeof(key), id);
@@ -193,13 +196,10 @@ static void *send_loop(void *arg)
 static int requeue(const char *key, const me_storage_stat_t *stat, void *arg)
 {
     me_webhooks_t *w = arg;
-    const char *name = key + strlen("webhooks/"), *dot = strrchr(key, '.');
     char id[ME_JOBQ_ID_MAX + 1];
     (void)stat;
-    if (dot == NULL || strcmp(dot, ".json") != 0 || dot <= name || (size_t)(dot - name) > ME_JOBQ_ID_MAX)
+    if (!me_layout_doc_id(key, ME_LAYOUT_WEBHOOKS, id, sizeof(id)))
         return 0;
-    memcpy(id, name, (size_t)(dot - name));
-    id[dot - name] = '\0';
     return me_jobq_push(w->q, id, 0) == ME_ENOMEM ? ME_ENOMEM : 0;
 }
 
@@ -207,7 +207,7 @@ int me_webhooks_start(me_webhooks_t *w)
 {
     if (!*w->cfg->webhook_url)
         return 0;
-    if (me_storage_list(w->st, "webhooks/", requeue, w) != 0)
+    if (me_storage_list(w->st, ME_LAYOUT_WEBHOOKS, requeue, w) != 0)
         return ME_EIO;
     w->sending = pthread_create(&w->sender, NULL, send_loop, w) == 0;
     return w->sending ? 0 : ME_ENOMEM;

@@ -9,6 +9,7 @@
 #include "server/core/metrics.h"
 #include "server/media/photo/photo.h"
 #include "server/media/sandbox/photo_sandbox.h"
+#include "server/media/manifest.h"
 #include "server/media/processing.h"
 #include "server/jobs/webhook.h"
 
@@ -39,14 +40,12 @@ static json_t *photo_manifest(const me_photo_result_t *r, const json_t *original
     if (facts == NULL || variants == NULL || orig == NULL)
         goto fail;
     json_array_foreach(json_object_get(facts, "variants"), i, v) {
-        char name[64], key[ME_STORAGE_KEY_MAX];
-        snprintf(name, sizeof(name), "%s.%s", json_string_value(json_object_get(v, "name")),
-                 json_string_value(json_object_get(v, "format")));
-        snprintf(key, sizeof(key), "variants/%s/%s/%s", album, id, name);
-        json_t *entry = json_pack("{s:s,s:O,s:O,s:O,s:O}", "key", key, "width", json_object_get(v, "width"), "height",
-                                  json_object_get(v, "height"), "bytes", json_object_get(v, "bytes"), "content_type",
-                                  json_object_get(v, "content_type"));
-        if (entry == NULL || json_object_set_new(variants, name, entry) != 0)
+        if (me_manifest_add_variant(variants, album, id, json_string_value(json_object_get(v, "name")),
+                                    json_string_value(json_object_get(v, "format")),
+                                    (int)json_integer_value(json_object_get(v, "width")),
+                                    (int)json_integer_value(json_object_get(v, "height")),
+                                    (uint64_t)json_integer_value(json_object_get(v, "bytes")),
+                                    json_string_value(json_object_get(v, "content_type"))) != 0)
             goto fail;
     }
     static const char *const moved[] = {"format", "width", "height"};
@@ -92,8 +91,8 @@ static int process_photo(me_processing_t *p, me_storage_t *st, const json_t *man
 {
     const json_t *original = json_object_get(manifest, "original");
     const char *key = json_string_value(json_object_get(original, "key"));
-    const char *album = json_string_value(json_object_get(manifest, "album"));
-    const char *id = json_string_value(json_object_get(manifest, "id"));
+    const char *album = me_manifest_album(manifest);
+    const char *id = me_manifest_id(manifest);
     me_photo_result_t r;
     char *data = NULL;
     size_t len = 0;
@@ -143,7 +142,7 @@ exit:
 /* The job runner's process function: a pipeline by the media's kind. */
 static int process(void *ctx, me_storage_t *st, const json_t *manifest, json_t **result, me_job_failure_t *why)
 {
-    const char *kind = json_string_value(json_object_get(manifest, "kind"));
+    const char *kind = me_manifest_kind(manifest);
     if (kind != NULL && strcmp(kind, "photo") == 0)
         return process_photo(ctx, st, manifest, result, why);
     fail(why, ME_EUNSUPPORTED, 0, "No pipeline for this kind of media yet.");

@@ -11,6 +11,10 @@
 #include "server/core/b64.h"
 #include "server/core/log.h"
 #include "server/core/metrics.h"
+#include "server/jobs/jobs.h"
+#include "server/media/manifest.h"
+#include "server/media/sniff.h"
+#include "server/storage/layout.h"
 #include "server/upload/upload.h"
 #include "server/upload/upload_internal.h"
 
@@ -80,19 +84,21 @@ int me_upload_metadata_valid(const char *m, size_t len)
     return 1;
 }
 
+/* Keys of an upload's objects (storage/layout.h). Upload ids, media ids and albums are
+ * checked where they come in (ids made here, token claims), so these keys always fit. */
 static void info_key(char *key, size_t len, const char *id)
 {
-    snprintf(key, len, "uploads/%s.info", id);
+    (void)!me_layout_upload_info(key, len, id);
 }
 
 static void piece_key(char *key, size_t len, const char *id, uint64_t offset)
 {
-    snprintf(key, len, "uploads/%s/piece-%020" PRIu64, id, offset);
+    (void)!me_layout_upload_piece(key, len, id, offset);
 }
 
 void me_upload_data_key(char *key, size_t len, const char *id)
 {
-    snprintf(key, len, "uploads/%s/data", id);
+    (void)!me_layout_upload_data(key, len, id);
 }
 
 void me_upload_target_key(char *key, size_t len, const me_upload_info_t *in)
@@ -100,35 +106,18 @@ void me_upload_target_key(char *key, size_t len, const me_upload_info_t *in)
     if (in->pub.kind == ME_UPLOAD_PARTIAL)
         me_upload_data_key(key, len, in->pub.id);
     else
-        snprintf(key, len, "originals/%s/%s", in->album, in->pub.media_id);
+        (void)!me_layout_original(key, len, in->album, in->pub.media_id);
 }
 
 int me_upload_lock(me_uploads_t *u, const char *id)
 {
-    int free_slot = -1, ret = ME_ELOCKED;
-    pthread_mutex_lock(&u->lock);
-    for (int i = 0; i < ME_UPLOAD_LOCKS; i++) {
-        if (strcmp(u->locked[i], id) == 0)
-            goto exit;
-        if (u->locked[i][0] == '\0' && free_slot < 0)
-            free_slot = i;
-    }
-    if (free_slot >= 0) {
-        strcpy(u->locked[free_slot], id);
-        ret = 0;
-    }
-exit:
-    pthread_mutex_unlock(&u->lock);
-    return ret;
+    int ret = me_locks_acquire(u->locks, id, NULL);
+    return ret == ME_EINVAL ? ME_ELOCKED : ret;
 }
 
 void me_upload_unlock(me_uploads_t *u, const char *id)
 {
-    pthread_mutex_lock(&u->lock);
-    for (int i = 0; i < ME_UPLOAD_LOCKS; i++)
-        if (strcmp(u->locked[i], id) == 0)
-            u->locked[i][0] = '\0';
-    pthread_mutex_unlock(&u->lock);
+    me_locks_release(u->locks, id, 0);
 }
 
 /* ---- the state document ---- */
@@ -384,33 +373,6 @@ int me_upload_create_partial(me_uploads_t *u, const me_token_claims_t *who, uint
 
 /* ---- completion ---- */
 
-const char *me_upload_sniff(const unsigned char *h, size_t len)
-{
-    static const struct {
-        const char *brand, *type;
-    } brands[] = {{"heic", "image/heic"}, {"heix", "image/heic"}, {"heim", "image/heic"}, {"heis", "image/heic"},
-                  {"hevc", "image/heic"}, {"hevx", "image/heic"}, {"mif1", "image/heif"}, {"msf1", "image/heif"},
-                  {"isom", "video/mp4"},  {"iso2", "video/mp4"},  {"iso4", "video/mp4"},  {"iso5", "video/mp4"},
-                  {"iso6", "video/mp4"},  {"mp41", "video/mp4"},  {"mp42", "video/mp4"},  {"avc1", "video/mp4"},
-                  {"M4V ", "video/mp4"},  {"3gp4", "video/mp4"},  {"3gp5", "video/mp4"},  {"qt  ", "video/quicktime"}};
-    if (len >= 3 && h[0] == 0xFF && h[1] == 0xD8 && h[2] == 0xFF)
-        return "image/jpeg";
-    if (len >= 8 && memcmp(h, "\x89PNG\r\n\x1a\n", 8) == 0)
-        return "image/png";
-    if (len >= 6 && (memcmp(h, "GIF87a", 6) == 0 || memcmp(h, "GIF89a", 6) == 0))
-        return "image/gif";
-    if (len >= 12 && memcmp(h, "RIFF", 4) == 0 && memcmp(h + 8, "WEBP", 4) == 0)
-        return "image/webp";
-    if (len >= 12 && memcmp(h + 4, "ftyp", 4) == 0)
-        for (size_t i = 0; i < sizeof(brands) / sizeof(brands[0]); i++)
-            if (memcmp(h + 8, brands[i].brand, 4) == 0)
-                return brands[i].type;
-    /* QuickTime files may open with other atoms before any ftyp */
-    if (len >= 8 && (memcmp(h + 4, "moov", 4) == 0 || memcmp(h + 4, "mdat", 4) == 0 || memcmp(h + 4, "wide", 4) == 0))
-        return "video/quicktime";
-    return NULL;
-}
-
 /* SHA-256 of a stored object, read in chunks; hex into out[65]. */
 static int hash_object(me_uploads_t *u, const char *key, uint64_t size, char out[65])
 {
@@ -454,8 +416,8 @@ void me_upload_discard(me_uploads_t *u, me_upload_info_t *in)
 
 int me_upload_finish(me_uploads_t *u, me_upload_info_t *in)
 {
-    char key[ME_STORAGE_KEY_MAX], mkey[ME_STORAGE_KEY_MAX], sha[65];
-    unsigned char head[32];
+    char key[ME_STORAGE_KEY_MAX], sha[65];
+    unsigned char head[ME_SNIFF_HEAD];
     size_t got;
     me_storage_stat_t st;
     int ret;
@@ -475,7 +437,7 @@ int me_upload_finish(me_uploads_t *u, me_upload_info_t *in)
     }
     if (me_storage_get(u->st, key, 0, sizeof(head), head, &got) != 0)
         return ME_EIO;
-    const char *type = me_upload_sniff(head, got);
+    const char *type = me_sniff(head, got);
     if (type == NULL) {
         me_log_info(NULL, "upload %s: not a photo or video; removed", in->pub.id);
         (void)!me_storage_delete(u->st, key);
@@ -485,18 +447,15 @@ int me_upload_finish(me_uploads_t *u, me_upload_info_t *in)
     if (hash_object(u, key, in->pub.length, sha) != 0)
         return ME_EIO;
     snprintf(in->pub.content_type, sizeof(in->pub.content_type), "%s", type);
-    snprintf(mkey, sizeof(mkey), "media/%s.json", in->pub.media_id);
-    json_t *manifest = json_pack("{s:i,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:{s:s,s:I,s:s,s:s},s:I}", "v", 1, "id",
-                                 in->pub.media_id, "album", in->album, "owner", in->owner, "ref", in->ref, "plan",
-                                 in->plan, "client", in->client, "kind",
-                                 strncmp(type, "video/", 6) == 0 ? "video" : "photo", "status", "uploaded", "original",
-                                 "key", key, "bytes", (json_int_t)in->pub.length, "sha256", sha, "content_type", type,
-                                 "created_at", (json_int_t)time(NULL));
-    if ((ret = put_json(u, mkey, manifest)) != 0)
-        return ret;
-    snprintf(mkey, sizeof(mkey), "jobs/%s.json", in->pub.media_id);
-    if ((ret = put_json(u, mkey, json_pack("{s:s,s:s}", "media_id", in->pub.media_id, "kind", "process"))) != 0)
-        return ret;
+    me_manifest_origin_t origin = {.media_id = in->pub.media_id, .album = in->album, .owner = in->owner,
+                                   .ref = in->ref, .plan = in->plan, .client = in->client, .original_key = key,
+                                   .bytes = in->pub.length, .sha256 = sha, .content_type = type,
+                                   .created_at = (int64_t)time(NULL)};
+    json_t *manifest = me_manifest_new(&origin);
+    ret = manifest != NULL ? me_manifest_store(u->st, manifest) : ME_ENOMEM;
+    json_decref(manifest);
+    if (ret != 0 || (ret = me_jobs_submit(u->st, in->pub.media_id)) != 0)
+        return ret == ME_ENOMEM ? ret : ME_EIO;
     if (u->on_job != NULL)
         u->on_job(u->on_job_ctx, in->pub.media_id);
     in->state = ME_UPLOAD_COMPLETED;
@@ -752,16 +711,20 @@ int me_upload_sweep(me_uploads_t *u, int64_t now, int *removed)
     return ret == 0 ? 0 : ME_EIO;
 }
 
-me_uploads_t *me_uploads_new(me_storage_t *st, const me_config_t *cfg)
+me_uploads_t *me_uploads_new(me_storage_t *st, me_locks_t *locks, const me_config_t *cfg)
 {
     me_uploads_t *u = calloc(1, sizeof(*u));
     if (u == NULL)
         return NULL;
+    if (locks == NULL && (u->own_locks = locks = me_locks_local_new(ME_UPLOAD_LOCKS)) == NULL) {
+        free(u);
+        return NULL;
+    }
+    u->locks = locks;
     u->st = st;
     u->max_size = cfg->upload_max_size;
     u->expire_after = (int64_t)(cfg->upload_expire_after / 1000);
     u->join_part = cfg->max_patch_size;
-    pthread_mutex_init(&u->lock, NULL);
     return u;
 }
 
@@ -775,6 +738,6 @@ void me_uploads_free(me_uploads_t *u)
 {
     if (u == NULL)
         return;
-    pthread_mutex_destroy(&u->lock);
+    me_locks_free(u->own_locks);
     free(u);
 }

@@ -15,6 +15,7 @@
 #include "server/upload/checksum.h"
 #include "server/core/config.h"
 #include "server/storage/storage.h"
+#include "server/upload/lock.h"
 #include "server/auth/token.h"
 
 #define ME_UPLOAD_ID_LEN 22            /* 128 random bits in base64url */
@@ -44,8 +45,9 @@ typedef struct {
     char partials[ME_UPLOAD_CONCAT_MAX][ME_UPLOAD_ID_LEN + 1];
 } me_upload_t;
 
-/* Makes the upload service over st (not owned) with cfg's limits. NULL on allocation failure. */
-me_uploads_t *me_uploads_new(me_storage_t *st, const me_config_t *cfg);
+/* Makes the upload service over st and locks (neither owned; locks NULL: in-process locks of
+ * its own, for one instance) with cfg's limits. NULL on allocation failure. */
+me_uploads_t *me_uploads_new(me_storage_t *st, me_locks_t *locks, const me_config_t *cfg);
 void me_uploads_free(me_uploads_t *u);
 
 /* Calls cb(ctx, media_id) each time a completion has stored a media's processing job
@@ -126,9 +128,5 @@ int me_upload_delete(me_uploads_t *u, const me_token_claims_t *who, const char *
 /* Removes every upload past its expiry (unfinished ones and partial ones with their data;
  * finished ones only their state). *removed counts them. Returns 0 or ME_EIO (the sweep stops; run it again). */
 int me_upload_sweep(me_uploads_t *u, int64_t now, int *removed) ME_MUST_CHECK;
-
-/* The media type of a file that starts with head (len bytes; 32 are enough), or NULL when it
- * is not a photo or video we accept. */
-const char *me_upload_sniff(const unsigned char *head, size_t len);
 
 #endif

@@ -47,12 +47,12 @@ struct me_uploads {
     uint64_t join_part;   /* bytes a final is built with at a time: a PATCH's at most */
     void (*on_job)(void *ctx, const char *media_id);
     void *on_job_ctx;
-    pthread_mutex_t lock;
-    char locked[ME_UPLOAD_LOCKS][ME_UPLOAD_ID_LEN + 1];
+    me_locks_t *locks;     /* an upload's lock is named by its id */
+    me_locks_t *own_locks; /* locks when made here (none given), freed with u */
 };
 
-/* Takes the in-process lock of upload id without waiting: 0, or ME_ELOCKED when another
- * request holds it (or the table is full). Several instances: Redis later. */
+/* Takes the lock of upload id without waiting (lock.h): 0, ME_ELOCKED when another request
+ * holds it (or no room is left), ME_EIO when the lock backend cannot answer. */
 int me_upload_lock(me_uploads_t *u, const char *id) ME_MUST_CHECK;
 void me_upload_unlock(me_uploads_t *u, const char *id);
 

@@ -90,7 +90,7 @@ static int setup(void **state)
     f->cfg.upload_expire_after = 3600 * 1000;
     f->cfg.max_patch_size = 4096; /* finals are built in parts of this size */
     assert_non_null(f->st = me_storage_open(&f->cfg, err, sizeof(err)));
-    assert_non_null(f->u = me_uploads_new(f->st, &f->cfg));
+    assert_non_null(f->u = me_uploads_new(f->st, NULL, &f->cfg));
     min_part = 0;
     fail_completes = 0;
     dead_after = -1;
@@ -341,37 +341,6 @@ static void test_delete_and_sweep(void **state)
     assert_int_equal(count(f, "uploads/"), 0);
     assert_int_equal(count(f, "originals/"), 1); /* the finished one's original stays */
     free(data);
-}
-
-static void test_sniff_table(void **state)
-{
-    static const struct {
-        const char *head;
-        size_t len;
-        const char *type;
-    } cases[] = {
-        {"\xff\xd8\xff\xe1", 4, "image/jpeg"},
-        {"\x89PNG\r\n\x1a\n", 8, "image/png"},
-        {"GIF89a", 6, "image/gif"},
-        {"RIFF\0\0\0\0WEBPVP8 ", 16, "image/webp"},
-        {"\0\0\0\x18" "ftypheic\0\0\0\0", 16, "image/heic"},
-        {"\0\0\0\x18" "ftypmif1\0\0\0\0", 16, "image/heif"},
-        {"\0\0\0\x18" "ftypisom\0\0\0\0", 16, "video/mp4"},
-        {"\0\0\0\x14" "ftypqt  \0\0\0\0", 16, "video/quicktime"},
-        {"\0\0\0\x08" "wide", 8, "video/quicktime"},
-        {"\0\0\0\x18" "ftypavif\0\0\0\0", 16, NULL},
-        {"%PDF-1.4", 8, NULL},
-        {"\xff\xd8", 2, NULL},
-        {"", 0, NULL},
-    };
-    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        const char *t = me_upload_sniff((const unsigned char *)cases[i].head, cases[i].len);
-        print_message("case %zu\n", i);
-        if (cases[i].type == NULL)
-            assert_null(t);
-        else
-            assert_string_equal(t, cases[i].type);
-    }
 }
 
 static void test_metadata_and_ids(void **state)
@@ -638,7 +607,7 @@ static void test_final_survives_a_crash_at_every_step(void **state)
         dead_after = -1;
         print_message("dead after %d writes: %d\n", k, ret);
         me_uploads_free(f->u); /* a new process: no locks held */
-        assert_non_null(f->u = me_uploads_new(f->st, &f->cfg));
+        assert_non_null(f->u = me_uploads_new(f->st, NULL, &f->cfg));
 
         assert_int_equal(me_upload_concat(f->u, &alice, (const upload_id_t *)ids, 3, "", T0 + 1, &out), 0);
         if (ret == 0)
@@ -790,7 +759,6 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_final_survives_a_crash_at_every_step, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_finals_one_wins, setup, teardown),
         cmocka_unit_test(test_concat_parse_table),
-        cmocka_unit_test(test_sniff_table),
         cmocka_unit_test(test_metadata_and_ids),
     };
     return cmocka_run_group_tests_name("upload", tests, NULL, NULL);

@@ -12,11 +12,12 @@
 #include "server/media/photo/photo_cores.h"
 #include "server/media/photo/photo_exif.h"
 #include "server/media/photo/photo_webp.h"
-#include "server/upload/upload.h"
+#include "server/media/sniff.h"
+#include "server/storage/layout.h"
 
 typedef enum { FMT_JPEG, FMT_PNG, FMT_HEIF, FMT_WEBP, FMT_GIF } format_t;
 
-/* The formats we take, the media type me_upload_sniff() gives each, and the libvips loader
+/* The formats we take, the media type me_sniff() gives each, and the libvips loader
  * class left unblocked for it. */
 static const struct {
     const char *name, *sniffed, *loader;
@@ -87,7 +88,7 @@ int me_photo_init(void)
 
 static int sniff(const void *data, size_t len)
 {
-    const char *type = me_upload_sniff(data, len);
+    const char *type = me_sniff(data, len);
 
     if (type && strcmp(type, "image/heic") == 0)
         type = "image/heif";
@@ -464,7 +465,7 @@ int me_photo_process(const me_photo_config_t *pc, const void *data, size_t len, 
     }
     snprintf(out->format, sizeof(out->format), "%s", formats[fmt].name);
     snprintf(out->content_type, sizeof(out->content_type), "%s",
-             fmt == FMT_HEIF ? me_upload_sniff(data, len) : formats[fmt].sniffed);
+             fmt == FMT_HEIF ? me_sniff(data, len) : formats[fmt].sniffed);
     ctx = VIPS_OBJECT(vips_image_new());
     t = (VipsImage **)vips_object_local_array(ctx, 1);
     ret = ME_ECORRUPT;
@@ -532,13 +533,9 @@ int me_photo_store(me_storage_t *st, const char *album, const char *media_id, co
     char key[ME_STORAGE_KEY_MAX + 1];
     int ret;
 
-    if (strchr(album, '/') || strchr(media_id, '/'))
-        return ME_EINVAL;
     for (int i = 0; i < r->noutputs; i++) {
         const me_photo_output_t *o = &r->outputs[i];
-        if ((size_t)snprintf(key, sizeof(key), "variants/%s/%s/%s.%s", album, media_id, o->name, o->ext) >=
-                sizeof(key) ||
-            !me_storage_key_valid(key))
+        if (me_layout_variant(key, sizeof(key), album, media_id, o->name, o->ext) != 0)
             return ME_EINVAL;
         if ((ret = me_storage_put(st, key, o->data, o->len)) != 0)
             return ret;

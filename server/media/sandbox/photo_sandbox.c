@@ -20,6 +20,7 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include "server/core/clock.h"
 #include "server/core/log.h"
 #include "server/media/photo/photo_cores.h"
 #include "server/media/sandbox/sandbox.h"
@@ -73,14 +74,7 @@ struct me_photo_decoders {
     char exe[PATH_MAX], scratch[PATH_MAX]; /* scratch: the decoders' directories are in it */
 };
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* Moves len bytes over fd, sending when out is set, before deadline (now_ms(); 0: blocks as
+/* Moves len bytes over fd, sending when out is set, before deadline (me_clock_mono_ms(); 0: blocks as
  * long as it takes). 0, or -1 with errno: ETIMEDOUT, EPIPE (the other end closed), ... */
 static int xfer(int fd, void *buf, size_t len, int out, int64_t deadline)
 {
@@ -89,7 +83,7 @@ static int xfer(int fd, void *buf, size_t len, int out, int64_t deadline)
     while (len > 0) {
         if (deadline) {
             struct pollfd pfd = {.fd = fd, .events = out ? POLLOUT : POLLIN};
-            int64_t left = deadline - now_ms();
+            int64_t left = deadline - me_clock_mono_ms();
             int r = left > 0 ? poll(&pfd, 1, left > INT_MAX ? INT_MAX : (int)left) : 0;
             if (r < 0 && errno == EINTR)
                 continue;
@@ -215,7 +209,7 @@ static int start(decoder_t *d, char *why, size_t whylen)
         return -1;
     }
     hello_t hello = {MAGIC, sizeof(*d->pool->pc), (uint32_t)d->pool->slots, (uint32_t)d->slot};
-    int64_t deadline = now_ms() + (int64_t)d->pool->timeout_ms;
+    int64_t deadline = me_clock_mono_ms() + (int64_t)d->pool->timeout_ms;
     if (xfer(d->fd, &hello, sizeof(hello), 1, deadline) != 0 ||
         xfer(d->fd, (void *)d->pool->pc, sizeof(*d->pool->pc), 1, deadline) != 0) {
         snprintf(why, whylen, "did not take its configuration");
@@ -277,7 +271,7 @@ static int process(decoder_t *d, const void *data, size_t len, me_photo_result_t
         d->pid = 0, stop(d, NULL, 0);
     if (d->pid == 0 && start(d, why, sizeof(why)) != 0)
         goto died;
-    deadline = now_ms() + (int64_t)d->pool->timeout_ms;
+    deadline = me_clock_mono_ms() + (int64_t)d->pool->timeout_ms;
     request_t req = {MAGIC, 0, len};
     if (xfer(d->fd, &req, sizeof(req), 1, deadline) != 0 || xfer(d->fd, (void *)data, len, 1, deadline) != 0 ||
         xfer(d->fd, &reply, sizeof(reply), 0, deadline) != 0 || reply.magic != MAGIC ||

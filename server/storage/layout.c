@@ -1,0 +1,82 @@
+/* layout.c: storage keys of uploads, originals, manifests, jobs, variants and webhooks. */
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include "server/storage/layout.h"
+#include "server/storage/storage.h"
+
+static int format(char *key, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static int format(char *key, size_t len, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(key, len, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= len || !me_storage_key_valid(key)) {
+        if (len > 0)
+            key[0] = '\0';
+        return ME_EINVAL;
+    }
+    return 0;
+}
+
+int me_layout_upload_info(char *key, size_t len, const char *upload_id)
+{
+    return format(key, len, "uploads/%s.info", upload_id);
+}
+
+int me_layout_upload_piece(char *key, size_t len, const char *upload_id, uint64_t offset)
+{
+    return format(key, len, "uploads/%s/piece-%020" PRIu64, upload_id, offset);
+}
+
+int me_layout_upload_data(char *key, size_t len, const char *upload_id)
+{
+    return format(key, len, "uploads/%s/data", upload_id);
+}
+
+int me_layout_original(char *key, size_t len, const char *album, const char *media_id)
+{
+    if (strchr(album, '/') != NULL || strchr(media_id, '/') != NULL)
+        return ME_EINVAL;
+    return format(key, len, "originals/%s/%s", album, media_id);
+}
+
+int me_layout_manifest(char *key, size_t len, const char *media_id)
+{
+    return format(key, len, ME_LAYOUT_MANIFESTS "%s.json", media_id);
+}
+
+int me_layout_job(char *key, size_t len, const char *media_id)
+{
+    return format(key, len, ME_LAYOUT_JOBS "%s.json", media_id);
+}
+
+int me_layout_variant(char *key, size_t len, const char *album, const char *media_id, const char *name,
+                      const char *ext)
+{
+    if (strchr(album, '/') != NULL || strchr(media_id, '/') != NULL || strchr(name, '/') != NULL ||
+        strchr(ext, '/') != NULL)
+        return ME_EINVAL;
+    return format(key, len, "variants/%s/%s/%s.%s", album, media_id, name, ext);
+}
+
+int me_layout_webhook(char *key, size_t len, const char *event_id)
+{
+    return format(key, len, ME_LAYOUT_WEBHOOKS "%s.json", event_id);
+}
+
+int me_layout_doc_id(const char *key, const char *prefix, char *id, size_t idlen)
+{
+    size_t plen = strlen(prefix), klen = strlen(key);
+    if (klen <= plen + 5 || strncmp(key, prefix, plen) != 0 || strcmp(key + klen - 5, ".json") != 0)
+        return 0;
+    size_t n = klen - plen - 5;
+    if (n >= idlen || memchr(key + plen, '/', n) != NULL)
+        return 0;
+    memcpy(id, key + plen, n);
+    id[n] = '\0';
+    return 1;
+}

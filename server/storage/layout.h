@@ -1,0 +1,45 @@
+/* layout.h: the one place that names storage keys. Every backend holds the same layout:
+ *
+ *     uploads/<upload-id>.info                 an upload's state document
+ *     uploads/<upload-id>/piece-<offset>       bytes waiting to become a part (backends with
+ *                                              a minimum part size)
+ *     uploads/<upload-id>/data                 a partial upload's bytes (tus concatenation)
+ *     originals/<album>/<media-id>             the original, byte for byte
+ *     media/<media-id>.json                    the media manifest (media/manifest.h)
+ *     jobs/<media-id>.json                     a media still to process (jobs/jobs.h)
+ *     variants/<album>/<media-id>/<name>.<ext> what the pipelines make
+ *     webhooks/<event-id>.json                 an event not yet delivered (jobs/webhook.h)
+ *
+ * Album first under originals/ and variants/ lets one CloudFront policy with a wildcard on
+ * the album cover a whole album. Each function writes the key into key (len bytes, at least
+ * ME_STORAGE_KEY_MAX + 1 suffices) and returns 0, or ME_EINVAL when it does not fit or is not
+ * a valid storage key (an id or name with '/' or a leading '.'): callers pass ids they have
+ * checked, so that is a programming error, never a path out of the layout. */
+#ifndef ME_LAYOUT_H
+#define ME_LAYOUT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "server/core/error.h"
+
+/* Listing prefixes of the documents kept one per id. */
+#define ME_LAYOUT_MANIFESTS "media/"
+#define ME_LAYOUT_JOBS "jobs/"
+#define ME_LAYOUT_WEBHOOKS "webhooks/"
+
+int me_layout_upload_info(char *key, size_t len, const char *upload_id) ME_MUST_CHECK;
+int me_layout_upload_piece(char *key, size_t len, const char *upload_id, uint64_t offset) ME_MUST_CHECK;
+int me_layout_upload_data(char *key, size_t len, const char *upload_id) ME_MUST_CHECK;
+int me_layout_original(char *key, size_t len, const char *album, const char *media_id) ME_MUST_CHECK;
+int me_layout_manifest(char *key, size_t len, const char *media_id) ME_MUST_CHECK;
+int me_layout_job(char *key, size_t len, const char *media_id) ME_MUST_CHECK;
+int me_layout_variant(char *key, size_t len, const char *album, const char *media_id, const char *name,
+                      const char *ext) ME_MUST_CHECK;
+int me_layout_webhook(char *key, size_t len, const char *event_id) ME_MUST_CHECK;
+
+/* The id of a listed "<prefix><id>.json" document (prefix one of the ME_LAYOUT_* above):
+ * 1 with id (idlen bytes with its NUL) filled, or 0 when key has another shape or the id
+ * does not fit. The id is not otherwise checked. */
+int me_layout_doc_id(const char *key, const char *prefix, char *id, size_t idlen);
+
+#endif

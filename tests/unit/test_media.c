@@ -1,0 +1,193 @@
+/* test_media.c: unit tests of server/media/sniff.c, server/media/manifest.c and
+ * server/storage/layout.c: what a file is, the manifest's states and the storage keys. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <cmocka.h>
+#include <jansson.h>
+#include "server/media/manifest.h"
+#include "server/media/sniff.h"
+#include "server/storage/layout.h"
+
+static void test_sniff_table(void **state)
+{
+    static const struct {
+        const char *head;
+        size_t len;
+        const char *type;
+    } cases[] = {
+        {"\xff\xd8\xff\xe1", 4, "image/jpeg"},
+        {"\x89PNG\r\n\x1a\n", 8, "image/png"},
+        {"GIF89a", 6, "image/gif"},
+        {"RIFF\0\0\0\0WEBPVP8 ", 16, "image/webp"},
+        {"\0\0\0\x18" "ftypheic\0\0\0\0", 16, "image/heic"},
+        {"\0\0\0\x18" "ftypmif1\0\0\0\0", 16, "image/heif"},
+        {"\0\0\0\x18" "ftypisom\0\0\0\0", 16, "video/mp4"},
+        {"\0\0\0\x14" "ftypqt  \0\0\0\0", 16, "video/quicktime"},
+        {"\0\0\0\x08" "wide", 8, "video/quicktime"},
+        {"\0\0\0\x18" "ftypavif\0\0\0\0", 16, NULL},
+        {"%PDF-1.4", 8, NULL},
+        {"\xff\xd8", 2, NULL},
+        {"", 0, NULL},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const char *t = me_sniff((const unsigned char *)cases[i].head, cases[i].len);
+        print_message("case %zu\n", i);
+        if (cases[i].type == NULL)
+            assert_null(t);
+        else
+            assert_string_equal(t, cases[i].type);
+    }
+}
+
+static void test_sniff_kind(void **state)
+{
+    (void)state;
+    assert_string_equal(me_sniff_kind("image/heic"), "photo");
+    assert_string_equal(me_sniff_kind("video/quicktime"), "video");
+    assert_null(me_sniff_kind("application/pdf"));
+    assert_null(me_sniff_kind(NULL));
+}
+
+/* Every key of the layout, and refusals of ids that would leave it. */
+static void test_layout_keys(void **state)
+{
+    char key[ME_STORAGE_KEY_MAX + 1], small[16];
+    (void)state;
+    assert_int_equal(me_layout_upload_info(key, sizeof(key), "u1"), 0);
+    assert_string_equal(key, "uploads/u1.info");
+    assert_int_equal(me_layout_upload_piece(key, sizeof(key), "u1", 5242880), 0);
+    assert_string_equal(key, "uploads/u1/piece-00000000000005242880");
+    assert_int_equal(me_layout_upload_data(key, sizeof(key), "u1"), 0);
+    assert_string_equal(key, "uploads/u1/data");
+    assert_int_equal(me_layout_original(key, sizeof(key), "alb", "m1"), 0);
+    assert_string_equal(key, "originals/alb/m1");
+    assert_int_equal(me_layout_manifest(key, sizeof(key), "m1"), 0);
+    assert_string_equal(key, "media/m1.json");
+    assert_int_equal(me_layout_job(key, sizeof(key), "m1"), 0);
+    assert_string_equal(key, "jobs/m1.json");
+    assert_int_equal(me_layout_variant(key, sizeof(key), "alb", "m1", "thumb", "webp"), 0);
+    assert_string_equal(key, "variants/alb/m1/thumb.webp");
+    assert_int_equal(me_layout_webhook(key, sizeof(key), "e1"), 0);
+    assert_string_equal(key, "webhooks/e1.json");
+
+    /* no id can move a key to another place, and a key that does not fit is refused */
+    assert_int_equal(me_layout_original(key, sizeof(key), "alb/../x", "m1"), ME_EINVAL);
+    assert_int_equal(me_layout_variant(key, sizeof(key), "alb", "m1", "../thumb", "webp"), ME_EINVAL);
+    assert_int_equal(me_layout_variant(key, sizeof(key), "alb", "m1", "thumb", "x/y"), ME_EINVAL);
+    assert_int_equal(me_layout_manifest(key, sizeof(key), ".hidden"), ME_EINVAL); /* backends' own names */
+    assert_int_equal(me_layout_original(key, sizeof(key), ".tmp", "m1"), ME_EINVAL);
+    assert_int_equal(me_layout_manifest(key, sizeof(key), ""), ME_EINVAL);
+    assert_int_equal(me_layout_job(small, sizeof(small), "a-long-media-id"), ME_EINVAL);
+    assert_string_equal(small, "");
+}
+
+static void test_layout_doc_id(void **state)
+{
+    char id[8];
+    (void)state;
+    assert_int_equal(me_layout_doc_id("jobs/abc.json", ME_LAYOUT_JOBS, id, sizeof(id)), 1);
+    assert_string_equal(id, "abc");
+    assert_int_equal(me_layout_doc_id("media/abc.json", ME_LAYOUT_JOBS, id, sizeof(id)), 0);
+    assert_int_equal(me_layout_doc_id("jobs/abc.txt", ME_LAYOUT_JOBS, id, sizeof(id)), 0);
+    assert_int_equal(me_layout_doc_id("jobs/.json", ME_LAYOUT_JOBS, id, sizeof(id)), 0);
+    assert_int_equal(me_layout_doc_id("jobs/a/b.json", ME_LAYOUT_JOBS, id, sizeof(id)), 0);
+    assert_int_equal(me_layout_doc_id("jobs/abcdefgh.json", ME_LAYOUT_JOBS, id, sizeof(id)), 0); /* too long */
+}
+
+static json_t *new_manifest(const char *type)
+{
+    me_manifest_origin_t o = {.media_id = "m1", .album = "alb", .owner = "u", .ref = "r", .plan = "free",
+                              .client = "app", .original_key = "originals/alb/m1", .bytes = 1234,
+                              .sha256 = "00", .content_type = type, .created_at = 1000};
+    return me_manifest_new(&o);
+}
+
+/* uploaded -> processing -> (back to uploaded) -> ready; failed keeps the error. */
+static void test_manifest_states(void **state)
+{
+    (void)state;
+    json_t *m = new_manifest("video/mp4");
+    assert_non_null(m);
+    assert_string_equal(me_manifest_kind(m), "video");
+    assert_string_equal(me_manifest_status(m), "uploaded");
+    assert_string_equal(me_manifest_id(m), "m1");
+    assert_string_equal(me_manifest_album(m), "alb");
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(m, "original"), "bytes")), 1234);
+    assert_int_equal(me_manifest_since(m), 1000);
+    assert_false(me_manifest_is_final(m));
+
+    assert_int_equal(me_manifest_set_processing(m, 2000), 0);
+    assert_string_equal(me_manifest_status(m), "processing");
+    assert_int_equal(me_manifest_since(m), 2000);
+    assert_int_equal(me_manifest_set_waiting(m), 0);
+    assert_string_equal(me_manifest_status(m), "uploaded");
+    assert_null(json_object_get(m, "processing_at"));
+    assert_int_equal(me_manifest_since(m), 1000);
+
+    assert_int_equal(me_manifest_set_failed(m, "corrupt", "damaged", 3000), 0);
+    assert_true(me_manifest_is_final(m));
+    assert_string_equal(json_string_value(json_object_get(json_object_get(m, "error"), "code")), "corrupt");
+
+    json_t *result = json_pack("{s:i,s:{}}", "width", 640, "variants");
+    assert_int_equal(me_manifest_add_variant(json_object_get(result, "variants"), "alb", "m1", "thumb", "jpg", 320,
+                                             240, 999, "image/jpeg"), 0);
+    assert_int_equal(me_manifest_add_variant(json_object_get(result, "variants"), "alb", "m1", "a/b", "jpg", 1, 1,
+                                             1, "image/jpeg"), ME_EINVAL);
+    assert_int_equal(me_manifest_set_ready(m, result, 4000), 0);
+    assert_string_equal(me_manifest_status(m), "ready");
+    assert_null(json_object_get(m, "error")); /* a retry that worked leaves no error behind */
+    assert_int_equal(json_integer_value(json_object_get(m, "processed_at")), 4000);
+    json_t *thumb = json_object_get(json_object_get(m, "variants"), "thumb.jpg");
+    assert_string_equal(json_string_value(json_object_get(thumb, "key")), "variants/alb/m1/thumb.jpg");
+    assert_int_equal(json_integer_value(json_object_get(thumb, "height")), 240);
+    json_decref(result);
+    json_decref(m);
+
+    assert_null(new_manifest("application/pdf"));
+}
+
+/* Stored at media/<id>.json on a real (file) backend, and read back the same. */
+static void test_manifest_store_load(void **state)
+{
+    char dir[] = "/tmp/me-test-media-XXXXXX", err[256];
+    (void)state;
+    assert_non_null(mkdtemp(dir));
+    me_config_t cfg = {0};
+    cfg.storage_backend = (char *)"file";
+    cfg.storage_root = dir;
+    me_storage_t *st = me_storage_open(&cfg, err, sizeof(err));
+    assert_non_null(st);
+    json_t *m = new_manifest("image/jpeg"), *back = NULL;
+    assert_int_equal(me_manifest_load(st, "m1", &back), ME_ENOTFOUND);
+    assert_int_equal(me_manifest_store(st, m), 0);
+    me_storage_stat_t stat;
+    assert_int_equal(me_storage_head(st, "media/m1.json", &stat), 0);
+    assert_int_equal(me_manifest_load(st, "m1", &back), 0);
+    assert_true(json_equal(m, back));
+    json_decref(back);
+    assert_int_equal(me_storage_put(st, "media/m2.json", "[1]", 3), 0);
+    assert_int_equal(me_manifest_load(st, "m2", &back), ME_EINVAL);
+    json_object_del(m, "id");
+    assert_int_equal(me_manifest_store(st, m), ME_EINVAL);
+    json_decref(m);
+    me_storage_close(st);
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_sniff_table),   cmocka_unit_test(test_sniff_kind),
+        cmocka_unit_test(test_layout_keys),   cmocka_unit_test(test_layout_doc_id),
+        cmocka_unit_test(test_manifest_states), cmocka_unit_test(test_manifest_store_load),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
