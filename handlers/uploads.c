@@ -21,7 +21,7 @@
 
 typedef struct {
     h2o_handler_t super;
-    me_server_t *srv;
+    me_uploads_deps_t deps;
 } uploads_handler_t;
 
 typedef enum { OP_CREATE, OP_HEAD, OP_APPEND, OP_DELETE, OP_CONCAT } op_t;
@@ -303,7 +303,7 @@ static int draft_length(h2o_req_t *req, upload_job_t *j, int has_length)
 static int on_req(h2o_handler_t *_self, h2o_req_t *req)
 {
     uploads_handler_t *self = (uploads_handler_t *)_self;
-    const me_config_t *cfg = me_server_config(self->srv);
+    const me_config_t *cfg = self->deps.cfg;
     h2o_iovec_t rest = h2o_iovec_init(req->path_normalized.base + strlen(PREFIX),
                                       req->path_normalized.len - strlen(PREFIX));
     int collection = rest.len == 0 || (rest.len == 1 && rest.base[0] == '/');
@@ -336,14 +336,14 @@ static int on_req(h2o_handler_t *_self, h2o_req_t *req)
         send_error(req, ME_EBUSY, NULL);
         return 0;
     }
-    if (me_http_authorize(req, me_server_verifier(self->srv), ME_SCOPE_UPLOAD, &j->who) != 0)
+    if (me_http_authorize(req, self->deps.verifier, ME_SCOPE_UPLOAD, &j->who) != 0)
         goto answered;
     int err = me_plan_check_client(&j->who, me_http_header(req, "origin") != NULL);
     if (err != 0) {
         send_error(req, err, NULL);
         goto answered;
     }
-    j->uploads = me_server_uploads(self->srv);
+    j->uploads = self->deps.uploads;
     j->cfg = cfg;
     j->draft = draft;
     j->length = ME_UPLOAD_LENGTH_DEFERRED;
@@ -406,7 +406,7 @@ static int on_req(h2o_handler_t *_self, h2o_req_t *req)
     }
     j->hj.work = job_work;
     j->hj.done = job_done;
-    err = me_http_defer(req, me_server_pool(self->srv), &j->hj);
+    err = me_http_defer(req, self->deps.pool, &j->hj);
     if (err == 0)
         return 0;
     send_error(req, err, NULL);
@@ -415,10 +415,10 @@ answered:
     return 0;
 }
 
-void me_uploads_register(h2o_hostconf_t *host, me_server_t *srv)
+void me_uploads_register(h2o_hostconf_t *host, const me_uploads_deps_t *deps)
 {
-    h2o_pathconf_t *pathconf = me_http_api_route(host, PREFIX, PREFIX, me_server_cors(srv), METHODS);
+    h2o_pathconf_t *pathconf = me_http_api_route(host, PREFIX, PREFIX, deps->cors, METHODS);
     uploads_handler_t *h = (uploads_handler_t *)h2o_create_handler(pathconf, sizeof(*h));
     h->super.on_req = on_req;
-    h->srv = srv;
+    h->deps = *deps;
 }

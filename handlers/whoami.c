@@ -8,7 +8,7 @@
 
 typedef struct {
     h2o_handler_t super;
-    me_server_t *srv;
+    me_whoami_deps_t deps;
 } whoami_handler_t;
 
 static int on_req(h2o_handler_t *_self, h2o_req_t *req)
@@ -32,7 +32,7 @@ static int on_req(h2o_handler_t *_self, h2o_req_t *req)
             return 0;
         }
     }
-    if (me_http_authorize(req, me_server_verifier(self->srv), scope, &c) != 0)
+    if (me_http_authorize(req, self->deps.verifier, scope, &c) != 0)
         return 0;
     me_log_json_escape(ref, sizeof(ref), c.ref, strlen(c.ref));
     int len = snprintf(body, sizeof(body),
@@ -44,10 +44,10 @@ static int on_req(h2o_handler_t *_self, h2o_req_t *req)
     return 0;
 }
 
-void me_whoami_register(h2o_hostconf_t *host, me_server_t *srv)
+void me_whoami_register(h2o_hostconf_t *host, const me_whoami_deps_t *deps)
 {
-    h2o_pathconf_t *pathconf = me_http_api_route(host, "/v1/whoami", "/v1/whoami", me_server_cors(srv), "GET, HEAD");
+    h2o_pathconf_t *pathconf = me_http_api_route(host, "/v1/whoami", "/v1/whoami", deps->cors, "GET, HEAD");
     whoami_handler_t *h = (whoami_handler_t *)h2o_create_handler(pathconf, sizeof(*h));
     h->super.on_req = on_req;
-    h->srv = srv;
+    h->deps = *deps;
 }

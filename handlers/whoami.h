@@ -3,9 +3,15 @@
 #define ME_HANDLERS_WHOAMI_H
 
 #include <h2o.h>
-#include "server/http/server.h"
+#include "server/auth/token.h"
+#include "server/http/cors.h"
 
-/* Registers GET /v1/whoami on host; tokens are checked with srv's verifier. */
-void me_whoami_register(h2o_hostconf_t *host, me_server_t *srv);
+typedef struct {
+    me_token_verifier_t *verifier; /* checks the bearer token */
+    const me_cors_t *cors;         /* browsers' origins */
+} me_whoami_deps_t;
+
+/* Registers GET /v1/whoami on host; deps is copied, what it points to must outlive host. */
+void me_whoami_register(h2o_hostconf_t *host, const me_whoami_deps_t *deps);
 
 #endif

@@ -9,6 +9,7 @@
 #include <unistd.h>
 #include <h2o.h>
 #include <openssl/crypto.h>
+#include "server/app.h"
 #include "server/core/config.h"
 #include "server/core/log.h"
 #include "server/media/photo/photo.h"
@@ -294,7 +295,15 @@ int main(int argc, char **argv)
     }
     me_log_init(cfg.log_level, cfg.log_access, 2);
     tune_malloc();
-    status = me_server_run(&cfg, announce);
+    char err[512];
+    me_app_t *app = me_app_new(&cfg, err, sizeof(err));
+    if (app == NULL) {
+        me_log_error(NULL, "cannot start: %s", err);
+        status = 1;
+        goto exit;
+    }
+    status = me_server_run(&cfg, app, announce);
+    me_app_free(app);
 
 exit:
     me_config_free(&cfg);

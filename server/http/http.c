@@ -8,9 +8,9 @@
 #include <sys/random.h>
 #include <sys/statvfs.h>
 #include <time.h>
+#include "server/http/h2o_private.h"
 #include "server/http/http.h"
 #include <h2o/http2.h>
-#include <h2o/http2_internal.h> /* h2o_http2_stream_t: see take_http2_body() */
 #include "server/core/log.h"
 #include "server/core/metrics.h"
 
@@ -437,21 +437,6 @@ void me_http_body_release(size_t len)
     me_metric_add(body_bytes_gauge, NULL, -(double)len);
 }
 
-/* HTTP/2 keeps a stream's body in its own buffer, freed with the stream: taking the buffer
- * (libh2o then frees nothing) lets a worker read it after a reset. h2c upgrades and HTTP/1
- * keep bodies elsewhere, so this is only done when the entity is exactly that buffer. */
-static h2o_buffer_t *take_http2_body(h2o_req_t *req)
-{
-    if (req->version != 0x200) /* only libh2o's HTTP/2 streams make these */
-        return NULL;
-    h2o_http2_stream_t *stream = H2O_STRUCT_FROM_MEMBER(h2o_http2_stream_t, req, req);
-    h2o_buffer_t *buf = stream->_req_body;
-    if (buf == NULL || buf->bytes != req->entity.base || buf->size != req->entity.len)
-        return NULL;
-    stream->_req_body = NULL;
-    return buf;
-}
-
 int me_http_job_take_body(me_http_job_t *hj, h2o_req_t *req, const me_config_t *cfg)
 {
     size_t len = req->entity.base != NULL ? req->entity.len : 0;
@@ -465,7 +450,7 @@ int me_http_job_take_body(me_http_job_t *hj, h2o_req_t *req, const me_config_t *
         /* HTTP/1.x: libh2o stopped reading the connection with the body complete, and frees
          * its input only after the response or on a write error, both after done() */
         hj->body = req->entity;
-    } else if ((hj->_body_buf = take_http2_body(req)) != NULL) {
+    } else if ((hj->_body_buf = me_h2o_take_http2_body(req)) != NULL) {
         hj->body = h2o_iovec_init(hj->_body_buf->bytes, len);
         how = "taken";
     } else if ((hj->_body_copy = malloc(len)) != NULL) {

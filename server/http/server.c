@@ -16,18 +16,13 @@
 #include <time.h>
 #include <unistd.h>
 #include <h2o.h>
-#include "handlers/demo.h"
-#include "handlers/health.h"
-#include "handlers/metrics.h"
-#include "handlers/uploads.h"
-#include "handlers/whoami.h"
+#include "server/app.h"
+#include "server/http/h2o_private.h"
 #include "server/http/http.h"
 #include "server/core/clock.h"
 #include "server/core/log.h"
 #include "server/core/metrics.h"
 #include "server/http/server.h"
-#include "server/media/processing.h"
-#include "server/storage/storage.h"
 #include "server/http/tls.h"
 
 enum { PHASE_SERVING, PHASE_CLOSING, PHASE_STOPPING };
@@ -39,6 +34,7 @@ typedef struct loop {
     h2o_evloop_t *evloop;
     h2o_context_t ctx;
     h2o_accept_ctx_t accept[LISTEN_COUNT];
+    int fds[LISTEN_COUNT];  /* this loop's duplicates of the listening sockets; -1: none */
     h2o_socket_t *listeners[LISTEN_COUNT];
     h2o_multithread_receiver_t jobs;
     h2o_linklist_t conns;   /* accepted connections still open (conn_t) */
@@ -56,18 +52,9 @@ typedef struct {
 
 struct me_server {
     me_config_t *cfg;
+    me_app_t *app;
     h2o_globalconf_t globalconf;
     SSL_CTX *ssl_ctx;
-    me_token_verifier_t *verifier;
-    me_cors_t *cors;
-    me_processing_t *processing; /* roles worker and all */
-    me_pool_t *pool;
-    me_storage_t *storage;
-    me_uploads_t *uploads;
-    pthread_t janitor;
-    int janitor_started;
-    pthread_mutex_t janitor_lock;
-    pthread_cond_t janitor_wake;
     int fds[LISTEN_COUNT];
     int nloops;
     loop_t *loops;
@@ -82,33 +69,10 @@ ME_COUNTER(accept_pauses, "mediaedge_accept_pauses_total",
            "Times a loop stopped accepting because it held http.max_connections / loops connections.", NULL)
 ME_COUNTER(build_info, "mediaedge_build_info", "Build information; the value is always 1.", "version")
 
-const me_config_t *me_server_config(const me_server_t *srv)
+/* For /readyz: every loop serves and no shutdown signal has come. */
+static int is_ready(void *arg)
 {
-    return srv->cfg;
-}
-
-me_token_verifier_t *me_server_verifier(const me_server_t *srv)
-{
-    return srv->verifier;
-}
-
-const me_cors_t *me_server_cors(const me_server_t *srv)
-{
-    return srv->cors;
-}
-
-me_pool_t *me_server_pool(const me_server_t *srv)
-{
-    return srv->pool;
-}
-
-me_uploads_t *me_server_uploads(const me_server_t *srv)
-{
-    return srv->uploads;
-}
-
-int me_server_is_ready(const me_server_t *srv)
-{
+    me_server_t *srv = arg;
     return atomic_load(&srv->started) == srv->nloops && !atomic_load(&srv->draining);
 }
 
@@ -213,23 +177,15 @@ static void on_accept(h2o_socket_t *listener, const char *err)
 
 /* ---- event loops ---- */
 
-static int count_request(h2o_req_t *req, void *cbdata)
-{
-    ++*(int *)cbdata;
-    return 0;
-}
-
 /* Requests this loop still owes an answer: HTTP/2 streams open, and HTTP/1 connections
  * holding part of a request (their body is still arriving). Idle keep-alive connections do
  * not hold the drain. */
 static int loop_busy(loop_t *loop)
 {
-    int n = 0;
-    if (loop->ctx.globalconf->http2.callbacks.foreach_request != NULL)
-        loop->ctx.globalconf->http2.callbacks.foreach_request(&loop->ctx, count_request, &n);
+    int n = me_h2o_http2_requests(&loop->ctx);
     for (h2o_linklist_t *l = loop->conns.next; l != &loop->conns; l = l->next) {
         conn_t *conn = H2O_STRUCT_FROM_MEMBER(conn_t, link, l);
-        if (conn->sock->input != NULL && conn->sock->input->size != 0)
+        if (me_h2o_socket_holds_input(conn->sock))
             n++;
     }
     return n;
@@ -263,12 +219,12 @@ static void *loop_main(void *arg)
     h2o_linklist_init_anchor(&loop->conns);
     loop->max_conns = (srv->cfg->max_connections + srv->nloops - 1) / srv->nloops;
     for (int i = 0; i < LISTEN_COUNT; i++) {
-        if (srv->fds[i] < 0)
+        if (loop->fds[i] < 0)
             continue;
         loop->accept[i] = (h2o_accept_ctx_t){.ctx = &loop->ctx, .hosts = srv->globalconf.hosts,
                                              .ssl_ctx = i == LISTEN_HTTPS ? srv->ssl_ctx : NULL};
-        int fd = dup(srv->fds[i]);
-        loop->listeners[i] = h2o_evloop_socket_create(loop->evloop, fd, H2O_SOCKET_FLAG_DONT_READ);
+        loop->listeners[i] = h2o_evloop_socket_create(loop->evloop, loop->fds[i], H2O_SOCKET_FLAG_DONT_READ);
+        loop->fds[i] = -1; /* libh2o's now: closed with the listener */
         loop->listeners[i]->data = &loop->accept[i];
         h2o_socket_read_start(loop->listeners[i], on_accept);
     }
@@ -312,57 +268,8 @@ static int setup_globalconf(me_server_t *srv, char *err, size_t errlen)
              "%s/h2o.b.XXXXXX", dir);
 
     h2o_hostconf_t *host = h2o_config_register_host(&srv->globalconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
-    me_health_register(host, srv);
-    me_metrics_handler_register(host);
-    if (cfg->role != ME_ROLE_WORKER) { /* a worker serves probes and metrics only */
-        me_whoami_register(host, srv);
-        me_uploads_register(host, srv);
-    }
-    h2o_pathconf_t *fallback = me_http_fallback(host, cfg->max_patch_size);
-    if (cfg->demo_page)
-        me_demo_register(fallback);
-    me_http_not_found(fallback);
+    me_app_routes(srv->app, host, is_ready, srv);
     return 0;
-}
-
-/* ---- housekeeping ---- */
-
-#define JANITOR_INTERVAL_S 600
-
-/* Sweeps expired uploads at start and every JANITOR_INTERVAL_S until the drain begins. */
-static void *janitor_main(void *arg)
-{
-    me_server_t *srv = arg;
-    pthread_setname_np(pthread_self(), "janitor");
-    pthread_mutex_lock(&srv->janitor_lock);
-    while (!atomic_load(&srv->draining)) {
-        pthread_mutex_unlock(&srv->janitor_lock);
-        int removed = 0;
-        if (me_upload_sweep(srv->uploads, (int64_t)time(NULL), &removed) != 0)
-            me_log_warn(NULL, "the sweep of expired uploads failed; retrying in %d s", JANITOR_INTERVAL_S);
-        else if (removed > 0)
-            me_log_info(NULL, "removed %d expired uploads", removed);
-        pthread_mutex_lock(&srv->janitor_lock);
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_sec += JANITOR_INTERVAL_S;
-        while (!atomic_load(&srv->draining) &&
-               pthread_cond_timedwait(&srv->janitor_wake, &srv->janitor_lock, &until) == 0)
-            ;
-    }
-    pthread_mutex_unlock(&srv->janitor_lock);
-    return NULL;
-}
-
-static void stop_janitor(me_server_t *srv)
-{
-    if (!srv->janitor_started)
-        return;
-    pthread_mutex_lock(&srv->janitor_lock);
-    pthread_cond_signal(&srv->janitor_wake);
-    pthread_mutex_unlock(&srv->janitor_lock);
-    pthread_join(srv->janitor, NULL);
-    srv->janitor_started = 0;
 }
 
 /* ---- start-up and shutdown ---- */
@@ -462,6 +369,10 @@ static int drain(me_server_t *srv, const sigset_t *set)
             break;
         }
     }
+    /* blocking work still queued or running (also for requests the timeout cut, or whose
+     * client left) finishes while the loops run, so that every job's answer reaches a live
+     * loop; only then do the loops stop */
+    me_app_quiesce(srv->app);
     atomic_store(&srv->phase, PHASE_STOPPING);
     for (int i = 0; i < srv->nloops; i++)
         pthread_join(srv->loops[i].tid, NULL);
@@ -474,19 +385,18 @@ again:
     _exit(1);
 }
 
-int me_server_run(me_config_t *cfg, int announce_start)
+int me_server_run(me_config_t *cfg, me_app_t *app, int announce_start)
 {
     char err[512];
-    int status = 1;
+    int status = 1, sig;
     me_server_t *srv = calloc(1, sizeof(*srv));
     sigset_t set;
 
     if (srv == NULL)
         return 1;
     srv->cfg = cfg;
+    srv->app = app;
     srv->fds[LISTEN_HTTP] = srv->fds[LISTEN_HTTPS] = -1;
-    pthread_mutex_init(&srv->janitor_lock, NULL);
-    pthread_cond_init(&srv->janitor_wake, NULL);
     me_metric_add(build_info, (const char *[]){ME_VERSION}, 1);
 
     /* every thread inherits the blocked signals; this thread takes them with sigwait */
@@ -496,22 +406,6 @@ int me_server_run(me_config_t *cfg, int announce_start)
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    /* a worker decodes files from anyone: it holds no key that could mint or check tokens */
-    if (cfg->role == ME_ROLE_WORKER)
-        me_config_forget_token_keys(cfg);
-    else if ((srv->verifier = me_token_verifier_new(cfg, err, sizeof(err))) == NULL)
-        goto fail;
-    if ((srv->storage = me_storage_open(cfg, err, sizeof(err))) == NULL)
-        goto fail;
-    if ((srv->cors = me_cors_new(cfg)) == NULL || (srv->uploads = me_uploads_new(srv->storage, NULL, cfg)) == NULL) {
-        snprintf(err, sizeof(err), "out of memory");
-        goto fail;
-    }
-    if (cfg->role != ME_ROLE_API) {
-        if ((srv->processing = me_processing_start(cfg, srv->storage, err, sizeof(err))) == NULL)
-            goto fail;
-        me_uploads_on_job(srv->uploads, me_processing_queue, srv->processing);
-    }
     if (cfg->listen_https[0] != '\0' && (srv->ssl_ctx = me_tls_ctx_new(cfg, err, sizeof(err))) == NULL)
         goto fail;
     if (setup_globalconf(srv, err, sizeof(err)) != 0)
@@ -521,55 +415,58 @@ int me_server_run(me_config_t *cfg, int announce_start)
     if (cfg->listen_https[0] != '\0' &&
         (srv->fds[LISTEN_HTTPS] = open_listener(cfg->listen_https, err, sizeof(err))) < 0)
         goto fail;
-    if ((srv->pool = me_pool_new("pool", cfg->pool_threads, (size_t)cfg->pool_threads * 64)) == NULL) {
-        snprintf(err, sizeof(err), "cannot start %d pool threads", cfg->pool_threads);
-        goto fail;
-    }
-
     srv->nloops = cfg->threads;
     if ((srv->loops = calloc((size_t)srv->nloops, sizeof(loop_t))) == NULL) {
         snprintf(err, sizeof(err), "out of memory");
         goto fail;
     }
+    /* each loop listens on its own duplicate of the listening sockets, close-on-exec like the
+     * originals (decoder children must not inherit listeners); made here, where a failure
+     * can still stop the start */
+    for (int i = 0; i < srv->nloops; i++)
+        for (int l = 0; l < LISTEN_COUNT; l++)
+            srv->loops[i].fds[l] = -1;
+    for (int i = 0; i < srv->nloops; i++)
+        for (int l = 0; l < LISTEN_COUNT; l++)
+            if (srv->fds[l] >= 0 && (srv->loops[i].fds[l] = fcntl(srv->fds[l], F_DUPFD_CLOEXEC, 0)) < 0) {
+                snprintf(err, sizeof(err), "cannot duplicate a listening socket: %s", strerror(errno));
+                goto fail;
+            }
+    /* the originals go: connections made after the loops close theirs would wait forever */
+    for (int l = 0; l < LISTEN_COUNT; l++)
+        if (srv->fds[l] >= 0)
+            close(srv->fds[l]), srv->fds[l] = -1;
     for (int i = 0; i < srv->nloops; i++) {
         srv->loops[i].srv = srv;
         h2o_multithread_create_thread(&srv->loops[i].tid, NULL, loop_main, &srv->loops[i]);
     }
-    /* every loop holds its own dup of the listening sockets: the originals must go, or
-     * connections made after the loops close theirs would wait forever */
     while (atomic_load(&srv->started) != srv->nloops)
         usleep(1000);
-    for (int i = 0; i < LISTEN_COUNT; i++)
-        if (srv->fds[i] >= 0)
-            close(srv->fds[i]);
 
     me_log_info(NULL, "serving: http=%s https=%s loops=%d pool=%d profile=%s", cfg->listen_http[0] ? cfg->listen_http : "off",
                 cfg->listen_https[0] ? cfg->listen_https : "off", srv->nloops, cfg->pool_threads,
                 me_config_is_production(cfg) ? "production" : "development");
     if (announce_start)
         announce(srv);
-    srv->janitor_started = pthread_create(&srv->janitor, NULL, janitor_main, srv) == 0;
+    me_app_start(app);
 
-    int sig;
     while (sigwait(&set, &sig) != 0)
         ;
     status = drain(srv, &set);
-    stop_janitor(srv);
-    me_pool_free(srv->pool);
-    me_processing_stop(srv->processing); /* the jobs running finish; the queued wait in storage */
-    return status;
+    goto exit;
 
 fail:
     me_log_error(NULL, "cannot start: %s", err);
-    for (int i = 0; i < LISTEN_COUNT; i++)
-        if (srv->fds[i] >= 0)
-            close(srv->fds[i]);
-    me_pool_free(srv->pool);
-    me_processing_stop(srv->processing);
-    me_uploads_free(srv->uploads);
-    me_storage_close(srv->storage);
-    me_token_verifier_free(srv->verifier);
-    me_cors_free(srv->cors);
+exit:
+    /* the loops have stopped (or never started); libh2o's contexts are left to the exit:
+     * a drain that timed out leaves connections in them */
+    for (int l = 0; l < LISTEN_COUNT; l++)
+        if (srv->fds[l] >= 0)
+            close(srv->fds[l]);
+    for (int i = 0; srv->loops != NULL && i < srv->nloops; i++)
+        for (int l = 0; l < LISTEN_COUNT; l++)
+            if (srv->loops[i].fds[l] >= 0)
+                close(srv->loops[i].fds[l]); /* never handed to a loop */
     if (srv->ssl_ctx != NULL)
         SSL_CTX_free(srv->ssl_ctx);
     free(srv->loops);

@@ -25,6 +25,11 @@
 
 typedef struct me_uploads me_uploads_t;
 
+/* Uploads being written at once in one instance: the pool threads' (<= 256; a final's
+ * request holds its partials' and its own) and the sweeper's. When it is full, requests get
+ * ME_ELOCKED (423) and clients retry. The size of a local lock set (lock.h). */
+#define ME_UPLOAD_LOCKS 1024
+
 /* Concatenation (tus): a partial upload's bytes only ever become part of final uploads; a
  * final upload is made of complete partial uploads and takes no bytes of its own. */
 typedef enum { ME_UPLOAD_PLAIN, ME_UPLOAD_PARTIAL, ME_UPLOAD_FINAL } me_upload_kind_t;

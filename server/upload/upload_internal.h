@@ -8,10 +8,6 @@
 #include <stdint.h>
 #include "server/upload/upload.h"
 
-/* Uploads being written at once: the pool threads' (<= 256; a final's request holds its
- * partials' and its own) and the janitor's. When it is full, requests get ME_ELOCKED (423)
- * and clients retry. */
-#define ME_UPLOAD_LOCKS 1024
 #define ME_UPLOAD_MAX_PARTS 10000
 
 /* open: taking appends; completing: every byte acknowledged, the original (or a partial's

@@ -1,4 +1,5 @@
 """Graceful shutdown: not ready at once, listeners open for the delay, in-flight requests finish."""
+import os
 import signal
 import socket
 import threading
@@ -95,3 +96,68 @@ def test_http2_client_gets_goaway(make_server):
             buf = buf[9 + length:]
     assert 0x7 in frames, f"no GOAWAY among frame types {frames}"
     assert s.wait(15) == 0
+
+
+def listening_fds(pid):
+    """fd -> fdinfo flags of the process's listening TCP sockets."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as f:
+            for line in f.readlines()[1:]:
+                cols = line.split()
+                if cols[3] == "0A":  # LISTEN
+                    inodes.add(cols[9])
+    found = {}
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            link = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if link.startswith("socket:[") and link[8:-1] in inodes:
+            with open(f"/proc/{pid}/fdinfo/{fd}") as f:
+                flags = next(l for l in f if l.startswith("flags:")).split()[1]
+            found[int(fd)] = int(flags, 8)
+    return found
+
+
+def test_listening_sockets_are_close_on_exec(make_server):
+    """Every loop's listening sockets are close-on-exec: a decoder child (or anything else the
+    server starts) never inherits the server's listeners."""
+    s = make_server(env={"MEDIAEDGE_SERVER_THREADS": "3"}).start()
+    fds = listening_fds(s.proc.pid)
+    assert len(fds) == 3 * 2  # each loop: http and https
+    for fd, flags in fds.items():
+        assert flags & os.O_CLOEXEC, f"listening fd {fd} is inherited by children (flags {flags:o})"
+    s.signal(signal.SIGTERM)
+    assert s.wait(15) == 0
+
+
+def test_drain_timeout_still_answers_work_on_the_pool(make_server):
+    """A PATCH whose storage work is still running when the drain times out gets its answer:
+    the pool's work is run out while the loops still run, so its completion is not sent to a
+    stopped loop (which would leave the client with a closed connection and no status)."""
+    from test_uploads import Client
+    size = 256 << 20
+    s = make_server(env={"MEDIAEDGE_HTTP_MAX_PATCH_SIZE": "512MiB", "MEDIAEDGE_SHUTDOWN_DRAIN_TIMEOUT": "0",
+                         "MEDIAEDGE_UPLOADS_MAX_SIZE": "1GiB"}).start()
+    c = Client(s)
+    url = c.url(c.create(size))
+    path = url[len(s.http):]
+    body = b"\xff\xd8\xff" + b"k" * (size - 3)
+    sock = socket.create_connection(("127.0.0.1", s.http_port))
+    sock.sendall((f"PATCH {path} HTTP/1.1\r\nHost: x\r\nTus-Resumable: 1.0.0\r\nUpload-Offset: 0\r\n"
+                  f"Authorization: Bearer {c.token}\r\nContent-Type: application/offset+octet-stream\r\n"
+                  f"Content-Length: {size}\r\n\r\n").encode())
+    sock.sendall(body)
+    # the body is in; its write and fsync (hundreds of ms for 256 MiB) run on the pool
+    s.signal(signal.SIGTERM)
+    sock.settimeout(30)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    sock.close()
+    assert data.split(b"\r\n", 1)[0] == b"HTTP/1.1 204 No Content", data[:200]
+    assert s.wait(30) == 0
