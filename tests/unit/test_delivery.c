@@ -1,0 +1,328 @@
+/* test_delivery.c: unit tests of server/delivery/delivery.c: settings, expiries, signed file
+ * URLs and album cookies, and the origin's checks (paths, signatures as CloudFront checks
+ * them, client addresses through trusted proxies, the origin secret). */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <arpa/inet.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <cmocka.h>
+#include "server/delivery/delivery.h"
+
+#define T0 INT64_C(1800000000)
+#define BASE "https://cdn.example.com"
+#define ID "AbCdEfGhIjKlMnOpQrStUv"
+#define LIT(s) s, sizeof(s) - 1
+
+static char rsa_key[PATH_MAX], tmpdir[PATH_MAX];
+
+static int group_setup(void **state)
+{
+    (void)state;
+    const char *dir = getenv("MEDIAEDGE_SRCDIR");
+    snprintf(rsa_key, sizeof(rsa_key), "%s/tests/unit/keys/rsa.pem", dir && *dir ? dir : ".");
+    snprintf(tmpdir, sizeof(tmpdir), "/tmp/me-test-delivery-XXXXXX");
+    return access(rsa_key, R_OK) != 0 || mkdtemp(tmpdir) == NULL;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    char cmd[PATH_MAX + 16];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpdir);
+    return system(cmd) != 0;
+}
+
+static me_delivery_t *make(me_delivery_config_t *dc)
+{
+    char err[256] = "";
+    me_delivery_t *d = me_delivery_new(dc, tmpdir, "https://127.0.0.1:8443", err, sizeof(err));
+    if (d == NULL)
+        print_error("me_delivery_new: %s\n", err);
+    return d;
+}
+
+static void rsa_config(me_delivery_config_t *dc)
+{
+    me_delivery_config_defaults(dc);
+    dc->base_url = BASE;
+    dc->nkeys = 1;
+    dc->keys[0] = (me_cf_key_conf_t){.id = "K1", .pem_file = rsa_key};
+}
+
+static void test_expiry_rounds_up_within_the_cap(void **state)
+{
+    (void)state;
+    /* 1800000000 is a multiple of 300 */
+    assert_int_equal(me_delivery_expiry(T0, 3600, 300, 86400), T0 + 3600);
+    assert_int_equal(me_delivery_expiry(T0 + 1, 3600, 300, 86400), T0 + 3900);
+    assert_int_equal(me_delivery_expiry(T0 + 299, 3600, 300, 86400), T0 + 3900);
+    /* two processes a few seconds apart sign the same expiry */
+    assert_int_equal(me_delivery_expiry(T0 + 17, 3600, 300, 86400), me_delivery_expiry(T0 + 201, 3600, 300, 86400));
+    /* capped: a ttl over the cap, and rounding that would pass it */
+    assert_int_equal(me_delivery_expiry(T0, 999999, 300, 86400), T0 + 86400);
+    assert_int_equal(me_delivery_expiry(T0 + 1, 86400, 300, 86400), T0 + 86400); /* down */
+    assert_int_equal(me_delivery_expiry(T0 + 1, 3600, 0, 86400), T0 + 3601);
+    assert_int_equal(me_delivery_expiry(T0 + 1, 10, 300, 20), T0 + 11); /* no step fits: unrounded */
+}
+
+static void test_paths(void **state)
+{
+    (void)state;
+    char album[65], id[65], file[ME_DELIVERY_FILE_MAX + 1];
+    assert_int_equal(me_delivery_parse_path(LIT("/m/album-7/" ID "/thumb.jpg"), album, id, file), 0);
+    assert_string_equal(album, "album-7");
+    assert_string_equal(id, ID);
+    assert_string_equal(file, "thumb.jpg");
+    assert_int_equal(me_delivery_parse_path(LIT("/m/a/" ID "/original"), album, id, file), 0);
+    assert_string_equal(file, "original");
+    const char *bad[] = {"/m/", "/m/a", "/m/a/", "/m/a/b", "/m/a/b/", "/m/a/b/thumb", "/m/a/b/.jpg", "/m/a/b/thumb.",
+                         "/m/a/b/Thumb.jpg", "/m/../b/thumb.jpg", "/m/a/../thumb.jpg", "/m/a/b/../../x.jpg",
+                         "/m/a/b/c/thumb.jpg", "/m/a/b/thumb.jpg/", "/m/a%2fb/c/thumb.jpg", "/m//b/thumb.jpg",
+                         "/x/a/b/thumb.jpg", "/m/a/b/originals", "/m/a/b/averyveryveryveryverylongname.jpg",
+                         "/m/a/b/a.b.c"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        if (me_delivery_parse_path(bad[i], strlen(bad[i]), album, id, file) != ME_ENOTFOUND)
+            fail_msg("%s was taken", bad[i]);
+    char long_album[80] = "/m/";
+    memset(long_album + 3, 'a', 65);
+    strcpy(long_album + 68, "/b/t.jpg");
+    assert_int_equal(me_delivery_parse_path(long_album, strlen(long_album), album, id, file), ME_ENOTFOUND);
+}
+
+/* The request target of a signed URL: what CloudFront forwards, or a viewer sends here. */
+static const char *target_of(const char *url)
+{
+    return url + strlen(BASE);
+}
+
+static void test_signed_file_urls_pass_the_origins_check(void **state)
+{
+    (void)state;
+    me_delivery_config_t dc;
+    rsa_config(&dc);
+    me_delivery_t *d = make(&dc);
+    char url[ME_CF_URL_MAX];
+    int64_t exp;
+    assert_int_equal(me_delivery_sign_file(d, "album-7", ID, "thumb.jpg", T0 + 10, url, sizeof(url), &exp), 0);
+    assert_int_equal(exp, T0 + 3900);
+    assert_true(strncmp(url, BASE "/m/album-7/" ID "/thumb.jpg?Expires=1800003900&Signature=", 87) == 0);
+    const char *t = target_of(url);
+    assert_int_equal(me_delivery_check_signed(d, t, strlen(t), NULL, 0, 0, NULL, T0 + 20), ME_CF_VALID);
+    assert_int_equal(me_delivery_check_signed(d, t, strlen(t), NULL, 0, 0, NULL, exp), ME_CF_EXPIRED);
+    /* another file of the same media, the same proof */
+    char other[ME_CF_URL_MAX];
+    snprintf(other, sizeof(other), "/m/album-7/" ID "/large.jpg%s", strchr(t, '?'));
+    assert_int_equal(me_delivery_check_signed(d, other, strlen(other), NULL, 0, 0, NULL, T0 + 20), ME_CF_BAD_SIGNATURE);
+    /* a query of its own is part of the resource; so is its place */
+    char extra[ME_CF_URL_MAX];
+    snprintf(extra, sizeof(extra), "%s&w=1", t);
+    assert_int_equal(me_delivery_check_signed(d, extra, strlen(extra), NULL, 0, 0, NULL, T0 + 20), ME_CF_BAD_SIGNATURE);
+    /* a signing parameter twice, a bad escape */
+    snprintf(extra, sizeof(extra), "%s&Expires=1", t);
+    assert_int_equal(me_delivery_check_signed(d, extra, strlen(extra), NULL, 0, 0, NULL, T0 + 20), ME_CF_MALFORMED);
+    snprintf(extra, sizeof(extra), "%s%%7", t);
+    assert_int_equal(me_delivery_check_signed(d, extra, strlen(extra), NULL, 0, 0, NULL, T0 + 20), ME_CF_MALFORMED);
+    /* escaped characters of a signature are fine: a client may write ~ as %7E */
+    char escaped[ME_CF_URL_MAX], *o = escaped;
+    for (const char *p = t; *p != '\0'; p++)
+        o += *p == '~' ? sprintf(o, "%%7E") : sprintf(o, "%c", *p);
+    assert_int_equal(me_delivery_check_signed(d, escaped, strlen(escaped), NULL, 0, 0, NULL, T0 + 20), ME_CF_VALID);
+    /* no proof at all */
+    assert_int_equal(me_delivery_check_signed(d, LIT("/m/album-7/" ID "/thumb.jpg"), NULL, 0, 0, NULL, T0),
+                     ME_CF_MISSING);
+    me_delivery_free(d);
+}
+
+static void test_album_cookies(void **state)
+{
+    (void)state;
+    me_delivery_config_t dc;
+    rsa_config(&dc);
+    dc.cookie_domain = "example.com";
+    me_delivery_t *d = make(&dc);
+    me_cf_cookies_t ck;
+    int64_t exp;
+    char set[4][ME_DELIVERY_COOKIE_MAX], cookie[8192];
+    assert_int_equal(me_delivery_sign_album(d, "album-7", T0 + 10, &ck, &exp), 0);
+    assert_int_equal(exp, T0 + 12 * 3600 + 300);
+    assert_int_equal(me_delivery_set_cookies(d, "album-7", &ck, set), 3);
+    assert_true(strncmp(set[0], "CloudFront-Policy=", 18) == 0);
+    assert_non_null(strstr(set[0], "; Path=/m/album-7/; Domain=example.com; Secure; HttpOnly; SameSite=Lax"));
+    assert_true(strncmp(set[1], "CloudFront-Signature=", 21) == 0);
+    assert_true(strncmp(set[2], "CloudFront-Key-Pair-Id=K1; Path=/m/album-7/;", 44) == 0);
+    /* what a browser sends back: the name=value pairs, other cookies among them */
+    snprintf(cookie, sizeof(cookie), "theme=dark; CloudFront-Policy=%s; CloudFront-Signature=%s; "
+             "CloudFront-Key-Pair-Id=%s; sid=1", ck.policy, ck.signature, ck.key_pair_id);
+    const char *path = "/m/album-7/" ID "/thumb.jpg";
+    assert_int_equal(me_delivery_check_signed(d, path, strlen(path), cookie, strlen(cookie), 0, NULL, T0 + 20),
+                     ME_CF_VALID);
+    const char *elsewhere = "/m/album-8/" ID "/thumb.jpg";
+    assert_int_equal(me_delivery_check_signed(d, elsewhere, strlen(elsewhere), cookie, strlen(cookie), 0, NULL, T0),
+                     ME_CF_WRONG_RESOURCE);
+    assert_int_equal(me_delivery_check_signed(d, path, strlen(path), cookie, strlen(cookie), 0, NULL, exp),
+                     ME_CF_EXPIRED);
+    /* a signed URL's parameters win over cookies, as at CloudFront */
+    char withq[256];
+    snprintf(withq, sizeof(withq), "%s?Expires=1900000000&Signature=AAAA&Key-Pair-Id=K1", path);
+    assert_int_equal(me_delivery_check_signed(d, withq, strlen(withq), cookie, strlen(cookie), 0, NULL, T0),
+                     ME_CF_BAD_SIGNATURE);
+    me_delivery_free(d);
+}
+
+static size_t len_of(const char *s)
+{
+    return s != NULL ? strlen(s) : 0;
+}
+
+static void test_client_ip_believes_only_trusted_proxies(void **state)
+{
+    (void)state;
+    me_delivery_config_t dc;
+    rsa_config(&dc);
+    me_delivery_t *open = make(&dc);
+    dc.trusted_proxies = "10.0.0.0/8, 192.168.1.1";
+    me_delivery_t *proxied = make(&dc);
+    struct sockaddr_in peer = {.sin_family = AF_INET}, proxy = {.sin_family = AF_INET};
+    inet_pton(AF_INET, "203.0.113.9", &peer.sin_addr);
+    inet_pton(AF_INET, "10.1.2.3", &proxy.sin_addr);
+    int family;
+    unsigned char addr[16];
+    char text[64];
+#define CLIENT(d, p, xff)                                                                                              \
+    (me_delivery_client_ip(d, (struct sockaddr *)(p), xff, len_of(xff), &family, addr),                                \
+     family == 0 ? "-" : inet_ntop(family, addr, text, sizeof(text)))
+    /* no trusted proxy: the header is the client's own words */
+    assert_string_equal(CLIENT(open, &peer, "198.51.100.1"), "203.0.113.9");
+    assert_string_equal(CLIENT(open, &proxy, "198.51.100.1"), "10.1.2.3");
+    /* a client that is not a proxy cannot speak for anyone */
+    assert_string_equal(CLIENT(proxied, &peer, "198.51.100.1"), "203.0.113.9");
+    /* through our proxies: the right-most address that is not ours */
+    assert_string_equal(CLIENT(proxied, &proxy, "198.51.100.1"), "198.51.100.1");
+    assert_string_equal(CLIENT(proxied, &proxy, "1.2.3.4, 198.51.100.1"), "198.51.100.1"); /* 1.2.3.4: spoofed */
+    assert_string_equal(CLIENT(proxied, &proxy, "1.2.3.4,198.51.100.1, 192.168.1.1 , 10.9.9.9"), "198.51.100.1");
+    assert_string_equal(CLIENT(proxied, &proxy, "10.0.0.1"), "10.0.0.1"); /* every hop ours: the first */
+    assert_string_equal(CLIENT(proxied, &proxy, NULL), "10.1.2.3");
+    assert_string_equal(CLIENT(proxied, &proxy, "1.2.3.4, garbage"), "-");
+    assert_string_equal(CLIENT(proxied, &proxy, "2001:db8::7"), "2001:db8::7");
+    struct sockaddr_in6 mapped = {.sin6_family = AF_INET6};
+    inet_pton(AF_INET6, "::ffff:10.1.2.3", &mapped.sin6_addr);
+    assert_string_equal(CLIENT(proxied, &mapped, "198.51.100.1"), "198.51.100.1");
+#undef CLIENT
+    me_delivery_free(open);
+    me_delivery_free(proxied);
+}
+
+static void test_origin_secret_two_values_for_a_rotation(void **state)
+{
+    (void)state;
+    me_delivery_config_t dc;
+    rsa_config(&dc);
+    me_delivery_t *standalone = make(&dc);
+    assert_false(me_delivery_behind_cdn(standalone));
+    assert_false(me_delivery_origin_secret_ok(standalone, LIT("")));
+    dc.origin_secret = "new-secret-0123456789";
+    dc.origin_secret_previous = "old-secret-0123456789";
+    me_delivery_t *d = make(&dc);
+    assert_true(me_delivery_behind_cdn(d));
+    assert_string_equal(me_delivery_origin_secret_header(d), "x-origin-secret");
+    assert_true(me_delivery_origin_secret_ok(d, LIT("new-secret-0123456789")));
+    assert_true(me_delivery_origin_secret_ok(d, LIT("old-secret-0123456789")));
+    assert_false(me_delivery_origin_secret_ok(d, LIT("new-secret-012345678")));
+    assert_false(me_delivery_origin_secret_ok(d, LIT("")));
+    dc.origin_secret_previous = "";
+    me_delivery_t *after = make(&dc);
+    assert_false(me_delivery_origin_secret_ok(after, LIT("old-secret-0123456789")));
+    me_delivery_free(standalone);
+    me_delivery_free(d);
+    me_delivery_free(after);
+}
+
+static void test_settings_refused(void **state)
+{
+    (void)state;
+    struct {
+        const char *field, *value;
+        const char *says;
+    } cases[] = {
+        {"base_url", "ftp://x", "cdn.base_url"},
+        {"base_url", "https://x/path", "cdn.base_url"},
+        {"origin_secret", "short", "cdn.origin_secret"},
+        {"origin_secret_previous", "old-secret-0123456789", "only with"},
+        {"trusted_proxies", "10.0.0.0/8, nope", "cdn.trusted_proxies"},
+        {"cookie_samesite", "lax", "cdn.cookie_samesite"},
+        {"cookie_domain", "https://x", "cdn.cookie_domain"},
+        {"origin_secret_header", "X-Secret", "cdn.origin_secret_header"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        me_delivery_config_t dc;
+        char err[256] = "";
+        rsa_config(&dc);
+        const char **f = !strcmp(cases[i].field, "base_url")                 ? &dc.base_url
+                         : !strcmp(cases[i].field, "origin_secret")          ? &dc.origin_secret
+                         : !strcmp(cases[i].field, "origin_secret_previous") ? &dc.origin_secret_previous
+                         : !strcmp(cases[i].field, "trusted_proxies")        ? &dc.trusted_proxies
+                         : !strcmp(cases[i].field, "cookie_samesite")        ? &dc.cookie_samesite
+                         : !strcmp(cases[i].field, "cookie_domain")          ? &dc.cookie_domain
+                                                                             : &dc.origin_secret_header;
+        *f = cases[i].value;
+        assert_null(me_delivery_new(&dc, tmpdir, "https://localhost", err, sizeof(err)));
+        if (strstr(err, cases[i].says) == NULL)
+            fail_msg("%s=%s: \"%s\"", cases[i].field, cases[i].value, err);
+    }
+    me_delivery_config_t dc;
+    char err[256];
+    rsa_config(&dc);
+    dc.url_ttl = dc.max_ttl + 1;
+    assert_null(me_delivery_new(&dc, tmpdir, "https://localhost", err, sizeof(err)));
+    rsa_config(&dc);
+    dc.cookie_samesite = "None";
+    dc.cookie_secure = 0;
+    assert_null(me_delivery_new(&dc, tmpdir, "https://localhost", err, sizeof(err)));
+}
+
+static void test_development_key_made_once_and_kept(void **state)
+{
+    (void)state;
+    me_delivery_config_t dc;
+    char path[PATH_MAX + 64], a[ME_CF_URL_MAX], b[ME_CF_URL_MAX];
+    struct stat st;
+    int64_t exp;
+    me_delivery_config_defaults(&dc); /* no key, no base URL: this server's own */
+    me_delivery_t *d = make(&dc);
+    assert_non_null(d);
+    assert_string_equal(me_delivery_base_url(d), "https://127.0.0.1:8443");
+    snprintf(path, sizeof(path), "%s/cdn/dev-cloudfront-key.pem", tmpdir);
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+    assert_int_equal(me_delivery_sign_file(d, "a", ID, "thumb.jpg", T0, a, sizeof(a), &exp), 0);
+    assert_non_null(strstr(a, "https://127.0.0.1:8443/m/a/" ID "/thumb.jpg?Expires="));
+    assert_non_null(strstr(a, "&Key-Pair-Id=DEV"));
+    me_delivery_free(d);
+    d = make(&dc); /* a restart signs with the same key: URLs handed out stay good */
+    assert_int_equal(me_delivery_sign_file(d, "a", ID, "thumb.jpg", T0, b, sizeof(b), &exp), 0);
+    assert_string_equal(a, b);
+    me_delivery_free(d);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_expiry_rounds_up_within_the_cap),
+        cmocka_unit_test(test_paths),
+        cmocka_unit_test(test_signed_file_urls_pass_the_origins_check),
+        cmocka_unit_test(test_album_cookies),
+        cmocka_unit_test(test_client_ip_believes_only_trusted_proxies),
+        cmocka_unit_test(test_origin_secret_two_values_for_a_rotation),
+        cmocka_unit_test(test_settings_refused),
+        cmocka_unit_test(test_development_key_made_once_and_kept),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
