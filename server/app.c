@@ -8,12 +8,14 @@
 #include "handlers/demo.h"
 #include "handlers/health.h"
 #include "handlers/metrics.h"
+#include "handlers/origin.h"
 #include "handlers/uploads.h"
 #include "handlers/whoami.h"
 #include "server/app.h"
 #include "server/auth/token.h"
 #include "server/core/log.h"
 #include "server/core/pool.h"
+#include "server/delivery/delivery.h"
 #include "server/http/cors.h"
 #include "server/http/http.h"
 #include "server/media/processing.h"
@@ -26,6 +28,7 @@
 struct me_app {
     me_config_t *cfg;
     me_token_verifier_t *verifier; /* roles api and all */
+    me_delivery_t *delivery;       /* roles api and all: the CloudFront key and the origin's checks */
     me_storage_t *storage;
     me_locks_t *locks;
     me_uploads_t *uploads;
@@ -37,6 +40,31 @@ struct me_app {
     pthread_mutex_t lock;
     pthread_cond_t wake;
 };
+
+/* This server's public base URL for signed URLs when no CDN is configured: its TLS listener
+ * (else the plain one), a wildcard address read as localhost. */
+static void own_url(const me_config_t *cfg, char *out, size_t len)
+{
+    int tls = *cfg->listen_https != '\0';
+    const char *listen = tls ? cfg->listen_https : cfg->listen_http, *colon = strrchr(listen, ':');
+    size_t hostlen = colon != NULL ? (size_t)(colon - listen) : strlen(listen);
+    int wildcard = hostlen == 0 || (hostlen == 7 && !memcmp(listen, "0.0.0.0", 7)) ||
+                   (hostlen == 4 && !memcmp(listen, "[::]", 4));
+    snprintf(out, len, "%s://%.*s%s", tls ? "https" : "http", wildcard ? 9 : (int)hostlen,
+             wildcard ? "localhost" : listen, colon != NULL ? colon : "");
+}
+
+/* The delivery settings. They become the cdn and delivery sections of the configuration once
+ * server/core/config.c gives modules their own sections; until then, the defaults:
+ * standalone, with a development key. */
+static me_delivery_t *delivery_new(const me_config_t *cfg, char *err, size_t errlen)
+{
+    me_delivery_config_t dc;
+    char own[320];
+    me_delivery_config_defaults(&dc);
+    own_url(cfg, own, sizeof(own));
+    return me_delivery_new(&dc, cfg->data_dir, own, err, errlen);
+}
 
 me_app_t *me_app_new(me_config_t *cfg, char *err, size_t errlen)
 {
@@ -52,7 +80,8 @@ me_app_t *me_app_new(me_config_t *cfg, char *err, size_t errlen)
     /* a worker decodes files from anyone: it holds no key that could mint or check tokens */
     if (cfg->role == ME_ROLE_WORKER)
         me_config_forget_token_keys(cfg);
-    else if ((app->verifier = me_token_verifier_new(cfg, err, errlen)) == NULL)
+    else if ((app->verifier = me_token_verifier_new(cfg, err, errlen)) == NULL ||
+             (app->delivery = delivery_new(cfg, err, errlen)) == NULL)
         goto fail;
     if ((app->storage = me_storage_open(cfg, err, errlen)) == NULL)
         goto fail;
@@ -91,6 +120,8 @@ void me_app_routes(me_app_t *app, h2o_hostconf_t *host, int (*ready)(void *arg),
         me_whoami_register(host, &(me_whoami_deps_t){.verifier = app->verifier, .cors = app->cors});
         me_uploads_register(host, &(me_uploads_deps_t){.cfg = cfg, .verifier = app->verifier, .cors = app->cors,
                                                        .pool = app->pool, .uploads = app->uploads});
+        me_origin_register(host, &(me_origin_deps_t){.delivery = app->delivery, .storage = app->storage,
+                                                     .pool = app->pool});
     }
     h2o_pathconf_t *fallback = me_http_fallback(host, cfg->max_patch_size);
     if (cfg->demo_page)
@@ -154,6 +185,7 @@ void me_app_free(me_app_t *app)
     me_locks_free(app->locks);
     me_storage_close(app->storage);
     me_token_verifier_free(app->verifier);
+    me_delivery_free(app->delivery);
     me_cors_free(app->cors);
     pthread_cond_destroy(&app->wake);
     pthread_mutex_destroy(&app->lock);

@@ -14,7 +14,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <cmocka.h>
+#include "server/core/config.h"
 #include "server/delivery/delivery.h"
+#include "server/delivery/serve.h"
+#include "server/media/manifest.h"
+#include <jansson.h>
 
 #define T0 INT64_C(1800000000)
 #define BASE "https://cdn.example.com"
@@ -312,6 +316,104 @@ static void test_development_key_made_once_and_kept(void **state)
     me_delivery_free(d);
 }
 
+/* ---- serve.c ---- */
+
+#define ETAG "\"abc\""
+#define MTIME INT64_C(1700000000) /* Tue, 14 Nov 2023 22:13:20 GMT */
+
+typedef struct {
+    const char *range, *inm, *if_range;
+    int status;
+    uint64_t offset, length;
+} plan_case_t;
+
+static void test_plan_ranges_and_conditions(void **state)
+{
+    (void)state;
+    const plan_case_t cases[] = {
+        {NULL, NULL, NULL, 200, 0, 1000},
+        {"bytes=0-99", NULL, NULL, 206, 0, 100},
+        {"bytes=100-", NULL, NULL, 206, 100, 900},
+        {"bytes=-10", NULL, NULL, 206, 990, 10},
+        {"bytes=-5000", NULL, NULL, 206, 0, 1000},       /* more than there is: all of it */
+        {"bytes=900-5000", NULL, NULL, 206, 900, 100},   /* cut at the end */
+        {"bytes=999-999", NULL, NULL, 206, 999, 1},
+        {"BYTES= 5-6 ", NULL, NULL, 206, 5, 2},
+        {"bytes=1000-", NULL, NULL, 416, 0, 0},
+        {"bytes=-0", NULL, NULL, 416, 0, 0},
+        {"bytes=5-4", NULL, NULL, 200, 0, 1000},         /* malformed: ignored */
+        {"bytes=0-1,5-6", NULL, NULL, 200, 0, 1000},     /* several: ignored */
+        {"items=0-1", NULL, NULL, 200, 0, 1000},
+        {"bytes=a-b", NULL, NULL, 200, 0, 1000},
+        {"bytes=99999999999999999999-", NULL, NULL, 200, 0, 1000},
+        {NULL, ETAG, NULL, 304, 0, 0},
+        {NULL, "W/" ETAG, NULL, 304, 0, 0},
+        {NULL, "\"x\", " ETAG, NULL, 304, 0, 0},
+        {NULL, "*", NULL, 304, 0, 0},
+        {NULL, "\"x\"", NULL, 200, 0, 1000},
+        {NULL, "abc", NULL, 200, 0, 1000},
+        {"bytes=0-9", ETAG, NULL, 304, 0, 0},             /* If-None-Match first */
+        {"bytes=0-9", NULL, ETAG, 206, 0, 10},
+        {"bytes=0-9", NULL, "W/" ETAG, 200, 0, 1000},     /* If-Range compares strongly */
+        {"bytes=0-9", NULL, "\"old\"", 200, 0, 1000},
+        {"bytes=0-9", NULL, "Tue, 14 Nov 2023 22:13:20 GMT", 206, 0, 10},
+        {"bytes=0-9", NULL, "Tue, 14 Nov 2023 22:13:19 GMT", 200, 0, 1000},
+        {"bytes=0-9", NULL, "yesterday", 200, 0, 1000},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const plan_case_t *c = &cases[i];
+        me_delivery_plan_t p = me_delivery_plan(1000, ETAG, MTIME, c->range, c->range ? strlen(c->range) : 0, c->inm,
+                                                c->inm ? strlen(c->inm) : 0, c->if_range,
+                                                c->if_range ? strlen(c->if_range) : 0);
+        if (p.status != c->status || p.offset != c->offset || p.length != c->length)
+            fail_msg("case %zu (%s, %s, %s): %d %llu+%llu", i, c->range, c->inm, c->if_range, p.status,
+                     (unsigned long long)p.offset, (unsigned long long)p.length);
+    }
+    /* an empty object has no byte to range over */
+    assert_int_equal(me_delivery_plan(0, ETAG, MTIME, LIT("bytes=0-"), NULL, 0, NULL, 0).status, 416);
+    assert_int_equal(me_delivery_plan(0, ETAG, MTIME, NULL, 0, NULL, 0, NULL, 0).length, 0);
+}
+
+static void test_resolve_serves_what_the_manifest_lists(void **state)
+{
+    (void)state;
+    char root[PATH_MAX + 16], err[256];
+    me_config_t cfg = {0};
+    snprintf(root, sizeof(root), "%s/storage", tmpdir);
+    cfg.storage_backend = (char *)"file";
+    cfg.storage_root = root;
+    me_storage_t *st = me_storage_open(&cfg, err, sizeof(err));
+    assert_non_null(st);
+    json_t *m = json_pack("{s:i,s:s,s:s,s:s,s:{s:s,s:s},s:{s:{s:s},s:{s:s}}}", "v", 1, "id", ID, "album", "a1", "status",
+                          "ready", "original", "key", "originals/a1/" ID, "content_type", "image/heic", "variants",
+                          "thumb.jpg", "content_type", "image/jpeg", "evil.jpg", "content_type", "text/html\r\nx: y");
+    assert_int_equal(me_manifest_store(st, m), 0);
+    assert_int_equal(me_storage_put(st, "variants/a1/" ID "/thumb.jpg", "12345", 5), 0);
+    assert_int_equal(me_storage_put(st, "variants/a1/" ID "/evil.jpg", "1", 1), 0);
+    assert_int_equal(me_storage_put(st, "originals/a1/" ID, "orig", 4), 0);
+    me_delivery_object_t o;
+    assert_int_equal(me_delivery_resolve(st, "a1", ID, "thumb.jpg", 0, &o), 0);
+    assert_string_equal(o.key, "variants/a1/" ID "/thumb.jpg");
+    assert_string_equal(o.content_type, "image/jpeg");
+    assert_true(o.size == 5 && o.mtime > 0 && o.etag[0] == '"' && !o.is_original);
+    assert_int_equal(me_delivery_resolve(st, "a1", ID, "evil.jpg", 0, &o), 0);
+    assert_string_equal(o.content_type, "application/octet-stream"); /* never a header from a document */
+    assert_int_equal(me_delivery_resolve(st, "a1", ID, "original", 0, &o), ME_ENOTFOUND);
+    assert_int_equal(me_delivery_resolve(st, "a1", ID, "original", 1, &o), 0);
+    assert_true(o.is_original && o.size == 4);
+    assert_string_equal(o.content_type, "image/heic");
+    assert_int_equal(me_delivery_resolve(st, "a2", ID, "thumb.jpg", 1, &o), ME_ENOTFOUND); /* another album */
+    assert_int_equal(me_delivery_resolve(st, "a1", ID, "small.jpg", 1, &o), ME_ENOTFOUND); /* not listed */
+    assert_int_equal(me_delivery_resolve(st, "a1", "NoSuchMedia", "thumb.jpg", 1, &o), ME_ENOTFOUND);
+    assert_int_equal(me_storage_delete(st, "variants/a1/" ID "/thumb.jpg"), 0);
+    assert_int_equal(me_delivery_resolve(st, "a1", ID, "thumb.jpg", 1, &o), ME_ENOTFOUND); /* listed, gone */
+    json_object_set_new(m, "status", json_string("processing"));
+    assert_int_equal(me_manifest_store(st, m), 0);
+    assert_int_equal(me_delivery_resolve(st, "a1", ID, "evil.jpg", 1, &o), ME_ENOTFOUND); /* not ready */
+    json_decref(m);
+    me_storage_close(st);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -323,6 +425,8 @@ int main(void)
         cmocka_unit_test(test_origin_secret_two_values_for_a_rotation),
         cmocka_unit_test(test_settings_refused),
         cmocka_unit_test(test_development_key_made_once_and_kept),
+        cmocka_unit_test(test_plan_ranges_and_conditions),
+        cmocka_unit_test(test_resolve_serves_what_the_manifest_lists),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
