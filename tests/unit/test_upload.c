@@ -1,7 +1,6 @@
 /* test_upload.c: the upload state machine (upload.c, upload_concat.c) on the real file backend
- * in a temp dir. Linked with --wrap for me_storage_min_part_size (to exercise pieces as S3
- * would need them), and for the storage writes (me_storage_multipart_complete, _put,
- * _part_put, _delete) to cut work short as a crash would. */
+ * in a temp dir, wrapped in storage_faults: to claim S3's part size on a fast backend, and to
+ * cut work short at any storage call as a failure or a crash would. */
 #include <dirent.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -15,60 +14,15 @@
 #include <cmocka.h>
 #include <jansson.h>
 #include <openssl/evp.h>
+#include "server/storage/storage_file.h"
 #include "server/upload/upload.h"
-
-static uint64_t min_part;  /* what the wrapped backend claims */
-static int fail_completes; /* how many multipart completes fail before they work again */
-static int dead_after = -1; /* >= 0: every storage write after that many fails (the process died) */
-static int writes;          /* storage writes since dead_after was set */
-
-static int dead(void)
-{
-    return dead_after >= 0 && writes++ >= dead_after;
-}
-
-int __real_me_storage_put(me_storage_t *st, const char *key, const void *data, size_t len);
-int __wrap_me_storage_put(me_storage_t *st, const char *key, const void *data, size_t len)
-{
-    return dead() ? ME_EIO : __real_me_storage_put(st, key, data, len);
-}
-
-int __real_me_storage_part_put(me_storage_t *st, const char *key, const char *upload_id, int number,
-                               const void *data, size_t len, me_storage_part_t *out);
-int __wrap_me_storage_part_put(me_storage_t *st, const char *key, const char *upload_id, int number,
-                               const void *data, size_t len, me_storage_part_t *out)
-{
-    return dead() ? ME_EIO : __real_me_storage_part_put(st, key, upload_id, number, data, len, out);
-}
-
-int __real_me_storage_delete(me_storage_t *st, const char *key);
-int __wrap_me_storage_delete(me_storage_t *st, const char *key)
-{
-    return dead() ? ME_EIO : __real_me_storage_delete(st, key);
-}
-
-uint64_t __real_me_storage_min_part_size(const me_storage_t *st);
-uint64_t __wrap_me_storage_min_part_size(const me_storage_t *st)
-{
-    return min_part;
-}
-
-int __real_me_storage_multipart_complete(me_storage_t *st, const char *key, const char *upload_id,
-                                         const me_storage_part_t *parts, int nparts);
-int __wrap_me_storage_multipart_complete(me_storage_t *st, const char *key, const char *upload_id,
-                                         const me_storage_part_t *parts, int nparts)
-{
-    if (fail_completes > 0 || dead()) {
-        fail_completes -= fail_completes > 0;
-        return ME_EIO;
-    }
-    return __real_me_storage_multipart_complete(st, key, upload_id, parts, nparts);
-}
+#include "tests/unit/storage_faults.h"
 
 typedef struct {
     char dir[64];
     me_config_t cfg;
     me_storage_t *st;
+    storage_faults_t *faults; /* st's backend */
     me_uploads_t *u;
 } fixture_t;
 
@@ -89,11 +43,10 @@ static int setup(void **state)
     f->cfg.upload_max_size = 1 << 20;
     f->cfg.upload_expire_after = 3600 * 1000;
     f->cfg.max_patch_size = 4096; /* finals are built in parts of this size */
-    assert_non_null(f->st = me_storage_open(&f->cfg, err, sizeof(err)));
+    me_storage_backend_t *be = me_storage_file_ops.open(&f->cfg, err, sizeof(err));
+    assert_non_null(be);
+    assert_non_null(f->st = storage_faults_wrap(&me_storage_file_ops, be, &f->faults));
     assert_non_null(f->u = me_uploads_new(f->st, &f->cfg));
-    min_part = 0;
-    fail_completes = 0;
-    dead_after = -1;
     *state = f;
     return 0;
 }
@@ -212,7 +165,7 @@ static void test_small_appends_wait_as_pieces_until_a_part_is_due(void **state)
     me_upload_t up, out;
     char prefix[64];
     unsigned char *data = photo(10000);
-    min_part = 4096; /* as S3's 5 MiB, scaled down */
+    storage_faults_set_min_part_size(f->faults, 4096); /* as S3's 5 MiB, scaled down */
     assert_int_equal(me_upload_create(f->u, &alice, 10000, "", T0, &up), 0);
     snprintf(prefix, sizeof(prefix), "uploads/%s/", up.id);
     append_all(f, up.id, data, 3000, 1000, &out);
@@ -294,7 +247,7 @@ static void test_completion_cut_short_is_finished_by_head(void **state)
     me_upload_t up, out;
     unsigned char *data = photo(5000);
     assert_int_equal(me_upload_create(f->u, &alice, 5000, "", T0, &up), 0);
-    fail_completes = 1;
+    storage_faults_fail(f->faults, FAULT_MULTIPART_COMPLETE, 1, ME_EIO);
     assert_int_equal(me_upload_append(f->u, &alice, up.id, 0, ME_UPLOAD_LENGTH_DEFERRED, data, 5000, NULL, T0, &out),
                      ME_EIO);
     assert_int_equal(me_upload_head(f->u, &alice, up.id, T0, &out), 0);
@@ -321,7 +274,7 @@ static void test_delete_and_sweep(void **state)
     me_upload_t a, b, done, out;
     unsigned char *data = photo(100);
     int removed;
-    min_part = 4096;
+    storage_faults_set_min_part_size(f->faults, 4096);
     assert_int_equal(me_upload_create(f->u, &alice, 1000, "", T0, &a), 0);
     assert_int_equal(me_upload_append(f->u, &alice, a.id, 0, ME_UPLOAD_LENGTH_DEFERRED, data, 100, NULL, T0, &out), 0);
     assert_int_equal(me_upload_delete(f->u, &bob, a.id), ME_ENOTFOUND);
@@ -468,7 +421,7 @@ static void test_final_joins_partials_in_order(void **state)
     me_upload_t fin, out;
     upload_id_t ids[3];
     unsigned char *data = photo(100000);
-    min_part = 4096; /* the partials' last bytes wait as pieces until their last append */
+    storage_faults_set_min_part_size(f->faults, 4096); /* the partials' last bytes wait as pieces */
     three_partials(f, data, 100000, ids);
     assert_int_equal(me_upload_concat(f->u, &alice, (const upload_id_t *)ids, 3, "filename YS5qcGc=", T0, &fin), 0);
     assert_true(fin.completed);
@@ -587,7 +540,7 @@ static void test_expired_partials_are_swept(void **state)
     me_upload_t up, out;
     upload_id_t done;
     int removed;
-    min_part = 4096;
+    storage_faults_set_min_part_size(f->faults, 4096);
     partial(f, &alice, "abc", 3, done);
     assert_int_equal(me_upload_create_partial(f->u, &alice, 1000, "", T0, &up), 0);
     assert_int_equal(me_upload_append(f->u, &alice, up.id, 0, ME_UPLOAD_LENGTH_DEFERRED, "abc", 3, NULL, T0, &out), 0);
@@ -618,25 +571,40 @@ static void test_used_partials_live_as_long_as_their_final(void **state)
     free(data);
 }
 
-/* The process dies (every storage write fails) after k writes of a final's building, for every
- * k; then it starts again and the client sends the same request: one final, byte-identical,
- * partials used once, and after the expiry nothing is left but the media. */
+static int ends_with(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), m = strlen(suffix);
+    return n >= m && strcmp(s + n - m, suffix) == 0;
+}
+
+/* The process dies (no storage call gets through) at the kth write of a final's building, for
+ * every k; then it starts again and the client sends the same request: one final,
+ * byte-identical, partials used once, and after the expiry nothing is left but the media.
+ * The kth write may be any: a state document saved inside me_storage_put_json() too. */
 static void test_final_survives_a_crash_at_every_step(void **state)
 {
     fixture_t *f = *state;
-    int k, finished = 0;
-    for (k = 0; !finished; k++) {
+    int k, finished = 0, state_saves = 0;
+    for (k = 1; !finished; k++) {
         me_upload_t first, out;
         upload_id_t ids[3], single;
         unsigned char *data = photo(30000);
+        char key[ME_STORAGE_KEY_MAX + 1];
         int removed;
-        min_part = 0;
         three_partials(f, data, 30000, ids);
-        dead_after = k, writes = 0;
+        storage_faults_die(f->faults, FAULT_WRITE, k);
         int ret = me_upload_concat(f->u, &alice, (const upload_id_t *)ids, 3, "", T0, &first);
-        finished = writes <= k; /* no write failed: every step was passed */
-        dead_after = -1;
-        print_message("dead after %d writes: %d\n", k, ret);
+        finished = !storage_faults_dead(f->faults); /* every step was passed */
+        fault_op_t op = storage_faults_struck(f->faults, key, sizeof(key));
+        int saving = op == FAULT_PUT && ends_with(key, ".info");
+        state_saves += saving;
+        storage_faults_reset(f->faults);
+        /* Dying at the first save of the final's state leaves the multipart upload begun just
+         * before it (me_upload_info_init) named nowhere, so no sweep can abort it. upload.c
+         * cannot close that window (the backend chooses the id); backends expire such uploads
+         * (S3: a lifecycle rule; file: not yet). */
+        int orphans = saving && !has_key(f, "%s", key);
+        print_message("dead at write %d (op %d, %s): %d\n", k, op, key, ret);
         me_uploads_free(f->u); /* a new process: no locks held */
         assert_non_null(f->u = me_uploads_new(f->st, &f->cfg));
 
@@ -654,13 +622,17 @@ static void test_final_survives_a_crash_at_every_step(void **state)
 
         assert_int_equal(me_upload_sweep(f->u, T0 + 2 * 3600, &removed), 0);
         assert_int_equal(count(f, "uploads/"), 0);
-        assert_int_equal(multiparts(f), 0);
+        assert_int_equal(multiparts(f), orphans);
         free(data);
         teardown(state);
         setup(state);
         f = *state;
     }
-    assert_true(k > 10); /* it did die at every step of a real building */
+    /* it died at every one of a real building's 21 writes, 6 of them state saves: the final's
+     * (joining), each partial's claim (3), the final's once its parts are in (completing) and
+     * once it is complete */
+    assert_true(k > 20);
+    assert_int_equal(state_saves, 6);
 }
 
 typedef struct {
