@@ -398,6 +398,27 @@ static int multiparts(fixture_t *f)
     return n;
 }
 
+/* Pieces merged into a part whose delete failed are no longer in the state: a DELETE of the
+ * upload removes them all the same. */
+static void test_delete_takes_pieces_the_state_forgot(void **state)
+{
+    fixture_t *f = *state;
+    me_upload_t up, out;
+    unsigned char *data = photo(5000);
+    storage_faults_set_min_part_size(f->faults, 4096);
+    assert_int_equal(me_upload_create(f->u, &alice, 10000, "", T0, &up), 0);
+    append_all(f, up.id, data, 3000, 1500, &out); /* two pieces */
+    storage_faults_fail(f->faults, FAULT_DELETE, 1, ME_EIO);
+    assert_int_equal(me_upload_append(f->u, &alice, up.id, 3000, ME_UPLOAD_LENGTH_DEFERRED, data + 3000, 2000, NULL,
+                                      T0, &out), 0); /* merged into part 1; a piece stays */
+    assert_int_equal(storage_faults_struck(f->faults, NULL, 0), FAULT_DELETE);
+    assert_int_equal(count(f, "uploads/"), 2);
+    assert_int_equal(me_upload_delete(f->u, &alice, up.id), 0);
+    assert_int_equal(count(f, ""), 0);
+    assert_int_equal(multiparts(f), 0);
+    free(data);
+}
+
 static void test_partial_never_becomes_media(void **state)
 {
     fixture_t *f = *state;
@@ -577,9 +598,38 @@ static int ends_with(const char *s, const char *suffix)
     return n >= m && strcmp(s + n - m, suffix) == 0;
 }
 
+/* The process storage_faults_die() stopped, or not: what the fault struck (its key into key),
+ * then a new process (no locks held). *orphans: the multipart uploads dying left named
+ * nowhere: 1 when it struck the first save of an upload's state, which names the multipart
+ * upload me_upload_info_init() began just before. upload.c cannot close that window (the
+ * backend picks the id); backends expire such uploads (S3: a lifecycle rule; file: not yet). */
+static fault_op_t restart(fixture_t *f, char key[ME_STORAGE_KEY_MAX + 1], int *orphans)
+{
+    fault_op_t op = storage_faults_struck(f->faults, key, ME_STORAGE_KEY_MAX + 1);
+    storage_faults_reset(f->faults);
+    *orphans = op == FAULT_PUT && ends_with(key, ".info") && !has_key(f, "%s", key);
+    me_uploads_free(f->u);
+    assert_non_null(f->u = me_uploads_new(f->st, &f->cfg));
+    return op;
+}
+
+/* After the expiry nothing of the uploads is left but orphans; then a new fixture. */
+static fixture_t *expire_and_start_over(void **state, int orphans)
+{
+    fixture_t *f = *state;
+    int removed;
+    assert_int_equal(me_upload_sweep(f->u, T0 + 2 * 3600, &removed), 0);
+    assert_int_equal(count(f, "uploads/"), 0);
+    assert_int_equal(multiparts(f), orphans);
+    teardown(state);
+    setup(state);
+    return *state;
+}
+
 /* The process dies (no storage call gets through) at the kth write of a final's building, for
  * every k; then it starts again and the client sends the same request: one final,
- * byte-identical, partials used once, and after the expiry nothing is left but the media.
+ * byte-identical, partials used once, and after the expiry nothing is left but the media
+ * (and the orphan restart() tells of).
  * The kth write may be any: a state document saved inside me_storage_put_json() too. */
 static void test_final_survives_a_crash_at_every_step(void **state)
 {
@@ -590,23 +640,14 @@ static void test_final_survives_a_crash_at_every_step(void **state)
         upload_id_t ids[3], single;
         unsigned char *data = photo(30000);
         char key[ME_STORAGE_KEY_MAX + 1];
-        int removed;
+        int orphans;
         three_partials(f, data, 30000, ids);
         storage_faults_die(f->faults, FAULT_WRITE, k);
         int ret = me_upload_concat(f->u, &alice, (const upload_id_t *)ids, 3, "", T0, &first);
         finished = !storage_faults_dead(f->faults); /* every step was passed */
-        fault_op_t op = storage_faults_struck(f->faults, key, sizeof(key));
-        int saving = op == FAULT_PUT && ends_with(key, ".info");
-        state_saves += saving;
-        storage_faults_reset(f->faults);
-        /* Dying at the first save of the final's state leaves the multipart upload begun just
-         * before it (me_upload_info_init) named nowhere, so no sweep can abort it. upload.c
-         * cannot close that window (the backend chooses the id); backends expire such uploads
-         * (S3: a lifecycle rule; file: not yet). */
-        int orphans = saving && !has_key(f, "%s", key);
+        fault_op_t op = restart(f, key, &orphans);
+        state_saves += op == FAULT_PUT && ends_with(key, ".info");
         print_message("dead at write %d (op %d, %s): %d\n", k, op, key, ret);
-        me_uploads_free(f->u); /* a new process: no locks held */
-        assert_non_null(f->u = me_uploads_new(f->st, &f->cfg));
 
         assert_int_equal(me_upload_concat(f->u, &alice, (const upload_id_t *)ids, 3, "", T0 + 1, &out), 0);
         if (ret == 0)
@@ -620,19 +661,53 @@ static void test_final_survives_a_crash_at_every_step(void **state)
         assert_int_equal(me_upload_concat(f->u, &alice, (const upload_id_t *)&single, 1, "", T0, &out),
                          ME_EPARTIAL_USED);
 
-        assert_int_equal(me_upload_sweep(f->u, T0 + 2 * 3600, &removed), 0);
-        assert_int_equal(count(f, "uploads/"), 0);
-        assert_int_equal(multiparts(f), orphans);
         free(data);
-        teardown(state);
-        setup(state);
-        f = *state;
+        f = expire_and_start_over(state, orphans);
     }
     /* it died at every one of a real building's 21 writes, 6 of them state saves: the final's
      * (joining), each partial's claim (3), the final's once its parts are in (completing) and
      * once it is complete */
     assert_true(k > 20);
     assert_int_equal(state_saves, 6);
+}
+
+/* The process dies at the kth write of a plain upload sent in appends smaller than a part (so
+ * pieces are stored, merged into parts and deleted), for every k; then it starts again and
+ * the client resumes from HEAD's offset: the original is byte-identical, and after the expiry
+ * nothing of the upload is left (but a multipart upload begun just before dying, as above). */
+static void test_plain_survives_a_crash_at_every_step(void **state)
+{
+    fixture_t *f = *state;
+    int k, finished = 0, piece_deletes = 0;
+    for (k = 1; !finished; k++) {
+        me_upload_t up, out;
+        unsigned char *data = photo(10000);
+        char key[ME_STORAGE_KEY_MAX + 1];
+        int orphans, created;
+        storage_faults_set_min_part_size(f->faults, 4096);
+        storage_faults_die(f->faults, FAULT_WRITE, k);
+        created = me_upload_create(f->u, &alice, 10000, "", T0, &up) == 0;
+        for (size_t off = 0; created && off < 10000; off += 1500)
+            if (me_upload_append(f->u, &alice, up.id, off, ME_UPLOAD_LENGTH_DEFERRED, data + off,
+                                 10000 - off < 1500 ? 10000 - off : 1500, NULL, T0, &out) != 0)
+                break;
+        finished = !storage_faults_dead(f->faults);
+        fault_op_t op = restart(f, key, &orphans);
+        piece_deletes += op == FAULT_DELETE && strstr(key, "/piece-") != NULL;
+        print_message("dead at write %d (op %d, %s)\n", k, op, key);
+
+        if (!created) /* the client got no upload: it creates one again */
+            assert_int_equal(me_upload_create(f->u, &alice, 10000, "", T0, &up), 0);
+        assert_int_equal(me_upload_head(f->u, &alice, up.id, T0, &out), 0);
+        for (size_t off = out.offset; !out.completed; off += 1500)
+            assert_int_equal(me_upload_append(f->u, &alice, up.id, off, ME_UPLOAD_LENGTH_DEFERRED, data + off,
+                                              10000 - off < 1500 ? 10000 - off : 1500, NULL, T0, &out), 0);
+        assert_original(f, &out, data, 10000);
+        free(data);
+        f = expire_and_start_over(state, orphans);
+    }
+    assert_true(k > 20);
+    assert_int_equal(piece_deletes, 4); /* after each merge of pieces into a part: 2 and 2 */
 }
 
 typedef struct {
@@ -752,6 +827,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_completion_cut_short_is_finished_by_head, setup, teardown),
         cmocka_unit_test_setup_teardown(test_not_media_is_removed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delete_and_sweep, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_delete_takes_pieces_the_state_forgot, setup, teardown),
         cmocka_unit_test_setup_teardown(test_partial_never_becomes_media, setup, teardown),
         cmocka_unit_test_setup_teardown(test_final_joins_partials_in_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concat_refusals_change_nothing, setup, teardown),
@@ -761,6 +837,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_used_partials_live_as_long_as_their_final, setup, teardown),
         cmocka_unit_test_setup_teardown(test_final_survives_a_crash_at_every_step, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_finals_one_wins, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_plain_survives_a_crash_at_every_step, setup, teardown),
         cmocka_unit_test(test_concat_parse_table),
         cmocka_unit_test(test_sniff_table),
         cmocka_unit_test(test_metadata_and_ids),
