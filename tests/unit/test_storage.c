@@ -29,7 +29,7 @@ static char root[128];   /* tmpdir/store/data: made by me_storage_open */
 static me_storage_t *st;
 static int quiet_fd; /* /dev/null: the failures injected on purpose log errors */
 
-/* ---- the system-call seam: every call counted, some recorded, any made to fail ---- */
+/* ---- the system-call seam: some calls recorded, any made to fail ---- */
 
 typedef struct {
     const char *op;
@@ -38,7 +38,6 @@ typedef struct {
 
 static event_t events[512];
 static int nevents, recording;
-static int calls; /* every seam call, recording or not */
 static int fail_write, fail_fdatasync, fail_ftruncate; /* errno to inject, 0 for none */
 static size_t written; /* bytes written through the seam */
 static const char *replace_key, *replace_with; /* once: replaced just before it is opened to read */
@@ -46,7 +45,6 @@ static const char *replace_key, *replace_with; /* once: replaced just before it 
 static void record(const char *op, int fd)
 {
     struct stat sb;
-    calls++;
     if (recording && nevents < (int)(sizeof(events) / sizeof(events[0])))
         events[nevents++] = (event_t){op, fstat(fd, &sb) == 0 ? sb.st_ino : 0};
 }
@@ -60,7 +58,6 @@ static int fake_openat(int dirfd, const char *path, int flags, ...)
         mode = va_arg(ap, unsigned);
         va_end(ap);
     }
-    calls++;
     if (replace_key && strcmp(path, replace_key) == 0 && !(flags & O_DIRECTORY)) {
         const char *with = replace_with;
         replace_key = NULL;
@@ -129,12 +126,6 @@ static int fake_unlinkat(int dirfd, const char *path, int flags)
     return unlinkat(dirfd, path, flags);
 }
 
-static int fake_close(int fd)
-{
-    calls++;
-    return close(fd);
-}
-
 /* ---- fixtures and helpers ---- */
 
 static me_storage_t *open_store(const char *backend, const char *dir, char *err, size_t errlen)
@@ -162,7 +153,6 @@ static int make_root(void)
     sys.renameat = fake_renameat;
     sys.mkdirat = fake_mkdirat;
     sys.unlinkat = fake_unlinkat;
-    sys.close = fake_close;
     fail_write = fail_fdatasync = fail_ftruncate = 0;
     written = 0;
     replace_key = NULL;
