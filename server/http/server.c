@@ -54,6 +54,7 @@ struct me_server {
     me_config_t *cfg;
     me_app_t *app;
     h2o_globalconf_t globalconf;
+    int globalconf_made;
     SSL_CTX *ssl_ctx;
     int fds[LISTEN_COUNT];
     int nloops;
@@ -249,6 +250,7 @@ static int setup_globalconf(me_server_t *srv, char *err, size_t errlen)
 {
     me_config_t *cfg = srv->cfg;
     h2o_config_init(&srv->globalconf);
+    srv->globalconf_made = 1;
     srv->globalconf.server_name = h2o_iovec_init(H2O_STRLIT("mediaedge"));
     srv->globalconf.max_request_entity_size = cfg->max_patch_size;
     srv->globalconf.http1.req_timeout = cfg->http1_request_timeout;
@@ -458,8 +460,10 @@ int me_server_run(me_config_t *cfg, me_app_t *app, int announce_start)
 fail:
     me_log_error(NULL, "cannot start: %s", err);
 exit:
-    /* the loops have stopped (or never started); libh2o's contexts are left to the exit:
-     * a drain that timed out leaves connections in them */
+    /* the loops have stopped (or never started); libh2o's contexts are left to the exit (a
+     * drain that timed out leaves connections in them), its configuration is not */
+    if (srv->globalconf_made)
+        h2o_config_dispose(&srv->globalconf);
     for (int l = 0; l < LISTEN_COUNT; l++)
         if (srv->fds[l] >= 0)
             close(srv->fds[l]);

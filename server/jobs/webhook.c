@@ -198,7 +198,7 @@ static int requeue(const char *key, const me_storage_stat_t *stat, void *arg)
     me_webhooks_t *w = arg;
     char id[ME_JOBQ_ID_MAX + 1];
     (void)stat;
-    if (!me_layout_doc_id(key, ME_LAYOUT_WEBHOOKS, id, sizeof(id)))
+    if (!me_layout_doc_id(key, ME_LAYOUT_WEBHOOKS, ".json", id, sizeof(id)))
         return 0;
     return me_jobq_push(w->q, id, 0) == ME_ENOMEM ? ME_ENOMEM : 0;
 }
