@@ -7,6 +7,7 @@
 #include <time.h>
 #include "handlers/demo.h"
 #include "handlers/health.h"
+#include "handlers/media.h"
 #include "handlers/metrics.h"
 #include "handlers/origin.h"
 #include "handlers/uploads.h"
@@ -16,6 +17,8 @@
 #include "server/core/log.h"
 #include "server/core/pool.h"
 #include "server/delivery/delivery.h"
+#include "server/jobs/jobq.h"
+#include "server/jobs/webhook.h"
 #include "server/http/cors.h"
 #include "server/http/http.h"
 #include "server/media/processing.h"
@@ -35,6 +38,9 @@ struct me_app {
     me_cors_t *cors;
     me_pool_t *pool;
     me_processing_t *processing; /* roles worker and all */
+    me_jobq_t *hooks_q;          /* role api: its own webhook sender, for media.deleted */
+    me_webhooks_t *own_hooks;
+    me_webhooks_t *hooks;        /* where events are raised: processing's, or own_hooks */
     pthread_t sweeper;
     int sweeper_started, stopping;
     pthread_mutex_t lock;
@@ -94,6 +100,20 @@ me_app_t *me_app_new(me_config_t *cfg, char *err, size_t errlen)
         if ((app->processing = me_processing_start(cfg, app->storage, err, errlen)) == NULL)
             goto fail;
         me_uploads_on_job(app->uploads, me_processing_queue, app->processing);
+        app->hooks = me_processing_webhooks(app->processing);
+    } else {
+        /* deletions happen here too: an API pod sends their events itself */
+        if ((app->hooks_q = me_jobq_local_new()) == NULL) {
+            snprintf(err, errlen, "out of memory");
+            goto fail;
+        }
+        if ((app->own_hooks = me_webhooks_new(cfg, app->storage, app->hooks_q, err, errlen)) == NULL)
+            goto fail;
+        if (me_webhooks_start(app->own_hooks) != 0) {
+            snprintf(err, errlen, "the webhooks found in storage could not be read");
+            goto fail;
+        }
+        app->hooks = app->own_hooks;
     }
     if ((app->pool = me_pool_new("pool", cfg->pool_threads, (size_t)cfg->pool_threads * 64)) == NULL) {
         snprintf(err, errlen, "cannot start %d pool threads", cfg->pool_threads);
@@ -122,6 +142,9 @@ void me_app_routes(me_app_t *app, h2o_hostconf_t *host, int (*ready)(void *arg),
                                                        .pool = app->pool, .uploads = app->uploads});
         me_origin_register(host, &(me_origin_deps_t){.delivery = app->delivery, .storage = app->storage,
                                                      .pool = app->pool});
+        me_media_register(host, &(me_media_deps_t){.verifier = app->verifier, .cors = app->cors, .pool = app->pool,
+                                                   .storage = app->storage, .delivery = app->delivery,
+                                                   .hooks = app->hooks});
     }
     h2o_pathconf_t *fallback = me_http_fallback(host, cfg->max_patch_size);
     if (cfg->demo_page)
@@ -181,6 +204,8 @@ void me_app_free(me_app_t *app)
         return;
     me_app_quiesce(app);
     me_processing_stop(app->processing); /* the jobs running finish; the queued wait in storage */
+    me_webhooks_free(app->own_hooks);
+    me_jobq_free(app->hooks_q);
     me_uploads_free(app->uploads);
     me_locks_free(app->locks);
     me_storage_close(app->storage);

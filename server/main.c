@@ -24,7 +24,7 @@ static int usage(FILE *out)
     fprintf(out,
             "usage: mediaedge serve [--config FILE] [--announce]\n"
             "       mediaedge check-config [--config FILE]\n"
-            "       mediaedge token --scope upload|view --user ID --album ID [--plan free|premium]\n"
+            "       mediaedge token --scope upload|view|admin --user ID --album ID [--plan free|premium]\n"
             "                       [--client app|browser] [--ttl SECONDS] [--max-bytes N] [--ref TEXT]\n"
             "                       [--config FILE]\n"
             "       mediaedge photo-variants FILE OUTDIR [--config FILE]\n"
@@ -81,7 +81,9 @@ static int cmd_token(int argc, char **argv, me_config_t *cfg)
         switch (c) {
         case 'c': config = optarg; break;
         case 's':
-            if (!parse_enum(optarg, "upload", "view", &scope))
+            for (scope = ME_SCOPE_UPLOAD; me_token_scope_name(scope) && strcmp(optarg, me_token_scope_name(scope));)
+                scope++;
+            if (me_token_scope_name(scope) == NULL)
                 goto bad;
             break;
         case 'u': user = optarg; break;

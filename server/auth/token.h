@@ -12,7 +12,9 @@
 #define ME_TOKEN_ID_MAX 64      /* sub and album: [A-Za-z0-9_-]{1,64} */
 #define ME_TOKEN_REF_MAX 255    /* ref: printable ASCII */
 
-typedef enum { ME_SCOPE_UPLOAD = 1, ME_SCOPE_VIEW = 2 } me_scope_t;
+/* upload: send media to the token's album; view: see the album's media; admin: the app
+ * backend acting for the album (deleting media or the album itself). */
+typedef enum { ME_SCOPE_UPLOAD = 1, ME_SCOPE_VIEW = 2, ME_SCOPE_ADMIN = 3 } me_scope_t;
 typedef enum { ME_PLAN_FREE = 1, ME_PLAN_PREMIUM = 2 } me_plan_t;
 typedef enum { ME_CLIENT_APP = 1, ME_CLIENT_BROWSER = 2 } me_client_t;
 
@@ -57,7 +59,7 @@ char *me_token_mint(const me_config_t *cfg, const me_token_claims_t *claims, int
                     int64_t ttl, char *err, size_t errlen);
 
 /* Names for the enums as they appear in tokens ("upload", "premium", "browser"); NULL for a
- * value outside the enum. */
+ * value outside the enum (so a caller may walk them from 1 until NULL). */
 const char *me_token_scope_name(me_scope_t s);
 const char *me_token_plan_name(me_plan_t p);
 const char *me_token_client_name(me_client_t c);

@@ -316,7 +316,7 @@ int me_delivery_set_cookies(const me_delivery_t *d, const char *album, const me_
 
 /* ---- the origin's checks ---- */
 
-static size_t id_span(const char *s, size_t len)
+size_t me_delivery_id_span(const char *s, size_t len)
 {
     size_t i = 0;
     while (i < len && ((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') || (s[i] >= '0' && s[i] <= '9') ||
@@ -346,11 +346,11 @@ int me_delivery_parse_path(const char *path, size_t len, char *album, char *medi
     if (len <= pre || memcmp(path, ME_DELIVERY_PREFIX, pre) != 0)
         return ME_ENOTFOUND;
     const char *a = path + pre, *end = path + len;
-    size_t alen = id_span(a, (size_t)(end - a));
+    size_t alen = me_delivery_id_span(a, (size_t)(end - a));
     if (alen == 0 || alen > 64 || a + alen == end || a[alen] != '/')
         return ME_ENOTFOUND;
     const char *m = a + alen + 1;
-    size_t mlen = id_span(m, (size_t)(end - m));
+    size_t mlen = me_delivery_id_span(m, (size_t)(end - m));
     if (mlen == 0 || mlen > 64 || m + mlen == end || m[mlen] != '/')
         return ME_ENOTFOUND;
     const char *f = m + mlen + 1;

@@ -101,6 +101,10 @@ int me_delivery_sign_album(me_delivery_t *d, const char *album, int64_t now, me_
 int me_delivery_set_cookies(const me_delivery_t *d, const char *album, const me_cf_cookies_t *c,
                             char out[][ME_DELIVERY_COOKIE_MAX]);
 
+/* How many of the first max bytes of s are id characters [A-Za-z0-9_-]: the alphabet of
+ * album and media ids in paths (ids are 1 to 64 of them). */
+size_t me_delivery_id_span(const char *s, size_t max);
+
 /* Splits an origin path "/m/<album>/<media-id>/<file>" (len bytes, no query): album and
  * media id [A-Za-z0-9_-]{1,64}, file "<name>.<ext>" of [a-z0-9_-] and one '.', or
  * ME_DELIVERY_ORIGINAL. 0 with the parts copied (album and media_id of 65 bytes, file of

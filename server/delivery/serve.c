@@ -85,8 +85,7 @@ static int number(const char **p, const char *end, uint64_t *out)
     return *p > s && (*p == end || **p < '0' || **p > '9');
 }
 
-/* 1 when If-None-Match lists etag (weak comparison: W/ ignored on both sides) or is "*". */
-static int none_match_hits(const char *v, size_t len, const char *etag)
+int me_delivery_etag_matches(const char *v, size_t len, const char *etag)
 {
     const char *p = v, *end = v + len;
     size_t elen = strlen(etag);
@@ -123,7 +122,7 @@ me_delivery_plan_t me_delivery_plan(uint64_t size, const char *etag, int64_t mti
                                     const char *if_none_match, size_t inm_len, const char *if_range, size_t ir_len)
 {
     me_delivery_plan_t full = {.status = 200, .offset = 0, .length = size};
-    if (if_none_match != NULL && none_match_hits(if_none_match, inm_len, etag))
+    if (if_none_match != NULL && me_delivery_etag_matches(if_none_match, inm_len, etag))
         return (me_delivery_plan_t){.status = 304};
     if (range == NULL || (if_range != NULL && !if_range_holds(if_range, ir_len, etag, mtime)))
         return full;

@@ -49,4 +49,8 @@ typedef struct {
 me_delivery_plan_t me_delivery_plan(uint64_t size, const char *etag, int64_t mtime, const char *range, size_t range_len,
                                     const char *if_none_match, size_t inm_len, const char *if_range, size_t ir_len);
 
+/* 1 when If-None-Match (len bytes) lists etag (quoted; weak comparison: W/ ignored on both
+ * sides) or is "*"; a malformed list matches nothing. */
+int me_delivery_etag_matches(const char *if_none_match, size_t len, const char *etag);
+
 #endif

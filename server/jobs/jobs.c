@@ -10,6 +10,7 @@
 #include "server/core/clock.h"
 #include "server/core/log.h"
 #include "server/core/metrics.h"
+#include "server/media/deletion.h"
 #include "server/media/manifest.h"
 #include "server/storage/layout.h"
 #include "server/upload/upload.h"
@@ -17,7 +18,7 @@
 #define DOC_MAX (1 << 20) /* a manifest or job document larger than this is not ours */
 
 static const double ready_buckets[] = {0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 900, 3600};
-ME_COUNTER(jobs_total, "mediaedge_jobs_total", "Processing job attempts by media kind (photo, video) and outcome (ready, failed, retry, skipped: no pipeline here).",
+ME_COUNTER(jobs_total, "mediaedge_jobs_total", "Processing job attempts by media kind (photo, video) and outcome (ready, failed, retry, skipped: no pipeline here, deleted: the media was deleted meanwhile).",
            "kind,outcome")
 ME_HISTOGRAM(ready_seconds, "mediaedge_media_ready_seconds", "From upload completion to the media being ready.",
              NULL, ready_buckets)
@@ -121,6 +122,22 @@ static void drop(me_jobs_t *j, const char *job_key)
         me_log_error(NULL, "jobs: could not delete %s; it will be dropped at the next start", job_key);
 }
 
+/* After a write for the media of manifest (deletion.h's rule): when the media was deleted
+ * meanwhile, everything of it goes, what this job wrote included, and 1 is returned; 0 when
+ * it was not; ME_EIO when storage cannot tell (the job runs again, and looks first). */
+static int deleted(me_jobs_t *j, const json_t *manifest)
+{
+    const char *id = me_manifest_id(manifest), *album = me_manifest_album(manifest);
+    int d = me_media_deleted(j->st, id);
+    if (d != 1)
+        return d;
+    if (album == NULL || me_media_purge(j->st, album, id) != 0)
+        return ME_EIO;
+    count(manifest, "deleted");
+    me_log_info(NULL, "media %s was deleted; what its job made is removed", id);
+    return 1;
+}
+
 /* After a failed attempt: the media fails for good, or the job waits for its next try. */
 static int failed(me_jobs_t *j, const char *id, json_t *job, json_t *manifest, const me_job_failure_t *why,
                   int64_t now, int64_t *retry_at)
@@ -141,8 +158,13 @@ static int failed(me_jobs_t *j, const char *id, json_t *job, json_t *manifest, c
                     why->message, delay);
         return ME_EBUSY;
     }
+    int gone;
     if (me_manifest_set_failed(manifest, me_err_code(why->err), why->message, now / 1000) != 0 ||
-        store_manifest(j, manifest) != 0 || finish(j, job_key, manifest) != 0)
+        store_manifest(j, manifest) != 0 || (gone = deleted(j, manifest)) < 0)
+        return ME_EIO;
+    if (gone)
+        return 0;
+    if (finish(j, job_key, manifest) != 0)
         return ME_EIO;
     count(manifest, "failed");
     me_log_info(NULL, "media %s failed: %s (%s)", id, me_err_code(why->err), why->message);
@@ -166,29 +188,40 @@ int me_jobs_run(me_jobs_t *j, const char *id, int64_t now, int64_t *retry_at)
             drop(j, job_key), ret = 0;
         goto exit;
     }
+    /* a deleted media's job (queued again by a retry or the reconciler) only cleans up */
+    if ((ret = deleted(j, manifest)) != 0)
+        goto exit;
     if (me_manifest_is_final(manifest)) {
         ret = finish(j, job_key, manifest); /* a crash came between the manifest and the job's deletion */
         goto exit;
     }
-    if ((ret = me_manifest_set_processing(manifest, now / 1000)) != 0 || (ret = store_manifest(j, manifest)) != 0)
+    if ((ret = me_manifest_set_processing(manifest, now / 1000)) != 0 || (ret = store_manifest(j, manifest)) != 0 ||
+        (ret = deleted(j, manifest)) != 0)
         goto exit;
     if ((ret = j->process(j->ctx, j->st, manifest, &result, &why)) == ME_EUNSUPPORTED && !why.permanent) {
-        ret = me_manifest_set_waiting(manifest) == 0 && store_manifest(j, manifest) == 0 ? 0 : ME_EIO;
-        count(manifest, "skipped");
+        ret = me_manifest_set_waiting(manifest) == 0 && store_manifest(j, manifest) == 0 ? deleted(j, manifest)
+                                                                                          : ME_EIO;
+        if (ret == 0)
+            count(manifest, "skipped");
         goto exit;
     }
     if (ret != 0) {
         ret = failed(j, id, job, manifest, &why, now, retry_at);
         goto exit;
     }
+    /* the variants were written by process(): one look after the manifest covers them too */
     if ((ret = me_manifest_set_ready(manifest, result, me_clock_wall_ms() / 1000)) != 0 ||
-        (ret = store_manifest(j, manifest)) != 0 || (ret = finish(j, job_key, manifest)) != 0)
+        (ret = store_manifest(j, manifest)) != 0 || (ret = deleted(j, manifest)) != 0)
+        goto exit;
+    if ((ret = finish(j, job_key, manifest)) != 0)
         goto exit;
     count(manifest, "ready");
     json_int_t created = json_integer_value(json_object_get(manifest, "created_at"));
     if (created > 0)
         me_metric_add(ready_seconds, NULL, (double)(me_clock_wall_ms() - (int64_t)created * 1000) / 1000.0);
 exit:
+    if (ret == 1)
+        ret = 0; /* deleted() found the media deleted: the job is over */
     json_decref(result);
     json_decref(manifest);
     json_decref(job);

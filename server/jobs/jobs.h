@@ -3,7 +3,9 @@
  * what a queue lost. Storage is the truth: jobs/<media-id>.json says a media still needs
  * work (written at upload completion, deleted once the manifest says ready or failed);
  * media/<media-id>.json is replaced whole at each step, so a crash anywhere is repaired by
- * running the job again: a media ends ready exactly once. */
+ * running the job again: a media ends ready exactly once. A media deleted while its job runs
+ * stays deleted: the runner looks for its tombstone after each write and then removes what
+ * the job made (media/deletion.h). */
 #ifndef ME_JOBS_H
 #define ME_JOBS_H
 

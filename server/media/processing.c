@@ -203,6 +203,11 @@ void me_processing_queue(void *processing, const char *media_id)
     me_jobs_queue(p->jobs, media_id);
 }
 
+me_webhooks_t *me_processing_webhooks(me_processing_t *p)
+{
+    return p->hooks;
+}
+
 void me_processing_stop(me_processing_t *p)
 {
     if (p == NULL)

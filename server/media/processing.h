@@ -5,6 +5,7 @@
 #define ME_PROCESSING_H
 
 #include "server/core/config.h"
+#include "server/jobs/webhook.h"
 #include "server/storage/storage.h"
 
 typedef struct me_processing me_processing_t;
@@ -16,6 +17,10 @@ me_processing_t *me_processing_start(const me_config_t *cfg, me_storage_t *st, c
 
 /* Queues the job of media_id (its jobs/<media_id>.json is stored). For me_uploads_on_job(). */
 void me_processing_queue(void *processing, const char *media_id);
+
+/* The webhook sender processing raises its events on, for others to raise theirs
+ * (media.deleted); owned by p. */
+me_webhooks_t *me_processing_webhooks(me_processing_t *p);
 
 /* Stops taking jobs and waits for the ones running; then frees. NULL is fine. */
 void me_processing_stop(me_processing_t *p);

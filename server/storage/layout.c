@@ -1,4 +1,4 @@
-/* layout.c: storage keys of uploads, originals, manifests, jobs, variants and webhooks. */
+/* layout.c: storage keys of uploads, originals, manifests, jobs, variants, webhooks and tombstones. */
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -37,16 +37,36 @@ int me_layout_upload_data(char *key, size_t len, const char *upload_id)
     return format(key, len, ME_LAYOUT_UPLOADS "%s/data", upload_id);
 }
 
+/* A listing prefix of one or two ids under dir; a prefix, not a key: its trailing '/' would
+ * fail the key check, so each id is checked as a segment. */
+static int prefix_of(char *prefix, size_t len, const char *dir, const char *a, const char *b)
+{
+    int n = b != NULL ? snprintf(prefix, len, "%s%s/%s/", dir, a, b) : snprintf(prefix, len, "%s%s/", dir, a);
+    int bad = n < 0 || (size_t)n >= len || strchr(a, '/') != NULL || a[0] == '.' || a[0] == '\0' ||
+              (b != NULL && (strchr(b, '/') != NULL || b[0] == '.' || b[0] == '\0'));
+    if (bad && len > 0)
+        prefix[0] = '\0';
+    return bad ? ME_EINVAL : 0;
+}
+
 int me_layout_upload_objects(char *prefix, size_t len, const char *upload_id)
 {
-    /* a prefix, not a key: its trailing '/' would fail the key check */
-    int n = snprintf(prefix, len, ME_LAYOUT_UPLOADS "%s/", upload_id);
-    if (n < 0 || (size_t)n >= len || strchr(upload_id, '/') != NULL || upload_id[0] == '.' || upload_id[0] == '\0') {
-        if (len > 0)
-            prefix[0] = '\0';
-        return ME_EINVAL;
-    }
-    return 0;
+    return prefix_of(prefix, len, ME_LAYOUT_UPLOADS, upload_id, NULL);
+}
+
+int me_layout_media_variants(char *prefix, size_t len, const char *album, const char *media_id)
+{
+    return prefix_of(prefix, len, "variants/", album, media_id);
+}
+
+int me_layout_album_originals(char *prefix, size_t len, const char *album)
+{
+    return prefix_of(prefix, len, "originals/", album, NULL);
+}
+
+int me_layout_album_variants(char *prefix, size_t len, const char *album)
+{
+    return prefix_of(prefix, len, "variants/", album, NULL);
 }
 
 int me_layout_original(char *key, size_t len, const char *album, const char *media_id)
@@ -78,6 +98,11 @@ int me_layout_variant(char *key, size_t len, const char *album, const char *medi
 int me_layout_webhook(char *key, size_t len, const char *event_id)
 {
     return format(key, len, ME_LAYOUT_WEBHOOKS "%s.json", event_id);
+}
+
+int me_layout_tombstone(char *key, size_t len, const char *media_id)
+{
+    return format(key, len, ME_LAYOUT_TOMBSTONES "%s.json", media_id);
 }
 
 int me_layout_doc_id(const char *key, const char *prefix, const char *suffix, char *id, size_t idlen)

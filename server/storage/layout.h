@@ -9,6 +9,7 @@
  *     jobs/<media-id>.json                     a media still to process (jobs/jobs.h)
  *     variants/<album>/<media-id>/<name>.<ext> what the pipelines make
  *     webhooks/<event-id>.json                 an event not yet delivered (jobs/webhook.h)
+ *     tombstones/<media-id>.json               a deleted media, kept (media/deletion.h)
  *
  * Album first under originals/ and variants/ lets one CloudFront policy with a wildcard on
  * the album cover a whole album. Each function writes the key into key (len bytes, at least
@@ -27,6 +28,7 @@
 #define ME_LAYOUT_MANIFESTS "media/"
 #define ME_LAYOUT_JOBS "jobs/"
 #define ME_LAYOUT_WEBHOOKS "webhooks/"
+#define ME_LAYOUT_TOMBSTONES "tombstones/"
 
 int me_layout_upload_info(char *key, size_t len, const char *upload_id) ME_MUST_CHECK;
 int me_layout_upload_piece(char *key, size_t len, const char *upload_id, uint64_t offset) ME_MUST_CHECK;
@@ -39,6 +41,12 @@ int me_layout_job(char *key, size_t len, const char *media_id) ME_MUST_CHECK;
 int me_layout_variant(char *key, size_t len, const char *album, const char *media_id, const char *name,
                       const char *ext) ME_MUST_CHECK;
 int me_layout_webhook(char *key, size_t len, const char *event_id) ME_MUST_CHECK;
+int me_layout_tombstone(char *key, size_t len, const char *media_id) ME_MUST_CHECK;
+/* Listing prefixes (ending in '/'): a media's variants "variants/<album>/<media-id>/", and an
+ * album's originals "originals/<album>/" and variants "variants/<album>/". */
+int me_layout_media_variants(char *prefix, size_t len, const char *album, const char *media_id) ME_MUST_CHECK;
+int me_layout_album_originals(char *prefix, size_t len, const char *album) ME_MUST_CHECK;
+int me_layout_album_variants(char *prefix, size_t len, const char *album) ME_MUST_CHECK;
 
 /* The id of a listed "<prefix><id><suffix>" document (prefix one of the ME_LAYOUT_* above,
  * suffix ".json", or ".info" for uploads): 1 with id (idlen bytes with its NUL) filled, or 0

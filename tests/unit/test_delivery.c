@@ -17,6 +17,7 @@
 #include "server/core/config.h"
 #include "server/delivery/delivery.h"
 #include "server/delivery/serve.h"
+#include "server/delivery/view.h"
 #include "server/media/manifest.h"
 #include <jansson.h>
 
@@ -414,6 +415,68 @@ static void test_resolve_serves_what_the_manifest_lists(void **state)
     me_storage_close(st);
 }
 
+/* ---- view.c ---- */
+
+static void test_view_shows_facts_and_signed_urls_never_keys(void **state)
+{
+    (void)state;
+    me_delivery_config_t dc;
+    rsa_config(&dc);
+    me_delivery_t *d = make(&dc);
+    json_t *m = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:I,s:I,s:s,s:b,s:{s:s,s:I,s:s,s:s,s:i,s:i},"
+                          "s:{s:{s:s,s:i,s:i,s:I,s:s}}}",
+                          "id", ID, "album", "a1", "owner", "u1", "ref", "order-9", "plan", "premium", "kind", "photo",
+                          "status", "ready", "created_at", (json_int_t)T0, "processed_at", (json_int_t)T0 + 2,
+                          "taken_at", "2021-05-01T12:34:56+02:00", "has_location", 1, "original", "key",
+                          "originals/a1/" ID, "bytes", (json_int_t)12345, "sha256", "00", "content_type", "image/jpeg",
+                          "width", 4032, "height", 3024, "variants", "thumb.jpg", "key", "variants/a1/" ID "/thumb.jpg",
+                          "width", 320, "height", 320, "bytes", (json_int_t)999, "content_type", "image/jpeg");
+    json_t *v = me_delivery_view(d, m, T0 + 10);
+    assert_non_null(v);
+    char *text = json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS);
+    assert_null(strstr(text, "\"key\""));
+    assert_null(strstr(text, "order-9"));
+    assert_null(strstr(text, "u1"));
+    assert_null(strstr(text, "sha256"));
+    assert_int_equal(json_integer_value(json_object_get(v, "width")), 4032);
+    assert_string_equal(json_string_value(json_object_get(v, "taken_at")), "2021-05-01T12:34:56+02:00");
+    const json_t *thumb = json_object_get(json_object_get(v, "variants"), "thumb.jpg");
+    const char *url = json_string_value(json_object_get(thumb, "url"));
+    assert_non_null(url);
+    assert_true(strncmp(url, BASE "/m/a1/" ID "/thumb.jpg?Expires=1800003900&", 68) == 0);
+    assert_int_equal(json_integer_value(json_object_get(thumb, "bytes")), 999);
+    assert_null(json_object_get(json_object_get(v, "original"), "url"));
+    assert_int_equal(json_integer_value(json_object_get(v, "urls_expire_at")), T0 + 3900);
+    /* the same answer, and so the same ETag, for the rest of the step */
+    char e1[ME_DELIVERY_JSON_ETAG_MAX + 1], e2[ME_DELIVERY_JSON_ETAG_MAX + 1];
+    json_t *later = me_delivery_view(d, m, T0 + 250);
+    char *text2 = json_dumps(later, JSON_COMPACT | JSON_SORT_KEYS);
+    me_delivery_json_etag(text, strlen(text), e1);
+    me_delivery_json_etag(text2, strlen(text2), e2);
+    assert_string_equal(e1, e2);
+    assert_int_equal(strlen(e1), 34);
+    free(text);
+    free(text2);
+    json_decref(v);
+    json_decref(later);
+    me_delivery_free(d);
+
+    dc.serve_original = 1;
+    d = make(&dc);
+    v = me_delivery_view(d, m, T0);
+    url = json_string_value(json_object_get(json_object_get(v, "original"), "url"));
+    assert_non_null(url);
+    assert_true(strncmp(url, BASE "/m/a1/" ID "/original?Expires=", 56) == 0);
+    json_decref(v);
+    json_object_set_new(m, "status", json_string("processing"));
+    v = me_delivery_view(d, m, T0);
+    assert_int_equal(json_object_size(json_object_get(v, "variants")), 0);
+    assert_string_equal(json_string_value(json_object_get(v, "status")), "processing");
+    json_decref(v);
+    json_decref(m);
+    me_delivery_free(d);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -427,6 +490,7 @@ int main(void)
         cmocka_unit_test(test_development_key_made_once_and_kept),
         cmocka_unit_test(test_plan_ranges_and_conditions),
         cmocka_unit_test(test_resolve_serves_what_the_manifest_lists),
+        cmocka_unit_test(test_view_shows_facts_and_signed_urls_never_keys),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -1,7 +1,7 @@
 /* test_jobs.c: the local job queue, and the job runner on the real file backend in a temp
  * dir with a processor the test controls: ready once, retries with backoff, permanent
- * failures, a crash between the manifest and the job's deletion, recovery at start and the
- * reconciler. */
+ * failures, a crash between the manifest and the job's deletion, a deletion racing the job,
+ * recovery at start and the reconciler. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,6 +13,7 @@
 #include <jansson.h>
 #include "server/jobs/jobq.h"
 #include "server/jobs/jobs.h"
+#include "server/media/deletion.h"
 
 static const int64_t T0 = 1800000000000; /* ms */
 
@@ -61,6 +62,7 @@ typedef struct {
     int fail_first;    /* the first this many calls fail, passing (retryable) */
     int fail_forever;  /* every call fails, with the file at fault */
     int no_pipeline;   /* every call says this kind is not processed here */
+    int delete_during; /* the media is deleted while the pipeline runs, after its variant is stored */
 } fixture_t;
 
 static int process(void *ctx, me_storage_t *st, const json_t *manifest, json_t **result, me_job_failure_t *why)
@@ -82,6 +84,13 @@ static int process(void *ctx, me_storage_t *st, const json_t *manifest, json_t *
         why->err = ME_EIO, why->permanent = 0;
         snprintf(why->message, sizeof(why->message), "storage hiccup %d", f->calls);
         return -1;
+    }
+    if (f->delete_during) {
+        /* the pipeline stores its variant, then the app deletes the media (another pod) */
+        char key[128];
+        snprintf(key, sizeof(key), "variants/a1/%s/thumb.jpg", json_string_value(json_object_get(manifest, "id")));
+        assert_int_equal(me_storage_put(st, key, "jpeg", 4), 0);
+        assert_int_equal(me_media_delete(st, NULL, manifest, T0 / 1000), 0);
     }
     *result = json_pack("{s:{s:{s:i}}}", "variants", "thumb", "width", 320);
     return 0;
@@ -182,6 +191,50 @@ static void test_ready_once(void **state)
     /* the job again (a queue that delivered twice): nothing happens */
     assert_int_equal(me_jobs_run(f->j, ID("m1"), T0, &retry), 0);
     assert_int_equal(f->calls, 1);
+}
+
+/* Nothing of the media is left: manifest, job, original, variants; only its tombstone. */
+static void assert_all_gone(fixture_t *f, const char *id)
+{
+    char key[128];
+    me_storage_stat_t st;
+    assert_null(doc(f, "media", id));
+    assert_null(doc(f, "jobs", id));
+    snprintf(key, sizeof(key), "variants/a1/%s/thumb.jpg", id);
+    assert_int_equal(me_storage_head(f->st, key, &st), ME_ENOTFOUND);
+    snprintf(key, sizeof(key), "originals/a1/%s", id);
+    assert_int_equal(me_storage_head(f->st, key, &st), ME_ENOTFOUND);
+    assert_int_equal(me_media_deleted(f->st, id), 1);
+}
+
+static void test_a_deletion_during_processing_wins(void **state)
+{
+    fixture_t *f = *state;
+    int64_t retry = 0;
+    uploaded(f, ID("d1"), T0, 1);
+    put_doc(f, "media/" ID("d1") ".json", json_pack("{s:s,s:s,s:s,s:s}", "id", ID("d1"), "album", "a1", "owner", "u1",
+                                                    "status", "uploaded"));
+    assert_int_equal(me_storage_put(f->st, "originals/a1/" ID("d1"), "orig", 4), 0);
+    f->delete_during = 1;
+    assert_int_equal(me_jobs_run(f->j, ID("d1"), T0, &retry), 0);
+    assert_int_equal(f->calls, 1);
+    assert_all_gone(f, ID("d1")); /* the job's ready manifest and its variant did not come back */
+    assert_null(doc(f, "webhooks", ID("d1") "-ready"));
+}
+
+static void test_a_deleted_media_s_job_only_cleans_up(void **state)
+{
+    fixture_t *f = *state;
+    int64_t retry = 0;
+    /* deleted while its job waited for a retry; a crash left the manifest behind */
+    put_doc(f, "media/" ID("d2") ".json", json_pack("{s:s,s:s,s:s}", "id", ID("d2"), "album", "a1", "status",
+                                                    "processing"));
+    put_doc(f, "jobs/" ID("d2") ".json", json_pack("{s:s}", "media_id", ID("d2")));
+    put_doc(f, "tombstones/" ID("d2") ".json", json_pack("{s:s,s:s}", "id", ID("d2"), "album", "a1"));
+    assert_int_equal(me_storage_put(f->st, "variants/a1/" ID("d2") "/thumb.jpg", "x", 1), 0);
+    assert_int_equal(me_jobs_run(f->j, ID("d2"), T0, &retry), 0);
+    assert_int_equal(f->calls, 0);
+    assert_all_gone(f, ID("d2"));
 }
 
 static void test_crash_after_ready_drops_the_job(void **state)
@@ -300,6 +353,8 @@ int main(void)
         cmocka_unit_test(test_queue_order_dedup_and_retry),
         cmocka_unit_test_setup_teardown(test_ready_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_crash_after_ready_drops_the_job, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_a_deletion_during_processing_wins, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_a_deleted_media_s_job_only_cleans_up, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retries_with_backoff_then_ready, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failures_end_as_failed_with_a_code, setup, teardown),
         cmocka_unit_test_setup_teardown(test_a_kind_without_pipeline_waits, setup, teardown),

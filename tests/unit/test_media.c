@@ -1,5 +1,6 @@
-/* test_media.c: unit tests of server/media/sniff.c, server/media/manifest.c and
- * server/storage/layout.c: what a file is, the manifest's states and the storage keys. */
+/* test_media.c: unit tests of server/media/sniff.c, server/media/manifest.c,
+ * server/media/deletion.c and server/storage/layout.c: what a file is, the manifest's states,
+ * deleting media and albums, and the storage keys. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -10,6 +11,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 #include <jansson.h>
+#include "server/media/deletion.h"
 #include "server/media/manifest.h"
 #include "server/media/sniff.h"
 #include "server/storage/layout.h"
@@ -78,6 +80,17 @@ static void test_layout_keys(void **state)
     assert_string_equal(key, "variants/alb/m1/thumb.webp");
     assert_int_equal(me_layout_webhook(key, sizeof(key), "e1"), 0);
     assert_string_equal(key, "webhooks/e1.json");
+    assert_int_equal(me_layout_tombstone(key, sizeof(key), "m1"), 0);
+    assert_string_equal(key, "tombstones/m1.json");
+    assert_int_equal(me_layout_media_variants(key, sizeof(key), "alb", "m1"), 0);
+    assert_string_equal(key, "variants/alb/m1/");
+    assert_int_equal(me_layout_album_originals(key, sizeof(key), "alb"), 0);
+    assert_string_equal(key, "originals/alb/");
+    assert_int_equal(me_layout_album_variants(key, sizeof(key), "alb"), 0);
+    assert_string_equal(key, "variants/alb/");
+    assert_int_equal(me_layout_media_variants(key, sizeof(key), "alb", "../m1"), ME_EINVAL);
+    assert_int_equal(me_layout_album_variants(key, sizeof(key), ".tmp"), ME_EINVAL);
+    assert_int_equal(me_layout_album_originals(key, sizeof(key), ""), ME_EINVAL);
 
     /* no id can move a key to another place, and a key that does not fit is refused */
     assert_int_equal(me_layout_original(key, sizeof(key), "alb/../x", "m1"), ME_EINVAL);
@@ -158,17 +171,25 @@ static void test_manifest_states(void **state)
     assert_null(new_manifest("application/pdf"));
 }
 
-/* Stored at media/<id>.json on a real (file) backend, and read back the same. */
-static void test_manifest_store_load(void **state)
+/* A file backend in the temp directory dir (a mkdtemp template, filled in). */
+static me_storage_t *open_store(char *dir)
 {
-    char dir[] = "/tmp/me-test-media-XXXXXX", err[256];
-    (void)state;
-    assert_non_null(mkdtemp(dir));
+    char err[256];
     me_config_t cfg = {0};
+    assert_non_null(mkdtemp(dir));
     cfg.storage_backend = (char *)"file";
     cfg.storage_root = dir;
     me_storage_t *st = me_storage_open(&cfg, err, sizeof(err));
     assert_non_null(st);
+    return st;
+}
+
+/* Stored at media/<id>.json on a real (file) backend, and read back the same. */
+static void test_manifest_store_load(void **state)
+{
+    char dir[] = "/tmp/me-test-media-XXXXXX";
+    (void)state;
+    me_storage_t *st = open_store(dir);
     json_t *m = new_manifest("image/jpeg"), *back = NULL;
     assert_int_equal(me_manifest_load(st, "m1", &back), ME_ENOTFOUND);
     assert_int_equal(me_manifest_store(st, m), 0);
@@ -188,12 +209,66 @@ static void test_manifest_store_load(void **state)
     assert_int_equal(system(cmd), 0);
 }
 
+static int collect_ids(const char *id, void *arg)
+{
+    char *out = arg;
+    strcat(out, id);
+    strcat(out, " ");
+    return 0;
+}
+
+/* A deletion takes everything of a media but its tombstone, and may be repeated; an album's
+ * media are found by their originals and variants. */
+static void test_deletion(void **state)
+{
+    char dir[] = "/tmp/me-test-deletion-XXXXXX", ids[256] = "";
+    me_storage_stat_t stat;
+    (void)state;
+    me_storage_t *st = open_store(dir);
+    const char *keys[] = {"originals/a1/m1", "variants/a1/m1/thumb.jpg", "variants/a1/m1/large.webp", "jobs/m1.json",
+                          "originals/a1/m2", "variants/a1/m3/thumb.jpg", "originals/a2/m4", "variants/a10/m5/t.jpg"};
+    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+        assert_int_equal(me_storage_put(st, keys[i], "x", 1), 0);
+    json_t *m = json_pack("{s:s,s:s,s:s,s:s}", "id", "m1", "album", "a1", "owner", "u1", "status", "ready");
+    assert_int_equal(me_manifest_store(st, m), 0);
+    assert_int_equal(me_media_list_album(st, "a1", collect_ids, ids), 0);
+    assert_string_equal(ids, "m1 m2 m3 "); /* not a10's */
+    assert_int_equal(me_media_deleted(st, "m1"), 0);
+    assert_int_equal(me_media_delete(st, NULL, m, 1800000000), 0);
+    assert_int_equal(me_media_deleted(st, "m1"), 1);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(me_storage_head(st, keys[i], &stat), ME_ENOTFOUND);
+    assert_int_equal(me_storage_head(st, "media/m1.json", &stat), ME_ENOTFOUND);
+    assert_int_equal(me_storage_head(st, "originals/a1/m2", &stat), 0);
+    json_t *t = NULL;
+    assert_int_equal(me_media_tombstone(st, "m1", &t), 0);
+    assert_string_equal(json_string_value(json_object_get(t, "owner")), "u1");
+    assert_int_equal(json_integer_value(json_object_get(t, "deleted_at")), 1800000000);
+    json_decref(t);
+    assert_int_equal(me_media_delete(st, NULL, m, 1800000001), 0); /* again: nothing to remove, still fine */
+    assert_int_equal(me_media_purge(st, "a1", "m3"), 0);
+    assert_int_equal(me_storage_head(st, "variants/a1/m3/thumb.jpg", &stat), ME_ENOTFOUND);
+    ids[0] = '\0';
+    assert_int_equal(me_media_list_album(st, "a1", collect_ids, ids), 0);
+    assert_string_equal(ids, "m2 ");
+    assert_int_equal(me_media_list_album(st, "../a1", collect_ids, ids), ME_EINVAL);
+    json_t *no_album = json_pack("{s:s}", "id", "m9");
+    assert_int_equal(me_media_delete(st, NULL, no_album, 1), ME_EINVAL);
+    json_decref(no_album);
+    json_decref(m);
+    me_storage_close(st);
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sniff_table),   cmocka_unit_test(test_sniff_kind),
         cmocka_unit_test(test_layout_keys),   cmocka_unit_test(test_layout_doc_id),
         cmocka_unit_test(test_manifest_states), cmocka_unit_test(test_manifest_store_load),
+        cmocka_unit_test(test_deletion),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -664,7 +664,9 @@ static void test_wrong_issuer(void **state)
 static void test_bad_scope_plan_client(void **state)
 {
     (void)state;
-    assert_int_equal(with_claim("scope", json_string("admin")), ME_EUNAUTHORIZED);
+    assert_int_equal(with_claim("scope", json_string("root")), ME_EUNAUTHORIZED);
+    assert_int_equal(with_claim("scope", json_string("Admin")), ME_EUNAUTHORIZED);
+    assert_int_equal(with_claim("scope", json_string("admin")), ME_OK); /* the app backend's own tokens */
     assert_int_equal(with_claim("scope", json_string("Upload")), ME_EUNAUTHORIZED);
     assert_int_equal(with_claim("scope", json_string("")), ME_EUNAUTHORIZED);
     assert_int_equal(with_claim("scope", json_integer(1)), ME_EUNAUTHORIZED);
