@@ -1,6 +1,7 @@
 /* test_webhook.c: webhook signatures (against a vector made with the openssl CLI) and
  * deliveries on the real file backend in a temp dir, to a one-shot HTTP receiver in a
- * thread of the test and to a port where nothing listens. */
+ * thread of the test and to a port where nothing listens; reads of a delivery can be made
+ * to fail (me_storage_get_json is wrapped at link time, see Makefile.am). */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -27,6 +28,22 @@ static void test_signature_vector(void **state)
     (void)state;
     assert_int_equal(me_webhook_signature("whsec-test", 1700000000, body, strlen(body), sig), 0);
     assert_string_equal(sig, "t=1700000000,v1=2ffad0103ddfeab09bdb6960ad5af6f11f768ef8aa221a7a4d15c05403cf1576");
+}
+
+/* ---- a storage whose reads fail ---- */
+
+static int failing_reads; /* how many of the next reads fail with ME_EIO */
+
+int __real_me_storage_get_json(me_storage_t *st, const char *key, size_t max, json_t **doc);
+int __wrap_me_storage_get_json(me_storage_t *st, const char *key, size_t max, json_t **doc);
+
+int __wrap_me_storage_get_json(me_storage_t *st, const char *key, size_t max, json_t **doc)
+{
+    if (failing_reads > 0) {
+        failing_reads--;
+        return ME_EIO;
+    }
+    return __real_me_storage_get_json(st, key, max, doc);
 }
 
 /* ---- a receiver: accepts one connection, keeps the request, answers status ---- */
@@ -189,6 +206,33 @@ static void test_retried_then_dropped(void **state)
     assert_false(stored(f));
 }
 
+static void test_a_read_error_keeps_the_delivery(void **state)
+{
+    fixture_t *f = *state;
+    receiver_t r;
+    int64_t retry = 0;
+    receiver_start(&r, 204);
+    make(f, r.port);
+    raise_ready(f);
+    /* a storage hiccup is not a delivery: it stays, and is tried again */
+    failing_reads = 1;
+    assert_int_equal(me_webhooks_deliver(f->w, MEDIA_ID "-ready", T0, &retry), ME_EBUSY);
+    assert_int_equal(retry, T0 + 1000);
+    assert_true(stored(f));
+    assert_int_equal(me_webhooks_deliver(f->w, MEDIA_ID "-ready", retry, &retry), 0);
+    receiver_join(&r);
+    assert_false(stored(f));
+    assert_non_null(strcasestr(r.request, "\r\nMediaedge-Delivery: " MEDIA_ID "-ready\r\n"));
+}
+
+static void test_a_delivery_gone_from_storage_is_over(void **state)
+{
+    fixture_t *f = *state;
+    int64_t retry = 0;
+    make(f, 9);
+    assert_int_equal(me_webhooks_deliver(f->w, MEDIA_ID "-ready", T0, &retry), 0);
+}
+
 static void test_a_url_needs_a_secret_and_no_url_sends_nothing(void **state)
 {
     fixture_t *f = *state;
@@ -211,6 +255,8 @@ int main(void)
         cmocka_unit_test(test_signature_vector),
         cmocka_unit_test_setup_teardown(test_delivered_signed_and_forgotten, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retried_then_dropped, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_a_read_error_keeps_the_delivery, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_a_delivery_gone_from_storage_is_over, setup, teardown),
         cmocka_unit_test_setup_teardown(test_a_url_needs_a_secret_and_no_url_sends_nothing, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
