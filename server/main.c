@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <curl/curl.h>
 #include <h2o.h>
 #include <openssl/crypto.h>
 #include "server/core/config.h"
@@ -294,7 +295,15 @@ int main(int argc, char **argv)
     }
     me_log_init(cfg.log_level, cfg.log_access, 2);
     tune_malloc();
+    /* curl_global_init() is not thread-safe, and curl_easy_init() runs it on first use from
+     * whichever thread comes first (the webhook sender): run it here, before any thread */
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        me_log_error(NULL, "cannot initialise libcurl");
+        status = 1;
+        goto exit;
+    }
     status = me_server_run(&cfg, announce);
+    curl_global_cleanup();
 
 exit:
     me_config_free(&cfg);
