@@ -1,5 +1,6 @@
 /* jobq.h: the queue of processing jobs, by media id, each with the time it may run. The
- * local backend here (in process) is the default; a Redis backend will implement the same
+ * functions here hand each operation to the queue's backend (jobq_backend.h): the local one
+ * (in process, jobq_local.c) is the default; a Redis backend will implement the same
  * operations. Entries are not durable: jobs/<media-id>.json in storage is, and the job
  * runner (jobs.h) queues those again at start. An id is in the queue at most once, from
  * its push until its done, also while a worker runs it. */
@@ -14,8 +15,11 @@
 
 typedef struct me_jobq me_jobq_t;
 
-/* An empty local queue, or NULL when out of memory. */
+/* An empty queue in this process (jobq_local.c), or NULL when out of memory. Freed with
+ * me_jobq_free(). */
 me_jobq_t *me_jobq_local_new(void);
+
+/* Frees q (NULL: nothing) and the ids in it; no pop may be waiting (close first). */
 void me_jobq_free(me_jobq_t *q);
 
 /* Queues id (at most ME_JOBQ_ID_MAX bytes) to run from not_before (ms since the epoch; 0:
