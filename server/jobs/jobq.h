@@ -16,7 +16,7 @@
 typedef struct me_jobq me_jobq_t;
 
 /* An empty queue in this process (jobq_local.c), or NULL when out of memory. Freed with
- * me_jobq_free(). */
+ * me_jobq_free(). Its push, pop, done and retry cost O(log N) for N ids. */
 me_jobq_t *me_jobq_local_new(void);
 
 /* Frees q (NULL: nothing) and the ids in it; no pop may be waiting (close first). */
