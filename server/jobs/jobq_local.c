@@ -25,8 +25,8 @@ typedef struct {
     pthread_cond_t changed;
     entry_t **slots; /* the hash set: NULL or an entry; a power of two, at most half full */
     size_t nslots;
-    size_t n;        /* entries, waiting or running */
-    entry_t **heap;  /* the waiting entries; room for all n, so that retry never allocates */
+    size_t n;       /* entries, waiting or running */
+    entry_t **heap; /* the waiting entries; room for all n, so that retry never allocates */
     size_t nheap, heapcap;
     uint64_t seq;
     int closed;
