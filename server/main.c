@@ -248,6 +248,7 @@ static int serve(me_config_t *cfg, int announce)
 {
     char err[512];
     int status = 1;
+    me_server_block_signals(); /* before the app starts its threads */
     me_app_t *app = me_app_new(cfg, err, sizeof(err));
     if (app == NULL)
         me_log_error(NULL, "cannot start: %s", err);
