@@ -387,6 +387,22 @@ again:
     _exit(1);
 }
 
+/* The signals that start a drain. */
+static void shutdown_signals(sigset_t *set)
+{
+    sigemptyset(set);
+    sigaddset(set, SIGTERM);
+    sigaddset(set, SIGINT);
+}
+
+void me_server_block_signals(void)
+{
+    sigset_t set;
+    shutdown_signals(&set);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+}
+
 int me_server_run(me_config_t *cfg, me_app_t *app, int announce_start)
 {
     char err[512];
@@ -401,12 +417,9 @@ int me_server_run(me_config_t *cfg, me_app_t *app, int announce_start)
     srv->fds[LISTEN_HTTP] = srv->fds[LISTEN_HTTPS] = -1;
     me_metric_add(build_info, (const char *[]){ME_VERSION}, 1);
 
-    /* every thread inherits the blocked signals; this thread takes them with sigwait */
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &set, NULL);
-    signal(SIGPIPE, SIG_IGN);
+    /* blocked already in every thread (me_server_block_signals); this one takes them */
+    me_server_block_signals();
+    shutdown_signals(&set);
 
     if (cfg->listen_https[0] != '\0' && (srv->ssl_ctx = me_tls_ctx_new(cfg, err, sizeof(err))) == NULL)
         goto fail;
