@@ -225,12 +225,12 @@ static void send_cacheable(h2o_req_t *req, media_job_t *j)
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("private, no-cache"));
     if (j->has_inm && me_delivery_etag_matches(j->inm, j->inm_len, etag)) {
         req->res.status = 304;
-        req->res.reason = "Not Modified";
+        req->res.reason = me_http_reason(304);
         h2o_send_inline(req, "", 0);
         return;
     }
     req->res.status = 200;
-    req->res.reason = "OK";
+    req->res.reason = me_http_reason(200);
     req->res.content_length = j->len;
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, H2O_STRLIT("application/json"));
     h2o_send_inline(req, j->body, j->len);
@@ -244,12 +244,8 @@ static void job_done(me_http_job_t *hj)
         goto exit; /* the client went away; what was deleted stays deleted */
     if (j->err != 0)
         me_http_send_error(req, j->err, j->message);
-    else if (j->op == OP_DELETE) {
-        req->res.status = 204;
-        req->res.reason = "No Content";
-        req->res.content_length = 0;
-        h2o_send_inline(req, "", 0);
-    }
+    else if (j->op == OP_DELETE)
+        me_http_send_empty(req, 204);
     else if (j->op == OP_DELETE_ALBUM)
         me_http_send_json(req, 200, j->body, j->len);
     else

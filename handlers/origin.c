@@ -269,8 +269,8 @@ static void open_done(me_http_job_t *hj)
     add_headers(s, req);
     switch (s->plan.status) {
     case 304:
-        req->res.status = 304;
-        req->res.reason = "Not Modified";
+        req->res.status = 304; /* no Content-Length: the one a 200 would have is not ours to send */
+        req->res.reason = me_http_reason(304);
         h2o_send_inline(req, "", 0);
         return;
     case 416:
@@ -283,12 +283,11 @@ static void open_done(me_http_job_t *hj)
                  s->plan.offset + s->plan.length - 1, s->obj.size);
         me_http_add_header(req, "content-range", s->content_range, strlen(s->content_range));
         req->res.status = 206;
-        req->res.reason = "Partial Content";
         break;
     default:
         req->res.status = 200;
-        req->res.reason = "OK";
     }
+    req->res.reason = me_http_reason(req->res.status);
     req->res.content_length = s->plan.length;
     if (!s->is_get || s->plan.length == 0) {
         h2o_start_response(req, &no_body);

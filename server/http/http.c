@@ -256,13 +256,16 @@ void me_http_not_found(h2o_pathconf_t *pathconf)
 /* ---- responses ---- */
 
 /* The one table of reason phrases: libh2o says "OK" for any status it is not told about, so
- * every response of ours is sent by me_http_send*(), which set it from here. */
+ * every response of ours is sent by me_http_send*(), which set it from here, or by a
+ * streaming handler through me_http_reason(). */
 static const char *reason_phrase(int status)
 {
     switch (status) {
     case 200: return "OK";
     case 201: return "Created";
     case 204: return "No Content";
+    case 206: return "Partial Content";
+    case 304: return "Not Modified";
     case 400: return "Bad Request";
     case 401: return "Unauthorized";
     case 403: return "Forbidden";
@@ -273,12 +276,18 @@ static const char *reason_phrase(int status)
     case 412: return "Precondition Failed";
     case 413: return "Content Too Large";
     case 415: return "Unsupported Media Type";
+    case 416: return "Range Not Satisfiable";
     case 422: return "Unprocessable Content";
     case 423: return "Locked";
     case 460: return "Checksum Mismatch";
     case 503: return "Service Unavailable";
     default: return status >= 500 ? "Internal Server Error" : "";
     }
+}
+
+const char *me_http_reason(int status)
+{
+    return reason_phrase(status);
 }
 
 void me_http_add_header(h2o_req_t *req, const char *name, const char *value, size_t len)

@@ -52,6 +52,10 @@ void me_http_add_header_u64(h2o_req_t *req, const char *name, uint64_t v);
 /* The value of the request's header name (lower case), or NULL. */
 const h2o_iovec_t *me_http_header(h2o_req_t *req, const char *name);
 
+/* The reason phrase of status ("Partial Content"), for handlers that start a response
+ * themselves (a generator); "" for a status not in the table. */
+const char *me_http_reason(int status);
+
 /* Sends body (of len bytes, copied) with status, content_type (a literal) and
  * Cache-Control: no-store. */
 void me_http_send(h2o_req_t *req, int status, const char *content_type, const char *body, size_t len);
