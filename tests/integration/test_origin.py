@@ -229,3 +229,9 @@ def test_twenty_clients_streaming_200_mb_keep_memory_small(make_server):
           f"({grown_mib / 20:.2f} MiB each)")
     assert digests == [want] * 20
     assert grown_mib < 20 * 3, f"{grown_mib:.0f} MiB for 20 clients"
+
+
+def test_a_worker_holds_no_cloudfront_key_and_serves_no_media(make_server):
+    s = make_server(env={"MEDIAEDGE_SERVER_ROLE": "worker"}).start()
+    assert not (s.dir / "var" / "cdn").exists()  # no key made, none loaded
+    assert requests.get(s.http + target()).status_code == 404
