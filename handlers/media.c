@@ -39,6 +39,7 @@ typedef struct {
     const char *message;     /* for err; a literal, or NULL for the default */
     char *body;              /* malloc'd JSON */
     size_t len;
+    char etag[ME_DELIVERY_JSON_ETAG_MAX + 1];
 } media_job_t;
 
 static void job_free(media_job_t *j)
@@ -96,33 +97,54 @@ static int set_body(media_job_t *j, json_t *doc)
 
 static int get_one(media_job_t *j, int64_t now)
 {
-    json_t *m = NULL;
-    int ret = load_visible(j, j->ids[0], &m);
-    if (ret == 0)
-        ret = set_body(j, me_delivery_view(j->deps->delivery, m, now));
-    json_decref(m);
-    return ret;
+    return me_delivery_views_get(j->deps->views, j->ids[0], j->who.album, now, &j->body, &j->len, j->etag);
 }
 
+/* Appends len bytes of s to j->body (grown by doubling). */
+static int append(media_job_t *j, size_t *cap, const char *s, size_t len)
+{
+    if (j->len + len + 1 > *cap) {
+        size_t want = *cap ? *cap : 4096;
+        while (j->len + len + 1 > want)
+            want *= 2;
+        char *p = realloc(j->body, want);
+        if (p == NULL)
+            return ME_ENOMEM;
+        j->body = p, *cap = want;
+    }
+    memcpy(j->body + j->len, s, len);
+    j->len += len;
+    j->body[j->len] = '\0';
+    return 0;
+}
+
+/* {"media":[<view>,...],"missing":["<id>",...]}: the views as the cache keeps them, joined. */
 static int get_many(media_job_t *j, int64_t now)
 {
-    json_t *media = json_array(), *missing = json_array();
-    int ret = media != NULL && missing != NULL ? 0 : ME_ENOMEM;
+    size_t cap = 0;
+    int missing[ME_MEDIA_BATCH_MAX], nmissing = 0, ret = append(j, &cap, H2O_STRLIT("{\"media\":["));
     for (int i = 0; ret == 0 && i < j->nids; i++) {
-        json_t *m = NULL;
-        int found = load_visible(j, j->ids[i], &m);
+        char *text = NULL, etag[ME_DELIVERY_JSON_ETAG_MAX + 1];
+        size_t len;
+        int found = me_delivery_views_get(j->deps->views, j->ids[i], j->who.album, now, &text, &len, etag);
         if (found == ME_ENOTFOUND)
-            ret = json_array_append_new(missing, json_string(j->ids[i])) == 0 ? 0 : ME_ENOMEM;
-        else if (found != 0)
-            ret = found;
-        else
-            ret = json_array_append_new(media, me_delivery_view(j->deps->delivery, m, now)) == 0 ? 0 : ME_ENOMEM;
-        json_decref(m);
+            missing[nmissing++] = i;
+        else if ((ret = found) == 0 && (i - nmissing == 0 || (ret = append(j, &cap, ",", 1)) == 0))
+            ret = append(j, &cap, text, len);
+        free(text);
     }
     if (ret == 0)
-        return set_body(j, json_pack("{s:o,s:o}", "media", media, "missing", missing));
-    json_decref(media);
-    json_decref(missing);
+        ret = append(j, &cap, H2O_STRLIT("],\"missing\":["));
+    for (int i = 0; ret == 0 && i < nmissing; i++) { /* ids are [A-Za-z0-9_-]: nothing to escape */
+        const char *id = j->ids[missing[i]];
+        if ((i == 0 || (ret = append(j, &cap, ",", 1)) == 0) && (ret = append(j, &cap, "\"", 1)) == 0 &&
+            (ret = append(j, &cap, id, strlen(id))) == 0)
+            ret = append(j, &cap, "\"", 1);
+    }
+    if (ret == 0)
+        ret = append(j, &cap, "]}", 2);
+    if (ret == 0)
+        me_delivery_json_etag(j->body, j->len, j->etag);
     return ret;
 }
 
@@ -218,8 +240,7 @@ static void job_work(me_http_job_t *hj)
 /* A JSON answer that clients may keep and revalidate: its ETag, and 304 when it matches. */
 static void send_cacheable(h2o_req_t *req, media_job_t *j)
 {
-    char *etag = h2o_mem_alloc_pool(&req->pool, ME_DELIVERY_JSON_ETAG_MAX + 1);
-    me_delivery_json_etag(j->body, j->len, etag);
+    const char *etag = h2o_strdup(&req->pool, j->etag, SIZE_MAX).base;
     me_http_add_header(req, "etag", etag, strlen(etag));
     /* the URLs inside expire: a client may keep the answer, but asks again before using it */
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("private, no-cache"));

@@ -8,6 +8,7 @@
 #include "server/auth/token.h"
 #include "server/core/pool.h"
 #include "server/delivery/delivery.h"
+#include "server/delivery/view.h"
 #include "server/http/cors.h"
 #include "server/jobs/webhook.h"
 #include "server/storage/storage.h"
@@ -20,6 +21,7 @@ typedef struct {
     me_pool_t *pool;               /* where manifests are read and media deleted (it blocks) */
     me_storage_t *storage;
     me_delivery_t *delivery;       /* signs URLs and cookies */
+    me_delivery_views_t *views;    /* media as viewers see them, cached */
     me_webhooks_t *hooks;          /* media.deleted goes there; NULL: none */
 } me_media_deps_t;
 

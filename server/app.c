@@ -17,6 +17,7 @@
 #include "server/core/log.h"
 #include "server/core/pool.h"
 #include "server/delivery/delivery.h"
+#include "server/delivery/view.h"
 #include "server/jobs/jobq.h"
 #include "server/jobs/webhook.h"
 #include "server/http/cors.h"
@@ -27,11 +28,13 @@
 #include "server/upload/upload.h"
 
 #define SWEEP_INTERVAL_S 600
+#define VIEW_CACHE 2048 /* media views kept rendered: a few KiB each */
 
 struct me_app {
     me_config_t *cfg;
     me_token_verifier_t *verifier; /* roles api and all */
     me_delivery_t *delivery;       /* roles api and all: the CloudFront key and the origin's checks */
+    me_delivery_views_t *views;    /* roles api and all: media as the media API shows them */
     me_storage_t *storage;
     me_locks_t *locks;
     me_uploads_t *uploads;
@@ -91,6 +94,10 @@ me_app_t *me_app_new(me_config_t *cfg, char *err, size_t errlen)
         goto fail;
     if ((app->storage = me_storage_open(cfg, err, errlen)) == NULL)
         goto fail;
+    if (app->delivery != NULL && (app->views = me_delivery_views_new(app->delivery, app->storage, VIEW_CACHE)) == NULL) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
     if ((app->locks = me_locks_local_new(ME_UPLOAD_LOCKS)) == NULL || (app->cors = me_cors_new(cfg)) == NULL ||
         (app->uploads = me_uploads_new(app->storage, app->locks, cfg)) == NULL) {
         snprintf(err, errlen, "out of memory");
@@ -144,7 +151,7 @@ void me_app_routes(me_app_t *app, h2o_hostconf_t *host, int (*ready)(void *arg),
                                                      .pool = app->pool});
         me_media_register(host, &(me_media_deps_t){.verifier = app->verifier, .cors = app->cors, .pool = app->pool,
                                                    .storage = app->storage, .delivery = app->delivery,
-                                                   .hooks = app->hooks});
+                                                   .views = app->views, .hooks = app->hooks});
     }
     h2o_pathconf_t *fallback = me_http_fallback(host, cfg->max_patch_size);
     if (cfg->demo_page)
@@ -210,6 +217,7 @@ void me_app_free(me_app_t *app)
     me_locks_free(app->locks);
     me_storage_close(app->storage);
     me_token_verifier_free(app->verifier);
+    me_delivery_views_free(app->views);
     me_delivery_free(app->delivery);
     me_cors_free(app->cors);
     pthread_cond_destroy(&app->wake);

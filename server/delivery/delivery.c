@@ -276,6 +276,11 @@ int64_t me_delivery_expiry(int64_t now, uint64_t ttl, uint64_t step, uint64_t ma
     return down > now ? down : exp;
 }
 
+int64_t me_delivery_url_expiry(const me_delivery_t *d, int64_t now)
+{
+    return me_delivery_expiry(now, d->url_ttl, d->step, d->max_ttl);
+}
+
 int me_delivery_sign_file(me_delivery_t *d, const char *album, const char *media_id, const char *file, int64_t now,
                           char *out, size_t outlen, int64_t *expires)
 {
@@ -283,7 +288,7 @@ int me_delivery_sign_file(me_delivery_t *d, const char *album, const char *media
     int n = snprintf(url, sizeof(url), "%s" ME_DELIVERY_PREFIX "%s/%s/%s", d->base, album, media_id, file);
     if (n < 0 || (size_t)n >= sizeof(url))
         return ME_EINVAL;
-    me_cf_policy_t p = {.date_less_than = me_delivery_expiry(now, d->url_ttl, d->step, d->max_ttl)};
+    me_cf_policy_t p = {.date_less_than = me_delivery_url_expiry(d, now)};
     *expires = p.date_less_than;
     return me_cf_sign_url(d->cf, url, &p, out, outlen);
 }

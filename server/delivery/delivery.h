@@ -80,6 +80,9 @@ me_cf_t *me_delivery_signer(me_delivery_t *d);
  * the same value in the same step, so they sign the same policy and (RSA) make the same URL. */
 int64_t me_delivery_expiry(int64_t now, uint64_t ttl, uint64_t step, uint64_t max_ttl);
 
+/* The expiry me_delivery_sign_file() gives URLs signed at now. */
+int64_t me_delivery_url_expiry(const me_delivery_t *d, int64_t now);
+
 /* The signed (canned) URL of file ("thumb.jpg", ME_DELIVERY_ORIGINAL) of media_id in album,
  * <base>/m/<album>/<media-id>/<file>?Expires=..., valid for url_ttl from now (rounded).
  * album, media_id and file must have been checked (me_delivery_parse_path's rules). 0 with

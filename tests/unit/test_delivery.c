@@ -477,6 +477,52 @@ static void test_view_shows_facts_and_signed_urls_never_keys(void **state)
     me_delivery_free(d);
 }
 
+static void test_views_cached_while_the_manifest_and_the_step_hold(void **state)
+{
+    (void)state;
+    char root[PATH_MAX + 16], err[256], etag[ME_DELIVERY_JSON_ETAG_MAX + 1], etag2[ME_DELIVERY_JSON_ETAG_MAX + 1];
+    me_config_t cfg = {0};
+    me_delivery_config_t dc;
+    snprintf(root, sizeof(root), "%s/views", tmpdir);
+    cfg.storage_backend = (char *)"file";
+    cfg.storage_root = root;
+    me_storage_t *st = me_storage_open(&cfg, err, sizeof(err));
+    rsa_config(&dc);
+    me_delivery_t *d = make(&dc);
+    me_delivery_views_t *v = me_delivery_views_new(d, st, 16);
+    json_t *m = json_pack("{s:s,s:s,s:s,s:{s:{s:s,s:s}}}", "id", ID, "album", "a1", "status", "ready", "variants",
+                          "thumb.jpg", "key", "k", "content_type", "image/jpeg");
+    assert_int_equal(me_manifest_store(st, m), 0);
+    char *a = NULL, *b = NULL;
+    size_t alen, blen;
+    assert_int_equal(me_delivery_views_get(v, ID, "a1", T0 + 1, &a, &alen, etag), 0);
+    assert_int_equal(me_delivery_views_get(v, ID, "a1", T0 + 100, &b, &blen, etag2), 0); /* same step */
+    assert_string_equal(a, b);
+    assert_string_equal(etag, etag2);
+    assert_int_equal(me_delivery_views_rendered(v), 1);
+    assert_non_null(strstr(a, "thumb.jpg?Expires=1800003900&"));
+    free(b);
+    assert_int_equal(me_delivery_views_get(v, ID, "a2", T0 + 1, &b, &blen, etag2), ME_ENOTFOUND); /* another album */
+    assert_int_equal(me_delivery_views_get(v, ID, "a1", T0 + 301, &b, &blen, etag2), 0); /* the next step */
+    assert_int_equal(me_delivery_views_rendered(v), 2);
+    assert_non_null(strstr(b, "thumb.jpg?Expires=1800004200&"));
+    free(b);
+    /* a manifest replaced is read again, at once */
+    json_object_set_new(m, "status", json_string("failed"));
+    assert_int_equal(me_manifest_store(st, m), 0);
+    assert_int_equal(me_delivery_views_get(v, ID, "a1", T0 + 301, &b, &blen, etag2), 0);
+    assert_non_null(strstr(b, "\"status\":\"failed\""));
+    free(b);
+    /* a deleted media is gone, cached or not */
+    assert_int_equal(me_storage_delete(st, "media/" ID ".json"), 0);
+    assert_int_equal(me_delivery_views_get(v, ID, "a1", T0 + 301, &b, &blen, etag2), ME_ENOTFOUND);
+    free(a);
+    json_decref(m);
+    me_delivery_views_free(v);
+    me_delivery_free(d);
+    me_storage_close(st);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -491,6 +537,7 @@ int main(void)
         cmocka_unit_test(test_plan_ranges_and_conditions),
         cmocka_unit_test(test_resolve_serves_what_the_manifest_lists),
         cmocka_unit_test(test_view_shows_facts_and_signed_urls_never_keys),
+        cmocka_unit_test(test_views_cached_while_the_manifest_and_the_step_hold),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
