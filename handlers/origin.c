@@ -41,6 +41,8 @@ typedef struct {
 typedef struct {
     h2o_generator_t super;
     me_http_job_t hj;
+    me_delivery_objects_t *objects;
+    me_delivery_buffers_t *buffers;
     me_storage_t *st;
     me_pool_t *pool;
     int behind_cdn, allow_original, is_get;
@@ -61,7 +63,7 @@ typedef struct {
 
 static void stream_free(stream_t *s)
 {
-    free(s->buf);
+    me_delivery_buffer_put(s->buffers, s->buf);
     free(s);
 }
 
@@ -160,7 +162,7 @@ static void read_chunk(stream_t *s)
 static void open_work(me_http_job_t *hj)
 {
     stream_t *s = H2O_STRUCT_FROM_MEMBER(stream_t, hj, hj);
-    if ((s->err = me_delivery_resolve(s->st, s->album, s->media_id, s->file, s->allow_original, &s->obj)) != 0)
+    if ((s->err = me_delivery_resolve(s->objects, s->album, s->media_id, s->file, s->allow_original, &s->obj)) != 0)
         return;
     s->plan = me_delivery_plan(s->obj.size, s->obj.etag, s->obj.mtime, s->range.v, s->range.len,
                                s->if_none_match.v, s->if_none_match.len, s->if_range.v, s->if_range.len);
@@ -168,10 +170,8 @@ static void open_work(me_http_job_t *hj)
     s->left = s->plan.length;
     if (!s->is_get || s->left == 0 || (s->plan.status != 200 && s->plan.status != 206))
         return;
-    /* the buffer holds at most one chunk, whatever the object's size */
-    if (s->left < s->chunk)
-        s->chunk = (size_t)s->left;
-    if ((s->buf = malloc(s->chunk)) == NULL) {
+    /* one chunk at a time, whatever the object's size */
+    if ((s->buf = me_delivery_buffer_get(s->buffers)) == NULL) {
         s->err = ME_ENOMEM;
         return;
     }
@@ -323,11 +323,13 @@ static int on_req(h2o_handler_t *_self, h2o_req_t *req)
     }
     *(stream_t **)h2o_mem_alloc_shared(&req->pool, sizeof(stream_t *), on_req_dispose) = s;
     s->alive = 1;
+    s->objects = self->deps.objects;
+    s->buffers = self->deps.buffers;
     s->st = self->deps.storage;
     s->pool = self->deps.pool;
     s->behind_cdn = me_delivery_behind_cdn(self->deps.delivery);
     s->allow_original = me_delivery_serve_original(self->deps.delivery);
-    s->chunk = me_delivery_chunk_size(self->deps.delivery);
+    s->chunk = me_delivery_buffers_size(self->deps.buffers);
     s->is_get = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET"));
     copy_header(req, H2O_TOKEN_RANGE, &s->range);
     copy_header(req, H2O_TOKEN_IF_NONE_MATCH, &s->if_none_match);

@@ -6,11 +6,14 @@
 #include <h2o.h>
 #include "server/core/pool.h"
 #include "server/delivery/delivery.h"
+#include "server/delivery/serve.h"
 #include "server/storage/storage.h"
 
 typedef struct {
-    me_delivery_t *delivery; /* the request checks (signatures or the origin secret), chunk size */
-    me_storage_t *storage;   /* where manifests and objects are read */
+    me_delivery_t *delivery; /* the request checks (signatures or the origin secret) */
+    me_delivery_objects_t *objects; /* what each path is, from manifests, and storage to read it from */
+    me_storage_t *storage;
+    me_delivery_buffers_t *buffers; /* the chunks read and sent; their size is the chunk size */
     me_pool_t *pool;         /* where reads run (they block) */
 } me_origin_deps_t;
 

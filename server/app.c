@@ -28,13 +28,21 @@
 #include "server/upload/upload.h"
 
 #define SWEEP_INTERVAL_S 600
-#define VIEW_CACHE 2048 /* media views kept rendered: a few KiB each */
+#define VIEW_CACHE 2048    /* media views kept rendered: a few KiB each */
+#define OBJECT_CACHE 16384 /* origin paths known: 300 bytes each */
+/* Origin reads queued at most, per pool thread: each holds a small struct until it runs (its
+ * chunk buffer is made then), and a CDN or a gallery asks for many files at once. */
+#define ORIGIN_QUEUE 1024
+#define IDLE_CHUNKS 128 /* the origin's chunk buffers kept for reuse: 32 MiB at 256 KiB, then unmapped */
 
 struct me_app {
     me_config_t *cfg;
     me_token_verifier_t *verifier; /* roles api and all */
     me_delivery_t *delivery;       /* roles api and all: the CloudFront key and the origin's checks */
     me_delivery_views_t *views;    /* roles api and all: media as the media API shows them */
+    me_delivery_objects_t *objects; /* roles api and all: what the origin's paths are */
+    me_pool_t *origin_pool;        /* roles api and all: the origin's reads, apart from uploads' */
+    me_delivery_buffers_t *buffers; /* roles api and all: the origin's chunks */
     me_storage_t *storage;
     me_locks_t *locks;
     me_uploads_t *uploads;
@@ -94,7 +102,10 @@ me_app_t *me_app_new(me_config_t *cfg, char *err, size_t errlen)
         goto fail;
     if ((app->storage = me_storage_open(cfg, err, errlen)) == NULL)
         goto fail;
-    if (app->delivery != NULL && (app->views = me_delivery_views_new(app->delivery, app->storage, VIEW_CACHE)) == NULL) {
+    if (app->delivery != NULL && ((app->views = me_delivery_views_new(app->delivery, app->storage, VIEW_CACHE)) == NULL ||
+                                  (app->objects = me_delivery_objects_new(app->storage, OBJECT_CACHE)) == NULL ||
+                                  (app->buffers = me_delivery_buffers_new(me_delivery_chunk_size(app->delivery),
+                                                                          IDLE_CHUNKS)) == NULL)) {
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
@@ -126,6 +137,12 @@ me_app_t *me_app_new(me_config_t *cfg, char *err, size_t errlen)
         snprintf(err, errlen, "cannot start %d pool threads", cfg->pool_threads);
         goto fail;
     }
+    /* viewers must not wait behind uploads' writes, nor uploads behind a burst of viewers */
+    if (app->delivery != NULL &&
+        (app->origin_pool = me_pool_new("origin", cfg->pool_threads, (size_t)cfg->pool_threads * ORIGIN_QUEUE)) == NULL) {
+        snprintf(err, errlen, "cannot start %d origin threads", cfg->pool_threads);
+        goto fail;
+    }
     return app;
 fail:
     me_app_free(app);
@@ -147,8 +164,9 @@ void me_app_routes(me_app_t *app, h2o_hostconf_t *host, int (*ready)(void *arg),
         me_whoami_register(host, &(me_whoami_deps_t){.verifier = app->verifier, .cors = app->cors});
         me_uploads_register(host, &(me_uploads_deps_t){.cfg = cfg, .verifier = app->verifier, .cors = app->cors,
                                                        .pool = app->pool, .uploads = app->uploads});
-        me_origin_register(host, &(me_origin_deps_t){.delivery = app->delivery, .storage = app->storage,
-                                                     .pool = app->pool});
+        me_origin_register(host, &(me_origin_deps_t){.delivery = app->delivery, .objects = app->objects,
+                                                     .storage = app->storage, .buffers = app->buffers,
+                                                     .pool = app->origin_pool});
         me_media_register(host, &(me_media_deps_t){.verifier = app->verifier, .cors = app->cors, .pool = app->pool,
                                                    .storage = app->storage, .delivery = app->delivery,
                                                    .views = app->views, .hooks = app->hooks});
@@ -203,6 +221,8 @@ void me_app_quiesce(me_app_t *app)
     app->sweeper_started = 0;
     me_pool_free(app->pool);
     app->pool = NULL;
+    me_pool_free(app->origin_pool);
+    app->origin_pool = NULL;
 }
 
 void me_app_free(me_app_t *app)
@@ -218,6 +238,8 @@ void me_app_free(me_app_t *app)
     me_storage_close(app->storage);
     me_token_verifier_free(app->verifier);
     me_delivery_views_free(app->views);
+    me_delivery_objects_free(app->objects);
+    me_delivery_buffers_free(app->buffers);
     me_delivery_free(app->delivery);
     me_cors_free(app->cors);
     pthread_cond_destroy(&app->wake);

@@ -1,10 +1,15 @@
 /* serve.c: the origin's objects looked up through manifests, and its answers to ranges and
  * conditional requests. */
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <h2o.h>
+#include "server/delivery/delivery.h"
 #include "server/delivery/serve.h"
 #include "server/media/manifest.h"
 #include "server/storage/layout.h"
@@ -18,51 +23,248 @@ static int content_type_ok(const char *t)
            strspn(t, "abcdefghijklmnopqrstuvwxyz0123456789/.+-") == n;
 }
 
-int me_delivery_resolve(me_storage_t *st, const char *album, const char *media_id, const char *file,
-                        int allow_original, me_delivery_object_t *out)
-{
-    json_t *m = NULL;
-    me_storage_stat_t stat;
-    const char *type = NULL;
-    int ret = me_manifest_load(st, media_id, &m);
+#define OBJECT_LOCKS 16
+#define ID_MAX 64
 
-    memset(out, 0, sizeof(*out));
-    if (ret != 0) {
-        ret = ret == ME_ENOTFOUND || ret == ME_EINVAL ? ME_ENOTFOUND : ME_EIO;
-        goto exit;
+/* One answer of a manifest: file of media_id is in album, of content_type, while the manifest
+ * is the object of manifest_etag (ok 0: the manifest does not serve it). */
+typedef struct {
+    char media_id[ID_MAX + 1], album[ID_MAX + 1], file[ME_DELIVERY_FILE_MAX + 1];
+    char manifest_etag[ME_STORAGE_ETAG_MAX + 1];
+    char content_type[ME_DELIVERY_TYPE_MAX + 1];
+    int ok, used;
+} object_slot_t;
+
+struct me_delivery_objects {
+    me_storage_t *st;
+    object_slot_t *slots;
+    size_t n;
+    pthread_mutex_t locks[OBJECT_LOCKS];
+    _Atomic uint64_t parsed;
+};
+
+me_delivery_objects_t *me_delivery_objects_new(me_storage_t *st, int entries)
+{
+    me_delivery_objects_t *o = calloc(1, sizeof(*o));
+    if (o == NULL || (entries > 0 && (o->slots = calloc((size_t)entries, sizeof(*o->slots))) == NULL)) {
+        free(o);
+        return NULL;
     }
-    ret = ME_ENOTFOUND;
-    if (me_manifest_album(m) == NULL || strcmp(me_manifest_album(m), album) != 0)
-        goto exit; /* the same id under another album is not this resource */
-    if (strcmp(file, "original") == 0) {
-        if (!allow_original || me_layout_original(out->key, sizeof(out->key), album, media_id) != 0)
-            goto exit;
+    o->st = st;
+    o->n = entries > 0 ? (size_t)entries : 0;
+    for (int i = 0; i < OBJECT_LOCKS; i++)
+        pthread_mutex_init(&o->locks[i], NULL);
+    return o;
+}
+
+void me_delivery_objects_free(me_delivery_objects_t *o)
+{
+    if (o == NULL)
+        return;
+    for (int i = 0; i < OBJECT_LOCKS; i++)
+        pthread_mutex_destroy(&o->locks[i]);
+    free(o->slots);
+    free(o);
+}
+
+uint64_t me_delivery_objects_parsed(const me_delivery_objects_t *o)
+{
+    return atomic_load(&((me_delivery_objects_t *)o)->parsed);
+}
+
+static size_t object_slot(const me_delivery_objects_t *o, const char *id, const char *file)
+{
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a over "<id>/<file>" */
+    for (const char *p = id; *p != '\0'; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+    h = (h ^ '/') * 1099511628211ULL;
+    for (const char *p = file; *p != '\0'; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+    return (size_t)(h % o->n);
+}
+
+/* The remembered answer for (id, file) under this manifest: 1 with s copied, 0 when none. */
+static int remembered(me_delivery_objects_t *o, const char *id, const char *file, const char *manifest_etag,
+                      object_slot_t *s)
+{
+    if (o->n == 0)
+        return 0;
+    size_t i = object_slot(o, id, file);
+    pthread_mutex_t *lock = &o->locks[i % OBJECT_LOCKS];
+    pthread_mutex_lock(lock);
+    const object_slot_t *slot = &o->slots[i];
+    int hit = slot->used && !strcmp(slot->media_id, id) && !strcmp(slot->file, file) &&
+              !strcmp(slot->manifest_etag, manifest_etag);
+    if (hit)
+        *s = *slot;
+    pthread_mutex_unlock(lock);
+    return hit;
+}
+
+static void remember(me_delivery_objects_t *o, const object_slot_t *s)
+{
+    if (o->n == 0)
+        return;
+    size_t i = object_slot(o, s->media_id, s->file);
+    pthread_mutex_t *lock = &o->locks[i % OBJECT_LOCKS];
+    pthread_mutex_lock(lock);
+    o->slots[i] = *s;
+    o->slots[i].used = 1;
+    pthread_mutex_unlock(lock);
+}
+
+/* What manifest m (of album) says of file: s->ok and its content type. */
+static void read_manifest(const json_t *m, const char *file, int allow_original, object_slot_t *s)
+{
+    const char *type = NULL, *status = me_manifest_status(m);
+    snprintf(s->album, sizeof(s->album), "%s", me_manifest_album(m) != NULL ? me_manifest_album(m) : "");
+    if (strcmp(file, ME_DELIVERY_ORIGINAL) == 0) {
+        s->ok = allow_original;
         type = json_string_value(json_object_get(json_object_get(m, "original"), "content_type"));
-        out->is_original = 1;
     } else {
-        const char *status = me_manifest_status(m), *dot = strrchr(file, '.');
-        char name[ME_STORAGE_KEY_MAX];
         const json_t *entry = json_object_get(json_object_get(m, "variants"), file);
-        if (status == NULL || strcmp(status, "ready") != 0 || entry == NULL || dot == NULL)
-            goto exit;
-        snprintf(name, sizeof(name), "%.*s", (int)(dot - file), file);
-        if (me_layout_variant(out->key, sizeof(out->key), album, media_id, name, dot + 1) != 0)
-            goto exit;
+        s->ok = status != NULL && strcmp(status, "ready") == 0 && entry != NULL;
         type = json_string_value(json_object_get(entry, "content_type"));
     }
     /* what a pipeline recorded, but it goes into a header: anything odd is served as bytes */
-    snprintf(out->content_type, sizeof(out->content_type), "%s",
+    snprintf(s->content_type, sizeof(s->content_type), "%s",
              content_type_ok(type) ? type : "application/octet-stream");
-    if ((ret = me_storage_head(st, out->key, &stat)) != 0) {
-        ret = ret == ME_ENOTFOUND || ret == ME_EINVAL ? ME_ENOTFOUND : ME_EIO;
-        goto exit;
+}
+
+int me_delivery_resolve(me_delivery_objects_t *o, const char *album, const char *media_id, const char *file,
+                        int allow_original, me_delivery_object_t *out)
+{
+    char key[ME_STORAGE_KEY_MAX + 1];
+    me_storage_stat_t manifest, stat;
+    object_slot_t s = {0};
+    json_t *m = NULL;
+    int ret;
+
+    memset(out, 0, sizeof(*out));
+    if (strlen(media_id) > ID_MAX || strlen(file) > ME_DELIVERY_FILE_MAX ||
+        me_layout_manifest(key, sizeof(key), media_id) != 0)
+        return ME_ENOTFOUND;
+    if ((ret = me_storage_head(o->st, key, &manifest)) != 0)
+        return ret == ME_ENOTFOUND || ret == ME_EINVAL ? ME_ENOTFOUND : ME_EIO;
+    if (!remembered(o, media_id, file, manifest.etag, &s)) {
+        /* read after the stat: a manifest replaced in between is remembered under the older
+         * etag, and read again at the next request, never served stale */
+        if ((ret = me_manifest_load(o->st, media_id, &m)) != 0)
+            return ret == ME_ENOTFOUND || ret == ME_EINVAL ? ME_ENOTFOUND : ME_EIO;
+        atomic_fetch_add(&o->parsed, 1);
+        snprintf(s.media_id, sizeof(s.media_id), "%s", media_id);
+        snprintf(s.file, sizeof(s.file), "%s", file);
+        snprintf(s.manifest_etag, sizeof(s.manifest_etag), "%s", manifest.etag);
+        read_manifest(m, file, allow_original, &s);
+        json_decref(m);
+        remember(o, &s);
     }
+    /* the same id under another album is not this resource */
+    if (!s.ok || strcmp(s.album, album) != 0)
+        return ME_ENOTFOUND;
+    if (strcmp(file, ME_DELIVERY_ORIGINAL) == 0) {
+        out->is_original = 1;
+        ret = me_layout_original(out->key, sizeof(out->key), album, media_id);
+    } else {
+        const char *dot = strrchr(file, '.');
+        char name[ME_DELIVERY_FILE_MAX + 1];
+        snprintf(name, sizeof(name), "%.*s", dot != NULL ? (int)(dot - file) : 0, file);
+        ret = dot != NULL ? me_layout_variant(out->key, sizeof(out->key), album, media_id, name, dot + 1) : ME_EINVAL;
+    }
+    if (ret != 0)
+        return ME_ENOTFOUND;
+    memcpy(out->content_type, s.content_type, sizeof(out->content_type));
+    if ((ret = me_storage_head(o->st, out->key, &stat)) != 0)
+        return ret == ME_ENOTFOUND || ret == ME_EINVAL ? ME_ENOTFOUND : ME_EIO;
     out->size = stat.size;
     out->mtime = stat.mtime;
     snprintf(out->etag, sizeof(out->etag), "\"%s\"", stat.etag);
-exit:
-    json_decref(m);
-    return ret;
+    return 0;
+}
+
+/* ---- chunk buffers ---- */
+
+struct me_delivery_buffers {
+    pthread_mutex_t lock;
+    size_t size;
+    int idle_max, nidle, mapped;
+    void *idle; /* a list threaded through the buffers' first bytes */
+};
+
+me_delivery_buffers_t *me_delivery_buffers_new(size_t size, int idle_max)
+{
+    me_delivery_buffers_t *b = calloc(1, sizeof(*b));
+    if (b == NULL)
+        return NULL;
+    pthread_mutex_init(&b->lock, NULL);
+    b->size = size < sizeof(void *) ? sizeof(void *) : size;
+    b->idle_max = idle_max;
+    return b;
+}
+
+void me_delivery_buffers_free(me_delivery_buffers_t *b)
+{
+    if (b == NULL)
+        return;
+    while (b->idle != NULL) {
+        void *next = *(void **)b->idle;
+        munmap(b->idle, b->size);
+        b->idle = next;
+    }
+    pthread_mutex_destroy(&b->lock);
+    free(b);
+}
+
+void *me_delivery_buffer_get(me_delivery_buffers_t *b)
+{
+    pthread_mutex_lock(&b->lock);
+    void *p = b->idle;
+    if (p != NULL) {
+        b->idle = *(void **)p;
+        b->nidle--;
+    }
+    pthread_mutex_unlock(&b->lock);
+    if (p != NULL)
+        return p;
+    /* mapped, not malloc'd: unmapping gives the pages back to the system at once */
+    p = mmap(NULL, b->size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        return NULL;
+    pthread_mutex_lock(&b->lock);
+    b->mapped++;
+    pthread_mutex_unlock(&b->lock);
+    return p;
+}
+
+void me_delivery_buffer_put(me_delivery_buffers_t *b, void *p)
+{
+    if (p == NULL)
+        return;
+    pthread_mutex_lock(&b->lock);
+    int keep = b->nidle < b->idle_max;
+    if (keep) {
+        *(void **)p = b->idle;
+        b->idle = p;
+        b->nidle++;
+    } else {
+        b->mapped--;
+    }
+    pthread_mutex_unlock(&b->lock);
+    if (!keep)
+        munmap(p, b->size);
+}
+
+size_t me_delivery_buffers_size(const me_delivery_buffers_t *b)
+{
+    return b->size;
+}
+
+int me_delivery_buffers_mapped(const me_delivery_buffers_t *b)
+{
+    pthread_mutex_lock(&((me_delivery_buffers_t *)b)->lock);
+    int n = b->mapped;
+    pthread_mutex_unlock(&((me_delivery_buffers_t *)b)->lock);
+    return n;
 }
 
 /* ---- ranges and conditions ---- */

@@ -24,13 +24,25 @@ typedef struct {
     int is_original;                     /* the upload itself: served as an attachment */
 } me_delivery_object_t;
 
+/* What the origin knows of objects: the answers of manifests, remembered while each manifest is
+ * the same object (its storage etag, looked at every time), so that a request costs two stats
+ * and no JSON parse. */
+typedef struct me_delivery_objects me_delivery_objects_t;
+
+/* Lookups in st (not owned), at most entries remembered (0: none). NULL when out of memory. */
+me_delivery_objects_t *me_delivery_objects_new(me_storage_t *st, int entries);
+void me_delivery_objects_free(me_delivery_objects_t *o);
+
 /* Looks up file ("<name>.<ext>" or "original") of media_id in album: the manifest must exist,
  * name the same album, and list the file (a variant of a ready media; the original only when
  * allow_original); then the object's size, time and etag from storage. Blocks (storage): on a
  * pool thread. 0 with *out filled; ME_ENOTFOUND (no such media, file or object: deleted, of
  * another album, not ready); ME_EIO. Ids and file must have passed me_delivery_parse_path(). */
-int me_delivery_resolve(me_storage_t *st, const char *album, const char *media_id, const char *file,
+int me_delivery_resolve(me_delivery_objects_t *o, const char *album, const char *media_id, const char *file,
                         int allow_original, me_delivery_object_t *out) ME_MUST_CHECK;
+
+/* Manifests parsed (misses), for tests. */
+uint64_t me_delivery_objects_parsed(const me_delivery_objects_t *o);
 
 /* The answer to a request for an object of size bytes with entity tag etag (quoted) and
  * last-modified time mtime, given the request's Range, If-None-Match and If-Range headers
@@ -48,6 +60,23 @@ typedef struct {
  * ignored (200, as RFC 9110 allows). */
 me_delivery_plan_t me_delivery_plan(uint64_t size, const char *etag, int64_t mtime, const char *range, size_t range_len,
                                     const char *if_none_match, size_t inm_len, const char *if_range, size_t ir_len);
+
+/* The origin's chunk buffers, all of one size, recycled: a burst of responses must not leave
+ * the process holding its peak (malloc keeps freed large blocks in its per-thread arenas).
+ * Buffers are mapped pages; at most idle_max wait for reuse, the rest are unmapped at once. */
+typedef struct me_delivery_buffers me_delivery_buffers_t;
+
+/* NULL when out of memory. Thread-safe. */
+me_delivery_buffers_t *me_delivery_buffers_new(size_t size, int idle_max);
+/* Unmaps the idle buffers; every buffer must have been put back. NULL is fine. */
+void me_delivery_buffers_free(me_delivery_buffers_t *b);
+/* A buffer of the set's size (contents undefined), or NULL when out of memory. */
+void *me_delivery_buffer_get(me_delivery_buffers_t *b);
+/* Gives back a buffer got from b (NULL is fine), from any thread. */
+void me_delivery_buffer_put(me_delivery_buffers_t *b, void *p);
+/* The set's buffer size; buffers mapped now (in use or idle), for tests and metrics. */
+size_t me_delivery_buffers_size(const me_delivery_buffers_t *b);
+int me_delivery_buffers_mapped(const me_delivery_buffers_t *b);
 
 /* 1 when If-None-Match (len bytes) lists etag (quoted; weak comparison: W/ ignored on both
  * sides) or is "*"; a malformed list matches nothing. */

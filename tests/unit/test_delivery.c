@@ -393,26 +393,56 @@ static void test_resolve_serves_what_the_manifest_lists(void **state)
     assert_int_equal(me_storage_put(st, "variants/a1/" ID "/evil.jpg", "1", 1), 0);
     assert_int_equal(me_storage_put(st, "originals/a1/" ID, "orig", 4), 0);
     me_delivery_object_t o;
-    assert_int_equal(me_delivery_resolve(st, "a1", ID, "thumb.jpg", 0, &o), 0);
+    me_delivery_objects_t *objs = me_delivery_objects_new(st, 64), *allow = me_delivery_objects_new(st, 0);
+    assert_int_equal(me_delivery_resolve(objs, "a1", ID, "thumb.jpg", 0, &o), 0);
     assert_string_equal(o.key, "variants/a1/" ID "/thumb.jpg");
     assert_string_equal(o.content_type, "image/jpeg");
     assert_true(o.size == 5 && o.mtime > 0 && o.etag[0] == '"' && !o.is_original);
-    assert_int_equal(me_delivery_resolve(st, "a1", ID, "evil.jpg", 0, &o), 0);
+    assert_int_equal(me_delivery_resolve(objs, "a1", ID, "evil.jpg", 0, &o), 0);
     assert_string_equal(o.content_type, "application/octet-stream"); /* never a header from a document */
-    assert_int_equal(me_delivery_resolve(st, "a1", ID, "original", 0, &o), ME_ENOTFOUND);
-    assert_int_equal(me_delivery_resolve(st, "a1", ID, "original", 1, &o), 0);
+    assert_int_equal(me_delivery_resolve(objs, "a1", ID, "original", 0, &o), ME_ENOTFOUND);
+    assert_int_equal(me_delivery_resolve(allow, "a1", ID, "original", 1, &o), 0);
     assert_true(o.is_original && o.size == 4);
     assert_string_equal(o.content_type, "image/heic");
-    assert_int_equal(me_delivery_resolve(st, "a2", ID, "thumb.jpg", 1, &o), ME_ENOTFOUND); /* another album */
-    assert_int_equal(me_delivery_resolve(st, "a1", ID, "small.jpg", 1, &o), ME_ENOTFOUND); /* not listed */
-    assert_int_equal(me_delivery_resolve(st, "a1", "NoSuchMedia", "thumb.jpg", 1, &o), ME_ENOTFOUND);
+    assert_int_equal(me_delivery_resolve(allow, "a2", ID, "thumb.jpg", 1, &o), ME_ENOTFOUND); /* another album */
+    assert_int_equal(me_delivery_resolve(allow, "a1", ID, "small.jpg", 1, &o), ME_ENOTFOUND); /* not listed */
+    assert_int_equal(me_delivery_resolve(allow, "a1", "NoSuchMedia", "thumb.jpg", 1, &o), ME_ENOTFOUND);
     assert_int_equal(me_storage_delete(st, "variants/a1/" ID "/thumb.jpg"), 0);
-    assert_int_equal(me_delivery_resolve(st, "a1", ID, "thumb.jpg", 1, &o), ME_ENOTFOUND); /* listed, gone */
+    assert_int_equal(me_delivery_resolve(allow, "a1", ID, "thumb.jpg", 1, &o), ME_ENOTFOUND); /* listed, gone */
     json_object_set_new(m, "status", json_string("processing"));
     assert_int_equal(me_manifest_store(st, m), 0);
-    assert_int_equal(me_delivery_resolve(st, "a1", ID, "evil.jpg", 1, &o), ME_ENOTFOUND); /* not ready */
+    assert_int_equal(me_delivery_resolve(allow, "a1", ID, "evil.jpg", 1, &o), ME_ENOTFOUND); /* not ready */
+    /* the manifest is parsed once per file while it stays the same object */
+    uint64_t parsed = me_delivery_objects_parsed(objs);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(me_delivery_resolve(objs, "a1", ID, "thumb.jpg", 0, &o), ME_ENOTFOUND); /* not ready now */
+    assert_int_equal(me_delivery_objects_parsed(objs), parsed + 1);
     json_decref(m);
+    me_delivery_objects_free(objs);
+    me_delivery_objects_free(allow);
     me_storage_close(st);
+}
+
+static void test_chunk_buffers_are_recycled_up_to_a_cap(void **state)
+{
+    (void)state;
+    me_delivery_buffers_t *b = me_delivery_buffers_new(65536, 2);
+    void *p[4];
+    for (int i = 0; i < 4; i++) {
+        assert_non_null(p[i] = me_delivery_buffer_get(b));
+        memset(p[i], i, 65536); /* writable, the whole size */
+    }
+    assert_int_equal(me_delivery_buffers_mapped(b), 4);
+    for (int i = 0; i < 4; i++)
+        me_delivery_buffer_put(b, p[i]);
+    assert_int_equal(me_delivery_buffers_mapped(b), 2); /* two kept, two given back to the system */
+    void *again = me_delivery_buffer_get(b);
+    assert_true(again == p[0] || again == p[1]);
+    assert_int_equal(me_delivery_buffers_mapped(b), 2);
+    me_delivery_buffer_put(b, again);
+    me_delivery_buffer_put(b, NULL);
+    assert_int_equal(me_delivery_buffers_size(b), 65536);
+    me_delivery_buffers_free(b);
 }
 
 /* ---- view.c ---- */
@@ -536,6 +566,7 @@ int main(void)
         cmocka_unit_test(test_development_key_made_once_and_kept),
         cmocka_unit_test(test_plan_ranges_and_conditions),
         cmocka_unit_test(test_resolve_serves_what_the_manifest_lists),
+        cmocka_unit_test(test_chunk_buffers_are_recycled_up_to_a_cap),
         cmocka_unit_test(test_view_shows_facts_and_signed_urls_never_keys),
         cmocka_unit_test(test_views_cached_while_the_manifest_and_the_step_hold),
     };
