@@ -33,7 +33,7 @@
 /* Origin reads queued at most, per pool thread: each holds a small struct until it runs (its
  * chunk buffer is made then), and a CDN or a gallery asks for many files at once. */
 #define ORIGIN_QUEUE 1024
-#define IDLE_CHUNKS 128 /* the origin's chunk buffers kept for reuse: 32 MiB at 256 KiB, then unmapped */
+#define IDLE_CHUNKS 1024 /* the origin's chunk buffers kept for reuse at most (those not used for a second go) */
 
 struct me_app {
     me_config_t *cfg;

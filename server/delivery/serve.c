@@ -9,6 +9,7 @@
 #include <sys/mman.h>
 #include <time.h>
 #include <h2o.h>
+#include "server/core/clock.h"
 #include "server/delivery/delivery.h"
 #include "server/delivery/serve.h"
 #include "server/media/manifest.h"
@@ -188,8 +189,12 @@ struct me_delivery_buffers {
     pthread_mutex_t lock;
     size_t size;
     int idle_max, nidle, mapped;
-    void *idle; /* a list threaded through the buffers' first bytes */
+    int low;          /* the fewest idle buffers since the last trim: never needed meanwhile */
+    int64_t trimmed;  /* ms (monotonic) of the last trim */
+    void *idle;       /* a list threaded through the buffers' first bytes */
 };
+
+#define TRIM_EVERY_MS 1000
 
 me_delivery_buffers_t *me_delivery_buffers_new(size_t size, int idle_max)
 {
@@ -199,31 +204,62 @@ me_delivery_buffers_t *me_delivery_buffers_new(size_t size, int idle_max)
     pthread_mutex_init(&b->lock, NULL);
     b->size = size < sizeof(void *) ? sizeof(void *) : size;
     b->idle_max = idle_max;
+    b->trimmed = me_clock_mono_ms();
     return b;
+}
+
+static void unmap_list(void *list, size_t size)
+{
+    while (list != NULL) {
+        void *next = *(void **)list;
+        munmap(list, size);
+        list = next;
+    }
 }
 
 void me_delivery_buffers_free(me_delivery_buffers_t *b)
 {
     if (b == NULL)
         return;
-    while (b->idle != NULL) {
-        void *next = *(void **)b->idle;
-        munmap(b->idle, b->size);
-        b->idle = next;
-    }
+    unmap_list(b->idle, b->size);
     pthread_mutex_destroy(&b->lock);
     free(b);
 }
 
+/* Under b's lock, once a second: the buffers that stayed idle all along (the low-water mark)
+ * were not needed; they come off the list, for the caller to unmap outside the lock. Under
+ * steady load none are, so buffers are not mapped and unmapped again and again; after a
+ * burst they go within a second or two of activity. */
+static void *trim(me_delivery_buffers_t *b, int64_t now)
+{
+    void *list = NULL;
+    if (now - b->trimmed < TRIM_EVERY_MS)
+        return NULL;
+    for (int n = b->low; n > 0 && b->idle != NULL; n--) {
+        void *p = b->idle;
+        b->idle = *(void **)p;
+        *(void **)p = list;
+        list = p;
+        b->nidle--, b->mapped--;
+    }
+    b->low = b->nidle;
+    b->trimmed = now;
+    return list;
+}
+
 void *me_delivery_buffer_get(me_delivery_buffers_t *b)
 {
+    int64_t now = me_clock_mono_ms();
     pthread_mutex_lock(&b->lock);
     void *p = b->idle;
     if (p != NULL) {
         b->idle = *(void **)p;
-        b->nidle--;
+        if (--b->nidle < b->low)
+            b->low = b->nidle;
     }
+    void *gone = trim(b, now);
     pthread_mutex_unlock(&b->lock);
+    unmap_list(gone, b->size);
     if (p != NULL)
         return p;
     /* mapped, not malloc'd: unmapping gives the pages back to the system at once */
@@ -240,6 +276,7 @@ void me_delivery_buffer_put(me_delivery_buffers_t *b, void *p)
 {
     if (p == NULL)
         return;
+    int64_t now = me_clock_mono_ms();
     pthread_mutex_lock(&b->lock);
     int keep = b->nidle < b->idle_max;
     if (keep) {
@@ -249,9 +286,11 @@ void me_delivery_buffer_put(me_delivery_buffers_t *b, void *p)
     } else {
         b->mapped--;
     }
+    void *gone = trim(b, now);
     pthread_mutex_unlock(&b->lock);
     if (!keep)
         munmap(p, b->size);
+    unmap_list(gone, b->size);
 }
 
 size_t me_delivery_buffers_size(const me_delivery_buffers_t *b)

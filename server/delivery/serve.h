@@ -63,7 +63,8 @@ me_delivery_plan_t me_delivery_plan(uint64_t size, const char *etag, int64_t mti
 
 /* The origin's chunk buffers, all of one size, recycled: a burst of responses must not leave
  * the process holding its peak (malloc keeps freed large blocks in its per-thread arenas).
- * Buffers are mapped pages; at most idle_max wait for reuse, the rest are unmapped at once. */
+ * Buffers are mapped pages; at most idle_max wait for reuse (the rest are unmapped at once),
+ * and those that stayed idle through a whole second are unmapped at the next get or put. */
 typedef struct me_delivery_buffers me_delivery_buffers_t;
 
 /* NULL when out of memory. Thread-safe. */

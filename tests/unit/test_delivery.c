@@ -443,6 +443,20 @@ static void test_chunk_buffers_are_recycled_up_to_a_cap(void **state)
     me_delivery_buffer_put(b, NULL);
     assert_int_equal(me_delivery_buffers_size(b), 65536);
     me_delivery_buffers_free(b);
+
+    /* idle through a whole second: given back at the next get or put */
+    b = me_delivery_buffers_new(65536, 8);
+    for (int i = 0; i < 4; i++)
+        p[i] = me_delivery_buffer_get(b);
+    for (int i = 0; i < 4; i++)
+        me_delivery_buffer_put(b, p[i]);
+    assert_int_equal(me_delivery_buffers_mapped(b), 4);
+    usleep(1100 * 1000);
+    me_delivery_buffer_put(b, me_delivery_buffer_get(b)); /* a trim: 3 stayed idle since the last */
+    usleep(1100 * 1000);
+    me_delivery_buffer_put(b, me_delivery_buffer_get(b));
+    assert_true(me_delivery_buffers_mapped(b) <= 1);
+    me_delivery_buffers_free(b);
 }
 
 /* ---- view.c ---- */
