@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 #include "server/jobs/jobs.h"
+#include "server/jobs/jobs_config.h"
 #include "server/core/log.h"
 #include "server/core/metrics.h"
 #include "server/upload/upload.h"
@@ -21,7 +22,7 @@ ME_HISTOGRAM(ready_seconds, "mediaedge_media_ready_seconds", "From upload comple
 ME_GAUGE(queue_gauge, "mediaedge_jobs_queued", "Jobs in this process's queue, waiting or running.", NULL)
 
 struct me_jobs {
-    const me_config_t *cfg;
+    const me_jobs_settings_t *js; /* the jobs section of the configuration */
     me_storage_t *st;
     me_jobq_t *q;
     me_job_process_fn process;
@@ -100,8 +101,8 @@ static int failed(me_jobs_t *j, const char *id, json_t *job, json_t *manifest, c
     doc_key(job_key, sizeof(job_key), "jobs", id);
     doc_key(media_key, sizeof(media_key), "media", id);
     json_int_t attempts = json_integer_value(json_object_get(job, "attempts")) + 1;
-    if (!why->permanent && attempts < j->cfg->job_max_attempts) {
-        int64_t delay = (int64_t)j->cfg->job_retry_after << (attempts - 1 < 20 ? attempts - 1 : 20);
+    if (!why->permanent && attempts < j->js->max_attempts) {
+        int64_t delay = (int64_t)j->js->retry_after << (attempts - 1 < 20 ? attempts - 1 : 20);
         *retry_at = now + delay;
         json_object_set_new(job, "attempts", json_integer(attempts));
         json_object_set_new(job, "next_at", json_integer(*retry_at));
@@ -235,7 +236,7 @@ int me_jobs_reconcile(me_jobs_t *j, int64_t now)
         int processing = status != NULL && strcmp(status, "processing") == 0;
         json_int_t since = json_integer_value(json_object_get(manifest, processing ? "processing_at" : "created_at"));
         int stale = (processing || (status != NULL && strcmp(status, "uploaded") == 0)) &&
-                    now - (int64_t)since * 1000 >= (int64_t)j->cfg->job_stale_after;
+                    now - (int64_t)since * 1000 >= (int64_t)j->js->stale_after;
         json_decref(manifest);
         if (!stale)
             continue;
@@ -266,7 +267,7 @@ static int run_popped(void *ctx, const char *id, int64_t now, int64_t *retry_at)
     int ret = me_jobs_run(j, id, now, retry_at);
     me_metric_set(queue_gauge, NULL, (double)me_jobq_length(j->q));
     if (ret != 0 && ret != ME_EBUSY) {
-        *retry_at = now + (int64_t)j->cfg->job_retry_after;
+        *retry_at = now + (int64_t)j->js->retry_after;
         ret = ME_EBUSY;
     }
     return ret;
@@ -290,7 +291,7 @@ static void *reconcile_loop(void *arg)
         if (me_jobs_reconcile(j, me_jobq_now()) < 0)
             me_log_error(NULL, "jobs: the reconciler could not list the media; trying again later");
         pthread_mutex_lock(&j->lock);
-        int64_t until = me_jobq_now() + (int64_t)j->cfg->job_reconcile_every;
+        int64_t until = me_jobq_now() + (int64_t)j->js->reconcile_every;
         struct timespec ts = {.tv_sec = until / 1000, .tv_nsec = (long)(until % 1000) * 1000000};
         while (!j->stopping && pthread_cond_timedwait(&j->wake, &j->lock, &ts) == 0)
             ; /* woken early, not stopping: sleep on to the same time */
@@ -305,7 +306,7 @@ me_jobs_t *me_jobs_new(const me_config_t *cfg, me_storage_t *st, me_jobq_t *q, m
     me_jobs_t *j = calloc(1, sizeof(*j));
     if (j == NULL)
         return NULL;
-    j->cfg = cfg, j->st = st, j->q = q, j->process = process, j->ctx = ctx, j->hooks = hooks;
+    j->js = me_jobs_settings(cfg), j->st = st, j->q = q, j->process = process, j->ctx = ctx, j->hooks = hooks;
     pthread_mutex_init(&j->lock, NULL);
     pthread_cond_init(&j->wake, NULL);
     return j;
@@ -333,7 +334,7 @@ int me_jobs_start(me_jobs_t *j)
         return ret;
     if (ids.n > 0)
         me_log_info(NULL, "jobs: %zu found in storage, queued again", ids.n);
-    int n = j->cfg->job_workers > 0 ? j->cfg->job_workers : 1;
+    int n = j->js->workers > 0 ? j->js->workers : 1;
     if ((j->workers = calloc((size_t)n, sizeof(*j->workers))) == NULL)
         return ME_ENOMEM;
     for (; j->nworkers < n; j->nworkers++)

@@ -5,6 +5,7 @@
 #include <string.h>
 #include "server/storage/storage.h"
 #include "server/storage/storage_file.h"
+#include "server/storage/storage_config.h"
 
 #define PART_MAX 10000
 
@@ -17,7 +18,7 @@ static const me_storage_ops_t *const backends[] = {&me_storage_file_ops};
 
 me_storage_t *me_storage_open(const me_config_t *cfg, char *err, size_t errlen)
 {
-    const char *name = cfg->storage_backend ? cfg->storage_backend : "";
+    const char *backend = me_storage_settings(cfg)->backend, *name = backend ? backend : "";
     me_storage_t *st;
 
     for (size_t i = 0; i < sizeof(backends) / sizeof(backends[0]); i++) {

@@ -137,10 +137,17 @@ static int fake_close(int fd)
 
 static me_storage_t *open_store(const char *backend, const char *dir, char *err, size_t errlen)
 {
-    me_config_t cfg = {0};
-    cfg.storage_backend = (char *)backend;
-    cfg.storage_root = (char *)dir;
-    return me_storage_open(&cfg, err, errlen);
+    me_config_t cfg;
+    me_storage_settings_t *ss;
+    me_storage_t *store;
+
+    assert_int_equal(me_config_defaults(&cfg), 0);
+    ss = me_config_section_mut(&cfg, &me_storage_config_section);
+    ss->backend = (char *)backend;
+    ss->root = (char *)dir;
+    store = me_storage_open(&cfg, err, errlen);
+    me_config_free(&cfg); /* the store keeps what it needs */
+    return store;
 }
 
 static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
