@@ -528,9 +528,22 @@ static void test_full_file(void **state)
     me_config_free(&c);
 }
 
+typedef struct {
+    const char *yaml, *err;
+} error_case_t;
+
+/* expect_error() for each of n cases, from a file. */
+static void expect_errors(const error_case_t *cases, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        print_message("case %zu: %s\n", i, cases[i].err);
+        expect_error(cases[i].yaml, NULL, cases[i].err);
+    }
+}
+
 static void test_file_errors(void **state)
 {
-    static const struct { const char *yaml, *err; } cases[] = {
+    static const error_case_t cases[] = {
         {"server:\n  threads: [1\nlisten:\n",
          ":3: YAML syntax error: did not find expected ',' or ']' (while parsing a flow sequence that starts at line 2)"},
         {"server:\n  threads: 4\n   role: api\n",
@@ -595,10 +608,7 @@ static void test_file_errors(void **state)
          ":2: photos.variants: at most 8 items, got more"},
     };
     (void)state;
-    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        print_message("case %zu: %s\n", i, cases[i].err);
-        expect_error(cases[i].yaml, NULL, cases[i].err);
-    }
+    expect_errors(cases, sizeof(cases) / sizeof(cases[0]));
     /* the default secret passes with a file that never mentions it */
     me_config_t c;
     assert_int_equal(load(&c, "listen:\n  http: ''\n", NULL), 0);
@@ -968,6 +978,188 @@ static void test_print(void **state)
     assert_int_equal(unsetenv("ME_CGROUP_ROOT"), 0);
 }
 
+/* Every registered table: unique names, and what the engine relies on in each line. */
+static void test_tables(void **state)
+{
+    char name[256];
+    (void)state;
+    for (size_t k = 0; me_config_sections[k]; k++) {
+        const me_config_section_t *sec = me_config_sections[k];
+        print_message("section %s\n", sec->name);
+        assert_true(sec->size > 0 && sec->nsettings > 0);
+        for (size_t j = 0; j < k; j++)
+            assert_string_not_equal(me_config_sections[j]->name, sec->name);
+        for (size_t i = 0; i < sec->nsettings; i++) {
+            const me_setting_t *s = &sec->settings[i];
+            assert_non_null(s->key);
+            for (size_t j = 0; j < i; j++)
+                assert_string_not_equal(sec->settings[j].key, s->key);
+            assert_true(s->offset + sizeof(int) <= (s->flags & ME_SETTING_CORE ? sizeof(me_config_t) : sec->size));
+            if (s->type == ME_SETTING_INT)
+                assert_true(s->max != 0); /* stored in an int: every one has a range */
+            if (s->type == ME_SETTING_ENUM)
+                assert_non_null(s->choices);
+            if (s->type == ME_SETTING_LIST)
+                assert_true(s->valid && s->max > 0);
+            /* the environment's names fit env_lookup()'s buffer */
+            assert_true(snprintf(name, sizeof(name), "MEDIAEDGE_%s_%s_FILE", sec->name, s->key) < (int)sizeof(name));
+        }
+    }
+}
+
+/* check-config lists the sections in me_config_sections' order, the file's. */
+static void test_sections_print_in_order(void **state)
+{
+    static const char *const order[] = {"server", "listen", "tls", "http", "storage", "tokens", "log",
+                                        "uploads", "photos", "shutdown", "jobs", "webhooks", NULL};
+    char header[64], *text;
+    const char *at, *last;
+    me_config_t c;
+    size_t n = 0;
+    (void)state;
+
+    assert_int_equal(me_config_defaults(&c), 0);
+    text = print_to_string(&c);
+    last = text;
+    for (; order[n]; n++) {
+        assert_non_null(me_config_sections[n]);
+        assert_string_equal(me_config_sections[n]->name, order[n]);
+        snprintf(header, sizeof(header), "\n\n%s:\n", order[n]);
+        print_message("%s", header + 1);
+        assert_non_null(at = strstr(text, header));
+        assert_true(at >= last);
+        assert_ptr_equal(strstr(at + 1, header), NULL); /* once */
+        last = at;
+    }
+    assert_null(me_config_sections[n]);
+    free(text);
+    me_config_free(&c);
+}
+
+/* A value a module's validator refuses is reported with section.key and the value. */
+static void test_module_validators_name_the_setting(void **state)
+{
+    static const error_case_t cases[] = {
+        {"listen:\n  https: \"[nope]:443\"\n",
+         ":2: listen.https: expected host:port with a port from 1 to 65535, or \"\" to disable, got '[nope]:443'"},
+        {"http:\n  cors_origins: [\"https://a.example.com/x\"]\n",
+         ":2: http.cors_origins: expected origins such as https://app.example.com (scheme://host[:port]: no path, "
+         "no wildcard), got 'https://a.example.com/x'"},
+        {"photos:\n  variants: [thumb:320, Big:2048]\n",
+         ":2: photos.variants: expected name:size (the longest edge) or name:sizexsize (a square crop), name of "
+         "a-z 0-9 _ -, size from 16 to 8192, got 'Big:2048'"},
+        {"webhooks:\n  url: ftp://backend.internal/hooks\n",
+         ":2: webhooks.url: expected an http:// or https:// URL, or \"\" for no webhooks, got "
+         "'ftp://backend.internal/hooks'"},
+    };
+    char *env[] = {"MEDIAEDGE_WEBHOOKS_URL=https://backend.internal/a b", NULL};
+    (void)state;
+    expect_errors(cases, sizeof(cases) / sizeof(cases[0]));
+    expect_error(NULL, env, "MEDIAEDGE_WEBHOOKS_URL: webhooks.url: expected an http:// or https:// URL, or \"\" "
+                            "for no webhooks, got 'https://backend.internal/a b'");
+}
+
+/* A section of the test's own with more settings than the 64 the old bit mask held: each
+ * is read, validated, checked, resolved and printed like the first. */
+#define MANY 100
+typedef struct {
+    int n[MANY];
+    uint64_t buffer; /* auto */
+    char *word;
+} many_t;
+
+static char many_keys[MANY][8];
+static me_setting_t many_settings[MANY + 2];
+
+static int valid_word(const char *value)
+{
+    return strspn(value, "abcdefghijklmnopqrstuvwxyz") == strlen(value);
+}
+
+static int many_check(const me_config_t *cfg, const void *values, me_config_check_t *ck)
+{
+    const many_t *m = values;
+    if (m->n[MANY - 1] == 13)
+        return me_config_reject(ck, &m->n[MANY - 1], "many.k99 is unlucky");
+    return 0;
+}
+
+static void many_resolve(me_config_t *cfg, void *values)
+{
+    many_t *m = values;
+    me_config_auto(cfg, &m->buffer, 3 * MIB);
+}
+
+static const me_config_section_t many_section = {
+    .name = "many", .size = sizeof(many_t), ME_CONFIG_TABLE(many_settings), .check = many_check,
+    .resolve = many_resolve,
+};
+static const me_config_section_t *const many_list[] = {&many_section, NULL};
+
+/* Loads yaml (from cfg_path) and env over many_list. */
+static int load_many(me_config_t *c, const char *yaml, char *const *env)
+{
+    write_file(cfg_path, yaml);
+    return load_with(c, many_list, cfg_path, env, err, sizeof(err));
+}
+
+static void expect_many_error(const char *yaml, char *const *env, const char *want)
+{
+    me_config_t c;
+    assert_int_equal(load_many(&c, yaml, env), ME_ECONFIG);
+    assert_string_equal(err, want);
+    me_config_free(&c);
+}
+
+static void test_many_settings(void **state)
+{
+    char *env[] = {"MEDIAEDGE_MANY_K70=70", NULL}, *unlucky[] = {"MEDIAEDGE_MANY_K99=13", NULL};
+    char want[256], *text;
+    const many_t *m;
+    me_config_t c;
+    (void)state;
+
+    for (int i = 0; i < MANY; i++) {
+        snprintf(many_keys[i], sizeof(many_keys[i]), "k%d", i);
+        many_settings[i] = (me_setting_t){.key = many_keys[i], .type = ME_SETTING_INT,
+                                          .offset = offsetof(many_t, n) + (size_t)i * sizeof(int), .def = "0",
+                                          .max = 1000};
+    }
+    many_settings[MANY] = (me_setting_t)ME_SETTING(many_t, "buffer", ME_SETTING_SIZE, buffer, "0",
+                                                   .flags = ME_SETTING_AUTO);
+    many_settings[MANY + 1] = (me_setting_t)ME_SETTING(many_t, "word", ME_SETTING_STRING, word, "abc",
+                                                       .valid = valid_word, .form = "a word");
+
+    assert_int_equal(load_many(&c, "many:\n  k0: 1\n  k64: 64\n  k99: 99\n  word: xyz\n", env), 0);
+    assert_int_equal(c.store->nslots, MANY + 2);
+    assert_null(me_config_section(&c, &me_photo_config_section)); /* not one of its sections */
+    m = me_config_section(&c, &many_section);
+    assert_int_equal(m->n[0], 1);
+    assert_int_equal(m->n[5], 0);
+    assert_int_equal(m->n[64], 64);
+    assert_int_equal(m->n[70], 70);
+    assert_int_equal(m->n[99], 99);
+    assert_string_equal(m->word, "xyz");
+    me_config_resolve(&c);
+    assert_int_equal(m->buffer, 3 * MIB);
+    text = print_to_string(&c);
+    assert_non_null(strstr(text, "\nmany:\n  k0: 1\n  k1: 0\n"));
+    assert_non_null(strstr(text, "  k99: 99\n  buffer: 3MiB  # auto\n  word: \"xyz\"\n"));
+    free(text);
+    me_config_free(&c);
+
+    /* errors past the 64th setting name it, with its line or variable */
+    snprintf(want, sizeof(want), "%s:3: many.k99: must be between 0 and 1000, got '1001'", cfg_path);
+    expect_many_error("many:\n  k1: 1\n  k99: 1001\n", NULL, want);
+    snprintf(want, sizeof(want), "%s:2: many.word: expected a word, got 'Xyz'", cfg_path);
+    expect_many_error("many:\n  word: Xyz\n", NULL, want);
+    snprintf(want, sizeof(want), "%s:3: many.k99 is unlucky", cfg_path);
+    expect_many_error("many:\n  k1: 1\n  k99: 13\n", NULL, want);
+    expect_many_error("many:\n  k1: 1\n", unlucky, "MEDIAEDGE_MANY_K99: many.k99 is unlucky");
+    snprintf(want, sizeof(want), "%s:1: unknown section 'photos'", cfg_path);
+    expect_many_error("photos:\n  variants: []\n", NULL, want);
+}
+
 static void test_free_after_failed_load(void **state)
 {
     char *env[] = {"MEDIAEDGE_SERVER_DATA_DIR=/d", "MEDIAEDGE_BOGUS=1", NULL};
@@ -1014,6 +1206,10 @@ int main(void)
         cmocka_unit_test(test_resolve),
         cmocka_unit_test(test_print),
         cmocka_unit_test(test_free_after_failed_load),
+        cmocka_unit_test(test_tables),
+        cmocka_unit_test(test_sections_print_in_order),
+        cmocka_unit_test(test_module_validators_name_the_setting),
+        cmocka_unit_test(test_many_settings),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
