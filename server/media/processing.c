@@ -8,6 +8,8 @@
 #include "server/core/log.h"
 #include "server/core/metrics.h"
 #include "server/media/photo/photo.h"
+#include "server/media/photo/photo_config.h"
+#include "server/jobs/jobs_config.h"
 #include "server/media/sandbox/photo_sandbox.h"
 #include "server/media/manifest.h"
 #include "server/media/processing.h"
@@ -161,8 +163,8 @@ static int start_decoders(me_processing_t *p, const me_config_t *cfg, char *err,
         return -1;
     }
     exe[n] = '\0';
-    p->decoders = me_photo_decoders_new(&p->photos, cfg->job_workers, exe, tmp && *tmp ? tmp : "/tmp",
-                                        cfg->photo_timeout, err, errlen);
+    p->decoders = me_photo_decoders_new(&p->photos, me_jobs_settings(cfg)->workers, exe, tmp && *tmp ? tmp : "/tmp",
+                                        me_photo_settings(cfg)->timeout, err, errlen);
     return p->decoders ? 0 : -1;
 }
 
@@ -175,7 +177,7 @@ me_processing_t *me_processing_start(const me_config_t *cfg, me_storage_t *st, c
     }
     me_photo_config_init(&p->photos, cfg); /* libvips itself is set up by the first photo:
                                              * loading its modules would double the start-up */
-    if (cfg->photo_sandbox && start_decoders(p, cfg, err, errlen) != 0)
+    if (me_photo_settings(cfg)->sandbox && start_decoders(p, cfg, err, errlen) != 0)
         goto fail;
     if ((p->jobs_q = me_jobq_local_new()) == NULL || (p->hooks_q = me_jobq_local_new()) == NULL) {
         snprintf(err, errlen, "out of memory");

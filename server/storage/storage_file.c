@@ -16,6 +16,7 @@
 #include <openssl/evp.h>
 #include "server/core/log.h"
 #include "server/storage/storage_file.h"
+#include "server/storage/storage_config.h"
 
 #define ETAG_LEN 32            /* a part's etag: random hex, new at every put (hashing the bytes cost CPU for nothing) */
 #define DATA_NAME "data"       /* an upload's bytes, every part at its offset */
@@ -755,7 +756,7 @@ static void file_close(me_storage_backend_t *be)
 
 static me_storage_backend_t *file_open(const me_config_t *cfg, char *err, size_t errlen)
 {
-    const char *root = cfg->storage_root ? cfg->storage_root : "";
+    const char *configured = me_storage_settings(cfg)->root, *root = configured ? configured : "";
     me_storage_backend_t *be;
     int start;
 

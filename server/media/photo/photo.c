@@ -1,5 +1,6 @@
 /* photo.c: the photo pipeline on libvips: recognise, check limits, decode once, make every variant. */
 #include "server/media/photo/photo.h"
+#include "server/media/photo/photo_config.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -35,15 +36,16 @@ static int init_status = ME_EINTERNAL;
 
 void me_photo_config_init(me_photo_config_t *pc, const me_config_t *cfg)
 {
+    const me_photo_settings_t *ps = me_photo_settings(cfg);
     memset(pc, 0, sizeof(*pc));
     pc->threads = cfg->cpu_limit > 0 ? cfg->cpu_limit : 1;
-    pc->max_pixels = (uint64_t)cfg->photo_max_pixels;
-    pc->max_bytes = cfg->photo_max_bytes;
-    pc->jpeg_quality = cfg->photo_jpeg_quality;
-    pc->webp_quality = cfg->photo_webp_quality;
-    pc->webp_effort = cfg->photo_webp_effort;
-    pc->keep_location = cfg->photo_keep_location;
-    const char *p = cfg->photo_variants, *item;
+    pc->max_pixels = (uint64_t)ps->max_pixels;
+    pc->max_bytes = ps->max_bytes;
+    pc->jpeg_quality = ps->jpeg_quality;
+    pc->webp_quality = ps->webp_quality;
+    pc->webp_effort = ps->webp_effort;
+    pc->keep_location = ps->keep_location;
+    const char *p = ps->variants, *item;
     size_t len;
     while (pc->nvariants < ME_PHOTO_VARIANTS_MAX && me_config_list_next(&p, &item, &len))
         if (me_photo_variant_parse(item, len, &pc->variants[pc->nvariants]))
