@@ -172,7 +172,7 @@ static void *read_capped(const char *path, uint64_t max, size_t *len)
 {
     FILE *f = fopen(path, "rb");
     size_t cap = (size_t)max + 1, n = 0;
-    char *buf = f ? malloc(cap) : NULL;
+    char *buf = f != NULL ? malloc(cap) : NULL;
 
     if (buf != NULL) {
         n = fread(buf, 1, cap, f);
@@ -182,7 +182,7 @@ static void *read_capped(const char *path, uint64_t max, size_t *len)
             errno = EIO;
         }
     }
-    if (f)
+    if (f != NULL)
         fclose(f);
     *len = n;
     return buf;

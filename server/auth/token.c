@@ -147,7 +147,7 @@ static EVP_PKEY *load_p256_key(const char *path, int private_key, char *err, siz
         strcmp(group, "prime256v1") != 0) {
         const char *type = EVP_PKEY_get0_type_name(pkey);
         set_err(err, errlen, "%s: %s is not an EC P-256 key (it is %s%s%s)", setting, path,
-                type ? type : "unknown", *group ? " " : "", group);
+                type != NULL ? type : "unknown", *group ? " " : "", group);
         EVP_PKEY_free(pkey);
         pkey = NULL;
     }
@@ -168,7 +168,7 @@ static int issuer_and_audience_set(const me_token_settings_t *ts)
 static int hs256_secret(const me_token_settings_t *ts, const unsigned char **key, size_t *len, char *err,
                         size_t errlen)
 {
-    size_t n = ts->hs256_secret ? strlen(ts->hs256_secret) : 0;
+    size_t n = ts->hs256_secret != NULL ? strlen(ts->hs256_secret) : 0;
 
     if (n < HS256_SECRET_MIN || n > INT_MAX) {
         set_err(err, errlen, "token_hs256_secret must be at least %d bytes", HS256_SECRET_MIN);
@@ -551,7 +551,8 @@ static int check_mint_input(const me_token_settings_t *ts, const me_token_claims
         bad = "album must be [A-Za-z0-9_-]{1,64}";
     else if (!valid_ref(c->ref, strnlen(c->ref, sizeof c->ref)))
         bad = "ref must be printable ASCII, at most 255 characters";
-    else if (!me_token_scope_name(c->scope) || !me_token_plan_name(c->plan) || !me_token_client_name(c->client))
+    else if (me_token_scope_name(c->scope) == NULL || me_token_plan_name(c->plan) == NULL ||
+             me_token_client_name(c->client) == NULL)
         bad = "scope, plan or client is not a known value";
     else if (now < 0 || now > TOKEN_TIME_MAX || ttl <= 0 || ttl > TOKEN_TIME_MAX - now ||
              c->nbf < 0 || c->nbf > TOKEN_TIME_MAX || c->max_bytes > (uint64_t)INT64_MAX)
@@ -613,8 +614,8 @@ char *me_token_mint(const me_config_t *cfg, const me_token_claims_t *claims, int
     p = token + me_b64url_encode((const unsigned char *)hdr_json, strlen(hdr_json), token);
     *p++ = '.';
     me_b64url_encode((const unsigned char *)body_json, strlen(body_json), p);
-    ok = pkey ? es256_sign(pkey, token, signed_len, sig) == ME_OK
-              : hs256(secret, secret_len, token, signed_len, sig) == ME_OK;
+    ok = pkey != NULL ? es256_sign(pkey, token, signed_len, sig) == ME_OK
+                      : hs256(secret, secret_len, token, signed_len, sig) == ME_OK;
     if (!ok) {
         set_err(err, errlen, "signing failed");
         free(token);

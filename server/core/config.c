@@ -82,7 +82,7 @@ static int parse_scaled(const char *s, const unit_t *units, uint64_t *out)
             return ME_EINVAL;
         v = v * 10 + d;
     }
-    for (const unit_t *u = units; u->suffix; u++) {
+    for (const unit_t *u = units; u->suffix != NULL; u++) {
         if (strcmp(p, u->suffix))
             continue;
         if (v > UINT64_MAX / u->mult)
@@ -132,7 +132,7 @@ static size_t find_word(const char *const *words, const char *word)
 {
     size_t i = 0;
 
-    while (words[i] && strcasecmp(words[i], word))
+    while (words[i] != NULL && strcasecmp(words[i], word))
         i++;
     return i;
 }
@@ -199,13 +199,13 @@ static const char *get_string(const me_config_t *cfg, const slot_t *sl)
  * freeing what was owned for it, wiped first for a secret. */
 static void set_string(me_config_t *cfg, slot_t *sl, char *v)
 {
-    if (sl->owned) {
+    if (sl->owned != NULL) {
         if (sl->s->type == ME_SETTING_SECRET)
             explicit_bzero(sl->owned, strlen(sl->owned));
         free(sl->owned);
     }
     sl->owned = v;
-    *(char **)field_of(cfg, sl) = v ? v : (char *)sl->s->def;
+    *(char **)field_of(cfg, sl) = v != NULL ? v : (char *)sl->s->def;
 }
 
 /* The slot whose value is at field in cfg, or NULL. */
@@ -213,7 +213,7 @@ static slot_t *slot_at(const me_config_t *cfg, const void *field)
 {
     me_config_store_t *st = cfg->store;
 
-    for (size_t i = 0; st && i < st->nslots; i++)
+    for (size_t i = 0; st != NULL && i < st->nslots; i++)
         if (field_of(cfg, &st->slots[i]) == (const char *)field)
             return &st->slots[i];
     return NULL;
@@ -237,7 +237,7 @@ void *me_config_section_mut(me_config_t *cfg, const me_config_section_t *sec)
 {
     size_t k;
 
-    if (!cfg->store || (k = section_index(cfg, sec)) == cfg->store->nsections)
+    if (cfg->store == NULL || (k = section_index(cfg, sec)) == cfg->store->nsections)
         return NULL;
     return cfg->store->values[k];
 }
@@ -253,12 +253,12 @@ static void expected_form(const me_setting_t *s, char *buf, size_t len)
     };
     int n;
 
-    if (s->form || !s->choices) {
-        snprintf(buf, len, "%s", s->form ? s->form : forms[s->type]);
+    if (s->form != NULL || s->choices == NULL) {
+        snprintf(buf, len, "%s", s->form != NULL ? s->form : forms[s->type]);
         return;
     }
     n = snprintf(buf, len, "one of");
-    for (size_t i = 0; s->choices[i] && n >= 0 && (size_t)n < len; i++)
+    for (size_t i = 0; s->choices[i] != NULL && n >= 0 && (size_t)n < len; i++)
         n += snprintf(buf + n, len - (size_t)n, "%s %s", i ? "," : "", s->choices[i]);
 }
 
@@ -272,7 +272,7 @@ static int store_list(me_config_t *cfg, slot_t *sl, const char *text, char *why,
     size_t used = 0, len;
     int64_t count = 0;
 
-    if (!out)
+    if (out == NULL)
         return ME_ENOMEM;
     while (me_config_list_next(&p, &item, &len)) {
         if (used)
@@ -314,8 +314,8 @@ static int store(me_config_t *cfg, slot_t *sl, const char *text, char *why, size
         return store_list(cfg, sl, text, why, whylen);
     case ME_SETTING_STRING:
     case ME_SETTING_SECRET:
-        v = s->choices ? find_word(s->choices, text) : 0;
-        ok = s->choices ? s->choices[v] != NULL : !s->valid || s->valid(text);
+        v = s->choices != NULL ? find_word(s->choices, text) : 0;
+        ok = s->choices != NULL ? s->choices[v] != NULL : s->valid == NULL || s->valid(text);
         break;
     case ME_SETTING_BOOL:
         v = find_word(bool_words, text);
@@ -342,8 +342,8 @@ static int store(me_config_t *cfg, slot_t *sl, const char *text, char *why, size
         return ME_EINVAL;
     }
     if (is_string(s)) {
-        char *dup = strdup(s->choices ? s->choices[v] : text); /* a choice as the table spells it */
-        if (!dup)
+        char *dup = strdup(s->choices != NULL ? s->choices[v] : text); /* a choice as the table spells it */
+        if (dup == NULL)
             return ME_ENOMEM;
         set_string(cfg, sl, dup);
         return 0;
@@ -372,17 +372,17 @@ static int init_store(me_config_t *cfg, const me_config_section_t *const *list)
     size_t i = 0;
 
     memset(cfg, 0, sizeof(*cfg));
-    if (!(st = cfg->store = calloc(1, sizeof(*st))))
+    if ((st = cfg->store = calloc(1, sizeof(*st))) == NULL)
         return ME_ENOMEM;
     st->sections = list;
-    for (; list[st->nsections]; st->nsections++)
+    for (; list[st->nsections] != NULL; st->nsections++)
         st->nslots += list[st->nsections]->nsettings;
     st->values = calloc(st->nsections + 1, sizeof(*st->values));
     st->slots = calloc(st->nslots + 1, sizeof(*st->slots));
-    if (!st->values || !st->slots)
+    if (st->values == NULL || st->slots == NULL)
         goto nomem;
     for (size_t k = 0; k < st->nsections; k++) {
-        if (!(st->values[k] = calloc(1, list[k]->size ? list[k]->size : 1)))
+        if ((st->values[k] = calloc(1, list[k]->size ? list[k]->size : 1)) == NULL)
             goto nomem;
         for (size_t j = 0; j < list[k]->nsettings; j++)
             st->slots[i++] = (slot_t){.sec = list[k], .s = &list[k]->settings[j], .k = k};
@@ -407,7 +407,7 @@ int me_config_defaults(me_config_t *cfg)
 
 void me_config_forget_secrets(me_config_t *cfg, const me_config_section_t *sec)
 {
-    for (size_t i = 0; cfg->store && i < cfg->store->nslots; i++) {
+    for (size_t i = 0; cfg->store != NULL && i < cfg->store->nslots; i++) {
         slot_t *sl = &cfg->store->slots[i];
         if (sl->sec != sec || sl->s->type != ME_SETTING_SECRET)
             continue;
@@ -420,11 +420,11 @@ void me_config_free(me_config_t *cfg)
 {
     me_config_store_t *st = cfg->store;
 
-    if (st) {
-        for (size_t i = 0; st->slots && i < st->nslots; i++)
+    if (st != NULL) {
+        for (size_t i = 0; st->slots != NULL && i < st->nslots; i++)
             if (is_string(st->slots[i].s))
                 set_string(cfg, &st->slots[i], NULL);
-        for (size_t k = 0; st->values && k < st->nsections; k++)
+        for (size_t k = 0; st->values != NULL && k < st->nsections; k++)
             free(st->values[k]);
         free(st->values);
         free(st->slots);
@@ -440,7 +440,7 @@ static int vreject(load_t *ld, origin_t o, const char *fmt, va_list ap)
 {
     int n;
 
-    if (!ld->err || !ld->errlen)
+    if (ld->err == NULL || !ld->errlen)
         return ME_ECONFIG;
     if (o.line)
         n = snprintf(ld->err, ld->errlen, "%.*s:%u: ", o.len, o.name, o.line);
@@ -466,18 +466,18 @@ static int reject(load_t *ld, origin_t o, const char *fmt, ...)
 
 static origin_t file_origin(const load_t *ld, unsigned line)
 {
-    const char *name = ld->path ? ld->path : "config";
+    const char *name = ld->path != NULL ? ld->path : "config";
     return (origin_t){name, (int)strlen(name), line};
 }
 
 int me_config_reject(me_config_check_t *ck, const void *field, const char *fmt, ...)
 {
     const slot_t *sl = slot_at(ck->cfg, field);
-    origin_t o = sl ? ck->origin[sl - ck->cfg->store->slots] : (origin_t){0};
+    origin_t o = sl != NULL ? ck->origin[sl - ck->cfg->store->slots] : (origin_t){0};
     va_list ap;
 
     va_start(ap, fmt);
-    vreject(ck, o.name ? o : file_origin(ck, 0), fmt, ap);
+    vreject(ck, o.name != NULL ? o : file_origin(ck, 0), fmt, ap);
     va_end(ap);
     return ME_ECONFIG;
 }
@@ -490,12 +490,12 @@ static char *read_secret(const char *path, char *why, size_t whylen)
     char *buf = NULL, *out = NULL;
     size_t n = 0;
 
-    if (!f) {
+    if (f == NULL) {
         snprintf(why, whylen, "cannot open '%s': %s", path, strerror(errno));
         goto done;
     }
     setvbuf(f, NULL, _IONBF, 0); /* read straight into buf: no stdio buffer keeps a copy */
-    if (!(buf = malloc(SECRET_FILE_MAX + 1))) {
+    if ((buf = malloc(SECRET_FILE_MAX + 1)) == NULL) {
         snprintf(why, whylen, "out of memory");
         goto done;
     }
@@ -508,7 +508,7 @@ static char *read_secret(const char *path, char *why, size_t whylen)
         snprintf(why, whylen, "'%s' is larger than 64KiB", path);
         goto done;
     }
-    if (memchr(buf, '\0', n)) {
+    if (memchr(buf, '\0', n) != NULL) {
         snprintf(why, whylen, "'%s' contains a NUL byte", path);
         goto done;
     }
@@ -518,11 +518,11 @@ static char *read_secret(const char *path, char *why, size_t whylen)
     out = buf;
     buf = NULL;
 done:
-    if (buf) {
+    if (buf != NULL) {
         explicit_bzero(buf, SECRET_FILE_MAX + 1);
         free(buf);
     }
-    if (f)
+    if (f != NULL)
         fclose(f);
     return out;
 }
@@ -541,10 +541,10 @@ static int apply(load_t *ld, size_t i, int from_file, const char *text, size_t l
         return reject(ld, o, "%s.%s is set both as a value and as a file (%s_file); set only one",
                       section, key, key);
     ld->given[i] |= (unsigned char)(1u << (2 * place + from_file));
-    if (from_file && !(text = secret = read_secret(text, why, sizeof(why))))
+    if (from_file && (text = secret = read_secret(text, why, sizeof(why))) == NULL)
         return reject(ld, o, "%s.%s_file: %s", section, key, why);
     rc = store(ld->cfg, sl, text, why, sizeof(why));
-    if (secret) {
+    if (secret != NULL) {
         explicit_bzero(secret, strlen(secret));
         free(secret);
     }
@@ -586,7 +586,7 @@ static ptrdiff_t lookup(const me_config_t *cfg, const me_config_section_t *sec, 
 
 static const char *scalar(const yaml_node_t *n)
 {
-    return n && n->type == YAML_SCALAR_NODE ? (const char *)n->data.scalar.value : NULL;
+    return n != NULL && n->type == YAML_SCALAR_NODE ? (const char *)n->data.scalar.value : NULL;
 }
 
 static const char *node_kind(const yaml_node_t *n)
@@ -606,7 +606,7 @@ static int duplicate(yaml_document_t *doc, const yaml_node_t *map, const yaml_no
 
     for (const yaml_node_pair_t *q = map->data.mapping.pairs.start; q < p; q++) {
         const char *other = scalar(yaml_document_get_node(doc, q->key));
-        if (other && !strcmp(other, key))
+        if (other != NULL && !strcmp(other, key))
             return 1;
     }
     return 0;
@@ -629,7 +629,7 @@ static int load_list(load_t *ld, yaml_document_t *doc, size_t i, yaml_node_t *se
                           sl->sec->name, sl->s->key, node_kind(item));
         size += item->data.scalar.length + 1;
     }
-    if (!(joined = malloc(size)))
+    if ((joined = malloc(size)) == NULL)
         return reject(ld, o, "out of memory");
     for (it = seq->data.sequence.items.start; it < seq->data.sequence.items.top; it++) {
         yaml_node_t *item = yaml_document_get_node(doc, *it);
@@ -655,7 +655,7 @@ static int load_section(load_t *ld, yaml_document_t *doc, const me_config_sectio
         ptrdiff_t i;
         int from_file = 0, rc;
 
-        if (!key)
+        if (key == NULL)
             return reject(ld, node_origin(ld, k), "expected a key in section '%s', got a %s",
                           section, node_kind(k));
         if ((i = lookup(ld->cfg, sec, key, &from_file)) < 0)
@@ -681,7 +681,7 @@ static int load_document(load_t *ld, yaml_document_t *doc)
 {
     yaml_node_t *root = yaml_document_get_root_node(doc);
 
-    if (!root)
+    if (root == NULL)
         return 0; /* an empty file: the defaults */
     if (root->type != YAML_MAPPING_NODE)
         return reject(ld, node_origin(ld, root), "expected sections such as 'server:', got a %s",
@@ -693,9 +693,9 @@ static int load_document(load_t *ld, yaml_document_t *doc)
         const me_config_section_t *sec;
         int rc;
 
-        if (!section)
+        if (section == NULL)
             return reject(ld, node_origin(ld, k), "expected a section name, got a %s", node_kind(k));
-        if (!(sec = find_section(ld->cfg, section)))
+        if ((sec = find_section(ld->cfg, section)) == NULL)
             return reject(ld, node_origin(ld, k), "unknown section '%.*s'", ECHO_MAX, section);
         if (duplicate(doc, root, p))
             return reject(ld, node_origin(ld, k), "duplicate section '%s'", section);
@@ -715,12 +715,12 @@ static int syntax_error(load_t *ld, const yaml_parser_t *parser)
 {
     if (parser->error == YAML_MEMORY_ERROR)
         return reject(ld, file_origin(ld, 0), "out of memory");
-    if (parser->context)
+    if (parser->context != NULL)
         return reject(ld, file_origin(ld, (unsigned)parser->problem_mark.line + 1),
                       "YAML syntax error: %s (%s that starts at line %zu)", parser->problem,
                       parser->context, parser->context_mark.line + 1);
-    return reject(ld, file_origin(ld, (unsigned)parser->problem_mark.line + 1),
-                  "YAML syntax error: %s", parser->problem ? parser->problem : "unreadable input");
+    return reject(ld, file_origin(ld, (unsigned)parser->problem_mark.line + 1), "YAML syntax error: %s",
+                  parser->problem != NULL ? parser->problem : "unreadable input");
 }
 
 static int load_file(load_t *ld)
@@ -733,7 +733,7 @@ static int load_file(load_t *ld)
     memset(&parser, 0, sizeof(parser));
     memset(&doc, 0, sizeof(doc));
     memset(&next, 0, sizeof(next));
-    if (!f) {
+    if (f == NULL) {
         rc = reject(ld, file_origin(ld, 0), "cannot open: %s", strerror(errno));
         goto done;
     }
@@ -747,7 +747,7 @@ static int load_file(load_t *ld)
         rc = syntax_error(ld, &parser);
         goto done;
     }
-    if (yaml_document_get_root_node(&next)) {
+    if (yaml_document_get_root_node(&next) != NULL) {
         rc = reject(ld, file_origin(ld, (unsigned)next.start_mark.line + 1),
                     "expected one YAML document, found another");
         goto done;
@@ -757,7 +757,7 @@ done:
     yaml_document_delete(&next);
     yaml_document_delete(&doc);
     yaml_parser_delete(&parser);
-    if (f)
+    if (f != NULL)
         fclose(f);
     return rc;
 }
@@ -790,13 +790,13 @@ static int load_env(load_t *ld, char *const *envp)
 {
     static const char ignored[] = "MEDIAEDGE_CONFIG"; /* the config path, read by main */
 
-    for (; envp && *envp; envp++) {
+    for (; envp != NULL && *envp; envp++) {
         const char *e = *envp, *eq = strchr(e, '=');
-        origin_t o = {e, eq ? (int)(eq - e) : 0, 0};
+        origin_t o = {e, eq != NULL ? (int)(eq - e) : 0, 0};
         ptrdiff_t i;
         int from_file, rc;
 
-        if (strncmp(e, "MEDIAEDGE_", 10) || !eq ||
+        if (strncmp(e, "MEDIAEDGE_", 10) || eq == NULL ||
             ((size_t)o.len == sizeof(ignored) - 1 && !strncmp(e, ignored, sizeof(ignored) - 1)))
             continue;
         if ((i = env_lookup(ld->cfg, e, (size_t)o.len, &from_file)) < 0)
@@ -814,7 +814,7 @@ static int run_checks(load_t *ld)
     int rc;
 
     for (size_t k = 0; k < st->nsections; k++)
-        if (st->sections[k]->check && (rc = st->sections[k]->check(ld->cfg, st->values[k], ld)))
+        if (st->sections[k]->check != NULL && (rc = st->sections[k]->check(ld->cfg, st->values[k], ld)))
             return rc;
     return 0;
 }
@@ -826,15 +826,15 @@ static int load_with(me_config_t *cfg, const me_config_section_t *const *list, c
     load_t ld = {.cfg = cfg, .path = path, .err = err, .errlen = errlen};
     int rc = 0;
 
-    if (err && errlen)
+    if (err != NULL && errlen)
         err[0] = '\0';
     if (init_store(cfg, list))
         return reject(&ld, file_origin(&ld, 0), "out of memory");
     ld.given = calloc(cfg->store->nslots + 1, sizeof(*ld.given));
     ld.origin = calloc(cfg->store->nslots + 1, sizeof(*ld.origin));
-    if (!ld.given || !ld.origin || (path && !(cfg->path = strdup(path))))
+    if (ld.given == NULL || ld.origin == NULL || (path != NULL && (cfg->path = strdup(path)) == NULL))
         rc = reject(&ld, file_origin(&ld, 0), "out of memory");
-    if (!rc && path)
+    if (!rc && path != NULL)
         rc = load_file(&ld);
     if (!rc)
         rc = load_env(&ld, envp);
@@ -854,7 +854,7 @@ void me_config_auto(me_config_t *cfg, void *field, uint64_t v)
 {
     slot_t *sl = slot_at(cfg, field);
 
-    if (!sl)
+    if (sl == NULL)
         abort(); /* a resolve hook named a field that is no setting: test_config runs every hook */
     if (get_number(cfg, sl))
         return;
@@ -869,14 +869,14 @@ void me_config_resolve(me_config_t *cfg)
     const char *root = getenv("ME_CGROUP_ROOT"); /* tests point it at fake cgroup files */
     me_config_store_t *st = cfg->store;
 
-    if (!root || !*root)
+    if (root == NULL || !*root)
         root = "/sys/fs/cgroup";
     if (!cfg->cpu_limit)
         cfg->cpu_limit = me_cgroup_cpus(root);
     if (!cfg->memory_limit)
         cfg->memory_limit = me_cgroup_memory(root);
-    for (size_t k = 0; st && k < st->nsections; k++)
-        if (st->sections[k]->resolve)
+    for (size_t k = 0; st != NULL && k < st->nsections; k++)
+        if (st->sections[k]->resolve != NULL)
             st->sections[k]->resolve(cfg, st->values[k]);
 }
 
@@ -885,8 +885,8 @@ static int profile(const me_config_t *cfg, char *why, size_t len)
 {
     const me_config_store_t *st = cfg->store;
 
-    for (size_t k = 0; st && k < st->nsections; k++)
-        if (st->sections[k]->profile && st->sections[k]->profile(st->values[k], why, len))
+    for (size_t k = 0; st != NULL && k < st->nsections; k++)
+        if (st->sections[k]->profile != NULL && st->sections[k]->profile(st->values[k], why, len))
             return 1;
     return 0;
 }
@@ -908,7 +908,7 @@ int me_config_check_production(const me_config_t *cfg, char *err, size_t errlen)
         return 0;
     for (size_t k = 0; k < st->nsections; k++) {
         const me_config_section_t *sec = st->sections[k];
-        if (sec->refuse_in_production && sec->refuse_in_production(cfg, st->values[k], &r) &&
+        if (sec->refuse_in_production != NULL && sec->refuse_in_production(cfg, st->values[k], &r) &&
             (!found || r.risk < worst.risk)) {
             worst = r;
             found = 1;
@@ -916,16 +916,16 @@ int me_config_check_production(const me_config_t *cfg, char *err, size_t errlen)
     }
     if (!found)
         return 0;
-    if (err && errlen)
+    if (err != NULL && errlen)
         snprintf(err, errlen, "%s: %s not allowed in production (%s)%s; %s", worst.setting, worst.what, why,
-                 worst.unless ? worst.unless : "", worst.fix);
+                 worst.unless != NULL ? worst.unless : "", worst.fix);
     return ME_ECONFIG;
 }
 
 static void print_quoted(FILE *out, const char *s)
 {
     fputc('"', out);
-    for (; s && *s; s++) {
+    for (; s != NULL && *s; s++) {
         unsigned char c = (unsigned char)*s;
         if (c == '"' || c == '\\')
             fprintf(out, "\\%c", c);
@@ -959,9 +959,9 @@ void me_config_print(const me_config_t *cfg, FILE *out)
     const me_config_section_t *section = NULL;
     char buf[32];
 
-    fprintf(out, "# mediaedge effective configuration%s%s\n", cfg->path ? ": " : "",
-            cfg->path ? cfg->path : "");
-    for (size_t i = 0; st && i < st->nslots; i++) {
+    fprintf(out, "# mediaedge effective configuration%s%s\n", cfg->path != NULL ? ": " : "",
+            cfg->path != NULL ? cfg->path : "");
+    for (size_t i = 0; st != NULL && i < st->nslots; i++) {
         const slot_t *sl = &st->slots[i];
         const me_setting_t *s = sl->s;
         const char *str = is_string(s) ? get_string(cfg, sl) : NULL;
@@ -975,7 +975,7 @@ void me_config_print(const me_config_t *cfg, FILE *out)
         else if (s->type == ME_SETTING_LIST)
             print_list(out, str);
         else if (s->type == ME_SETTING_SECRET)
-            print_quoted(out, str && *str ? "<redacted>" : "");
+            print_quoted(out, str != NULL && *str ? "<redacted>" : "");
         else if (s->type == ME_SETTING_BOOL)
             fputs(v ? "true" : "false", out);
         else if (s->type == ME_SETTING_ENUM)

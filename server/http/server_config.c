@@ -66,7 +66,7 @@ static int valid_listen(const char *value)
 
     if (!*value)
         return 1;
-    if (!colon || me_config_parse_uint(colon + 1, &port) || port < 1 || port > 65535)
+    if (colon == NULL || me_config_parse_uint(colon + 1, &port) || port < 1 || port > 65535)
         return 0;
     hlen = (size_t)(colon - value);
     if (hlen >= 2 && value[0] == '[' && value[hlen - 1] == ']' && hlen - 2 < sizeof(host)) {
@@ -101,7 +101,7 @@ static int valid_origin(const char *value)
     if (*host == '[') {
         char addr[INET6_ADDRSTRLEN];
         struct in6_addr a;
-        if (!(end = strchr(host, ']')) || (size_t)(end - host - 1) >= sizeof(addr))
+        if ((end = strchr(host, ']')) == NULL || (size_t)(end - host - 1) >= sizeof(addr))
             return 0;
         memcpy(addr, host + 1, (size_t)(end - host - 1));
         addr[end - host - 1] = '\0';

@@ -37,7 +37,7 @@ me_storage_t *me_storage_new(const me_storage_ops_t *ops, me_storage_backend_t *
 
 me_storage_t *me_storage_open(const me_config_t *cfg, char *err, size_t errlen)
 {
-    const char *backend = me_storage_settings(cfg)->backend, *name = backend ? backend : "";
+    const char *backend = me_storage_settings(cfg)->backend, *name = backend != NULL ? backend : "";
     const me_storage_ops_t *ops;
     me_storage_backend_t *be;
     me_storage_t *st;

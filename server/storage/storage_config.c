@@ -17,7 +17,7 @@ static int storage_profile(const void *values, char *why, size_t len)
 {
     const me_storage_settings_t *s = values;
 
-    if (!s->backend || !strcmp(s->backend, "file"))
+    if (s->backend == NULL || !strcmp(s->backend, "file"))
         return 0;
     snprintf(why, len, "storage.backend is %s", s->backend);
     return 1;

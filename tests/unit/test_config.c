@@ -47,9 +47,9 @@ static void write_file(const char *path, const char *text)
 /* Writes yaml to cfg_path (unless NULL: no file) and loads it with env. */
 static int load(me_config_t *c, const char *yaml, char *const *env)
 {
-    if (yaml)
+    if (yaml != NULL)
         write_file(cfg_path, yaml);
-    return me_config_load(c, yaml ? cfg_path : NULL, env, err, sizeof(err));
+    return me_config_load(c, yaml != NULL ? cfg_path : NULL, env, err, sizeof(err));
 }
 
 /* Asserts that loading yaml (with env) fails with exactly "<cfg_path><suffix>", or exactly
@@ -88,7 +88,7 @@ static int setup(void **state)
 {
     (void)state;
     snprintf(dir, sizeof(dir), "/tmp/test_config.XXXXXX");
-    if (!mkdtemp(dir))
+    if (mkdtemp(dir) == NULL)
         return 1;
     snprintf(cfg_path, sizeof(cfg_path), "%s/c.yaml", dir);
     return 0;
@@ -385,14 +385,14 @@ static int find_example(char *path, size_t len)
     char exe[256] = "";
     ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
 
-    if (srcdir) {
+    if (srcdir != NULL) {
         snprintf(path, len, "%s/conf/mediaedge.yaml", srcdir);
         return access(path, R_OK) == 0;
     }
     snprintf(path, len, "%.*sconf/mediaedge.yaml", prefix, __FILE__);
     if (access(path, R_OK) == 0)
         return 1;
-    if (n <= 0 || !strrchr(exe, '/'))
+    if (n <= 0 || strrchr(exe, '/') == NULL)
         return 0;
     exe[n] = '\0';
     *strrchr(exe, '/') = '\0';
@@ -777,7 +777,7 @@ static void expect_production(const char *extra, const char *want)
     snprintf(yaml, sizeof(yaml), "storage:\n  backend: s3\n%s", extra);
     assert_int_equal(load(&c, yaml, NULL), 0);
     assert_int_equal(me_config_is_production(&c), 1);
-    if (want) {
+    if (want != NULL) {
         assert_int_equal(me_config_check_production(&c, perr, sizeof(perr)), ME_ECONFIG);
         assert_string_equal(perr, want);
         assert_null(strstr(perr, ME_DEV_HS256_SECRET));
@@ -983,7 +983,7 @@ static void test_tables(void **state)
 {
     char name[256];
     (void)state;
-    for (size_t k = 0; me_config_sections[k]; k++) {
+    for (size_t k = 0; me_config_sections[k] != NULL; k++) {
         const me_config_section_t *sec = me_config_sections[k];
         print_message("section %s\n", sec->name);
         assert_true(sec->size > 0 && sec->nsettings > 0);
@@ -1000,7 +1000,7 @@ static void test_tables(void **state)
             if (s->type == ME_SETTING_ENUM)
                 assert_non_null(s->choices);
             if (s->type == ME_SETTING_LIST)
-                assert_true(s->valid && s->max > 0);
+                assert_true(s->valid != NULL && s->max > 0);
             /* the environment's names fit env_lookup()'s buffer */
             assert_true(snprintf(name, sizeof(name), "MEDIAEDGE_%s_%s_FILE", sec->name, s->key) < (int)sizeof(name));
         }
@@ -1021,7 +1021,7 @@ static void test_sections_print_in_order(void **state)
     assert_int_equal(me_config_defaults(&c), 0);
     text = print_to_string(&c);
     last = text;
-    for (; order[n]; n++) {
+    for (; order[n] != NULL; n++) {
         assert_non_null(me_config_sections[n]);
         assert_string_equal(me_config_sections[n]->name, order[n]);
         snprintf(header, sizeof(header), "\n\n%s:\n", order[n]);

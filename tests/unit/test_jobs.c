@@ -274,7 +274,7 @@ static json_t *doc(fixture_t *f, const char *dir, const char *id)
 static const char *status_of(fixture_t *f, const char *id, char *buf, size_t size)
 {
     json_t *m = doc(f, "media", id);
-    snprintf(buf, size, "%s", m ? json_string_value(json_object_get(m, "status")) : "(none)");
+    snprintf(buf, size, "%s", m != NULL ? json_string_value(json_object_get(m, "status")) : "(none)");
     json_decref(m);
     return buf;
 }

@@ -339,7 +339,7 @@ static int open_fds(void)
     DIR *d = opendir("/proc/self/fd");
     int n = 0;
     assert_non_null(d);
-    while (readdir(d))
+    while (readdir(d) != NULL)
         n++;
     closedir(d);
     return n;

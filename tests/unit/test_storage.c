@@ -58,7 +58,7 @@ static int fake_openat(int dirfd, const char *path, int flags, ...)
         mode = va_arg(ap, unsigned);
         va_end(ap);
     }
-    if (replace_key && strcmp(path, replace_key) == 0 && !(flags & O_DIRECTORY)) {
+    if (replace_key != NULL && strcmp(path, replace_key) == 0 && !(flags & O_DIRECTORY)) {
         const char *with = replace_with;
         replace_key = NULL;
         assert_int_equal(me_storage_put(st, path, with, strlen(with)), 0);

@@ -62,7 +62,7 @@ static char es_priv[PATH_MAX], es_pub[PATH_MAX], other_pub[PATH_MAX], rsa_pub[PA
 static void key_path(char *dst, const char *file)
 {
     const char *dir = getenv("MEDIAEDGE_SRCDIR");
-    snprintf(dst, PATH_MAX, "%s/tests/unit/keys/%s", dir && *dir ? dir : ".", file);
+    snprintf(dst, PATH_MAX, "%s/tests/unit/keys/%s", dir != NULL && *dir ? dir : ".", file);
 }
 
 static int group_setup(void **state)
@@ -166,7 +166,7 @@ static int verify_once(me_token_alg_t alg, const char *token, int64_t now, me_to
     me_config_t cfg = make_cfg(alg, 0);
     me_token_verifier_t *v = new_verifier(&cfg);
     me_token_claims_t ignored;
-    int ret = verify(v, token, now, out ? out : &ignored);
+    int ret = verify(v, token, now, out != NULL ? out : &ignored);
     me_token_verifier_free(v);
     return ret;
 }
@@ -272,7 +272,7 @@ static json_t *segment_json(const char *token, int i)
     while (i-- > 0)
         start = strchr(start, '.') + 1;
     end = strchr(start, '.');
-    assert_int_equal(me_b64url_decode(start, end ? (size_t)(end - start) : strlen(start), buf, &n), ME_OK);
+    assert_int_equal(me_b64url_decode(start, end != NULL ? (size_t)(end - start) : strlen(start), buf, &n), ME_OK);
     assert_non_null(j = json_loadb((const char *)buf, n, 0, NULL));
     return j;
 }
