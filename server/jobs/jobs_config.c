@@ -24,11 +24,13 @@ static const me_setting_t webhook_settings[] = {
     WEBHOOKS("retry_after", ME_SETTING_DURATION, retry_after, "10s", .min = 100, .max = 3600000),
 };
 
+/* webhooks.url: "" (no webhooks), or an http:// or https:// URL under 2 KiB with no blank or
+ * control character (production asks for https://, in its own check). */
 static int valid_url(const char *value)
 {
-    if (!*value)
+    if (*value == '\0')
         return 1;
-    if (strncmp(value, "http://", 7) && strncmp(value, "https://", 8))
+    if (strncmp(value, "http://", 7) != 0 && strncmp(value, "https://", 8) != 0)
         return 0;
     for (const char *p = value; *p; p++)
         if (*p <= ' ' || *p == 0x7f)
