@@ -14,14 +14,17 @@
 #include "handlers/whoami.h"
 #include "server/app.h"
 #include "server/auth/token.h"
+#include "server/auth/token_config.h"
 #include "server/core/log.h"
 #include "server/core/pool.h"
 #include "server/delivery/delivery.h"
+#include "server/delivery/delivery_config.h"
 #include "server/delivery/view.h"
 #include "server/jobs/jobq.h"
 #include "server/jobs/webhook.h"
 #include "server/http/cors.h"
 #include "server/http/http.h"
+#include "server/http/server_config.h"
 #include "server/media/processing.h"
 #include "server/storage/storage.h"
 #include "server/upload/lock.h"
@@ -62,8 +65,9 @@ struct me_app {
  * (else the plain one), a wildcard address read as localhost. */
 static void own_url(const me_config_t *cfg, char *out, size_t len)
 {
-    int tls = *cfg->listen_https != '\0';
-    const char *listen = tls ? cfg->listen_https : cfg->listen_http, *colon = strrchr(listen, ':');
+    const me_listen_settings_t *l = me_listen_settings(cfg);
+    int tls = *l->https != '\0';
+    const char *listen = tls ? l->https : l->http, *colon = strrchr(listen, ':');
     size_t hostlen = colon != NULL ? (size_t)(colon - listen) : strlen(listen);
     int wildcard = hostlen == 0 || (hostlen == 7 && !memcmp(listen, "0.0.0.0", 7)) ||
                    (hostlen == 4 && !memcmp(listen, "[::]", 4));
@@ -71,16 +75,14 @@ static void own_url(const me_config_t *cfg, char *out, size_t len)
              wildcard ? "localhost" : listen, colon != NULL ? colon : "");
 }
 
-/* The delivery settings. They become the cdn and delivery sections of the configuration once
- * server/core/config.c gives modules their own sections; until then, the defaults:
- * standalone, with a development key. */
+/* The CloudFront signer and the origin's checks, from the cdn and delivery sections. */
 static me_delivery_t *delivery_new(const me_config_t *cfg, char *err, size_t errlen)
 {
     me_delivery_config_t dc;
     char own[320];
-    me_delivery_config_defaults(&dc);
+    me_delivery_config_from(cfg, &dc);
     own_url(cfg, own, sizeof(own));
-    return me_delivery_new(&dc, cfg->data_dir, own, err, errlen);
+    return me_delivery_new(&dc, me_server_settings(cfg)->data_dir, own, err, errlen);
 }
 
 me_app_t *me_app_new(me_config_t *cfg, char *err, size_t errlen)
@@ -94,12 +96,15 @@ me_app_t *me_app_new(me_config_t *cfg, char *err, size_t errlen)
     pthread_mutex_init(&app->lock, NULL);
     pthread_cond_init(&app->wake, NULL);
 
-    /* a worker decodes files from anyone: it holds no key that could mint or check tokens */
-    if (cfg->role == ME_ROLE_WORKER)
-        me_config_forget_token_keys(cfg);
-    else if ((app->verifier = me_token_verifier_new(cfg, err, errlen)) == NULL ||
-             (app->delivery = delivery_new(cfg, err, errlen)) == NULL)
+    /* a worker decodes files from anyone: it holds no key that could mint or check tokens, nor
+     * the CloudFront key or the origin's secrets */
+    if (cfg->role == ME_ROLE_WORKER) {
+        me_config_forget_secrets(cfg, &me_token_config_section);
+        me_config_forget_secrets(cfg, &me_cdn_config_section);
+    } else if ((app->verifier = me_token_verifier_new(cfg, err, errlen)) == NULL ||
+               (app->delivery = delivery_new(cfg, err, errlen)) == NULL) {
         goto fail;
+    }
     if ((app->storage = me_storage_open(cfg, err, errlen)) == NULL)
         goto fail;
     if (app->delivery != NULL && ((app->views = me_delivery_views_new(app->delivery, app->storage, VIEW_CACHE)) == NULL ||
@@ -133,14 +138,15 @@ me_app_t *me_app_new(me_config_t *cfg, char *err, size_t errlen)
         }
         app->hooks = app->own_hooks;
     }
-    if ((app->pool = me_pool_new("pool", cfg->pool_threads, (size_t)cfg->pool_threads * 64)) == NULL) {
-        snprintf(err, errlen, "cannot start %d pool threads", cfg->pool_threads);
+    int threads = me_server_settings(cfg)->pool_threads;
+    if ((app->pool = me_pool_new("pool", threads, (size_t)threads * 64)) == NULL) {
+        snprintf(err, errlen, "cannot start %d pool threads", threads);
         goto fail;
     }
     /* viewers must not wait behind uploads' writes, nor uploads behind a burst of viewers */
     if (app->delivery != NULL &&
-        (app->origin_pool = me_pool_new("origin", cfg->pool_threads, (size_t)cfg->pool_threads * ORIGIN_QUEUE)) == NULL) {
-        snprintf(err, errlen, "cannot start %d origin threads", cfg->pool_threads);
+        (app->origin_pool = me_pool_new("origin", threads, (size_t)threads * ORIGIN_QUEUE)) == NULL) {
+        snprintf(err, errlen, "cannot start %d origin threads", threads);
         goto fail;
     }
     return app;
@@ -171,8 +177,8 @@ void me_app_routes(me_app_t *app, h2o_hostconf_t *host, int (*ready)(void *arg),
                                                    .storage = app->storage, .delivery = app->delivery,
                                                    .views = app->views, .hooks = app->hooks});
     }
-    h2o_pathconf_t *fallback = me_http_fallback(host, cfg->max_patch_size);
-    if (cfg->demo_page)
+    h2o_pathconf_t *fallback = me_http_fallback(host, me_http_settings(cfg)->max_patch_size);
+    if (me_server_settings(cfg)->demo_page)
         me_demo_register(fallback);
     me_http_not_found(fallback);
 }

@@ -43,6 +43,7 @@ void me_delivery_config_defaults(me_delivery_config_t *dc)
 {
     memset(dc, 0, sizeof(*dc));
     dc->base_url = "";
+    dc->keys = "";
     dc->active_key = "";
     dc->url_ttl = 3600;
     dc->cookie_ttl = 12 * 3600;
@@ -207,14 +208,33 @@ me_delivery_t *me_delivery_new(const me_delivery_config_t *dc, const char *data_
              *dc->cookie_domain ? "; Domain=" : "", dc->cookie_domain, dc->cookie_secure ? "; Secure" : "",
              dc->cookie_samesite);
 
-    me_cf_conf_t conf = {.nkeys = dc->nkeys, .active = dc->active_key, .cache_entries = dc->cache_entries};
-    memcpy(conf.keys, dc->keys, sizeof(conf.keys));
-    if (dc->nkeys == 0) {
+    /* "<id>=<file>" items, split into copies that live until the keys are loaded */
+    me_cf_conf_t conf = {.active = dc->active_key, .cache_entries = dc->cache_entries};
+    char ids[ME_CF_KEYS_MAX][ME_CF_KEY_ID_MAX + 1], files[ME_CF_KEYS_MAX][4096];
+    for (p = dc->keys; me_config_list_next(&p, &item, &len);) {
+        const char *eq = memchr(item, '=', len);
+        size_t idlen = eq != NULL ? (size_t)(eq - item) : 0, flen = eq != NULL ? len - idlen - 1 : 0;
+        if (conf.nkeys == ME_CF_KEYS_MAX || idlen == 0 || idlen > ME_CF_KEY_ID_MAX || flen == 0 ||
+            flen >= sizeof(files[0])) {
+            snprintf(err, errlen, "cdn.keys: \"%.*s\" is not <key id>=<PEM file> (at most %d keys)",
+                     (int)(len < 64 ? len : 64), item, ME_CF_KEYS_MAX);
+            goto fail;
+        }
+        memcpy(ids[conf.nkeys], item, idlen), ids[conf.nkeys][idlen] = '\0';
+        memcpy(files[conf.nkeys], eq + 1, flen), files[conf.nkeys][flen] = '\0';
+        conf.keys[conf.nkeys] = (me_cf_key_conf_t){.id = ids[conf.nkeys], .pem_file = files[conf.nkeys]};
+        conf.nkeys++;
+    }
+    /* the hash goes with the key that signs (verification takes whichever a URL names) */
+    for (int i = 0; i < conf.nkeys; i++)
+        if (*dc->active_key ? !strcmp(conf.keys[i].id, dc->active_key) : i == 0)
+            conf.keys[i].hash = dc->hash;
+    if (conf.nkeys == 0) {
         if (dev_key(data_dir, keypath, sizeof(keypath), err, errlen) != 0)
             goto fail;
         conf.nkeys = 1;
         conf.active = DEV_KEY_ID;
-        conf.keys[0] = (me_cf_key_conf_t){.id = DEV_KEY_ID, .pem_file = keypath};
+        conf.keys[0] = (me_cf_key_conf_t){.id = DEV_KEY_ID, .pem_file = keypath, .hash = dc->hash};
     }
     if ((d->cf = me_cf_new(&conf, err, errlen)) == NULL)
         goto fail;

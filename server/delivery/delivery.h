@@ -27,9 +27,11 @@ typedef struct {
     /* cdn */
     const char *base_url;            /* scheme://host[:port] of every signed URL (CloudFront's
                                       * domain); "" = this server's own URL (standalone) */
-    me_cf_key_conf_t keys[ME_CF_KEYS_MAX]; /* the CloudFront key pairs: PEM files and ids */
-    int nkeys;                       /* 0: development, a key made under data_dir (standalone) */
-    const char *active_key;          /* the id that signs; "" = keys[0] */
+    const char *keys;                /* the CloudFront key pairs, "<id>=<PEM file>,...": up to
+                                      * ME_CF_KEYS_MAX; "" = development, a key made under
+                                      * data_dir (standalone) */
+    const char *active_key;          /* the id that signs; "" = the first */
+    me_cf_hash_t hash;               /* the active key's: default SHA-1 for RSA, SHA-256 for ECDSA */
     uint64_t url_ttl;                /* a signed URL's life (before rounding) */
     uint64_t cookie_ttl;             /* an album cookie's life (before rounding) */
     uint64_t max_ttl;                /* no URL or cookie lives longer than this from now */
@@ -59,7 +61,8 @@ typedef struct me_delivery me_delivery_t;
  * (scheme://host[:port]), used when dc->base_url is "". With no key configured a development
  * RSA-2048 key is made at first start as data_dir/cdn/dev-cloudfront-key.pem (0600, reused
  * afterwards) under the id "DEV". NULL with err set (naming the setting, never a secret or
- * key material) when a setting is wrong: a base URL that is not scheme://host[:port], a ttl
+ * key material) when a setting is wrong: a base URL that is not scheme://host[:port], a key
+ * that is not <id>=<file>, a ttl
  * over max_ttl, a step over max_ttl, a secret shorter than ME_DELIVERY_SECRET_MIN, a trusted
  * proxy that is not an address or range, a key that me_cf_new() refuses. */
 me_delivery_t *me_delivery_new(const me_delivery_config_t *dc, const char *data_dir, const char *own_url, char *err,

@@ -74,7 +74,8 @@ def test_production_profile_refuses_development_defaults(tmp_path):
     steps = [
         ({}, "tokens.hs256_secret"),
         ({"MEDIAEDGE_TOKENS_HS256_SECRET": "p" * 40}, "tokens.algorithm"),
-        ({"MEDIAEDGE_TOKENS_ALGORITHM": "ES256", "MEDIAEDGE_TOKENS_ES256_PUBLIC_KEY_FILE": str(key)}, "tls.cert_file"),
+        ({"MEDIAEDGE_TOKENS_ALGORITHM": "ES256", "MEDIAEDGE_TOKENS_ES256_PUBLIC_KEY_FILE": str(key)}, "cdn.keys"),
+        ({"MEDIAEDGE_CDN_KEYS": f"K1={priv}"}, "tls.cert_file"),
         ({"MEDIAEDGE_TLS_CERT_FILE": str(cert), "MEDIAEDGE_TLS_KEY_FILE": str(certkey)}, "server.demo_page"),
     ]
     for extra, setting in steps:

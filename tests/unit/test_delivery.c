@@ -15,6 +15,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 #include "server/core/config.h"
+#include "server/storage/storage_config.h"
 #include "server/delivery/delivery.h"
 #include "server/delivery/serve.h"
 #include "server/delivery/view.h"
@@ -26,7 +27,7 @@
 #define ID "AbCdEfGhIjKlMnOpQrStUv"
 #define LIT(s) s, sizeof(s) - 1
 
-static char rsa_key[PATH_MAX], tmpdir[PATH_MAX];
+static char rsa_key[PATH_MAX], tmpdir[PATH_MAX], keys[PATH_MAX + 8];
 
 static int group_setup(void **state)
 {
@@ -45,6 +46,20 @@ static int group_teardown(void **state)
     return system(cmd) != 0;
 }
 
+/* A file backend under tmpdir/<name>. */
+static me_storage_t *open_store(const char *name)
+{
+    char root[PATH_MAX + 32], err[256];
+    me_config_t cfg;
+    snprintf(root, sizeof(root), "%s/%s", tmpdir, name);
+    assert_int_equal(me_config_defaults(&cfg), 0);
+    ((me_storage_settings_t *)me_config_section_mut(&cfg, &me_storage_config_section))->root = root;
+    me_storage_t *st = me_storage_open(&cfg, err, sizeof(err));
+    me_config_free(&cfg); /* the backend keeps the directory open, not the settings */
+    assert_non_null(st);
+    return st;
+}
+
 static me_delivery_t *make(me_delivery_config_t *dc)
 {
     char err[256] = "";
@@ -58,8 +73,8 @@ static void rsa_config(me_delivery_config_t *dc)
 {
     me_delivery_config_defaults(dc);
     dc->base_url = BASE;
-    dc->nkeys = 1;
-    dc->keys[0] = (me_cf_key_conf_t){.id = "K1", .pem_file = rsa_key};
+    snprintf(keys, sizeof(keys), "K1=%s", rsa_key);
+    dc->keys = keys;
 }
 
 static void test_expiry_rounds_up_within_the_cap(void **state)
@@ -378,13 +393,7 @@ static void test_plan_ranges_and_conditions(void **state)
 static void test_resolve_serves_what_the_manifest_lists(void **state)
 {
     (void)state;
-    char root[PATH_MAX + 16], err[256];
-    me_config_t cfg = {0};
-    snprintf(root, sizeof(root), "%s/storage", tmpdir);
-    cfg.storage_backend = (char *)"file";
-    cfg.storage_root = root;
-    me_storage_t *st = me_storage_open(&cfg, err, sizeof(err));
-    assert_non_null(st);
+    me_storage_t *st = open_store("storage");
     json_t *m = json_pack("{s:i,s:s,s:s,s:s,s:{s:s,s:s},s:{s:{s:s},s:{s:s}}}", "v", 1, "id", ID, "album", "a1", "status",
                           "ready", "original", "key", "originals/a1/" ID, "content_type", "image/heic", "variants",
                           "thumb.jpg", "content_type", "image/jpeg", "evil.jpg", "content_type", "text/html\r\nx: y");
@@ -524,13 +533,9 @@ static void test_view_shows_facts_and_signed_urls_never_keys(void **state)
 static void test_views_cached_while_the_manifest_and_the_step_hold(void **state)
 {
     (void)state;
-    char root[PATH_MAX + 16], err[256], etag[ME_DELIVERY_JSON_ETAG_MAX + 1], etag2[ME_DELIVERY_JSON_ETAG_MAX + 1];
-    me_config_t cfg = {0};
+    char etag[ME_DELIVERY_JSON_ETAG_MAX + 1], etag2[ME_DELIVERY_JSON_ETAG_MAX + 1];
     me_delivery_config_t dc;
-    snprintf(root, sizeof(root), "%s/views", tmpdir);
-    cfg.storage_backend = (char *)"file";
-    cfg.storage_root = root;
-    me_storage_t *st = me_storage_open(&cfg, err, sizeof(err));
+    me_storage_t *st = open_store("views");
     rsa_config(&dc);
     me_delivery_t *d = make(&dc);
     me_delivery_views_t *v = me_delivery_views_new(d, st, 16);

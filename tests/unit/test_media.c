@@ -15,6 +15,7 @@
 #include "server/media/manifest.h"
 #include "server/media/sniff.h"
 #include "server/storage/layout.h"
+#include "server/storage/storage_config.h"
 
 static void test_sniff_table(void **state)
 {
@@ -175,11 +176,13 @@ static void test_manifest_states(void **state)
 static me_storage_t *open_store(char *dir)
 {
     char err[256];
-    me_config_t cfg = {0};
     assert_non_null(mkdtemp(dir));
-    cfg.storage_backend = (char *)"file";
-    cfg.storage_root = dir;
+    me_config_t cfg;
+    assert_int_equal(me_config_defaults(&cfg), 0);
+    me_storage_settings_t *storage = me_config_section_mut(&cfg, &me_storage_config_section);
+    storage->root = dir; /* not owned by cfg: never freed through it */
     me_storage_t *st = me_storage_open(&cfg, err, sizeof(err));
+    me_config_free(&cfg); /* the backend keeps the directory open, not the settings */
     assert_non_null(st);
     return st;
 }

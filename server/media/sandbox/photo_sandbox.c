@@ -129,9 +129,9 @@ static int stop(decoder_t *d, char *why, size_t whylen)
         kill(d->pid, SIGKILL);
         while (waitpid(d->pid, &status, 0) < 0 && errno == EINTR)
             ;
-        if (why && WIFSIGNALED(status) && WTERMSIG(status) != SIGKILL)
+        if (why != NULL && WIFSIGNALED(status) && WTERMSIG(status) != SIGKILL)
             snprintf(why, whylen, "died of signal %d", WTERMSIG(status));
-        else if (why && WIFEXITED(status))
+        else if (why != NULL && WIFEXITED(status))
             snprintf(why, whylen, "exited with status %d", WEXITSTATUS(status));
         exited = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
     }
@@ -154,9 +154,10 @@ static void child_env(const decoder_t *d, char bufs[][PATH_MAX + 32], char **env
     snprintf(bufs[n], PATH_MAX + 32, "TMPDIR=%s", d->dir), envp[n] = bufs[n], n++;
     snprintf(bufs[n], PATH_MAX + 32, "XDG_RUNTIME_DIR=%s", d->dir), envp[n] = bufs[n], n++;
     /* the leak checker stops the world with ptrace, which the sandbox forbids */
-    snprintf(bufs[n], PATH_MAX + 32, "ASAN_OPTIONS=%s%sdetect_leaks=0", asan ? asan : "", asan ? ":" : ""),
+    snprintf(bufs[n], PATH_MAX + 32, "ASAN_OPTIONS=%s%sdetect_leaks=0", asan != NULL ? asan : "",
+             asan != NULL ? ":" : ""),
         envp[n] = bufs[n], n++;
-    if (ubsan)
+    if (ubsan != NULL)
         snprintf(bufs[n], PATH_MAX + 32, "UBSAN_OPTIONS=%s", ubsan), envp[n] = bufs[n], n++;
     envp[n] = NULL;
 }
@@ -323,7 +324,7 @@ static void remove_tree(int at, const char *dir, int depth)
     DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
     struct dirent *e;
 
-    while (d && (e = readdir(d)) != NULL) {
+    while (d != NULL && (e = readdir(d)) != NULL) {
         if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
             continue;
         if (e->d_type == DT_DIR && depth > 0)
@@ -331,7 +332,7 @@ static void remove_tree(int at, const char *dir, int depth)
         else
             unlinkat(dirfd(d), e->d_name, 0);
     }
-    if (d)
+    if (d != NULL)
         closedir(d);
     else if (fd >= 0)
         close(fd);
@@ -345,10 +346,10 @@ static void sweep(const char *tmp_root)
     struct dirent *e;
     int pid;
 
-    while (d && (e = readdir(d)) != NULL)
+    while (d != NULL && (e = readdir(d)) != NULL)
         if (sscanf(e->d_name, SCRATCH_PREFIX "%d", &pid) == 1 && pid > 0 && kill(pid, 0) != 0 && errno == ESRCH)
             remove_tree(dirfd(d), e->d_name, 1);
-    if (d)
+    if (d != NULL)
         closedir(d);
 }
 
