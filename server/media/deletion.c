@@ -161,7 +161,8 @@ int me_media_list_album(me_storage_t *st, const char *album, int (*cb)(const cha
         return ret == ME_ENOMEM ? ret : ME_EIO;
     }
     /* two sorted runs: sort once and skip repeats */
-    qsort(a.ids, a.n, sizeof(*a.ids), by_id);
+    if (a.n > 1)
+        qsort(a.ids, a.n, sizeof(*a.ids), by_id);
     for (size_t i = 0; ret == 0 && i < a.n; i++)
         if (i == 0 || strcmp(a.ids[i], a.ids[i - 1]) != 0)
             ret = cb(a.ids[i], arg);
