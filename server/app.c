@@ -62,11 +62,12 @@ struct me_app {
 };
 
 /* This server's public base URL for signed URLs when no CDN is configured: its TLS listener
- * (else the plain one), a wildcard address read as localhost. */
+ * when it has a real certificate (a browser shows no picture from a self-signed one), else
+ * the plain one; a wildcard address read as localhost. */
 static void own_url(const me_config_t *cfg, char *out, size_t len)
 {
     const me_listen_settings_t *l = me_listen_settings(cfg);
-    int tls = *l->https != '\0';
+    int tls = *l->https != '\0' && (*me_tls_settings(cfg)->cert_file != '\0' || *l->http == '\0');
     const char *listen = tls ? l->https : l->http, *colon = strrchr(listen, ':');
     size_t hostlen = colon != NULL ? (size_t)(colon - listen) : strlen(listen);
     int wildcard = hostlen == 0 || (hostlen == 7 && !memcmp(listen, "0.0.0.0", 7)) ||
@@ -178,8 +179,11 @@ void me_app_routes(me_app_t *app, h2o_hostconf_t *host, int (*ready)(void *arg),
                                                    .views = app->views, .hooks = app->hooks});
     }
     h2o_pathconf_t *fallback = me_http_fallback(host, me_http_settings(cfg)->max_patch_size);
-    if (me_server_settings(cfg)->demo_page)
+    if (me_server_settings(cfg)->demo_page) {
         me_demo_register(fallback);
+        if (cfg->role != ME_ROLE_WORKER) /* it uploads and views: the API's routes */
+            me_demo_page_register(host, &(me_demo_deps_t){.chunk_size = me_http_settings(cfg)->max_patch_size});
+    }
     me_http_not_found(fallback);
 }
 

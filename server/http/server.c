@@ -313,6 +313,15 @@ static void announce(me_server_t *srv)
             printf("  curl -sk --http2 -H \"Authorization: Bearer $TOKEN\" https://%s/v1/whoami\n", https);
         else
             printf("  curl -s --http2-prior-knowledge -H \"Authorization: Bearer $TOKEN\" http://%s/v1/whoami\n", http);
+        /* the upload page, with an upload and a view token in its fragment (never sent to a server) */
+        claims.scope = ME_SCOPE_VIEW;
+        char *view = me_server_settings(cfg)->demo_page && cfg->role != ME_ROLE_WORKER
+                         ? me_token_mint(cfg, &claims, (int64_t)time(NULL), 3600, err, sizeof(err))
+                         : NULL;
+        if (view != NULL)
+            printf("Upload photos from a browser, and see them:\n  %s://%s/demo#upload=%s&view=%s\n",
+                   ls->http[0] ? "http" : "https", ls->http[0] ? http : https, token, view);
+        free(view);
         free(token);
     } else {
         printf("Try it:\n  curl %s%s/readyz\n", ls->https[0] ? "-k https://" : "http://",

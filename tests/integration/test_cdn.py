@@ -9,7 +9,7 @@ import time
 import requests
 
 import cf_sign
-from test_origin import ALBUM, MEDIA, LATER, put_media, target
+from test_origin import ALBUM, MEDIA, LATER, base, put_media, target
 
 KEYS = os.path.join(os.environ.get("ME_SRCDIR", os.path.join(os.path.dirname(__file__), "../..")), "tests/unit/keys")
 RSA, EC, EC_PUB = f"{KEYS}/rsa.pem", f"{KEYS}/es256.pem", f"{KEYS}/es256.pub.pem"
@@ -82,14 +82,14 @@ def test_key_rotation_signs_with_the_new_key_and_accepts_the_old(make_server, tm
     s = make_server(env={"MEDIAEDGE_CDN_KEYS": f"KOLD={RSA},KNEW={new}", "MEDIAEDGE_CDN_ACTIVE_KEY": "KNEW"}).start()
     put_media(s)
     assert urls(s)["variants"]["thumb.jpg"]["url"].endswith("&Key-Pair-Id=KNEW")
-    handed_out = cf_sign.url(RSA, s.https + target(), LATER, key_id="KOLD")  # before the rotation
+    handed_out = cf_sign.url(RSA, base(s) + target(), LATER, key_id="KOLD")  # before the rotation
     assert requests.get(handed_out, verify=False).status_code == 200
 
 
 def test_forwarded_for_is_believed_from_trusted_proxies_only(make_server):
     s = make_server(env={"MEDIAEDGE_CDN_TRUSTED_PROXIES": "127.0.0.0/8"}).start()
     put_media(s)
-    url = cf_sign.url(cf_sign.dev_key(s), s.https + target(), LATER, ip="198.51.100.0/24")
+    url = cf_sign.url(cf_sign.dev_key(s), base(s) + target(), LATER, ip="198.51.100.0/24")
     assert requests.get(url, verify=False).status_code == 403  # the proxy itself is not the client
     ok = requests.get(url, verify=False, headers={"X-Forwarded-For": "198.51.100.7"})
     assert ok.status_code == 200
@@ -113,7 +113,7 @@ def test_originals_as_attachments_with_their_sniffed_type(make_server):
 def test_small_chunks_and_ranges_across_them(make_server):
     s = make_server(env={"MEDIAEDGE_DELIVERY_CHUNK_SIZE": "4KiB"}).start()
     data = put_media(s, files={"thumb.jpg": ("image/jpeg", os.urandom(50000))})["thumb.jpg"][1]
-    url = cf_sign.url(cf_sign.dev_key(s), s.https + target(), LATER)
+    url = cf_sign.url(cf_sign.dev_key(s), base(s) + target(), LATER)
     assert requests.get(url, verify=False).content == data
     r = requests.get(url, verify=False, headers={"Range": "bytes=4000-12300"})
     assert r.status_code == 206 and r.content == data[4000:12301]

@@ -9,7 +9,7 @@ import pytest
 import requests
 
 import cf_sign
-from test_origin import ALBUM, MEDIA, put_media
+from test_origin import ALBUM, MEDIA, base, put_media
 from test_processing import Receiver, photo, verify, wait_status
 from test_uploads import Client
 
@@ -34,7 +34,7 @@ def test_a_media_with_signed_urls_etag_and_304(server):
     assert set(m["variants"]) == {"thumb.jpg", "thumb.webp"}
     for name, v in m["variants"].items():
         assert "key" not in v and v["bytes"] == len(files[name][1])
-        assert v["url"].startswith(f"{server.https}/m/{ALBUM}/{MEDIA}/{name}?Expires=")
+        assert v["url"].startswith(f"{base(server)}/m/{ALBUM}/{MEDIA}/{name}?Expires=")
         got = requests.get(v["url"], verify=False)
         assert got.status_code == 200 and got.content == files[name][1]
         assert got.headers["content-type"] == v["content_type"]
@@ -76,7 +76,7 @@ def test_an_album_page_in_one_request(server):
     body = r.json()
     assert [m["id"] for m in body["media"]] == ids
     assert body["missing"] == ["ElsewhereMediaIdxxxxxx", "NoSuchMediaIdxxxxxxxxx"]
-    assert all(m["variants"]["thumb.jpg"]["url"].startswith(server.https) for m in body["media"])
+    assert all(m["variants"]["thumb.jpg"]["url"].startswith(base(server)) for m in body["media"])
     assert requests.get(url + "?ids=" + q, headers={**token(server), "If-None-Match": r.headers["etag"]}).status_code == 304
     for bad in ["", "?ids=", "?ids=a,,b", "?ids=a,", "?ids=a/b", "?x=1", "?ids=" + ",".join(f"i{n}" for n in range(101))]:
         r = requests.get(url + bad, headers=token(server))
@@ -88,14 +88,14 @@ def test_album_cookies(server):
     put_media(server)
     r = requests.get(f"{server.http}/v1/albums/{ALBUM}/cookies", headers=token(server))
     assert r.status_code == 200, r.text
-    assert r.json()["resource"] == f"{server.https}/m/{ALBUM}/*"
+    assert r.json()["resource"] == f"{base(server)}/m/{ALBUM}/*"
     set_cookies = r.raw.headers.getlist("Set-Cookie")
     assert [c.split("=", 1)[0] for c in set_cookies] == ["CloudFront-Policy", "CloudFront-Signature",
                                                        "CloudFront-Key-Pair-Id"]
     for c in set_cookies:
         assert c.endswith(f"; Path=/m/{ALBUM}/; Secure; HttpOnly; SameSite=Lax") and "Expires" not in c
     jar = {c.split("=", 1)[0]: c.split("=", 1)[1].split(";")[0] for c in set_cookies}
-    assert requests.get(f"{server.https}/m/{ALBUM}/{MEDIA}/thumb.jpg", cookies=jar, verify=False).status_code == 200
+    assert requests.get(f"{base(server)}/m/{ALBUM}/{MEDIA}/thumb.jpg", cookies=jar).status_code == 200
     assert requests.get(f"{server.http}/v1/albums/album-8/cookies", headers=token(server)).status_code == 403
     assert requests.get(f"{server.http}/v1/albums/{ALBUM}/cookies",
                         headers=token(server, scope="upload")).status_code == 403

@@ -42,12 +42,18 @@ def put_media(server, media_id=MEDIA, album=ALBUM, files=None, status="ready"):
     return files
 
 
+def base(server):
+    """The server's own URL, what its signed URLs start with: its plain listener, since its TLS
+    certificate is a self-signed one (no browser would show a picture from it)."""
+    return server.http
+
+
 def target(file="thumb.jpg", album=ALBUM, media_id=MEDIA):
     return f"/m/{album}/{media_id}/{file}"
 
 
 def signed(server, file="thumb.jpg", expires=LATER, album=ALBUM, media_id=MEDIA, **kw):
-    return cf_sign.url(cf_sign.dev_key(server), server.https + target(file, album, media_id), expires, **kw)
+    return cf_sign.url(cf_sign.dev_key(server), base(server) + target(file, album, media_id), expires, **kw)
 
 
 def get(url, **kw):
@@ -72,15 +78,15 @@ def test_a_signed_url_gets_the_bytes_with_their_headers(server):
 
 def test_the_resource_is_the_cdn_base_whatever_address_the_request_came_to(server):
     put_media(server)
-    url = signed(server)  # signed for https://127.0.0.1:<tls port>
-    assert requests.get(server.http + url[len(server.https):]).status_code == 200  # sent to the plain port
+    url = signed(server)  # signed for http://127.0.0.1:<plain port>
+    assert get(server.https + url[len(server.http):]).status_code == 200  # sent to the TLS port
     assert get(url.replace("127.0.0.1", "localhost")).status_code == 200  # another Host: still ours
 
 
 def test_refusals_as_cloudfront_would(server):
     put_media(server, files={"thumb.jpg": ("image/jpeg", b"x" * 100), "small.jpg": ("image/jpeg", b"y" * 100)})
     url = signed(server)
-    assert get(server.https + target()).status_code == 403  # nothing signed
+    assert get(base(server) + target()).status_code == 403  # nothing signed
     r = get(url.replace("Signature=", "Signature=A"))
     assert r.status_code == 403 and r.json()["error"] == "forbidden"
     assert get(url.replace("Expires=", "Expires=9")).status_code == 403  # a longer life, unsigned
@@ -95,7 +101,7 @@ def test_refusals_as_cloudfront_would(server):
     other = server.dir / "other.pem"
     subprocess.run(["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", str(other)],
                    check=True, capture_output=True)
-    assert get(cf_sign.url(str(other), server.https + target(), LATER)).status_code == 403
+    assert get(cf_sign.url(str(other), base(server) + target(), LATER)).status_code == 403
     assert any(l.get("type") == "access" and l["route"] == "/m/{album}/{media}/{file}" and l["status"] == 403
                for l in server.log_lines())
     assert "Signature=" not in server.log_text()  # signatures never reach the log
@@ -113,11 +119,11 @@ def test_ip_conditions_and_a_spoofed_forwarded_for(server):
 def test_album_cookies_open_the_album_and_nothing_else(server):
     put_media(server)
     put_media(server, media_id="OtherAlbumMediaIdxxxxx", album="album-8")
-    jar = cf_sign.cookies(cf_sign.dev_key(server), server.https + f"/m/{ALBUM}/*", LATER)
-    assert get(server.https + target(), cookies=jar).status_code == 200
-    assert get(server.https + target(album="album-8", media_id="OtherAlbumMediaIdxxxxx"), cookies=jar).status_code == 403
+    jar = cf_sign.cookies(cf_sign.dev_key(server), base(server) + f"/m/{ALBUM}/*", LATER)
+    assert get(base(server) + target(), cookies=jar).status_code == 200
+    assert get(base(server) + target(album="album-8", media_id="OtherAlbumMediaIdxxxxx"), cookies=jar).status_code == 403
     jar["CloudFront-Policy"] = jar["CloudFront-Policy"][:-4] + "AAAA"
-    assert get(server.https + target(), cookies=jar).status_code == 403
+    assert get(base(server) + target(), cookies=jar).status_code == 403
 
 
 def test_what_is_not_there_is_404(server):
@@ -137,8 +143,9 @@ def test_ranges_with_curl(server):
     data = put_media(server, files={"thumb.jpg": ("image/jpeg", os.urandom(100000))})["thumb.jpg"][1]
     url = signed(server)
 
-    def curl(*args):
-        p = subprocess.run(["curl", "-sk", "-D", "-", "-o", "-", *args, url], capture_output=True, check=True)
+    def curl(*args):  # HTTP/2 (h2c) unless told
+        h2 = [] if "--http1.1" in args else ["--http2-prior-knowledge"]
+        p = subprocess.run(["curl", "-s", "-D", "-", "-o", "-", *h2, *args, url], capture_output=True, check=True)
         head, _, body = p.stdout.partition(b"\r\n\r\n")
         return head.decode(), body
 
@@ -202,10 +209,10 @@ def test_twenty_clients_streaming_200_mb_keep_memory_small(make_server):
         for _ in range(size >> 20):
             f.write(block)
     want = hashlib.sha256(big.read_bytes()).hexdigest()
-    url = cf_sign.url(cf_sign.dev_key(s), s.https + target("big.mp4"), LATER)
-    plain = s.http + url[len(s.https):]
-    base = rss_kib(s.proc.pid)
-    peak, stop = [base], threading.Event()
+    url = cf_sign.url(cf_sign.dev_key(s), base(s) + target("big.mp4"), LATER)
+    plain = url
+    before = rss_kib(s.proc.pid)
+    peak, stop = [before], threading.Event()
 
     def watch():
         while not stop.is_set():
@@ -224,8 +231,8 @@ def test_twenty_clients_streaming_200_mb_keep_memory_small(make_server):
         p.wait()
         digests.append(h.hexdigest())
     stop.set()
-    grown_mib = (peak[0] - base) / 1024
-    print(f"RSS before {base / 1024:.1f} MiB, peak {peak[0] / 1024:.1f} MiB: {grown_mib:.1f} MiB for 20 clients "
+    grown_mib = (peak[0] - before) / 1024
+    print(f"RSS before {before / 1024:.1f} MiB, peak {peak[0] / 1024:.1f} MiB: {grown_mib:.1f} MiB for 20 clients "
           f"({grown_mib / 20:.2f} MiB each)")
     assert digests == [want] * 20
     assert grown_mib < 20 * 3, f"{grown_mib:.0f} MiB for 20 clients"
