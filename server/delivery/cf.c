@@ -162,7 +162,7 @@ static int load_key(cf_key_t *k, const me_cf_key_conf_t *conf, char *err, size_t
     }
     snprintf(k->id, sizeof(k->id), "%s", conf->id);
     if (conf->pem_file == NULL || (bio = BIO_new_file(conf->pem_file, "r")) == NULL) {
-        snprintf(err, errlen, "CloudFront key %s: cannot read %s", conf->id, conf->pem_file ? conf->pem_file : "(none)");
+        snprintf(err, errlen, "CloudFront key %s: cannot read %s", conf->id, conf->pem_file != NULL ? conf->pem_file : "(none)");
         return ME_EINVAL;
     }
     if ((k->pkey = PEM_read_bio_PrivateKey(bio, NULL, no_passphrase, NULL)) != NULL) {

@@ -541,7 +541,8 @@ me_cf_verdict_t me_delivery_check_signed(me_delivery_t *d, const char *path, siz
         }
     }
     resource[rlen] = '\0';
-    int from_url = proof.expires.v || proof.policy.v || proof.signature.v || proof.key_pair_id.v;
+    int from_url = proof.expires.v != NULL || proof.policy.v != NULL || proof.signature.v != NULL ||
+                   proof.key_pair_id.v != NULL;
     if (!from_url) {
         memset(&proof, 0, sizeof(proof)); /* a lone Hash-Algorithm in the URL says nothing */
         if (cookie != NULL)

@@ -60,6 +60,11 @@ static me_storage_t *open_store(const char *name)
     return st;
 }
 
+static size_t len_of(const char *s)
+{
+    return s != NULL ? strlen(s) : 0;
+}
+
 static me_delivery_t *make(me_delivery_config_t *dc)
 {
     char err[256] = "";
@@ -195,11 +200,6 @@ static void test_album_cookies(void **state)
     assert_int_equal(me_delivery_check_signed(d, withq, strlen(withq), cookie, strlen(cookie), 0, NULL, T0),
                      ME_CF_BAD_SIGNATURE);
     me_delivery_free(d);
-}
-
-static size_t len_of(const char *s)
-{
-    return s != NULL ? strlen(s) : 0;
 }
 
 static void test_client_ip_believes_only_trusted_proxies(void **state)
@@ -378,9 +378,8 @@ static void test_plan_ranges_and_conditions(void **state)
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         const plan_case_t *c = &cases[i];
-        me_delivery_plan_t p = me_delivery_plan(1000, ETAG, MTIME, c->range, c->range ? strlen(c->range) : 0, c->inm,
-                                                c->inm ? strlen(c->inm) : 0, c->if_range,
-                                                c->if_range ? strlen(c->if_range) : 0);
+        me_delivery_plan_t p = me_delivery_plan(1000, ETAG, MTIME, c->range, len_of(c->range), c->inm,
+                                                len_of(c->inm), c->if_range, len_of(c->if_range));
         if (p.status != c->status || p.offset != c->offset || p.length != c->length)
             fail_msg("case %zu (%s, %s, %s): %d %llu+%llu", i, c->range, c->inm, c->if_range, p.status,
                      (unsigned long long)p.offset, (unsigned long long)p.length);
