@@ -37,6 +37,7 @@ static const struct {
     {ME_EPARTIAL_USED, 410, "partial_used", "A partial upload named in Upload-Concat is already part of another final upload."},
     {ME_EFINAL, 403, "final_upload", "A final upload is made of its partial uploads; it takes no PATCH."},
     {ME_ECORRUPT, 422, "corrupt", "The file is damaged or truncated and cannot be read."},
+    {ME_EVIDEO_TOO_LONG, 422, "video_too_long", "The video is longer than your plan allows."},
 };
 
 static int find(int err)

@@ -35,6 +35,7 @@ typedef enum {
     ME_EPARTIAL_USED = -26,/* a partial upload is already part of another final upload: 410 */
     ME_EFINAL = -27,       /* a final upload takes no bytes of its own (tus concatenation): 403 */
     ME_ECORRUPT = -28,     /* a photo or video that is damaged or truncated: 422 */
+    ME_EVIDEO_TOO_LONG = -29, /* a video longer than its plan allows: 422 */
 } me_err_t;
 
 /* The stable, machine-readable code for an error ("not_found"); never NULL. */
