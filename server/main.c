@@ -16,6 +16,7 @@
 #include "server/core/log.h"
 #include "server/media/photo/photo.h"
 #include "server/media/sandbox/photo_sandbox.h"
+#include "server/media/sandbox/video_sandbox.h"
 #include "server/media/video/video.h"
 #include "server/http/server.h"
 #include "server/auth/token.h"
@@ -33,6 +34,7 @@ static int usage(FILE *out)
             "       mediaedge photo-variants FILE OUTDIR [--config FILE]\n"
             "       mediaedge video-transcode FILE OUTDIR [--config FILE] [--plan NAME] [--max-duration SECONDS]\n"
             "                       [--renditions LIST] [--preset NAME] [--crf N] [--threads N] [--progress]\n"
+            "                       [--sandbox [--max-memory BYTES]]\n"
             "       mediaedge version\n"
             "The configuration is FILE, else $MEDIAEDGE_CONFIG, else " ME_CONFIG_DEFAULT_PATH
             " when it exists, else the\nembedded defaults; MEDIAEDGE_<SECTION>_<KEY> variables override it.\n");
@@ -269,6 +271,77 @@ static int write_file(const char *dir, const char *name, const char *ext, const 
     return fclose(f) == 0 ? 0 : -1;
 }
 
+/* Copies everything from the descriptor in to out. 0, or -1 with errno set. */
+static int copy_fd(int in, int out)
+{
+    char buf[1 << 16];
+    ssize_t n;
+    while ((n = read(in, buf, sizeof(buf))) > 0)
+        for (ssize_t done = 0, w; done < n; done += w)
+            if ((w = write(out, buf + done, (size_t)(n - done))) < 0)
+                return -1;
+    return n < 0 ? -1 : 0;
+}
+
+/* --sandbox: the source file and the output directory around the video decoder child. */
+typedef struct {
+    const char *src, *outdir;
+    int progress;
+} cli_job_t;
+
+static int cli_fill(void *ctx, int fd)
+{
+    cli_job_t *job = ctx;
+    int in = open(job->src, O_RDONLY | O_CLOEXEC), rc = in >= 0 ? copy_fd(in, fd) : -1;
+    if (in >= 0)
+        close(in);
+    return rc == 0 ? 0 : ME_EIO;
+}
+
+static int cli_progress(void *ctx, double done, double total)
+{
+    cli_job_t *job = ctx;
+    return job->progress ? print_progress(NULL, done, total) : 0;
+}
+
+static int cli_take(void *ctx, const me_video_output_t *o, const char *path)
+{
+    cli_job_t *job = ctx;
+    char dst[4096];
+    int in = open(path, O_RDONLY | O_CLOEXEC), out, rc = -1;
+    snprintf(dst, sizeof(dst), "%s/%s.mp4", job->outdir, o->name);
+    if (in >= 0 && (out = open(dst, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)) >= 0) {
+        rc = copy_fd(in, out);
+        if (close(out) != 0)
+            rc = -1;
+    }
+    if (in >= 0)
+        close(in);
+    return rc == 0 ? 0 : ME_EIO;
+}
+
+/* The job in a confined video decoder child, as the server runs it. */
+static int sandboxed(const me_video_params_t *vp, const me_photo_config_t *pc, uint64_t memory, cli_job_t *job,
+                     me_video_result_t *r, me_photo_result_t *poster)
+{
+    char exe[4096], err[256];
+    const char *tmp = getenv("TMPDIR");
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    me_video_decoders_t *d;
+    int rc;
+
+    if (n <= 0)
+        return ME_EINTERNAL;
+    exe[n] = '\0';
+    if ((d = me_video_decoders_new(pc, 1, exe, tmp && *tmp ? tmp : "/tmp", memory, err, sizeof(err))) == NULL) {
+        snprintf(r->detail, sizeof(r->detail), "%s", err);
+        return ME_EINTERNAL;
+    }
+    rc = me_video_decoders_process(d, vp, cli_fill, cli_progress, cli_take, job, r, poster);
+    me_video_decoders_free(d);
+    return rc;
+}
+
 /* The video pipeline on one file, for tests and benchmarks: the renditions and the poster's
  * variants go to OUTDIR, the facts (with renditions and poster variants) are printed as
  * JSON; a refused video prints {"error":code,"message":...,"detail":...} and exits 1. The
@@ -284,13 +357,16 @@ static int cmd_video_transcode(int argc, char **argv, me_config_t *cfg)
                                          {"crf", required_argument, NULL, 'q'},
                                          {"threads", required_argument, NULL, 't'},
                                          {"progress", no_argument, NULL, 'g'},
+                                         {"sandbox", no_argument, NULL, 'x'},
+                                         {"max-memory", required_argument, NULL, 'm'},
                                          {NULL, 0, NULL, 0}};
     const char *config = NULL, *p, *item;
     me_video_params_t vp;
     me_video_result_t r = {0};
     me_photo_config_t pc;
     me_photo_result_t poster = {0};
-    int c, rc, fd = -1, status = 2, progress = 0;
+    int c, rc, fd = -1, status = 2, progress = 0, sandbox = 0;
+    uint64_t memory = ME_VIDEO_SANDBOX_MEMORY;
     json_t *doc = NULL;
     size_t len;
     char *end;
@@ -326,6 +402,11 @@ static int cmd_video_transcode(int argc, char **argv, me_config_t *cfg)
                 goto bad;
             break;
         case 'g': progress = 1; break;
+        case 'x': sandbox = 1; break;
+        case 'm':
+            if (me_config_parse_size(optarg, &memory) != 0)
+                goto bad;
+            break;
         default: return usage(stderr);
         }
     }
@@ -338,9 +419,14 @@ static int cmd_video_transcode(int argc, char **argv, me_config_t *cfg)
         fprintf(stderr, "mediaedge video-transcode: %s: %s\n", argv[optind], strerror(errno));
         return 2;
     }
-    rc = me_video_transcode(&vp, fd, argv[optind + 1], progress ? print_progress : NULL, NULL, &r);
-    if (rc == 0 && (rc = me_video_poster(&pc, &r, &poster)) != 0)
-        snprintf(r.detail, sizeof(r.detail), "poster: %s", poster.detail);
+    if (sandbox) {
+        cli_job_t job = {argv[optind], argv[optind + 1], progress};
+        rc = sandboxed(&vp, &pc, memory, &job, &r, &poster);
+    } else {
+        rc = me_video_transcode(&vp, fd, argv[optind + 1], progress ? print_progress : NULL, NULL, &r);
+        if (rc == 0 && (rc = me_video_poster(&pc, &r, &poster)) != 0)
+            snprintf(r.detail, sizeof(r.detail), "poster: %s", poster.detail);
+    }
     if (rc != 0) {
         doc = json_pack("{s:s,s:s,s:s}", "error", me_err_code(rc), "message", r.message[0] ? r.message : me_err_message(rc),
                         "detail", r.detail);
@@ -406,6 +492,8 @@ int main(int argc, char **argv)
     }
     if (strcmp(cmd, "photo-decoder") == 0) /* started by the server itself: no configuration, no secret */
         return me_photo_sandbox_child();
+    if (strcmp(cmd, "video-decoder") == 0) /* started by the server itself: no configuration, no secret */
+        return me_video_sandbox_child();
     if (strcmp(cmd, "photo-variants") == 0) {
         status = cmd_photo_variants(argc, argv, &cfg);
         me_config_free(&cfg);

@@ -365,16 +365,17 @@ def test_a_header_claiming_less_than_the_frames_hold_fails(tmp_path, media):
     assert os.listdir(out) == []
 
 
-@pytest.mark.parametrize("name", ["hls", "concat", "boxed"])
-def test_playlists_are_refused_and_open_nothing(tmp_path, media, name):
+@pytest.mark.parametrize("name,sandbox", [("hls", False), ("concat", False), ("boxed", False), ("hls", True),
+                                          ("boxed", True)])
+def test_playlists_are_refused_and_open_nothing(tmp_path, media, name, sandbox):
     if shutil.which("strace") is None:
         pytest.skip("needs strace")
     log = tmp_path / "strace.log"
     out = tmp_path / "out"
     out.mkdir()
     p = subprocess.run(["strace", "-f", "-qq", "-o", str(log), "-e", "trace=openat,open,connect,socket",
-                        BIN, "video-transcode", str(media[name]), str(out)], capture_output=True, text=True,
-                       timeout=60)
+                        BIN, "video-transcode", *(["--sandbox"] if sandbox else []), str(media[name]), str(out)],
+                       capture_output=True, text=True, timeout=60)
     assert p.returncode == 1, p.stdout + p.stderr
     err = json.loads(p.stdout)
     assert err["error"] in ("unsupported_media_type", "corrupt"), err
@@ -397,3 +398,74 @@ def test_over_the_dimension_caps_is_refused_before_decoding(tmp_path, media):
     assert rc == 1 and err["error"] == "too_large", err
     assert "4096x4096" in err["message"] and "4112x16" in err["detail"]
     assert os.listdir(out) == []
+
+
+# ---- the confined decoder child (--sandbox: as the server runs a video job) ----
+
+def children_named(pid, name):
+    found = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                kids = [int(p) for p in f.read().split()]
+        except FileNotFoundError:
+            continue
+        for kid in kids:
+            try:
+                with open(f"/proc/{kid}/cmdline", "rb") as f:
+                    if f.read().split(b"\0")[1:2] == [name.encode()]:
+                        found.append(kid)
+            except FileNotFoundError:
+                continue
+    return found
+
+
+def test_sandboxed_job_gives_the_same_results(tmp_path, media):
+    facts, out, err = ok(tmp_path, media["rot"], "--sandbox", "--progress")
+    assert (facts["width"], facts["height"], facts["rotation"]) == (240, 320, 90)
+    check_rendition(out / "720p.mp4", 240, 320, duration_of(media["rot"]), audio=True)
+    assert [v["name"] for v in facts["poster"]["variants"]][:2] == ["thumb", "thumb"]
+    assert (out / "thumb.jpg").stat().st_size > 0
+    assert '{"progress":0.000' in err
+    for name in ("long", "truncated", "audio", "wide"):  # refusals come back the same way
+        rc, e1, _, _ = transcode(tmp_path, media[name], "--max-duration", "180", "--plan", "free")
+        rc2, e2, _, _ = transcode(tmp_path, media[name], "--max-duration", "180", "--plan", "free", "--sandbox")
+        assert rc == rc2 == 1 and e1 == e2, (e1, e2)
+
+
+def test_the_video_decoder_is_confined_and_holds_no_secret(tmp_path, media):
+    out = tmp_path / "out"
+    out.mkdir()
+    env = dict(os.environ, MEDIAEDGE_WEBHOOKS_SECRET="whsec-video-secret-xyz")
+    p = subprocess.Popen([BIN, "video-transcode", "--sandbox", "--progress", "--preset", "veryslow",
+                          "--max-memory", "1GiB", str(media["h264"]), str(out)], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        line = p.stderr.readline()  # the child has begun decoding
+        assert line.startswith('{"progress"'), line
+        pid, = children_named(p.pid, "video-decoder")
+        with open(f"/proc/{pid}/status") as f:
+            st = dict(x.rstrip("\n").split(":\t", 1) for x in f if ":\t" in x)
+        assert st["Seccomp"].strip() == "2" and st["NoNewPrivs"].strip() == "1", st
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            assert not [e for e in f.read().split(b"\0") if e.startswith(b"MEDIAEDGE_")]
+        if b"asan" not in subprocess.run(["ldd", BIN], capture_output=True).stdout:
+            with open(f"/proc/{pid}/limits") as f:
+                data = next(x for x in f if x.startswith("Max data size"))
+            assert data.split()[3] == str(1 << 30), data
+    finally:
+        p.communicate(timeout=120)
+    assert p.returncode == 0
+
+
+def test_a_memory_bomb_fails_cleanly(tmp_path):
+    if b"asan" in subprocess.run(["ldd", BIN], capture_output=True).stdout:
+        pytest.skip("sanitizer builds run the decoder without a memory limit")
+    big = tmp_path / "big.mp4"  # 1080p: more than 64 MiB to decode and encode
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=1920x1080:rate=5:duration=1", "-c:v", "libx264", "-preset", "ultrafast", big)
+    rc, err, out, _ = transcode(tmp_path, big, "--sandbox", "--max-memory", "64MiB")
+    assert rc == 1 and err["error"] == "too_large", err
+    assert err["message"] == "The video needs more memory than this server gives one video."
+    assert os.listdir(out) == []
+    facts, _, _ = ok(tmp_path, big, "--sandbox", "--max-memory", "1GiB")  # the control
+    assert facts["width"] == 1920

@@ -172,6 +172,23 @@ int me_child_ensure(me_child_t *c, char *why, size_t whylen)
     return c->pid > 0 ? 0 : spawn(c, why, whylen);
 }
 
+int me_child_fail(me_child_t *c, char *why, size_t whylen, char *detail, size_t dlen)
+{
+    const char *name = c->pool->command;
+    int exited = me_child_stop(c, why, whylen);
+
+    if (exited == ME_CHILD_EXIT_SETUP || exited == ME_CHILD_EXIT_CONFINE) {
+        snprintf(detail, dlen, "%s: %s", name,
+                 exited == ME_CHILD_EXIT_SETUP ? "could not set itself up"
+                                               : "could not confine itself (seccomp refused; see its log line)");
+        me_log_error(NULL, "%s", detail);
+        return ME_EINTERNAL;
+    }
+    snprintf(detail, dlen, "%s %s", name, why);
+    me_log_warn(NULL, "%s: %s; a new one starts with the next file", name, why);
+    return ME_EBUSY;
+}
+
 /* Removes dir and what is in it, depth levels down (decoders make files only). */
 static void remove_tree(int at, const char *dir, int depth)
 {
@@ -291,12 +308,15 @@ int me_child_confine(uint64_t memory_limit, int *landlock)
     static const char *const read_dirs[] = {"/usr", "/lib", "/lib64", "/etc/ld.so.cache", NULL};
 
     close_range(ME_CHILD_EXTRA_FD + 1, ~0u, 0); /* whatever the server had open stays there */
+    if (me_sandbox_enter(read_dirs, getenv("TMPDIR"), landlock) != 0)
+        return ME_CHILD_EXIT_CONFINE;
 #if !defined(__SANITIZE_ADDRESS__)
-    if (memory_limit > 0) { /* a bomb becomes a failed allocation, not pressure on the pod */
+    if (memory_limit > 0) { /* a bomb becomes a failed allocation, not pressure on the pod (after
+                             * confining, which needs memory of its own) */
         struct rlimit rl = {.rlim_cur = memory_limit, .rlim_max = memory_limit};
         if (setrlimit(RLIMIT_DATA, &rl) != 0)
             return ME_CHILD_EXIT_SETUP;
     }
 #endif
-    return me_sandbox_enter(read_dirs, getenv("TMPDIR"), landlock) == 0 ? 0 : ME_CHILD_EXIT_CONFINE;
+    return 0;
 }

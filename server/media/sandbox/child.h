@@ -54,6 +54,12 @@ int me_child_ensure(me_child_t *c, char *why, size_t whylen);
  * Returns its exit status when it exited by itself, else -1. */
 int me_child_stop(me_child_t *c, char *why, size_t whylen);
 
+/* After c failed its caller (why says how: "took longer than ...", "closed its socket",
+ * ...; how the process ended is added): ends it, writes what happened into detail and
+ * logs it. Returns ME_EINTERNAL when the child exited because it could not set itself up
+ * or confine itself (this machine's fault, not the file's), else ME_EBUSY. */
+int me_child_fail(me_child_t *c, char *why, size_t whylen, char *detail, size_t dlen);
+
 /* Moves len bytes over fd, sending when out is set, before deadline (me_clock_mono_ms();
  * 0: blocks as long as it takes). 0, or -1 with errno: ETIMEDOUT, EPIPE (the other end
  * closed), ... */
@@ -64,9 +70,9 @@ int me_child_xfer(int fd, void *buf, size_t len, int out, int64_t deadline) ME_M
 int me_child_fd_above(int fd);
 
 /* The child's side, after it has loaded what it needs: closes every descriptor above
- * ME_CHILD_EXTRA_FD, caps its data segment at memory_limit bytes (0: none; sanitizer builds
- * skip it: their shadow memory counts), then confines itself (sandbox.h) to reading the
- * system's libraries and writing its scratch directory ($TMPDIR). 0, or ME_CHILD_EXIT_* to
+ * ME_CHILD_EXTRA_FD, confines itself (sandbox.h) to reading the system's libraries and
+ * writing its scratch directory ($TMPDIR), then caps its data segment at memory_limit bytes
+ * (0: none; sanitizer builds skip it: their shadow memory counts). 0, or ME_CHILD_EXIT_* to
  * exit with. */
 int me_child_confine(uint64_t memory_limit, int *landlock);
 

@@ -125,7 +125,7 @@ static int process(pool_t *p, me_child_t *c, const void *data, size_t len, me_ph
     char why[128] = "answered out of protocol";
     reply_t reply;
     int64_t deadline;
-    int exited;
+    int ret;
 
     memset(out, 0, sizeof(*out));
     out->orientation = 1;
@@ -162,21 +162,11 @@ broke:
         snprintf(why, sizeof(why), "took longer than photos.timeout (%llu ms)", (unsigned long long)p->timeout_ms);
     else if (errno == EPIPE || errno == ECONNRESET)
         snprintf(why, sizeof(why), "closed its socket");
-    exited = me_child_stop(c, why, sizeof(why));
-    atomic_store(&p->cores[c->slot], 0);
-    if (exited == ME_CHILD_EXIT_SETUP || exited == ME_CHILD_EXIT_CONFINE) { /* this machine's fault, not the photo's */
-        me_photo_result_free(out);
-        snprintf(out->detail, sizeof(out->detail), "photo decoder: %s",
-                 exited == ME_CHILD_EXIT_SETUP ? "libvips could not be set up"
-                                               : "could not confine itself (seccomp refused; see the decoder's log line)");
-        me_log_error(NULL, "%s", out->detail);
-        return ME_EINTERNAL;
-    }
 died:
     me_photo_result_free(out);
-    snprintf(out->detail, sizeof(out->detail), "photo decoder %s", why);
-    me_log_warn(NULL, "photo decoder: %s; a new one starts with the next photo", why);
-    return ME_EBUSY;
+    ret = me_child_fail(c, why, sizeof(why), out->detail, sizeof(out->detail));
+    atomic_store(&p->cores[c->slot], 0); /* what it held died with it */
+    return ret;
 }
 
 me_photo_decoders_t *me_photo_decoders_new(const me_photo_config_t *pc, int n, const char *exe,

@@ -144,9 +144,20 @@ static int av_failure(me_video_result_t *out, int averr, const char *stage)
 {
     char text[AV_ERROR_MAX_STRING_SIZE] = "";
     av_strerror(averr, text, sizeof(text));
-    if (averr == AVERROR(ENOMEM))
-        return failure(out, ME_ETOOLARGE, MSG_MEMORY, "%s: out of memory", stage);
+    if (averr == AVERROR(ENOMEM) || averr == AVERROR(EAGAIN)) /* EAGAIN: no memory for a decoder thread */
+        return failure(out, ME_ETOOLARGE, MSG_MEMORY, "%s: out of memory (%s)", stage, text);
     return failure(out, ME_ECORRUPT, MSG_CORRUPT, "%s: %s", stage, text);
+}
+
+/* An encoder's error: the input is our own frames, so short of memory (libx264 says only
+ * "external library") it is ours, not the file's. */
+static int encoder_failure(me_video_result_t *out, int averr)
+{
+    char text[AV_ERROR_MAX_STRING_SIZE] = "";
+    av_strerror(averr, text, sizeof(text));
+    if (averr == AVERROR(ENOMEM) || averr == AVERROR_EXTERNAL)
+        return failure(out, ME_ETOOLARGE, MSG_MEMORY, "encode: %s (out of memory?)", text);
+    return failure(out, ME_EINTERNAL, "The video could not be processed this time.", "encode: %s", text);
 }
 
 /* Clockwise degrees to turn the picture upright, from the display matrix: 0, 90, 180, 270. */
@@ -702,9 +713,15 @@ static int encode_video(run_t *t, rendition_t *r, AVFrame *frame)
 {
     int rc = avcodec_send_frame(r->enc, frame);
 
+    if (rc < 0 && rc != AVERROR_EOF)
+        return encoder_failure(t->out, rc);
+
     while (rc >= 0) {
-        if ((rc = avcodec_receive_packet(r->enc, t->opkt)) < 0)
+        if ((rc = avcodec_receive_packet(r->enc, t->opkt)) < 0) {
+            if (rc != AVERROR(EAGAIN) && rc != AVERROR_EOF)
+                return encoder_failure(t->out, rc);
             break;
+        }
         if (t->opkt->duration <= 0) /* the last picture lasts as long as the others */
             t->opkt->duration = av_rescale_q(1, av_inv_q(r->enc->framerate), r->enc->time_base);
         if ((rc = av_bsf_send_packet(r->bsf, t->opkt)) < 0)
@@ -730,6 +747,9 @@ static int encode_video(run_t *t, rendition_t *r, AVFrame *frame)
 static int encode_audio(run_t *t, AVFrame *frame)
 {
     int rc = avcodec_send_frame(t->aenc, frame);
+
+    if (rc < 0 && rc != AVERROR_EOF)
+        return encoder_failure(t->out, rc);
 
     while (rc >= 0) {
         if ((rc = avcodec_receive_packet(t->aenc, t->opkt)) < 0)
@@ -857,10 +877,13 @@ static int start(run_t *t, const AVFrame *frame)
     if ((rc = build_video_graph(t, frame)) < 0)
         return rc;
     if (t->in.ast && (rc = open_audio_encoder(t)) < 0)
-        return rc;
-    for (int i = 0; i < t->n; i++)
-        if ((rc = open_video_encoder(t, &t->r[i])) < 0 || (rc = open_output(t, &t->r[i])) < 0)
+        return encoder_failure(t->out, rc);
+    for (int i = 0; i < t->n; i++) {
+        if ((rc = open_video_encoder(t, &t->r[i])) < 0)
+            return encoder_failure(t->out, rc);
+        if ((rc = open_output(t, &t->r[i])) < 0)
             return rc;
+    }
     t->started = 1;
     for (int i = 0; i < t->nqueue; i++) {
         rc = rc < 0 ? rc : decode_audio(t, t->queue[i]);
