@@ -16,11 +16,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         return -1;
     if (!me_http_check_method(req, "GET, HEAD"))
         return 0;
-    req->res.status = 200;
-    req->res.reason = "OK";
-    req->res.content_length = sizeof(page) - 1;
-    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, H2O_STRLIT("text/html; charset=utf-8"));
-    h2o_send_inline(req, page, sizeof(page) - 1);
+    me_http_send(req, 200, "text/html; charset=utf-8", page, sizeof(page) - 1);
     return 0;
 }
 

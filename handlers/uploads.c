@@ -73,12 +73,6 @@ static void send_error(h2o_req_t *req, int err, const char *message)
 {
     if (err == ME_EVERSION)
         me_http_add_header(req, "tus-version", H2O_STRLIT(TUS_VERSION));
-    if (h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD"))) {
-        req->res.status = me_err_status(err);
-        req->res.content_length = 0;
-        h2o_send_inline(req, "", 0);
-        return;
-    }
     me_http_send_error(req, err, message);
 }
 
@@ -203,18 +197,15 @@ static void job_done(me_http_job_t *hj)
             send_error(req, j->err, NULL);
         goto exit;
     }
-    req->res.content_length = 0;
     if (j->op == OP_DELETE) {
-        req->res.status = 204, req->res.reason = "No Content";
+        me_http_send_empty(req, 204);
     } else {
         add_state(req, j);
         if (j->op == OP_HEAD)
             h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("no-store"));
         int ok = j->op == OP_HEAD && !j->draft; /* the draft answers HEAD with 204 */
-        req->res.status = created ? 201 : ok ? 200 : 204;
-        req->res.reason = created ? "Created" : ok ? "OK" : "No Content";
+        me_http_send_empty(req, created ? 201 : ok ? 200 : 204);
     }
-    h2o_send_inline(req, "", 0);
 exit:
     job_free(j);
 }
@@ -227,10 +218,7 @@ static int on_options(h2o_req_t *req, const me_config_t *cfg)
     me_http_add_header(req, "tus-extension", H2O_STRLIT(TUS_EXTENSIONS));
     me_http_add_header(req, "tus-checksum-algorithm", H2O_STRLIT(ME_CHECKSUM_ALGORITHMS));
     me_http_add_header_u64(req, "tus-max-size", cfg->upload_max_size);
-    req->res.status = 204;
-    req->res.reason = "No Content";
-    req->res.content_length = 0;
-    h2o_send_inline(req, "", 0);
+    me_http_send_empty(req, 204);
     return 0;
 }
 

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <curl/curl.h>
 #include <h2o.h>
 #include <openssl/crypto.h>
 #include "server/app.h"
@@ -464,6 +465,21 @@ bad:
     return usage(stderr);
 }
 
+/* Builds the app for cfg's role and serves until a drain; the exit status. */
+static int serve(me_config_t *cfg, int announce)
+{
+    char err[512];
+    int status = 1;
+    me_server_block_signals(); /* before the app starts its threads */
+    me_app_t *app = me_app_new(cfg, err, sizeof(err));
+    if (app == NULL)
+        me_log_error(NULL, "cannot start: %s", err);
+    else
+        status = me_server_run(cfg, app, announce);
+    me_app_free(app);
+    return status;
+}
+
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
@@ -524,15 +540,15 @@ int main(int argc, char **argv)
     }
     me_log_init(cfg.log_level, cfg.log_access, 2);
     tune_malloc();
-    char err[512];
-    me_app_t *app = me_app_new(&cfg, err, sizeof(err));
-    if (app == NULL) {
-        me_log_error(NULL, "cannot start: %s", err);
+    /* curl_global_init() is not thread-safe, and curl_easy_init() runs it on first use from
+     * whichever thread comes first (the webhook sender): run it here, before any thread */
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        me_log_error(NULL, "cannot initialise libcurl");
         status = 1;
         goto exit;
     }
-    status = me_server_run(&cfg, app, announce);
-    me_app_free(app);
+    status = serve(&cfg, announce);
+    curl_global_cleanup();
 
 exit:
     me_config_free(&cfg);

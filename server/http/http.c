@@ -89,8 +89,6 @@ const char *me_http_reqid(h2o_req_t *req)
 
 /* ---- tracking and access logs ---- */
 
-static const char *reason_phrase(int status);
-
 int64_t me_http_inflight(void)
 {
     return atomic_load(&inflight);
@@ -114,10 +112,7 @@ static int on_track(h2o_handler_t *_self, h2o_req_t *req)
     case ME_CORS_PASS:
         break;
     case ME_CORS_PREFLIGHT:
-        req->res.status = 204;
-        req->res.reason = reason_phrase(204);
-        req->res.content_length = 0;
-        h2o_send_inline(req, "", 0);
+        me_http_send_empty(req, 204);
         return 0;
     case ME_CORS_PREFLIGHT_REFUSED:
         me_http_send_error(req, ME_EORIGIN, NULL);
@@ -260,6 +255,8 @@ void me_http_not_found(h2o_pathconf_t *pathconf)
 
 /* ---- responses ---- */
 
+/* The one table of reason phrases: libh2o says "OK" for any status it is not told about, so
+ * every response of ours is sent by me_http_send*(), which set it from here. */
 static const char *reason_phrase(int status)
 {
     switch (status) {
@@ -272,9 +269,11 @@ static const char *reason_phrase(int status)
     case 404: return "Not Found";
     case 405: return "Method Not Allowed";
     case 409: return "Conflict";
+    case 410: return "Gone";
     case 412: return "Precondition Failed";
     case 413: return "Content Too Large";
     case 415: return "Unsupported Media Type";
+    case 422: return "Unprocessable Content";
     case 423: return "Locked";
     case 460: return "Checksum Mismatch";
     case 503: return "Service Unavailable";
@@ -307,6 +306,14 @@ void me_http_send(h2o_req_t *req, int status, const char *content_type, const ch
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, content_type, strlen(content_type));
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("no-store"));
     h2o_send_inline(req, body, len);
+}
+
+void me_http_send_empty(h2o_req_t *req, int status)
+{
+    req->res.status = status;
+    req->res.reason = reason_phrase(status);
+    req->res.content_length = 0;
+    h2o_send_inline(req, "", 0);
 }
 
 void me_http_send_json(h2o_req_t *req, int status, const char *body, size_t len)

@@ -56,11 +56,16 @@ const h2o_iovec_t *me_http_header(h2o_req_t *req, const char *name);
  * Cache-Control: no-store. */
 void me_http_send(h2o_req_t *req, int status, const char *content_type, const char *body, size_t len);
 
+/* Sends status with no body (Content-Length: 0), and the headers already added. */
+void me_http_send_empty(h2o_req_t *req, int status);
+
 /* me_http_send() with Content-Type application/json. */
 void me_http_send_json(h2o_req_t *req, int status, const char *body, size_t len);
 
 /* Sends {"error":"<code>","message":"<message>"} with the status me_err_status(err) maps
- * to; message NULL uses the default one. 401s carry WWW-Authenticate, 503s Retry-After. */
+ * to; message NULL uses the default one. 401s carry WWW-Authenticate, 503s Retry-After.
+ * Every error response goes through here, a HEAD's too: it gets the same status line and
+ * headers, and libh2o leaves out the body. */
 void me_http_send_error(h2o_req_t *req, int err, const char *message);
 
 /* Returns 1 when the request's method is one of allow (e.g. "GET, HEAD"); otherwise sends

@@ -54,6 +54,7 @@ struct me_server {
     me_config_t *cfg;
     me_app_t *app;
     h2o_globalconf_t globalconf;
+    int globalconf_made;
     SSL_CTX *ssl_ctx;
     int fds[LISTEN_COUNT];
     int nloops;
@@ -249,6 +250,7 @@ static int setup_globalconf(me_server_t *srv, char *err, size_t errlen)
 {
     me_config_t *cfg = srv->cfg;
     h2o_config_init(&srv->globalconf);
+    srv->globalconf_made = 1;
     srv->globalconf.server_name = h2o_iovec_init(H2O_STRLIT("mediaedge"));
     srv->globalconf.max_request_entity_size = cfg->max_patch_size;
     srv->globalconf.http1.req_timeout = cfg->http1_request_timeout;
@@ -385,6 +387,22 @@ again:
     _exit(1);
 }
 
+/* The signals that start a drain. */
+static void shutdown_signals(sigset_t *set)
+{
+    sigemptyset(set);
+    sigaddset(set, SIGTERM);
+    sigaddset(set, SIGINT);
+}
+
+void me_server_block_signals(void)
+{
+    sigset_t set;
+    shutdown_signals(&set);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+}
+
 int me_server_run(me_config_t *cfg, me_app_t *app, int announce_start)
 {
     char err[512];
@@ -399,12 +417,9 @@ int me_server_run(me_config_t *cfg, me_app_t *app, int announce_start)
     srv->fds[LISTEN_HTTP] = srv->fds[LISTEN_HTTPS] = -1;
     me_metric_add(build_info, (const char *[]){ME_VERSION}, 1);
 
-    /* every thread inherits the blocked signals; this thread takes them with sigwait */
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &set, NULL);
-    signal(SIGPIPE, SIG_IGN);
+    /* blocked already in every thread (me_server_block_signals); this one takes them */
+    me_server_block_signals();
+    shutdown_signals(&set);
 
     if (cfg->listen_https[0] != '\0' && (srv->ssl_ctx = me_tls_ctx_new(cfg, err, sizeof(err))) == NULL)
         goto fail;
@@ -458,8 +473,10 @@ int me_server_run(me_config_t *cfg, me_app_t *app, int announce_start)
 fail:
     me_log_error(NULL, "cannot start: %s", err);
 exit:
-    /* the loops have stopped (or never started); libh2o's contexts are left to the exit:
-     * a drain that timed out leaves connections in them */
+    /* the loops have stopped (or never started); libh2o's contexts are left to the exit (a
+     * drain that timed out leaves connections in them), its configuration is not */
+    if (srv->globalconf_made)
+        h2o_config_dispose(&srv->globalconf);
     for (int l = 0; l < LISTEN_COUNT; l++)
         if (srv->fds[l] >= 0)
             close(srv->fds[l]);

@@ -1,5 +1,6 @@
 /* jobq.h: the queue of processing jobs, by media id, each with the time it may run. The
- * local backend here (in process) is the default; a Redis backend will implement the same
+ * functions here hand each operation to the queue's backend (jobq_backend.h): the local one
+ * (in process, jobq_local.c) is the default; a Redis backend will implement the same
  * operations. Entries are not durable: jobs/<media-id>.json in storage is, and the job
  * runner (jobs.h) queues those again at start. An id is in the queue at most once, from
  * its push until its done, also while a worker runs it. */
@@ -14,11 +15,14 @@
 
 typedef struct me_jobq me_jobq_t;
 
-/* An empty local queue, or NULL when out of memory. */
+/* An empty queue in this process (jobq_local.c), or NULL when out of memory. Freed with
+ * me_jobq_free(). Its push, pop, done and retry cost O(log N) for N ids. */
 me_jobq_t *me_jobq_local_new(void);
+
+/* Frees q (NULL: nothing) and the ids in it; no pop may be waiting (close first). */
 void me_jobq_free(me_jobq_t *q);
 
-/* Queues id (at most ME_JOBQ_ID_MAX bytes) to run from not_before (ms since the epoch; 0:
+/* Queues id (at most ME_JOBQ_ID_MAX bytes) to run from not_before (ms since the epoch, me_clock_wall_ms(); 0:
  * now). An id already in the queue, waiting or running, stays as it is. 0, ME_EINVAL or
  * ME_ENOMEM. */
 int me_jobq_push(me_jobq_t *q, const char *id, int64_t not_before) ME_MUST_CHECK;
@@ -39,9 +43,6 @@ size_t me_jobq_length(me_jobq_t *q);
 
 /* Wakes every waiting pop; pops return ME_EDRAINING from now on. */
 void me_jobq_close(me_jobq_t *q);
-
-/* The clock of the queue's times: ms since the epoch. */
-int64_t me_jobq_now(void);
 
 /* A worker thread's loop: pops ids until the queue is closed and runs run(ctx, id, now,
  * &retry_at) on each, which returns 0 when the id is done, or ME_EBUSY to have it run again

@@ -209,7 +209,7 @@ static int collect(const char *key, const me_storage_stat_t *stat, void *arg)
     ids_t *ids = arg;
     char id[ME_JOBQ_ID_MAX + 1];
     (void)stat;
-    if (!me_layout_doc_id(key, ids->prefix, id, sizeof(id)) || !id_valid(id, strlen(id)))
+    if (!me_layout_doc_id(key, ids->prefix, ".json", id, sizeof(id)) || !id_valid(id, strlen(id)))
         return 0;
     if (ids->n == ids->cap) {
         size_t cap = ids->cap ? 2 * ids->cap : 256;

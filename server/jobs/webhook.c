@@ -152,9 +152,18 @@ int me_webhooks_deliver(me_webhooks_t *w, const char *id, int64_t now, int64_t *
     doc_key(key, sizeof(key), id);
     if (!me_storage_key_valid(key) || !*w->cfg->webhook_url)
         return 0; /* webhooks turned off since */
-    if ((ret = me_storage_get_json(w->st, key, DOC_MAX, &doc)) != 0 && ret != ME_EINVAL)
+    ret = me_storage_get_json(w->st, key, DOC_MAX, &doc);
+    if (ret == ME_ENOTFOUND)
         return 0; /* delivered and gone */
-    ret = 0;
+    if (ret != 0 && ret != ME_EINVAL && ret != ME_ETOOLARGE) {
+        /* storage failed, not the delivery: it stays stored, and this try did not count */
+        me_log_error(NULL, "webhooks: cannot read %s (%s); trying again later", id, me_err_code(ret));
+        *retry_at = now + (int64_t)w->cfg->webhook_retry_after;
+        outcome = "retry";
+        me_metric_add(deliveries_total, &outcome, 1);
+        return ME_EBUSY;
+    }
+    ret = 0; /* not a JSON object, or too big: not a delivery of ours, dropped below */
     const char *body = json_string_value(json_object_get(doc, "body"));
     json_int_t attempts = json_integer_value(json_object_get(doc, "attempts")) + 1;
     long status = body != NULL ? post(w, id, body, now, why, sizeof(why)) : 200; /* not ours: drop it */
@@ -198,7 +207,7 @@ static int requeue(const char *key, const me_storage_stat_t *stat, void *arg)
     me_webhooks_t *w = arg;
     char id[ME_JOBQ_ID_MAX + 1];
     (void)stat;
-    if (!me_layout_doc_id(key, ME_LAYOUT_WEBHOOKS, id, sizeof(id)))
+    if (!me_layout_doc_id(key, ME_LAYOUT_WEBHOOKS, ".json", id, sizeof(id)))
         return 0;
     return me_jobq_push(w->q, id, 0) == ME_ENOMEM ? ME_ENOMEM : 0;
 }

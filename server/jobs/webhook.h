@@ -36,7 +36,8 @@ int me_webhooks_start(me_webhooks_t *w) ME_MUST_CHECK;
 int me_webhooks_raise(me_webhooks_t *w, const char *event, const json_t *media) ME_MUST_CHECK;
 
 /* One attempt at delivery id, on the calling thread. 0 when it is over (delivered, given
- * up, or gone), ME_EBUSY with *retry_at (ms since the epoch) when it must be tried again. */
+ * up, or gone from storage), ME_EBUSY with *retry_at (ms since the epoch) when it must be
+ * tried again, also when storage could not read it. */
 int me_webhooks_deliver(me_webhooks_t *w, const char *id, int64_t now_ms, int64_t *retry_at) ME_MUST_CHECK;
 
 void me_webhooks_stop(me_webhooks_t *w);

@@ -24,17 +24,29 @@ static int format(char *key, size_t len, const char *fmt, ...)
 
 int me_layout_upload_info(char *key, size_t len, const char *upload_id)
 {
-    return format(key, len, "uploads/%s.info", upload_id);
+    return format(key, len, ME_LAYOUT_UPLOADS "%s.info", upload_id);
 }
 
 int me_layout_upload_piece(char *key, size_t len, const char *upload_id, uint64_t offset)
 {
-    return format(key, len, "uploads/%s/piece-%020" PRIu64, upload_id, offset);
+    return format(key, len, ME_LAYOUT_UPLOADS "%s/piece-%020" PRIu64, upload_id, offset);
 }
 
 int me_layout_upload_data(char *key, size_t len, const char *upload_id)
 {
-    return format(key, len, "uploads/%s/data", upload_id);
+    return format(key, len, ME_LAYOUT_UPLOADS "%s/data", upload_id);
+}
+
+int me_layout_upload_objects(char *prefix, size_t len, const char *upload_id)
+{
+    /* a prefix, not a key: its trailing '/' would fail the key check */
+    int n = snprintf(prefix, len, ME_LAYOUT_UPLOADS "%s/", upload_id);
+    if (n < 0 || (size_t)n >= len || strchr(upload_id, '/') != NULL || upload_id[0] == '.' || upload_id[0] == '\0') {
+        if (len > 0)
+            prefix[0] = '\0';
+        return ME_EINVAL;
+    }
+    return 0;
 }
 
 int me_layout_original(char *key, size_t len, const char *album, const char *media_id)
@@ -68,12 +80,12 @@ int me_layout_webhook(char *key, size_t len, const char *event_id)
     return format(key, len, ME_LAYOUT_WEBHOOKS "%s.json", event_id);
 }
 
-int me_layout_doc_id(const char *key, const char *prefix, char *id, size_t idlen)
+int me_layout_doc_id(const char *key, const char *prefix, const char *suffix, char *id, size_t idlen)
 {
-    size_t plen = strlen(prefix), klen = strlen(key);
-    if (klen <= plen + 5 || strncmp(key, prefix, plen) != 0 || strcmp(key + klen - 5, ".json") != 0)
+    size_t plen = strlen(prefix), slen = strlen(suffix), klen = strlen(key);
+    if (klen <= plen + slen || strncmp(key, prefix, plen) != 0 || strcmp(key + klen - slen, suffix) != 0)
         return 0;
-    size_t n = klen - plen - 5;
+    size_t n = klen - plen - slen;
     if (n >= idlen || memchr(key + plen, '/', n) != NULL)
         return 0;
     memcpy(id, key + plen, n);

@@ -23,6 +23,7 @@
 #include "server/core/error.h"
 
 /* Listing prefixes of the documents kept one per id. */
+#define ME_LAYOUT_UPLOADS "uploads/" /* <id>.info, and <id>/ with an upload's objects */
 #define ME_LAYOUT_MANIFESTS "media/"
 #define ME_LAYOUT_JOBS "jobs/"
 #define ME_LAYOUT_WEBHOOKS "webhooks/"
@@ -30,6 +31,8 @@
 int me_layout_upload_info(char *key, size_t len, const char *upload_id) ME_MUST_CHECK;
 int me_layout_upload_piece(char *key, size_t len, const char *upload_id, uint64_t offset) ME_MUST_CHECK;
 int me_layout_upload_data(char *key, size_t len, const char *upload_id) ME_MUST_CHECK;
+/* The prefix of every object of an upload but its state: "uploads/<upload-id>/". */
+int me_layout_upload_objects(char *prefix, size_t len, const char *upload_id) ME_MUST_CHECK;
 int me_layout_original(char *key, size_t len, const char *album, const char *media_id) ME_MUST_CHECK;
 int me_layout_manifest(char *key, size_t len, const char *media_id) ME_MUST_CHECK;
 int me_layout_job(char *key, size_t len, const char *media_id) ME_MUST_CHECK;
@@ -37,9 +40,10 @@ int me_layout_variant(char *key, size_t len, const char *album, const char *medi
                       const char *ext) ME_MUST_CHECK;
 int me_layout_webhook(char *key, size_t len, const char *event_id) ME_MUST_CHECK;
 
-/* The id of a listed "<prefix><id>.json" document (prefix one of the ME_LAYOUT_* above):
- * 1 with id (idlen bytes with its NUL) filled, or 0 when key has another shape or the id
- * does not fit. The id is not otherwise checked. */
-int me_layout_doc_id(const char *key, const char *prefix, char *id, size_t idlen);
+/* The id of a listed "<prefix><id><suffix>" document (prefix one of the ME_LAYOUT_* above,
+ * suffix ".json", or ".info" for uploads): 1 with id (idlen bytes with its NUL) filled, or 0
+ * when key has another shape (an id with '/' included) or the id does not fit. The id is not
+ * otherwise checked. */
+int me_layout_doc_id(const char *key, const char *prefix, const char *suffix, char *id, size_t idlen);
 
 #endif

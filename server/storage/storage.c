@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "server/storage/storage.h"
+#include "server/storage/storage_backend.h"
 #include "server/storage/storage_file.h"
 
 #define PART_MAX 10000
@@ -13,31 +14,49 @@ struct me_storage {
     me_storage_backend_t *be;
 };
 
-static const me_storage_ops_t *const backends[] = {&me_storage_file_ops};
+/* Every value of storage.backend: adding a backend is one entry. NULL ops: known by name,
+ * not built yet. */
+static const struct {
+    const char *name;
+    const me_storage_ops_t *ops;
+} backends[] = {
+    {"file", &me_storage_file_ops},
+    {"s3", NULL},
+};
+
+me_storage_t *me_storage_new(const me_storage_ops_t *ops, me_storage_backend_t *be)
+{
+    me_storage_t *st = malloc(sizeof(*st));
+    if (st == NULL)
+        return NULL;
+    st->ops = ops;
+    st->be = be;
+    return st;
+}
 
 me_storage_t *me_storage_open(const me_config_t *cfg, char *err, size_t errlen)
 {
     const char *name = cfg->storage_backend ? cfg->storage_backend : "";
+    const me_storage_ops_t *ops;
+    me_storage_backend_t *be;
     me_storage_t *st;
 
     for (size_t i = 0; i < sizeof(backends) / sizeof(backends[0]); i++) {
-        if (strcmp(name, backends[i]->name) != 0)
+        if (strcmp(name, backends[i].name) != 0)
             continue;
-        if ((st = malloc(sizeof(*st))) == NULL) {
-            snprintf(err, errlen, "storage.backend: out of memory");
+        if ((ops = backends[i].ops) == NULL) {
+            snprintf(err, errlen, "storage.backend: %s is not available in this build yet", name);
             return NULL;
         }
-        st->ops = backends[i];
-        if ((st->be = st->ops->open(cfg, err, errlen)) == NULL) {
-            free(st);
+        if ((be = ops->open(cfg, err, errlen)) == NULL)
             return NULL;
+        if ((st = me_storage_new(ops, be)) == NULL) {
+            ops->close(be);
+            snprintf(err, errlen, "storage.backend: out of memory");
         }
         return st;
     }
-    if (strcmp(name, "s3") == 0)
-        snprintf(err, errlen, "storage.backend: s3 is not available in this build yet");
-    else
-        snprintf(err, errlen, "storage.backend: unknown backend '%s'", name);
+    snprintf(err, errlen, "storage.backend: unknown backend '%s'", name);
     return NULL;
 }
 

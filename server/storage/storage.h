@@ -86,7 +86,12 @@ int me_storage_list(me_storage_t *st, const char *prefix,
  * least 5 MiB for all but the last), complete in part order into key, or abort. The upload id
  * is opaque text (at most ME_STORAGE_UPLOAD_ID_MAX bytes) to keep in upload state: any
  * instance can continue or complete it. A part put twice under one number: the last wins.
- * Completing makes key appear whole and durably, and releases the parts. */
+ * Nothing of key shows before completing, which makes key appear whole and durably, and
+ * releases the parts. Each returns 0, ME_EINVAL (also: begin's idlen too small for the id),
+ * ME_EIO, and: an upload that does not exist (never begun, completed, aborted, or begun for
+ * another key) is ME_ENOTFOUND to part_put and complete, and 0 to abort; completing with a
+ * part that was not put, or whose size or etag is not its last put's, is ME_ECONFLICT. Backends
+ * add refusals of their own (storage_file.h). */
 int me_storage_multipart_begin(me_storage_t *st, const char *key, char *upload_id, size_t idlen) ME_MUST_CHECK;
 int me_storage_part_put(me_storage_t *st, const char *key, const char *upload_id, int number, const void *data,
                         size_t len, me_storage_part_t *out) ME_MUST_CHECK;

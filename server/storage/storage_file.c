@@ -784,7 +784,6 @@ static me_storage_backend_t *file_open(const me_config_t *cfg, char *err, size_t
 }
 
 const me_storage_ops_t me_storage_file_ops = {
-    .name = "file",
     .min_part_size = 0,
     .open = file_open,
     .close = file_close,

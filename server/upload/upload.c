@@ -399,17 +399,29 @@ exit:
     return ret;
 }
 
+static int delete_listed(const char *key, const me_storage_stat_t *stat, void *st)
+{
+    (void)!me_storage_delete(st, key);
+    return 0;
+}
+
+/* Deletes every object under uploads/<id>/, best effort: its pieces and a partial's data
+ * object, and also pieces its state no longer names (merged into a part, then a crash before
+ * they were deleted). */
+static void delete_objects(me_uploads_t *u, const char *id)
+{
+    char prefix[ME_STORAGE_KEY_MAX];
+    if (me_layout_upload_objects(prefix, sizeof(prefix), id) != 0)
+        return;
+    (void)!me_storage_list(u->st, prefix, delete_listed, u->st);
+}
+
 void me_upload_discard(me_uploads_t *u, me_upload_info_t *in)
 {
     char key[ME_STORAGE_KEY_MAX];
     me_upload_target_key(key, sizeof(key), in);
     (void)!me_storage_multipart_abort(u->st, key, in->multipart);
-    if (in->pub.kind == ME_UPLOAD_PARTIAL)
-        (void)!me_storage_delete(u->st, key); /* a complete partial's bytes */
-    for (int i = 0; i < in->npieces; i++) {
-        piece_key(key, sizeof(key), in->pub.id, in->pieces[i].offset);
-        (void)!me_storage_delete(u->st, key);
-    }
+    delete_objects(u, in->pub.id); /* a complete partial's bytes are its target key */
     info_key(key, sizeof(key), in->pub.id);
     (void)!me_storage_delete(u->st, key);
 }
@@ -675,24 +687,22 @@ typedef struct {
 static int sweep_one(const char *key, const me_storage_stat_t *stat, void *arg)
 {
     sweep_t *s = arg;
-    size_t len = strlen(key);
     char id[ME_UPLOAD_ID_LEN + 1], *text;
     size_t tlen;
     me_upload_info_t in;
     /* uploads/<id>.info only; pieces live under uploads/<id>/ */
-    if (len != strlen("uploads/") + ME_UPLOAD_ID_LEN + strlen(".info") || strcmp(key + len - 5, ".info") != 0)
-        return 0;
-    memcpy(id, key + strlen("uploads/"), ME_UPLOAD_ID_LEN);
-    id[ME_UPLOAD_ID_LEN] = '\0';
-    if (!me_upload_id_valid(id, ME_UPLOAD_ID_LEN) || me_upload_lock(s->u, id) != 0)
+    if (!me_layout_doc_id(key, ME_LAYOUT_UPLOADS, ".info", id, sizeof(id)) || !me_upload_id_valid(id, strlen(id)) ||
+        me_upload_lock(s->u, id) != 0)
         return 0;
     if (me_storage_get_all(s->u->st, key, INFO_MAX, &text, &tlen) == 0) {
         if (parse_info(text, tlen, &in) == 0) {
             if (s->now >= in.pub.expires && in.state != ME_UPLOAD_COMPLETING) {
-                if (in.state == ME_UPLOAD_COMPLETED && in.pub.kind != ME_UPLOAD_PARTIAL)
+                if (in.state == ME_UPLOAD_COMPLETED && in.pub.kind != ME_UPLOAD_PARTIAL) {
+                    delete_objects(s->u, id); /* pieces a crash kept from going */
                     (void)!me_storage_delete(s->u->st, key);
-                else
+                } else {
                     me_upload_discard(s->u, &in);
+                }
                 s->removed++;
             }
             me_upload_info_free(&in);
@@ -706,7 +716,7 @@ static int sweep_one(const char *key, const me_storage_stat_t *stat, void *arg)
 int me_upload_sweep(me_uploads_t *u, int64_t now, int *removed)
 {
     sweep_t s = {u, now, 0};
-    int ret = me_storage_list(u->st, "uploads/", sweep_one, &s);
+    int ret = me_storage_list(u->st, ME_LAYOUT_UPLOADS, sweep_one, &s);
     *removed = s.removed;
     return ret == 0 ? 0 : ME_EIO;
 }

@@ -1,7 +1,8 @@
 /* upload.h: the resumable-upload state machine over storage: create, append (one PATCH),
  * inspect, terminate, complete into an original + manifest + processing job, concatenate
  * partial uploads into a final one, and sweep expired uploads. Protocol-neutral: handlers
- * map tus (and later the IETF draft) onto it.
+ * map tus 1.0 and the IETF resumable-upload draft onto it (handlers/uploads.c,
+ * handlers/uploads_draft.c).
  *
  * State lives in storage (uploads/<id>.info, JSON), so any instance can continue any upload
  * and a crash loses nothing acknowledged: data is stored durably first, the state that

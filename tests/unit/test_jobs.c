@@ -11,7 +11,12 @@
 #include <unistd.h>
 #include <cmocka.h>
 #include <jansson.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdint.h>
+#include "server/core/clock.h"
 #include "server/jobs/jobq.h"
+#include "server/jobs/jobq_local.c" /* its steps counter */
 #include "server/jobs/jobs.h"
 
 static const int64_t T0 = 1800000000000; /* ms */
@@ -45,6 +50,109 @@ static void test_queue_order_dedup_and_retry(void **state)
     assert_int_equal(me_jobq_length(q), 0);
     me_jobq_close(q);
     assert_int_equal(me_jobq_pop(q, id), ME_EDRAINING);
+    me_jobq_free(q);
+}
+
+/* Reconciling puts every media of a backlog in the queue while workers pop: each push,
+ * pop and done must cost O(log N) steps of the local queue (heap levels, hash probes), not
+ * a scan of the queue; counted, not timed (test machines are noisy). */
+static void test_queue_push_pop_are_n_log_n(void **state)
+{
+    enum { N = 20000 };
+    char id[ME_JOBQ_ID_MAX + 1];
+    (void)state;
+    me_jobq_t *q = me_jobq_local_new();
+    for (int i = 0; i < N; i++) {
+        snprintf(id, sizeof(id), "m%d", i);
+        assert_int_equal(me_jobq_push(q, id, (int64_t)((i * 7919) % N)), 0); /* times out of order */
+    }
+    for (int i = 0; i < N; i++)
+        assert_int_equal(me_jobq_push(q, "m0", 0), 0); /* already there */
+    assert_int_equal(me_jobq_length(q), N);
+    for (int t = 0; t < N; t++) { /* 7919 is prime to N: the times are 0 to N - 1, each once */
+        assert_int_equal(me_jobq_pop(q, id), 0);
+        assert_int_equal((atoi(id + 1) * 7919) % N, t); /* earliest first */
+        me_jobq_done(q, id);
+    }
+    assert_int_equal(me_jobq_length(q), 0);
+    uint64_t steps = ((local_t *)q)->steps;
+    print_message("%d ids: %llu steps\n", N, (unsigned long long)steps);
+    assert_true(steps < (uint64_t)(4 * N * log2(N)));
+    me_jobq_free(q);
+}
+
+/* Random pushes, pops, dones and retries against a model of the contract (an id at most
+ * once, earliest time first, among equal times the first pushed or retried). */
+static void test_queue_matches_a_model(void **state)
+{
+    enum { IDS = 300, OPS = 100000 };
+    enum { ABSENT, WAITING, RUNNING_ } st[IDS] = {0};
+    int64_t at[IDS];
+    uint64_t seq[IDS], next = 0;
+    char id[ME_JOBQ_ID_MAX + 1], want[ME_JOBQ_ID_MAX + 1];
+    size_t len = 0;
+    (void)state;
+    srand(7);
+    me_jobq_t *q = me_jobq_local_new();
+    for (int op = 0; op < OPS; op++) {
+        int k = rand() % IDS, waiting = -1;
+        int64_t t = rand() % 50;
+        snprintf(id, sizeof(id), "AAAAAAAAAAAAAAAAAAAA%d", k);
+        switch (rand() % 4) {
+        case 0:
+            assert_int_equal(me_jobq_push(q, id, t), 0);
+            if (st[k] == ABSENT)
+                st[k] = WAITING, at[k] = t, seq[k] = next++, len++;
+            break;
+        case 1:
+            for (int i = 0; i < IDS; i++)
+                if (st[i] == WAITING && (waiting < 0 || at[i] < at[waiting] ||
+                                         (at[i] == at[waiting] && seq[i] < seq[waiting])))
+                    waiting = i;
+            if (waiting < 0)
+                break; /* a pop would wait for ever */
+            assert_int_equal(me_jobq_pop(q, id), 0);
+            snprintf(want, sizeof(want), "AAAAAAAAAAAAAAAAAAAA%d", waiting);
+            assert_string_equal(id, want);
+            st[waiting] = RUNNING_;
+            break;
+        case 2:
+            me_jobq_done(q, id);
+            if (st[k] != ABSENT)
+                st[k] = ABSENT, len--;
+            break;
+        case 3:
+            me_jobq_retry(q, id, t);
+            if (st[k] != ABSENT)
+                st[k] = WAITING, at[k] = t, seq[k] = next++;
+            break;
+        }
+        assert_int_equal(me_jobq_length(q), len);
+    }
+    me_jobq_free(q); /* with ids still in it: the leak checker counts them */
+}
+
+static void *pop_until_closed(void *q)
+{
+    char id[ME_JOBQ_ID_MAX + 1];
+    return (void *)(intptr_t)me_jobq_pop(q, id);
+}
+
+static void test_queue_close_wakes_poppers(void **state)
+{
+    pthread_t t[2];
+    void *ret;
+    (void)state;
+    me_jobq_t *q = me_jobq_local_new();
+    assert_int_equal(me_jobq_push(q, "later", me_clock_wall_ms() + 3600 * 1000), 0);
+    assert_int_equal(pthread_create(&t[0], NULL, pop_until_closed, q), 0);
+    assert_int_equal(pthread_create(&t[1], NULL, pop_until_closed, q), 0);
+    usleep(50 * 1000); /* let them wait; the assertions hold whether they did or not */
+    me_jobq_close(q);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(pthread_join(t[i], &ret), 0);
+        assert_int_equal((intptr_t)ret, ME_EDRAINING);
+    }
     me_jobq_free(q);
 }
 
@@ -298,6 +406,9 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_queue_order_dedup_and_retry),
+        cmocka_unit_test(test_queue_push_pop_are_n_log_n),
+        cmocka_unit_test(test_queue_matches_a_model),
+        cmocka_unit_test(test_queue_close_wakes_poppers),
         cmocka_unit_test_setup_teardown(test_ready_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_crash_after_ready_drops_the_job, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retries_with_backoff_then_ready, setup, teardown),

@@ -65,6 +65,9 @@ static void test_layout_keys(void **state)
     assert_string_equal(key, "uploads/u1/piece-00000000000005242880");
     assert_int_equal(me_layout_upload_data(key, sizeof(key), "u1"), 0);
     assert_string_equal(key, "uploads/u1/data");
+    assert_int_equal(me_layout_upload_objects(key, sizeof(key), "u1"), 0);
+    assert_string_equal(key, "uploads/u1/");
+    assert_int_equal(me_layout_upload_objects(key, sizeof(key), "u1/.."), ME_EINVAL);
     assert_int_equal(me_layout_original(key, sizeof(key), "alb", "m1"), 0);
     assert_string_equal(key, "originals/alb/m1");
     assert_int_equal(me_layout_manifest(key, sizeof(key), "m1"), 0);
@@ -91,13 +94,16 @@ static void test_layout_doc_id(void **state)
 {
     char id[8];
     (void)state;
-    assert_int_equal(me_layout_doc_id("jobs/abc.json", ME_LAYOUT_JOBS, id, sizeof(id)), 1);
+    assert_int_equal(me_layout_doc_id("jobs/abc.json", ME_LAYOUT_JOBS, ".json", id, sizeof(id)), 1);
     assert_string_equal(id, "abc");
-    assert_int_equal(me_layout_doc_id("media/abc.json", ME_LAYOUT_JOBS, id, sizeof(id)), 0);
-    assert_int_equal(me_layout_doc_id("jobs/abc.txt", ME_LAYOUT_JOBS, id, sizeof(id)), 0);
-    assert_int_equal(me_layout_doc_id("jobs/.json", ME_LAYOUT_JOBS, id, sizeof(id)), 0);
-    assert_int_equal(me_layout_doc_id("jobs/a/b.json", ME_LAYOUT_JOBS, id, sizeof(id)), 0);
-    assert_int_equal(me_layout_doc_id("jobs/abcdefgh.json", ME_LAYOUT_JOBS, id, sizeof(id)), 0); /* too long */
+    assert_int_equal(me_layout_doc_id("media/abc.json", ME_LAYOUT_JOBS, ".json", id, sizeof(id)), 0);
+    assert_int_equal(me_layout_doc_id("jobs/abc.txt", ME_LAYOUT_JOBS, ".json", id, sizeof(id)), 0);
+    assert_int_equal(me_layout_doc_id("jobs/.json", ME_LAYOUT_JOBS, ".json", id, sizeof(id)), 0);
+    assert_int_equal(me_layout_doc_id("jobs/a/b.json", ME_LAYOUT_JOBS, ".json", id, sizeof(id)), 0);
+    assert_int_equal(me_layout_doc_id("jobs/abcdefgh.json", ME_LAYOUT_JOBS, ".json", id, sizeof(id)), 0); /* too long */
+    assert_int_equal(me_layout_doc_id("uploads/u1.info", ME_LAYOUT_UPLOADS, ".info", id, sizeof(id)), 1);
+    assert_string_equal(id, "u1");
+    assert_int_equal(me_layout_doc_id("uploads/u1/piece-1", ME_LAYOUT_UPLOADS, ".info", id, sizeof(id)), 0);
 }
 
 static json_t *new_manifest(const char *type)

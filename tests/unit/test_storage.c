@@ -1,6 +1,7 @@
 /* test_storage.c: unit tests of server/storage/storage.c and the file backend in real temporary
- * directories: keys, round trips, ranges, listing, multipart, the order of the durable
- * write's system calls, injected failures, concurrency and file descriptors. */
+ * directories: the contract every backend keeps (storage_conformance.c), and what is the file
+ * backend's own: keys as paths, its files, its upload ids and part order, the order of the
+ * durable write's system calls, injected failures, concurrency and file descriptors. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -19,6 +20,7 @@
 #include <unistd.h>
 
 #include "server/storage/storage_file.c"
+#include "tests/unit/storage_conformance.h"
 
 #define MIB (1024 * 1024)
 
@@ -27,7 +29,7 @@ static char root[128];   /* tmpdir/store/data: made by me_storage_open */
 static me_storage_t *st;
 static int quiet_fd; /* /dev/null: the failures injected on purpose log errors */
 
-/* ---- the system-call seam: every call counted, some recorded, any made to fail ---- */
+/* ---- the system-call seam: some calls recorded, any made to fail ---- */
 
 typedef struct {
     const char *op;
@@ -36,7 +38,6 @@ typedef struct {
 
 static event_t events[512];
 static int nevents, recording;
-static int calls; /* every seam call, recording or not */
 static int fail_write, fail_fdatasync, fail_ftruncate; /* errno to inject, 0 for none */
 static size_t written; /* bytes written through the seam */
 static const char *replace_key, *replace_with; /* once: replaced just before it is opened to read */
@@ -44,7 +45,6 @@ static const char *replace_key, *replace_with; /* once: replaced just before it 
 static void record(const char *op, int fd)
 {
     struct stat sb;
-    calls++;
     if (recording && nevents < (int)(sizeof(events) / sizeof(events[0])))
         events[nevents++] = (event_t){op, fstat(fd, &sb) == 0 ? sb.st_ino : 0};
 }
@@ -58,7 +58,6 @@ static int fake_openat(int dirfd, const char *path, int flags, ...)
         mode = va_arg(ap, unsigned);
         va_end(ap);
     }
-    calls++;
     if (replace_key && strcmp(path, replace_key) == 0 && !(flags & O_DIRECTORY)) {
         const char *with = replace_with;
         replace_key = NULL;
@@ -127,12 +126,6 @@ static int fake_unlinkat(int dirfd, const char *path, int flags)
     return unlinkat(dirfd, path, flags);
 }
 
-static int fake_close(int fd)
-{
-    calls++;
-    return close(fd);
-}
-
 /* ---- fixtures and helpers ---- */
 
 static me_storage_t *open_store(const char *backend, const char *dir, char *err, size_t errlen)
@@ -148,9 +141,9 @@ static int remove_entry(const char *path, const struct stat *sb, int flag, struc
     return remove(path);
 }
 
-static int setup(void **state)
+/* Resets the seam and makes tmpdir, with root a path below it that nothing made yet. */
+static int make_root(void)
 {
-    char err[256];
     sys.openat = fake_openat;
     sys.write = fake_write;
     sys.pwrite = fake_pwrite;
@@ -160,7 +153,6 @@ static int setup(void **state)
     sys.renameat = fake_renameat;
     sys.mkdirat = fake_mkdirat;
     sys.unlinkat = fake_unlinkat;
-    sys.close = fake_close;
     fail_write = fail_fdatasync = fail_ftruncate = 0;
     written = 0;
     replace_key = NULL;
@@ -169,6 +161,14 @@ static int setup(void **state)
     if (mkdtemp(tmpdir) == NULL)
         return -1;
     snprintf(root, sizeof(root), "%s/store/data", tmpdir);
+    return 0;
+}
+
+static int setup(void **state)
+{
+    char err[256];
+    if (make_root() != 0)
+        return -1;
     if ((st = open_store("file", root, err, sizeof(err))) == NULL) {
         print_error("%s\n", err);
         nftw(tmpdir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
@@ -185,6 +185,30 @@ static int teardown(void **state)
     return nftw(tmpdir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
+/* The conformance cases' file backend: a new root for each, removed after it. */
+static me_storage_backend_t *open_file_backend(void *arg)
+{
+    char err[256];
+    me_config_t cfg = {.storage_root = root};
+    me_storage_backend_t *be;
+
+    if (make_root() != 0)
+        return NULL;
+    if ((be = me_storage_file_ops.open(&cfg, err, sizeof(err))) == NULL) {
+        print_error("%s\n", err);
+        nftw(tmpdir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    }
+    return be;
+}
+
+static void remove_file_backend(void *arg)
+{
+    nftw(tmpdir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static const storage_conformance_backend_t file_backend = {&me_storage_file_ops, open_file_backend,
+                                                           remove_file_backend, NULL};
+
 static void put_bytes(const char *key, const void *data, size_t len)
 {
     assert_int_equal(me_storage_put(st, key, data, len), 0);
@@ -197,13 +221,7 @@ static void put_str(const char *key, const char *s)
 
 static void assert_object(const char *key, const void *want, size_t len)
 {
-    char *data;
-    size_t got;
-    assert_int_equal(me_storage_get_all(st, key, len, &data, &got), 0);
-    assert_int_equal(got, len);
-    assert_memory_equal(data, want, len);
-    assert_int_equal(data[len], '\0');
-    free(data);
+    storage_assert_object(st, key, want, len);
 }
 
 static void path_of(char *path, size_t size, const char *rel)
@@ -323,76 +341,27 @@ static void test_key_validation(void **state)
     assert_false(me_storage_key_valid(long_key));
 }
 
-static void test_bad_keys_never_reach_the_backend(void **state)
-{
-    static const char *bad[] = {"", "/a", "a/", "a//b", "../a", "a/../b", ".tmp/x", ".multipart", "a b"};
-    me_storage_part_t part = {.number = 1};
-    me_storage_stat_t stat;
-    char buf[4], id[ME_STORAGE_UPLOAD_ID_MAX + 1], *data;
-    size_t got;
-
-    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        const char *k = bad[i];
-        calls = 0;
-        assert_int_equal(me_storage_put(st, k, "x", 1), ME_EINVAL);
-        assert_int_equal(me_storage_get(st, k, 0, sizeof(buf), buf, &got), ME_EINVAL);
-        assert_int_equal(me_storage_get_all(st, k, 10, &data, &got), ME_EINVAL);
-        assert_null(data);
-        assert_int_equal(me_storage_head(st, k, &stat), ME_EINVAL);
-        assert_int_equal(me_storage_delete(st, k), ME_EINVAL);
-        assert_int_equal(me_storage_multipart_begin(st, k, id, sizeof(id)), ME_EINVAL);
-        assert_string_equal(id, "");
-        assert_int_equal(me_storage_part_put(st, k, "0123456789abcdef0123456789abcdef", 1, "x", 1, &part), ME_EINVAL);
-        assert_int_equal(me_storage_multipart_complete(st, k, "0123456789abcdef0123456789abcdef", &part, 1),
-                         ME_EINVAL);
-        assert_int_equal(me_storage_multipart_abort(st, k, "0123456789abcdef0123456789abcdef"), ME_EINVAL);
-        assert_int_equal(calls, 0);
-    }
-    assert_int_equal(count_entries(""), 2); /* .tmp and .multipart only */
-}
-
 /* ---- objects ---- */
 
-static void test_round_trips(void **state)
+/* Key a/b/c is the file root/a/b/c, byte for byte, for an operator to find. */
+static void test_keys_are_paths(void **state)
 {
-    unsigned char bin[256], *big = malloc(3 * MIB);
-    me_storage_stat_t stat;
-    char *data;
-    size_t len;
+    unsigned char bin[256];
+    char path[1024], disk[512];
+    ssize_t n;
+    int fd;
 
     for (int i = 0; i < 256; i++)
-        bin[i] = (unsigned char)i; /* NUL bytes included */
-    fill_random(big, 3 * MIB, 7);
-    put_str("media/m1.json", "{\"status\":\"uploaded\"}");
+        bin[i] = (unsigned char)i;
     put_bytes("originals/al/bin", bin, sizeof(bin));
-    put_bytes("originals/al/big", big, 3 * MIB);
-    put_bytes("empty", "", 0);
-
-    assert_object("media/m1.json", "{\"status\":\"uploaded\"}", 21);
-    assert_object("originals/al/bin", bin, sizeof(bin));
-    assert_object("originals/al/big", big, 3 * MIB);
-    assert_object("empty", "", 0);
-    assert_true(exists("originals/al/big")); /* an operator finds key a/b/c at root/a/b/c */
-
-    assert_int_equal(me_storage_head(st, "originals/al/big", &stat), 0);
-    assert_int_equal(stat.size, 3 * MIB);
-    assert_true(stat.mtime > 1700000000);
-    assert_true(strlen(stat.etag) > 0 && strlen(stat.etag) <= ME_STORAGE_ETAG_MAX);
-
-    assert_int_equal(me_storage_get_all(st, "originals/al/big", 3 * MIB - 1, &data, &len), ME_ETOOLARGE);
-    assert_null(data);
-    assert_int_equal(me_storage_get_all(st, "missing", 10, &data, &len), ME_ENOTFOUND);
-    assert_int_equal(me_storage_head(st, "missing", &stat), ME_ENOTFOUND);
-    assert_int_equal(me_storage_head(st, "originals/al", &stat), ME_ENOTFOUND); /* a directory */
-    assert_int_equal(me_storage_head(st, "empty/x", &stat), ME_ENOTFOUND);     /* under a file */
-
-    assert_int_equal(me_storage_delete(st, "originals/al/big"), 0);
-    assert_int_equal(me_storage_head(st, "originals/al/big", &stat), ME_ENOTFOUND);
-    assert_int_equal(me_storage_delete(st, "originals/al/big"), 0); /* idempotent */
-    assert_int_equal(me_storage_delete(st, "never/was/here"), 0);
+    path_of(path, sizeof(path), "originals/al/bin");
+    assert_true((fd = open(path, O_RDONLY | O_CLOEXEC)) >= 0);
+    n = read(fd, disk, sizeof(disk));
+    close(fd);
+    assert_int_equal(n, sizeof(bin));
+    assert_memory_equal(disk, bin, sizeof(bin));
     assert_int_equal(me_storage_delete(st, "originals"), 0); /* a directory is no object */
-    assert_object("originals/al/bin", bin, sizeof(bin));
-    free(big);
+    assert_true(exists("originals/al/bin"));
 }
 
 /* get_all reads one version whole even when the object is replaced between head and get */
@@ -409,40 +378,6 @@ static void test_get_all_of_a_replaced_object(void **state)
     assert_int_equal(len, 4);
     assert_string_equal(data, "tiny");
     free(data);
-}
-
-static void test_ranged_get(void **state)
-{
-    char buf[16];
-    size_t got;
-
-    put_str("r", "0123456789");
-    assert_int_equal(me_storage_get(st, "r", 3, 4, buf, &got), 0);
-    assert_int_equal(got, 4);
-    assert_memory_equal(buf, "3456", 4);
-    assert_int_equal(me_storage_get(st, "r", 8, sizeof(buf), buf, &got), 0); /* the end */
-    assert_int_equal(got, 2);
-    assert_memory_equal(buf, "89", 2);
-    assert_int_equal(me_storage_get(st, "r", 10, sizeof(buf), buf, &got), 0); /* offset == size */
-    assert_int_equal(got, 0);
-    assert_int_equal(me_storage_get(st, "r", 11, sizeof(buf), buf, &got), ME_EINVAL);
-    assert_int_equal(me_storage_get(st, "r", UINT64_MAX, sizeof(buf), buf, &got), ME_EINVAL);
-    assert_int_equal(me_storage_get(st, "nope", 0, sizeof(buf), buf, &got), ME_ENOTFOUND);
-}
-
-static void test_replace_changes_etag(void **state)
-{
-    me_storage_stat_t a, b, c;
-
-    put_str("x/y", "first");
-    assert_int_equal(me_storage_head(st, "x/y", &a), 0);
-    assert_int_equal(me_storage_head(st, "x/y", &b), 0);
-    assert_string_equal(a.etag, b.etag); /* stable while unchanged */
-    put_str("x/y", "other"); /* same size */
-    assert_int_equal(me_storage_head(st, "x/y", &c), 0);
-    assert_string_not_equal(a.etag, c.etag);
-    assert_int_equal(c.size, 5);
-    assert_object("x/y", "other", 5);
 }
 
 static void test_delete_removes_empty_directories(void **state)
@@ -468,49 +403,23 @@ static void test_delete_removes_empty_directories(void **state)
 
 /* ---- listing ---- */
 
-typedef struct {
-    char keys[32][64];
-    me_storage_stat_t stats[32];
-    int n, stop_at;
-} listed_t;
-
-static int collect(const char *key, const me_storage_stat_t *stat, void *arg)
+static int append_key(const char *key, const me_storage_stat_t *stat, void *arg)
 {
-    listed_t *l = arg;
-    assert_true(l->n < 32);
-    snprintf(l->keys[l->n], sizeof(l->keys[0]), "%s", key);
-    l->stats[l->n] = *stat;
-    return ++l->n == l->stop_at ? 7 : 0;
+    char *keys = arg;
+    snprintf(keys + strlen(keys), 1024 - strlen(keys), "%s%s", keys[0] ? " " : "", key);
+    return 0;
 }
 
-static void assert_listing(const char *prefix, const char *const *want, int nwant)
+/* The backend's own files, a crash's temporary file and an operator's stray files are no
+ * objects: never listed. */
+static void test_list_shows_objects_only(void **state)
 {
-    listed_t l = {0};
-    assert_int_equal(me_storage_list(st, prefix, collect, &l), 0);
-    assert_int_equal(l.n, nwant);
-    for (int i = 0; i < nwant; i++)
-        assert_string_equal(l.keys[i], want[i]);
-}
-
-static void test_list_order_and_prefixes(void **state)
-{
-    static const char *keys[] = {"uploads/abc.info", "uploads/ab/x", "uploads/ac", "uploads/a", "uploadsX",
-                                 "a0", "a/b", "a.b", "a-b", "media/m.json", "Z"};
-    static const char *all[] = {"Z", "a-b", "a.b", "a/b", "a0", "media/m.json", "uploads/a", "uploads/ab/x",
-                                "uploads/abc.info", "uploads/ac", "uploadsX"};
-    static const char *ab[] = {"uploads/ab/x", "uploads/abc.info"};
-    static const char *uploads_dir[] = {"uploads/a", "uploads/ab/x", "uploads/abc.info", "uploads/ac"};
-    static const char *up[] = {"uploads/a", "uploads/ab/x", "uploads/abc.info", "uploads/ac", "uploadsX"};
-    static const char *a[] = {"a-b", "a.b", "a/b", "a0"};
-    char id[ME_STORAGE_UPLOAD_ID_MAX + 1], path[1024];
+    char id[ME_STORAGE_UPLOAD_ID_MAX + 1], path[1024], keys[1024] = "";
     me_storage_part_t part;
-    me_storage_stat_t stat;
-    listed_t l = {.stop_at = 2};
     int fd;
 
-    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
-        put_str(keys[i], keys[i]);
-    /* an upload in progress, a crash's temporary file and an operator's stray files */
+    put_str("uploads/a", "a");
+    put_str("uploads/b/c", "c");
     assert_int_equal(me_storage_multipart_begin(st, "uploads/zz", id, sizeof(id)), 0);
     assert_int_equal(me_storage_part_put(st, "uploads/zz", id, 1, "p", 1, &part), 0);
     path_of(path, sizeof(path), ".tmp/0123456789abcdef0123456789abcdef");
@@ -521,36 +430,18 @@ static void test_list_order_and_prefixes(void **state)
     close(fd);
     path_of(path, sizeof(path), "uploads/.hidden");
     assert_int_equal(mkdir(path, 0700), 0);
+    path_of(path, sizeof(path), "uploads/.hidden/x");
+    assert_true((fd = open(path, O_CREAT | O_WRONLY, 0600)) >= 0);
+    close(fd);
 
-    assert_listing("", all, 11);
-    assert_listing("uploads/ab", ab, 2);
-    assert_listing("uploads/", uploads_dir, 4);
-    assert_listing("up", up, 5);
-    assert_listing("a", a, 4);
-    assert_listing("uploads/abc.info", ab + 1, 1);
-    assert_listing("nothing/", NULL, 0);
-    assert_listing("Z/", NULL, 0); /* a file, not a directory */
-    assert_listing("uploads/zz", NULL, 0);
-
-    /* the stat each listed object gets is its head */
-    assert_int_equal(me_storage_list(st, "media/", collect, &l), 0);
-    assert_int_equal(me_storage_head(st, "media/m.json", &stat), 0);
-    assert_int_equal(l.stats[0].size, stat.size);
-    assert_string_equal(l.stats[0].etag, stat.etag);
-
-    /* a non-zero return stops the walk and is returned */
-    l = (listed_t){.stop_at = 2};
-    assert_int_equal(me_storage_list(st, "", collect, &l), 7);
-    assert_int_equal(l.n, 2);
-
-    assert_int_equal(me_storage_list(st, "/a", collect, &l), ME_EINVAL);
-    assert_int_equal(me_storage_list(st, "a//", collect, &l), ME_EINVAL);
-    assert_int_equal(me_storage_list(st, ".tmp/", collect, &l), ME_EINVAL);
-    assert_int_equal(me_storage_list(st, "a", NULL, NULL), ME_EINVAL);
+    assert_int_equal(me_storage_list(st, "", append_key, keys), 0);
+    assert_string_equal(keys, "uploads/a uploads/b/c");
 }
 
 /* ---- multipart ---- */
 
+/* On the file backend: parts of any size (0 and 1 byte too), each etag random hex, new at
+ * every put; completing leaves nothing in .multipart or .tmp. */
 static void test_multipart(void **state)
 {
     const size_t sizes[] = {1, 5 * MIB + 1, 0, 3};
@@ -583,69 +474,46 @@ static void test_multipart(void **state)
     assert_object("originals/al/m1", whole, at);
     assert_int_equal(count_entries(".multipart"), 0); /* parts released */
     assert_int_equal(count_entries(".tmp"), 0);
-    assert_int_equal(me_storage_multipart_complete(st, "originals/al/m1", id, parts, 4), ME_ENOTFOUND);
     for (int i = 0; i < 4; i++)
         free(data[i]);
     free(whole);
 }
 
-static void test_multipart_mismatches(void **state)
+/* The file backend's upload ids, and what its refusals and aborts leave behind: nothing. */
+static void test_multipart_ids_and_leftovers(void **state)
 {
-    me_storage_part_t parts[2], old, bad;
-    char id[ME_STORAGE_UPLOAD_ID_MAX + 1], other[ME_STORAGE_UPLOAD_ID_MAX + 1], small[32];
-
-    assert_int_equal(me_storage_multipart_begin(st, "k", small, sizeof(small)), ME_EINVAL);
-    assert_int_equal(me_storage_multipart_begin(st, "k", id, sizeof(id)), 0);
-    assert_int_equal(me_storage_multipart_begin(st, "k", other, sizeof(other)), 0);
-    assert_string_not_equal(id, other);
-    assert_int_equal(me_storage_part_put(st, "k", id, 1, "one", 3, &old), 0);
-    assert_int_equal(me_storage_part_put(st, "k", id, 1, "ONE", 3, &parts[0]), 0);
-    assert_int_equal(me_storage_part_put(st, "k", id, 2, "two", 3, &parts[1]), 0);
-
-    bad = parts[1];
-    bad.etag[0] = bad.etag[0] == '0' ? '1' : '0';
-    assert_int_equal(me_storage_multipart_complete(st, "k", id, (me_storage_part_t[]){parts[0], bad}, 2), ME_ECONFLICT);
-    bad = parts[1];
-    bad.size = 4;
-    assert_int_equal(me_storage_multipart_complete(st, "k", id, (me_storage_part_t[]){parts[0], bad}, 2), ME_ECONFLICT);
-    bad = parts[1];
-    bad.number = 3; /* never put */
-    assert_int_equal(me_storage_multipart_complete(st, "k", id, (me_storage_part_t[]){parts[0], bad}, 2), ME_ECONFLICT);
-    assert_int_equal(me_storage_multipart_complete(st, "k", id, (me_storage_part_t[]){old, parts[1]}, 2), ME_ECONFLICT);
-    assert_int_equal(me_storage_multipart_complete(st, "k", other, parts, 2), ME_ECONFLICT); /* other's parts */
-    assert_false(exists("k"));
-    assert_int_equal(count_entries(".tmp"), 0);
-
-    /* arguments */
-    assert_int_equal(me_storage_multipart_complete(st, "k", id, parts, 0), ME_EINVAL);
-    assert_int_equal(me_storage_multipart_complete(st, "k", id, (me_storage_part_t[]){parts[1], parts[0]}, 2),
-                     ME_EINVAL);
-    assert_int_equal(me_storage_part_put(st, "k", id, 0, "x", 1, &bad), ME_EINVAL);
-    assert_int_equal(me_storage_part_put(st, "k", id, 10001, "x", 1, &bad), ME_EINVAL);
-    assert_int_equal(me_storage_part_put(st, "k", id, 10000, "x", 1, &bad), ME_ECONFLICT); /* a gap */
-    static const char *bad_ids[] = {"../x", "", "0123456789ABCDEF0123456789ABCDEF", "0123456789abcdef0123456789abcde",
+    static const char *bad_ids[] = {"../x", "0123456789ABCDEF0123456789ABCDEF", "0123456789abcdef0123456789abcde",
                                     "0123456789abcdef0123456789abcdef0", "../../../../../../../../../../etc",
                                     "0123456789abcdef/123456789abcdef"};
+    me_storage_part_t parts[2], bad;
+    char id[ME_STORAGE_UPLOAD_ID_MAX + 1], other[ME_STORAGE_UPLOAD_ID_MAX + 1], small[32];
+
+    assert_int_equal(me_storage_multipart_begin(st, "k", small, sizeof(small)), ME_EINVAL); /* 32 digits + NUL */
+    assert_int_equal(count_entries(".multipart"), 0);
+    assert_int_equal(me_storage_multipart_begin(st, "k", id, sizeof(id)), 0);
+    assert_int_equal(me_storage_multipart_begin(st, "k", other, sizeof(other)), 0);
+    assert_true(is_upload_id(id));
+    assert_int_equal(me_storage_part_put(st, "k", id, 1, "ONE", 3, &parts[0]), 0);
+    assert_int_equal(me_storage_part_put(st, "k", id, 2, "two", 3, &parts[1]), 0);
     for (size_t i = 0; i < sizeof(bad_ids) / sizeof(bad_ids[0]); i++) {
         assert_int_equal(me_storage_part_put(st, "k", bad_ids[i], 1, "x", 1, &bad), ME_EINVAL);
         assert_int_equal(me_storage_multipart_complete(st, "k", bad_ids[i], parts, 2), ME_EINVAL);
         assert_int_equal(me_storage_multipart_abort(st, "k", bad_ids[i]), ME_EINVAL);
     }
-    /* an upload belongs to the key it was begun for */
-    assert_int_equal(me_storage_part_put(st, "k2", id, 1, "x", 1, &bad), ME_ENOTFOUND);
-    assert_int_equal(me_storage_multipart_complete(st, "k2", id, parts, 2), ME_ENOTFOUND);
-    assert_int_equal(me_storage_multipart_abort(st, "k2", id), 0);
     assert_int_equal(me_storage_part_put(st, "k", "ffffffffffffffffffffffffffffffff", 1, "x", 1, &bad), ME_ENOTFOUND);
+    assert_int_equal(me_storage_part_put(st, "k", id, 10000, "x", 1, &bad), ME_ECONFLICT); /* a gap */
+    bad = parts[1];
+    bad.size = 4;
+    assert_int_equal(me_storage_multipart_complete(st, "k", id, (me_storage_part_t[]){parts[0], bad}, 2), ME_ECONFLICT);
+    assert_false(exists("k"));
+    assert_int_equal(count_entries(".tmp"), 0);
 
-    /* still completable after all that */
     assert_int_equal(me_storage_multipart_complete(st, "k", id, parts, 2), 0);
     assert_object("k", "ONEtwo", 6);
-
-    /* abort: idempotent, and the upload is gone */
+    assert_int_equal(me_storage_multipart_complete(st, "k", id, parts, 2), ME_ENOTFOUND); /* once */
     assert_int_equal(me_storage_multipart_abort(st, "k", other), 0);
-    assert_int_equal(me_storage_multipart_abort(st, "k", other), 0);
-    assert_int_equal(me_storage_part_put(st, "k", other, 1, "x", 1, &bad), ME_ENOTFOUND);
     assert_int_equal(count_entries(".multipart"), 0);
+    assert_int_equal(count_entries(".tmp"), 0);
 }
 
 /* ---- durability: the order of the calls, and failures ---- */
@@ -974,55 +842,6 @@ static void test_open(void **state)
 
 /* ---- concurrency ---- */
 
-enum { WRITERS = 6, ROUNDS = 15, OBJ = 64 * 1024 };
-
-/* Writer i puts OBJ + i bytes of value i, and reads back after each put: whatever it reads
- * must be whole and one writer's. Returns NULL, or the first failure's description. */
-static void *same_key_writer(void *arg)
-{
-    size_t me = (size_t)(uintptr_t)arg, len = OBJ + me;
-    unsigned char *buf = malloc(len);
-    const char *failed = NULL;
-
-    memset(buf, (int)me, len);
-    for (int r = 0; r < ROUNDS && failed == NULL; r++) {
-        char *data;
-        size_t got;
-        if (me_storage_put(st, "same/key", buf, len) != 0) {
-            failed = "put";
-        } else if (me_storage_get_all(st, "same/key", 2 * OBJ, &data, &got) != 0) {
-            failed = "get_all";
-        } else {
-            if (got < OBJ || got >= OBJ + WRITERS)
-                failed = "size";
-            for (size_t i = 0; failed == NULL && i < got; i++)
-                if ((unsigned char)data[i] != got - OBJ)
-                    failed = "mixed content";
-            free(data);
-        }
-    }
-    free(buf);
-    return (void *)failed;
-}
-
-static void test_concurrent_puts_to_one_key(void **state)
-{
-    pthread_t t[WRITERS];
-    me_storage_stat_t stat;
-    void *failed;
-
-    for (uintptr_t i = 0; i < WRITERS; i++)
-        assert_int_equal(pthread_create(&t[i], NULL, same_key_writer, (void *)i), 0);
-    const char *first = NULL;
-    for (int i = 0; i < WRITERS; i++) /* all joined before any assertion can end the test */
-        if (pthread_join(t[i], &failed) == 0 && failed && !first)
-            first = failed;
-    assert_null(first);
-    assert_int_equal(me_storage_head(st, "same/key", &stat), 0);
-    assert_true(stat.size >= OBJ && stat.size < OBJ + WRITERS);
-    assert_int_equal(count_entries(".tmp"), 0);
-}
-
 typedef struct {
     const char *key;
     int failures;
@@ -1111,20 +930,14 @@ static void test_no_descriptor_leaks(void **state)
 
 int main(void)
 {
-    if ((quiet_fd = open("/dev/null", O_WRONLY | O_CLOEXEC)) < 0)
-        return 1;
-    me_log_init(ME_LOG_INFO, 0, quiet_fd);
-    const struct CMUnitTest tests[] = {
+    static const struct CMUnitTest file_tests[] = {
         cmocka_unit_test_setup_teardown(test_key_validation, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_bad_keys_never_reach_the_backend, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_round_trips, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_keys_are_paths, setup, teardown),
         cmocka_unit_test_setup_teardown(test_get_all_of_a_replaced_object, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_ranged_get, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_replace_changes_etag, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delete_removes_empty_directories, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_list_order_and_prefixes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_list_shows_objects_only, setup, teardown),
         cmocka_unit_test_setup_teardown(test_multipart, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_multipart_mismatches, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_multipart_ids_and_leftovers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_put_syscall_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_multipart_syscall_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_multipart_reput, setup, teardown),
@@ -1132,10 +945,16 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_concurrent_puts_of_one_part, setup, teardown),
         cmocka_unit_test_setup_teardown(test_injected_failures, setup, teardown),
         cmocka_unit_test_setup_teardown(test_open, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_concurrent_puts_to_one_key, setup, teardown),
         cmocka_unit_test_setup_teardown(test_puts_survive_concurrent_directory_removal, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_descriptor_leaks, setup, teardown),
     };
+    struct CMUnitTest tests[STORAGE_CONFORMANCE_CASES + sizeof(file_tests) / sizeof(file_tests[0])];
+
+    if ((quiet_fd = open("/dev/null", O_WRONLY | O_CLOEXEC)) < 0)
+        return 1;
+    me_log_init(ME_LOG_INFO, 0, quiet_fd);
+    storage_conformance_cases(&file_backend, tests);
+    memcpy(tests + STORAGE_CONFORMANCE_CASES, file_tests, sizeof(file_tests));
     int failed = cmocka_run_group_tests_name("storage", tests, NULL, NULL);
     close(quiet_fd);
     return failed;

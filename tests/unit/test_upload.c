@@ -1,7 +1,6 @@
 /* test_upload.c: the upload state machine (upload.c, upload_concat.c) on the real file backend
- * in a temp dir. Linked with --wrap for me_storage_min_part_size (to exercise pieces as S3
- * would need them), and for the storage writes (me_storage_multipart_complete, _put,
- * _part_put, _delete) to cut work short as a crash would. */
+ * in a temp dir, wrapped in storage_faults: to claim S3's part size on a fast backend, and to
+ * cut work short at any storage call as a failure or a crash would. */
 #include <dirent.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -15,60 +14,15 @@
 #include <cmocka.h>
 #include <jansson.h>
 #include <openssl/evp.h>
+#include "server/storage/storage_file.h"
 #include "server/upload/upload.h"
-
-static uint64_t min_part;  /* what the wrapped backend claims */
-static int fail_completes; /* how many multipart completes fail before they work again */
-static int dead_after = -1; /* >= 0: every storage write after that many fails (the process died) */
-static int writes;          /* storage writes since dead_after was set */
-
-static int dead(void)
-{
-    return dead_after >= 0 && writes++ >= dead_after;
-}
-
-int __real_me_storage_put(me_storage_t *st, const char *key, const void *data, size_t len);
-int __wrap_me_storage_put(me_storage_t *st, const char *key, const void *data, size_t len)
-{
-    return dead() ? ME_EIO : __real_me_storage_put(st, key, data, len);
-}
-
-int __real_me_storage_part_put(me_storage_t *st, const char *key, const char *upload_id, int number,
-                               const void *data, size_t len, me_storage_part_t *out);
-int __wrap_me_storage_part_put(me_storage_t *st, const char *key, const char *upload_id, int number,
-                               const void *data, size_t len, me_storage_part_t *out)
-{
-    return dead() ? ME_EIO : __real_me_storage_part_put(st, key, upload_id, number, data, len, out);
-}
-
-int __real_me_storage_delete(me_storage_t *st, const char *key);
-int __wrap_me_storage_delete(me_storage_t *st, const char *key)
-{
-    return dead() ? ME_EIO : __real_me_storage_delete(st, key);
-}
-
-uint64_t __real_me_storage_min_part_size(const me_storage_t *st);
-uint64_t __wrap_me_storage_min_part_size(const me_storage_t *st)
-{
-    return min_part;
-}
-
-int __real_me_storage_multipart_complete(me_storage_t *st, const char *key, const char *upload_id,
-                                         const me_storage_part_t *parts, int nparts);
-int __wrap_me_storage_multipart_complete(me_storage_t *st, const char *key, const char *upload_id,
-                                         const me_storage_part_t *parts, int nparts)
-{
-    if (fail_completes > 0 || dead()) {
-        fail_completes -= fail_completes > 0;
-        return ME_EIO;
-    }
-    return __real_me_storage_multipart_complete(st, key, upload_id, parts, nparts);
-}
+#include "tests/unit/storage_faults.h"
 
 typedef struct {
     char dir[64];
     me_config_t cfg;
     me_storage_t *st;
+    storage_faults_t *faults; /* st's backend */
     me_uploads_t *u;
 } fixture_t;
 
@@ -89,11 +43,10 @@ static int setup(void **state)
     f->cfg.upload_max_size = 1 << 20;
     f->cfg.upload_expire_after = 3600 * 1000;
     f->cfg.max_patch_size = 4096; /* finals are built in parts of this size */
-    assert_non_null(f->st = me_storage_open(&f->cfg, err, sizeof(err)));
+    me_storage_backend_t *be = me_storage_file_ops.open(&f->cfg, err, sizeof(err));
+    assert_non_null(be);
+    assert_non_null(f->st = storage_faults_wrap(&me_storage_file_ops, be, &f->faults));
     assert_non_null(f->u = me_uploads_new(f->st, NULL, &f->cfg));
-    min_part = 0;
-    fail_completes = 0;
-    dead_after = -1;
     *state = f;
     return 0;
 }
@@ -212,7 +165,7 @@ static void test_small_appends_wait_as_pieces_until_a_part_is_due(void **state)
     me_upload_t up, out;
     char prefix[64];
     unsigned char *data = photo(10000);
-    min_part = 4096; /* as S3's 5 MiB, scaled down */
+    storage_faults_set_min_part_size(f->faults, 4096); /* as S3's 5 MiB, scaled down */
     assert_int_equal(me_upload_create(f->u, &alice, 10000, "", T0, &up), 0);
     snprintf(prefix, sizeof(prefix), "uploads/%s/", up.id);
     append_all(f, up.id, data, 3000, 1000, &out);
@@ -294,7 +247,7 @@ static void test_completion_cut_short_is_finished_by_head(void **state)
     me_upload_t up, out;
     unsigned char *data = photo(5000);
     assert_int_equal(me_upload_create(f->u, &alice, 5000, "", T0, &up), 0);
-    fail_completes = 1;
+    storage_faults_fail(f->faults, FAULT_MULTIPART_COMPLETE, 1, ME_EIO);
     assert_int_equal(me_upload_append(f->u, &alice, up.id, 0, ME_UPLOAD_LENGTH_DEFERRED, data, 5000, NULL, T0, &out),
                      ME_EIO);
     assert_int_equal(me_upload_head(f->u, &alice, up.id, T0, &out), 0);
@@ -321,7 +274,7 @@ static void test_delete_and_sweep(void **state)
     me_upload_t a, b, done, out;
     unsigned char *data = photo(100);
     int removed;
-    min_part = 4096;
+    storage_faults_set_min_part_size(f->faults, 4096);
     assert_int_equal(me_upload_create(f->u, &alice, 1000, "", T0, &a), 0);
     assert_int_equal(me_upload_append(f->u, &alice, a.id, 0, ME_UPLOAD_LENGTH_DEFERRED, data, 100, NULL, T0, &out), 0);
     assert_int_equal(me_upload_delete(f->u, &bob, a.id), ME_ENOTFOUND);
@@ -414,6 +367,27 @@ static int multiparts(fixture_t *f)
     return n;
 }
 
+/* Pieces merged into a part whose delete failed are no longer in the state: a DELETE of the
+ * upload removes them all the same. */
+static void test_delete_takes_pieces_the_state_forgot(void **state)
+{
+    fixture_t *f = *state;
+    me_upload_t up, out;
+    unsigned char *data = photo(5000);
+    storage_faults_set_min_part_size(f->faults, 4096);
+    assert_int_equal(me_upload_create(f->u, &alice, 10000, "", T0, &up), 0);
+    append_all(f, up.id, data, 3000, 1500, &out); /* two pieces */
+    storage_faults_fail(f->faults, FAULT_DELETE, 1, ME_EIO);
+    assert_int_equal(me_upload_append(f->u, &alice, up.id, 3000, ME_UPLOAD_LENGTH_DEFERRED, data + 3000, 2000, NULL,
+                                      T0, &out), 0); /* merged into part 1; a piece stays */
+    assert_int_equal(storage_faults_struck(f->faults, NULL, 0), FAULT_DELETE);
+    assert_int_equal(count(f, "uploads/"), 2);
+    assert_int_equal(me_upload_delete(f->u, &alice, up.id), 0);
+    assert_int_equal(count(f, ""), 0);
+    assert_int_equal(multiparts(f), 0);
+    free(data);
+}
+
 static void test_partial_never_becomes_media(void **state)
 {
     fixture_t *f = *state;
@@ -437,7 +411,7 @@ static void test_final_joins_partials_in_order(void **state)
     me_upload_t fin, out;
     upload_id_t ids[3];
     unsigned char *data = photo(100000);
-    min_part = 4096; /* the partials' last bytes wait as pieces until their last append */
+    storage_faults_set_min_part_size(f->faults, 4096); /* the partials' last bytes wait as pieces */
     three_partials(f, data, 100000, ids);
     assert_int_equal(me_upload_concat(f->u, &alice, (const upload_id_t *)ids, 3, "filename YS5qcGc=", T0, &fin), 0);
     assert_true(fin.completed);
@@ -556,7 +530,7 @@ static void test_expired_partials_are_swept(void **state)
     me_upload_t up, out;
     upload_id_t done;
     int removed;
-    min_part = 4096;
+    storage_faults_set_min_part_size(f->faults, 4096);
     partial(f, &alice, "abc", 3, done);
     assert_int_equal(me_upload_create_partial(f->u, &alice, 1000, "", T0, &up), 0);
     assert_int_equal(me_upload_append(f->u, &alice, up.id, 0, ME_UPLOAD_LENGTH_DEFERRED, "abc", 3, NULL, T0, &out), 0);
@@ -587,27 +561,62 @@ static void test_used_partials_live_as_long_as_their_final(void **state)
     free(data);
 }
 
-/* The process dies (every storage write fails) after k writes of a final's building, for every
- * k; then it starts again and the client sends the same request: one final, byte-identical,
- * partials used once, and after the expiry nothing is left but the media. */
+static int ends_with(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), m = strlen(suffix);
+    return n >= m && strcmp(s + n - m, suffix) == 0;
+}
+
+/* The process storage_faults_die() stopped, or not: what the fault struck (its key into key),
+ * then a new process (no locks held). *orphans: the multipart uploads dying left named
+ * nowhere: 1 when it struck the first save of an upload's state, which names the multipart
+ * upload me_upload_info_init() began just before. upload.c cannot close that window (the
+ * backend picks the id); backends expire such uploads (S3: a lifecycle rule; file: not yet). */
+static fault_op_t restart(fixture_t *f, char key[ME_STORAGE_KEY_MAX + 1], int *orphans)
+{
+    fault_op_t op = storage_faults_struck(f->faults, key, ME_STORAGE_KEY_MAX + 1);
+    storage_faults_reset(f->faults);
+    *orphans = op == FAULT_PUT && ends_with(key, ".info") && !has_key(f, "%s", key);
+    me_uploads_free(f->u);
+    assert_non_null(f->u = me_uploads_new(f->st, NULL, &f->cfg));
+    return op;
+}
+
+/* After the expiry nothing of the uploads is left but orphans; then a new fixture. */
+static fixture_t *expire_and_start_over(void **state, int orphans)
+{
+    fixture_t *f = *state;
+    int removed;
+    assert_int_equal(me_upload_sweep(f->u, T0 + 2 * 3600, &removed), 0);
+    assert_int_equal(count(f, "uploads/"), 0);
+    assert_int_equal(multiparts(f), orphans);
+    teardown(state);
+    setup(state);
+    return *state;
+}
+
+/* The process dies (no storage call gets through) at the kth write of a final's building, for
+ * every k; then it starts again and the client sends the same request: one final,
+ * byte-identical, partials used once, and after the expiry nothing is left but the media
+ * (and the orphan restart() tells of).
+ * The kth write may be any: a state document saved inside me_storage_put_json() too. */
 static void test_final_survives_a_crash_at_every_step(void **state)
 {
     fixture_t *f = *state;
-    int k, finished = 0;
-    for (k = 0; !finished; k++) {
+    int k, finished = 0, state_saves = 0;
+    for (k = 1; !finished; k++) {
         me_upload_t first, out;
         upload_id_t ids[3], single;
         unsigned char *data = photo(30000);
-        int removed;
-        min_part = 0;
+        char key[ME_STORAGE_KEY_MAX + 1];
+        int orphans;
         three_partials(f, data, 30000, ids);
-        dead_after = k, writes = 0;
+        storage_faults_die(f->faults, FAULT_WRITE, k);
         int ret = me_upload_concat(f->u, &alice, (const upload_id_t *)ids, 3, "", T0, &first);
-        finished = writes <= k; /* no write failed: every step was passed */
-        dead_after = -1;
-        print_message("dead after %d writes: %d\n", k, ret);
-        me_uploads_free(f->u); /* a new process: no locks held */
-        assert_non_null(f->u = me_uploads_new(f->st, NULL, &f->cfg));
+        finished = !storage_faults_dead(f->faults); /* every step was passed */
+        fault_op_t op = restart(f, key, &orphans);
+        state_saves += op == FAULT_PUT && ends_with(key, ".info");
+        print_message("dead at write %d (op %d, %s): %d\n", k, op, key, ret);
 
         assert_int_equal(me_upload_concat(f->u, &alice, (const upload_id_t *)ids, 3, "", T0 + 1, &out), 0);
         if (ret == 0)
@@ -621,15 +630,53 @@ static void test_final_survives_a_crash_at_every_step(void **state)
         assert_int_equal(me_upload_concat(f->u, &alice, (const upload_id_t *)&single, 1, "", T0, &out),
                          ME_EPARTIAL_USED);
 
-        assert_int_equal(me_upload_sweep(f->u, T0 + 2 * 3600, &removed), 0);
-        assert_int_equal(count(f, "uploads/"), 0);
-        assert_int_equal(multiparts(f), 0);
         free(data);
-        teardown(state);
-        setup(state);
-        f = *state;
+        f = expire_and_start_over(state, orphans);
     }
-    assert_true(k > 10); /* it did die at every step of a real building */
+    /* it died at every one of a real building's 21 writes, 6 of them state saves: the final's
+     * (joining), each partial's claim (3), the final's once its parts are in (completing) and
+     * once it is complete */
+    assert_true(k > 20);
+    assert_int_equal(state_saves, 6);
+}
+
+/* The process dies at the kth write of a plain upload sent in appends smaller than a part (so
+ * pieces are stored, merged into parts and deleted), for every k; then it starts again and
+ * the client resumes from HEAD's offset: the original is byte-identical, and after the expiry
+ * nothing of the upload is left (but a multipart upload begun just before dying, as above). */
+static void test_plain_survives_a_crash_at_every_step(void **state)
+{
+    fixture_t *f = *state;
+    int k, finished = 0, piece_deletes = 0;
+    for (k = 1; !finished; k++) {
+        me_upload_t up, out;
+        unsigned char *data = photo(10000);
+        char key[ME_STORAGE_KEY_MAX + 1];
+        int orphans, created;
+        storage_faults_set_min_part_size(f->faults, 4096);
+        storage_faults_die(f->faults, FAULT_WRITE, k);
+        created = me_upload_create(f->u, &alice, 10000, "", T0, &up) == 0;
+        for (size_t off = 0; created && off < 10000; off += 1500)
+            if (me_upload_append(f->u, &alice, up.id, off, ME_UPLOAD_LENGTH_DEFERRED, data + off,
+                                 10000 - off < 1500 ? 10000 - off : 1500, NULL, T0, &out) != 0)
+                break;
+        finished = !storage_faults_dead(f->faults);
+        fault_op_t op = restart(f, key, &orphans);
+        piece_deletes += op == FAULT_DELETE && strstr(key, "/piece-") != NULL;
+        print_message("dead at write %d (op %d, %s)\n", k, op, key);
+
+        if (!created) /* the client got no upload: it creates one again */
+            assert_int_equal(me_upload_create(f->u, &alice, 10000, "", T0, &up), 0);
+        assert_int_equal(me_upload_head(f->u, &alice, up.id, T0, &out), 0);
+        for (size_t off = out.offset; !out.completed; off += 1500)
+            assert_int_equal(me_upload_append(f->u, &alice, up.id, off, ME_UPLOAD_LENGTH_DEFERRED, data + off,
+                                              10000 - off < 1500 ? 10000 - off : 1500, NULL, T0, &out), 0);
+        assert_original(f, &out, data, 10000);
+        free(data);
+        f = expire_and_start_over(state, orphans);
+    }
+    assert_true(k > 20);
+    assert_int_equal(piece_deletes, 4); /* after each merge of pieces into a part: 2 and 2 */
 }
 
 typedef struct {
@@ -749,6 +796,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_completion_cut_short_is_finished_by_head, setup, teardown),
         cmocka_unit_test_setup_teardown(test_not_media_is_removed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delete_and_sweep, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_delete_takes_pieces_the_state_forgot, setup, teardown),
         cmocka_unit_test_setup_teardown(test_partial_never_becomes_media, setup, teardown),
         cmocka_unit_test_setup_teardown(test_final_joins_partials_in_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concat_refusals_change_nothing, setup, teardown),
@@ -758,6 +806,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_used_partials_live_as_long_as_their_final, setup, teardown),
         cmocka_unit_test_setup_teardown(test_final_survives_a_crash_at_every_step, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_finals_one_wins, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_plain_survives_a_crash_at_every_step, setup, teardown),
         cmocka_unit_test(test_concat_parse_table),
         cmocka_unit_test(test_metadata_and_ids),
     };

@@ -1,6 +1,7 @@
 /* test_webhook.c: webhook signatures (against a vector made with the openssl CLI) and
  * deliveries on the real file backend in a temp dir, to a one-shot HTTP receiver in a
- * thread of the test and to a port where nothing listens. */
+ * thread of the test and to a port where nothing listens; reads of a delivery can be made
+ * to fail (through a wrapping backend, storage_faults.h). */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -15,6 +16,8 @@
 #include <cmocka.h>
 #include <jansson.h>
 #include "server/jobs/webhook.h"
+#include "server/storage/storage_file.h"
+#include "tests/unit/storage_faults.h"
 
 static const int64_t T0 = 1800000000000; /* ms */
 #define MEDIA_ID "AAAAAAAAAAAAAAAAAAAAm1"
@@ -89,6 +92,7 @@ typedef struct {
     char dir[64], url[64];
     me_config_t cfg;
     me_storage_t *st;
+    storage_faults_t *faults; /* steers st's backend: reads that fail */
     me_jobq_t *q;
     me_webhooks_t *w;
 } fixture_t;
@@ -105,7 +109,9 @@ static int setup(void **state)
     f->cfg.webhook_secret = "whsec-test";
     f->cfg.webhook_retry_after = 1000;
     f->cfg.webhook_max_attempts = 2;
-    assert_non_null(f->st = me_storage_open(&f->cfg, err, sizeof(err)));
+    me_storage_backend_t *be = me_storage_file_ops.open(&f->cfg, err, sizeof(err));
+    assert_non_null(be);
+    assert_non_null(f->st = storage_faults_wrap(&me_storage_file_ops, be, &f->faults));
     assert_non_null(f->q = me_jobq_local_new());
     *state = f;
     return 0;
@@ -189,6 +195,33 @@ static void test_retried_then_dropped(void **state)
     assert_false(stored(f));
 }
 
+static void test_a_read_error_keeps_the_delivery(void **state)
+{
+    fixture_t *f = *state;
+    receiver_t r;
+    int64_t retry = 0;
+    receiver_start(&r, 204);
+    make(f, r.port);
+    raise_ready(f);
+    /* a storage hiccup is not a delivery: it stays, and is tried again */
+    storage_faults_fail(f->faults, FAULT_GET, 1, ME_EIO);
+    assert_int_equal(me_webhooks_deliver(f->w, MEDIA_ID "-ready", T0, &retry), ME_EBUSY);
+    assert_int_equal(retry, T0 + 1000);
+    assert_true(stored(f));
+    assert_int_equal(me_webhooks_deliver(f->w, MEDIA_ID "-ready", retry, &retry), 0);
+    receiver_join(&r);
+    assert_false(stored(f));
+    assert_non_null(strcasestr(r.request, "\r\nMediaedge-Delivery: " MEDIA_ID "-ready\r\n"));
+}
+
+static void test_a_delivery_gone_from_storage_is_over(void **state)
+{
+    fixture_t *f = *state;
+    int64_t retry = 0;
+    make(f, 9);
+    assert_int_equal(me_webhooks_deliver(f->w, MEDIA_ID "-ready", T0, &retry), 0);
+}
+
 static void test_a_url_needs_a_secret_and_no_url_sends_nothing(void **state)
 {
     fixture_t *f = *state;
@@ -211,6 +244,8 @@ int main(void)
         cmocka_unit_test(test_signature_vector),
         cmocka_unit_test_setup_teardown(test_delivered_signed_and_forgotten, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retried_then_dropped, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_a_read_error_keeps_the_delivery, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_a_delivery_gone_from_storage_is_over, setup, teardown),
         cmocka_unit_test_setup_teardown(test_a_url_needs_a_secret_and_no_url_sends_nothing, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
