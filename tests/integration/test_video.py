@@ -109,6 +109,30 @@ def claim_duration(path, seconds):
     open(path, "wb").write(bytes(data))
 
 
+def box_path(data, path, start=0, end=None):
+    """(payload offset, payload size) of every box at path (a list of types) below start."""
+    end = len(data) if end is None else end
+    for kind, p, hdr, size in boxes(data, start, end):
+        if kind == path[0]:
+            if len(path) == 1:
+                yield p + hdr, size - hdr
+            else:
+                yield from box_path(data, path[1:], p + hdr, p + size)
+
+
+def delay_last_picture(path, seconds):
+    """Gives the last picture a composition offset of `seconds`: the sample table (and every
+    header) still says the video ends where it did, its decoded timestamps do not."""
+    data = bytearray(open(path, "rb").read())
+    (mdhd, _), = box_path(data, [b"moov", b"trak", b"mdia", b"mdhd"])
+    scale = struct.unpack(">I", data[mdhd + 12:mdhd + 16])[0]
+    (ctts, _), = box_path(data, [b"moov", b"trak", b"mdia", b"minf", b"stbl", b"ctts"])
+    count = struct.unpack(">I", data[ctts + 4:ctts + 8])[0]
+    last = ctts + 8 + (count - 1) * 8
+    data[last + 4:last + 8] = struct.pack(">I", int(seconds * scale))
+    open(path, "wb").write(bytes(data))
+
+
 @pytest.fixture(scope="module")
 def media(tmp_path_factory):
     """Every input, made once per run."""
@@ -150,6 +174,10 @@ def media(tmp_path_factory):
     f["liar"] = d / "liar.mp4"  # the same frames, every header saying 60 s
     shutil.copy(f["long"], f["liar"])
     claim_duration(f["liar"], 60)
+    f["reordered"] = d / "reordered.mp4"  # 60 s of frames by every table, the last shown at 4:19
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=2:duration=60", "-c:v", "libx264", "-preset", "veryfast",
+           "-use_editlist", 0, f["reordered"])
+    delay_last_picture(f["reordered"], 200)
     f["fragmented"] = d / "fragmented.mp4"
     ffmpeg("-i", f["long"], "-c", "copy", "-movflags", "frag_keyframe+empty_moov+skip_trailer", "-frag_duration",
            10000000, f["fragmented"])
@@ -362,6 +390,12 @@ def test_a_header_claiming_less_than_the_frames_hold_fails(tmp_path, media):
     # before any decoding, say 242 (the decoded timestamps would too)
     rc, err, out, _ = transcode(tmp_path, media["fragmented"], "--plan", "free", "--max-duration", "180")
     assert rc == 1 and err["error"] == "video_too_long" and err["message"] == LIMIT_MESSAGE, err
+    assert os.listdir(out) == []
+    # every table says 60 s; a picture's decoded timestamp says 4:19: the frames decide
+    assert abs(duration_of(media["reordered"]) - 60) < 1  # the control
+    rc, err, out, _ = transcode(tmp_path, media["reordered"], "--plan", "free", "--max-duration", "180")
+    assert rc == 1 and err["error"] == "video_too_long", err
+    assert "decoded past" in err["detail"] and "this one is 4 minutes 19 seconds" in err["message"], err
     assert os.listdir(out) == []
 
 
