@@ -461,6 +461,13 @@ def test_sandboxed_job_gives_the_same_results(tmp_path, media):
     assert [v["name"] for v in facts["poster"]["variants"]][:2] == ["thumb", "thumb"]
     assert (out / "thumb.jpg").stat().st_size > 0
     assert '{"progress":0.000' in err
+    hdr, _, _ = ok(tmp_path, media["hlg"], "--sandbox")  # tone mapping in the child: the same facts
+    plain, _, _ = ok(tmp_path, media["hlg"])
+    for f in (hdr, plain):
+        for r in f["renditions"]:
+            r.pop("bytes")
+        f["poster"]["variants"] = [(v["name"], v["width"], v["height"]) for v in f["poster"]["variants"]]
+    assert hdr == plain
     for name in ("long", "truncated", "audio", "wide"):  # refusals come back the same way
         rc, e1, _, _ = transcode(tmp_path, media[name], "--max-duration", "180", "--plan", "free")
         rc2, e2, _, _ = transcode(tmp_path, media[name], "--max-duration", "180", "--plan", "free", "--sandbox")

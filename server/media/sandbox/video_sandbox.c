@@ -194,8 +194,10 @@ static int process(me_video_decoders_t *d, me_child_t *c, const me_video_params_
             errno = EPROTO;
             goto broke;
         }
-        /* the time allowed, once the child knows how long the video says it is */
-        deadline = begun + ME_VIDEO_SANDBOX_BASE_MS + (int64_t)(fmin(m.total, 86400) * ME_VIDEO_SANDBOX_PER_SECOND * 1000);
+        /* the time allowed, once the child knows how long the video says it is, and longer
+         * if its frames run past that (the plan's limit stops them in the child) */
+        deadline = begun + ME_VIDEO_SANDBOX_BASE_MS +
+                   (int64_t)(fmin(fmax(m.total, m.done), 86400) * ME_VIDEO_SANDBOX_PER_SECOND * 1000);
         if (progress && progress(ctx, m.done, m.total) != 0) {
             me_child_stop(c, NULL, 0); /* nothing of it is kept: the job starts again elsewhere */
             snprintf(out->message, sizeof(out->message), "Processing was stopped.");

@@ -11,8 +11,8 @@
  * poster's variants come over the socket, checked as a photo decoder's are.
  *
  * Time: a job may take ME_VIDEO_SANDBOX_BASE_MS plus ME_VIDEO_SANDBOX_PER_SECOND seconds per
- * second of video (the header's claim, which the decoded frames are held to): past that the
- * child is killed. */
+ * second of video (the longer of the header's claim and what has been decoded so far; the
+ * plan's limit bounds both): past that the child is killed. */
 #ifndef ME_VIDEO_SANDBOX_H
 #define ME_VIDEO_SANDBOX_H
 
