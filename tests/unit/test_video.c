@@ -21,7 +21,7 @@ static void test_rendition_sizes_table(void **state)
         {1080, 1920, 1280, 720, 1280}, {2160, 3840, 640, 360, 640},   /* portrait (after rotation) */
         {320, 240, 1280, 320, 240},    {320, 240, 640, 320, 240},     /* never upscaled */
         {320, 240, 100, 100, 76},      {1440, 1080, 1280, 1280, 960}, /* 4:3, rounded to even */
-        {321, 241, 1280, 320, 240},    /* odd sizes: even, never larger */
+        {321, 241, 1280, 320, 240},                                   /* odd sizes: even, never larger */
         {4112, 16, 1280, 1280, 4},     {16, 4112, 64, 2, 64},         /* extreme: at least 2 */
         {1280, 720, 1280, 1280, 720},  {3840, 2160, 1280, 1280, 720},
     };
@@ -41,11 +41,20 @@ static void test_rendition_parse_table(void **state)
         const char *text;
         int ok, size, kbps;
     } cases[] = {
-        {"720p:1280", 1, 1280, 3840},   {"360p:640:1000", 1, 640, 1000}, {"a_b-1:64", 1, 64, 192},
-        {"720p:1280:", 0, 0, 0},        {"720p", 0, 0, 0},               {":1280", 0, 0, 0},
-        {"720P:1280", 0, 0, 0},         {"7/0p:1280", 0, 0, 0},          {"720p:63", 0, 0, 0},
-        {"720p:4097", 0, 0, 0},         {"720p:1280:99", 0, 0, 0},       {"720p:1280:100001", 0, 0, 0},
-        {"720p:12x0", 0, 0, 0},         {"abcdefghijklmnop:640", 0, 0, 0}, /* 16 characters */
+        {"720p:1280", 1, 1280, 3840},
+        {"360p:640:1000", 1, 640, 1000},
+        {"a_b-1:64", 1, 64, 192},
+        {"720p:1280:", 0, 0, 0},
+        {"720p", 0, 0, 0},
+        {":1280", 0, 0, 0},
+        {"720P:1280", 0, 0, 0},
+        {"7/0p:1280", 0, 0, 0},
+        {"720p:63", 0, 0, 0},
+        {"720p:4097", 0, 0, 0},
+        {"720p:1280:99", 0, 0, 0},
+        {"720p:1280:100001", 0, 0, 0},
+        {"720p:12x0", 0, 0, 0},
+        {"abcdefghijklmnop:640", 0, 0, 0}, /* 16 characters */
         {"720p:99999999999999999999", 0, 0, 0},
     };
     (void)state;
@@ -70,16 +79,16 @@ static void test_caps(void **state)
     char message[256], detail[256];
     (void)state;
     me_video_params_default(&vp);
-    const me_video_header_t fine = {.bytes = 1000, .streams = 6, .width = 3840, .height = 2160, .fps = 60,
-                                    .bitrate = 50000000, .side_data = 4096};
+    const me_video_header_t fine = {
+        .bytes = 1000, .streams = 6, .width = 3840, .height = 2160, .fps = 60, .bitrate = 50000000, .side_data = 4096};
     assert_int_equal(me_video_caps_check(&vp.caps, &fine, message, sizeof(message), detail, sizeof(detail)), 0);
     me_video_header_t edge = fine;
     edge.width = 4096, edge.height = 4096, edge.fps = 240, edge.streams = 16;
     assert_int_equal(me_video_caps_check(&vp.caps, &edge, NULL, 0, NULL, 0), 0);
 
     /* one field over its cap at a time, in this order, and the words the detail must have */
-    static const char *const details[] = {"bytes, over", "17 streams", "4097x2160 pixels, over 4096x4096",
-                                          "x4097 pixels", "frames a second", "bits a second",
+    static const char *const details[] = {"bytes, over",        "17 streams",      "4097x2160 pixels, over 4096x4096",
+                                          "x4097 pixels",       "frames a second", "bits a second",
                                           "codec or side data", "frames a second"};
     for (size_t i = 0; i < sizeof(details) / sizeof(details[0]); i++) {
         me_video_header_t h = fine;
@@ -111,10 +120,18 @@ static void test_durations_for_people(void **state)
     static const struct {
         double s;
         const char *want;
-    } cases[] = {{242, "4 minutes 2 seconds"}, {242.9, "4 minutes 2 seconds"}, {180, "3 minutes"},
-                 {61, "1 minute 1 second"},    {60, "1 minute"},               {45.5, "45 seconds"},
-                 {1, "1 second"},              {0.4, "0 seconds"},             {3600, "1 hour"},
-                 {3725, "1 hour 2 minutes 5 seconds"}, {-1, "0 seconds"},      {0.0 / 0.0, "0 seconds"}};
+    } cases[] = {{242, "4 minutes 2 seconds"},
+                 {242.9, "4 minutes 2 seconds"},
+                 {180, "3 minutes"},
+                 {61, "1 minute 1 second"},
+                 {60, "1 minute"},
+                 {45.5, "45 seconds"},
+                 {1, "1 second"},
+                 {0.4, "0 seconds"},
+                 {3600, "1 hour"},
+                 {3725, "1 hour 2 minutes 5 seconds"},
+                 {-1, "0 seconds"},
+                 {0.0 / 0.0, "0 seconds"}};
     char buf[64];
     (void)state;
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -132,7 +149,8 @@ static void test_too_long_message(void **state)
     me_video_too_long_message("free", 180, 242.3, buf, sizeof(buf));
     assert_string_equal(buf, "Videos on the free plan can be up to 3 minutes long; this one is 4 minutes 2 seconds.");
     me_video_too_long_message("premium", 600, 601, buf, sizeof(buf));
-    assert_string_equal(buf, "Videos on the premium plan can be up to 10 minutes long; this one is 10 minutes 1 second.");
+    assert_string_equal(buf,
+                        "Videos on the premium plan can be up to 10 minutes long; this one is 10 minutes 1 second.");
     me_video_too_long_message(NULL, 90, 125, buf, sizeof(buf));
     assert_string_equal(buf, "Videos can be up to 1 minute 30 seconds long; this one is 2 minutes 5 seconds.");
 }
@@ -171,9 +189,12 @@ static void test_facts_json(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_rendition_sizes_table), cmocka_unit_test(test_rendition_parse_table),
-        cmocka_unit_test(test_caps),                  cmocka_unit_test(test_durations_for_people),
-        cmocka_unit_test(test_too_long_message),      cmocka_unit_test(test_facts_json),
+        cmocka_unit_test(test_rendition_sizes_table),
+        cmocka_unit_test(test_rendition_parse_table),
+        cmocka_unit_test(test_caps),
+        cmocka_unit_test(test_durations_for_people),
+        cmocka_unit_test(test_too_long_message),
+        cmocka_unit_test(test_facts_json),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -239,7 +239,8 @@ me_child_pool_t *me_child_pool_new(int n, const char *exe, const char *command, 
     pthread_cond_init(&p->wake, NULL);
     snprintf(p->exe, sizeof(p->exe), "%s", exe);
     snprintf(p->command, sizeof(p->command), "%s", command);
-    if ((p->all = calloc((size_t)n, sizeof(*p->all))) == NULL || (p->idle = calloc((size_t)n, sizeof(*p->idle))) == NULL) {
+    if ((p->all = calloc((size_t)n, sizeof(*p->all))) == NULL ||
+        (p->idle = calloc((size_t)n, sizeof(*p->idle))) == NULL) {
         snprintf(err, errlen, "out of memory");
         goto fail;
     }

@@ -14,8 +14,8 @@
 #include <sys/types.h>
 #include "server/core/error.h"
 
-#define ME_CHILD_FD 3       /* the socket, in the child */
-#define ME_CHILD_EXTRA_FD 4 /* the pool's shared descriptor, when it has one */
+#define ME_CHILD_FD 3           /* the socket, in the child */
+#define ME_CHILD_EXTRA_FD 4     /* the pool's shared descriptor, when it has one */
 #define ME_CHILD_EXIT_SETUP 3   /* the child's exit status when it could not set itself up */
 #define ME_CHILD_EXIT_CONFINE 4 /* ... when it could not confine itself */
 

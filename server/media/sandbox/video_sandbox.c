@@ -15,7 +15,7 @@
 #include "server/media/sandbox/photo_sandbox.h"
 
 #define MAGIC 0x4d455644u /* "MEVD" */
-#define INPUT "input"    /* the original, in the child's scratch directory */
+#define INPUT "input"     /* the original, in the child's scratch directory */
 #define MP4_BOXES_MAX 64  /* top-level boxes of a rendition we write: ftyp, moov, free, mdat */
 
 typedef struct {
@@ -116,17 +116,18 @@ exit:
 static int check_result(const me_video_params_t *vp, int ret, me_video_result_t *r, char *why, size_t whylen)
 {
     me_video_facts_t *f = &r->facts;
-    char *strings[] = {f->container, f->video_codec, f->audio_codec, f->dynamic_range, f->color_primaries,
-                       f->color_transfer, f->taken_at, r->message, r->detail};
-    size_t sizes[] = {sizeof(f->container), sizeof(f->video_codec), sizeof(f->audio_codec),
+    char *strings[] = {f->container,      f->video_codec, f->audio_codec, f->dynamic_range, f->color_primaries,
+                       f->color_transfer, f->taken_at,    r->message,     r->detail};
+    size_t sizes[] = {sizeof(f->container),     sizeof(f->video_codec),     sizeof(f->audio_codec),
                       sizeof(f->dynamic_range), sizeof(f->color_primaries), sizeof(f->color_transfer),
-                      sizeof(f->taken_at), sizeof(r->message), sizeof(r->detail)};
+                      sizeof(f->taken_at),      sizeof(r->message),         sizeof(r->detail)};
 
     r->poster = NULL; /* a pointer of the child's */
     for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++)
         strings[i][sizes[i] - 1] = '\0';
     if (!isfinite(f->duration) || f->duration < 0 || !isfinite(f->fps) || f->width < 0 || f->height < 0 ||
-        f->width > ME_VIDEO_SIZE_MAX * 4 || f->height > ME_VIDEO_SIZE_MAX * 4 || r->noutputs != (ret == 0 ? vp->nrenditions : 0)) {
+        f->width > ME_VIDEO_SIZE_MAX * 4 || f->height > ME_VIDEO_SIZE_MAX * 4 ||
+        r->noutputs != (ret == 0 ? vp->nrenditions : 0)) {
         snprintf(why, whylen, "facts out of range");
         return -1;
     }
@@ -146,8 +147,8 @@ static int check_result(const me_video_params_t *vp, int ret, me_video_result_t 
 /* The codes a child may answer with. */
 static int expected(int ret)
 {
-    static const int codes[] = {0, ME_ETOOLARGE, ME_EVIDEO_TOO_LONG, ME_EMEDIA, ME_ECORRUPT, ME_ENOMEM,
-                                ME_EINTERNAL, ME_EIO, ME_EDRAINING};
+    static const int codes[] = {
+        0, ME_ETOOLARGE, ME_EVIDEO_TOO_LONG, ME_EMEDIA, ME_ECORRUPT, ME_ENOMEM, ME_EINTERNAL, ME_EIO, ME_EDRAINING};
     for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++)
         if (codes[i] == ret)
             return 1;
@@ -233,8 +234,8 @@ broke:
     return me_child_fail(c, why, sizeof(why), out->detail, sizeof(out->detail));
 }
 
-me_video_decoders_t *me_video_decoders_new(const me_photo_config_t *pc, int n, const char *exe,
-                                           const char *tmp_root, uint64_t memory_limit, char *err, size_t errlen)
+me_video_decoders_t *me_video_decoders_new(const me_photo_config_t *pc, int n, const char *exe, const char *tmp_root,
+                                           uint64_t memory_limit, char *err, size_t errlen)
 {
     me_video_decoders_t *d = calloc(1, sizeof(*d));
 
@@ -251,8 +252,8 @@ me_video_decoders_t *me_video_decoders_new(const me_photo_config_t *pc, int n, c
 }
 
 int me_video_decoders_process(me_video_decoders_t *d, const me_video_params_t *vp, me_video_fill_fn fill,
-                              me_video_progress_fn progress, me_video_take_fn take, void *ctx,
-                              me_video_result_t *out, me_photo_result_t *poster)
+                              me_video_progress_fn progress, me_video_take_fn take, void *ctx, me_video_result_t *out,
+                              me_photo_result_t *poster)
 {
     me_child_t *c = me_child_acquire(d->children);
     char why[128] = "";

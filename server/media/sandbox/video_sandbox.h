@@ -22,9 +22,9 @@
 #include "server/media/photo/photo.h"
 #include "server/media/video/video.h"
 
-#define ME_VIDEO_SANDBOX_BASE_MS 60000     /* start-up, probe, poster and writing out */
-#define ME_VIDEO_SANDBOX_PER_SECOND 4      /* seconds of work per second of video */
-#define ME_VIDEO_SANDBOX_MEMORY (2ull << 30) /* the default cap on a child's data segment */
+#define ME_VIDEO_SANDBOX_BASE_MS 60000           /* start-up, probe, poster and writing out */
+#define ME_VIDEO_SANDBOX_PER_SECOND 4            /* seconds of work per second of video */
+#define ME_VIDEO_SANDBOX_MEMORY (2ull << 30)     /* the default cap on a child's data segment */
 #define ME_VIDEO_SANDBOX_OUTPUT_MAX (8ull << 30) /* bytes of one rendition the parent accepts */
 
 typedef struct me_video_decoders me_video_decoders_t;
@@ -42,8 +42,8 @@ typedef int (*me_video_take_fn)(void *ctx, const me_video_output_t *o, const cha
  * each's data segment capped at memory_limit bytes (0: none). A process starts with its
  * first video and serves the next ones. NULL with err set when out of memory or a directory
  * could not be made. */
-me_video_decoders_t *me_video_decoders_new(const me_photo_config_t *pc, int n, const char *exe,
-                                           const char *tmp_root, uint64_t memory_limit, char *err, size_t errlen);
+me_video_decoders_t *me_video_decoders_new(const me_photo_config_t *pc, int n, const char *exe, const char *tmp_root,
+                                           uint64_t memory_limit, char *err, size_t errlen);
 
 /* me_video_transcode() and me_video_poster() of the video fill writes, in an idle decoder
  * (waiting for one when all n are busy): progress (may be NULL; non-zero stops the job,
@@ -56,8 +56,8 @@ me_video_decoders_t *me_video_decoders_new(const me_photo_config_t *pc, int n, c
  *   whatever fill or take return.
  * Thread-safe. */
 int me_video_decoders_process(me_video_decoders_t *d, const me_video_params_t *vp, me_video_fill_fn fill,
-                              me_video_progress_fn progress, me_video_take_fn take, void *ctx,
-                              me_video_result_t *out, me_photo_result_t *poster) ME_MUST_CHECK;
+                              me_video_progress_fn progress, me_video_take_fn take, void *ctx, me_video_result_t *out,
+                              me_photo_result_t *poster) ME_MUST_CHECK;
 
 /* Ends the processes and removes their scratch directories. Call it when no video is in a
  * decoder. NULL is a no-op. */

@@ -18,8 +18,12 @@ void me_video_params_default(me_video_params_t *vp)
     vp->audio_kbps = 128;
     vp->max_fps = 60;
     vp->poster_at = 1;
-    vp->caps = (me_video_caps_t){.max_bytes = 4ull << 30, .max_width = 4096, .max_height = 4096,
-                                 .max_streams = 16, .max_fps = 240, .max_bitrate = 200000000,
+    vp->caps = (me_video_caps_t){.max_bytes = 4ull << 30,
+                                 .max_width = 4096,
+                                 .max_height = 4096,
+                                 .max_streams = 16,
+                                 .max_fps = 240,
+                                 .max_bitrate = 200000000,
                                  .max_side_data = 1 << 20};
 }
 
@@ -95,8 +99,7 @@ int me_video_caps_check(const me_video_caps_t *caps, const me_video_header_t *h,
     else if (h->streams > caps->max_streams)
         snprintf(why, sizeof(why), "%d streams, over %d", h->streams, caps->max_streams);
     else if (h->width > caps->max_width || h->height > caps->max_height)
-        snprintf(why, sizeof(why), "%dx%d pixels, over %dx%d", h->width, h->height, caps->max_width,
-                 caps->max_height);
+        snprintf(why, sizeof(why), "%dx%d pixels, over %dx%d", h->width, h->height, caps->max_width, caps->max_height);
     else if (!(h->fps <= caps->max_fps)) /* NaN too */
         snprintf(why, sizeof(why), "%.3g frames a second, over %.3g", h->fps, caps->max_fps);
     else if (h->bitrate > caps->max_bitrate)
@@ -182,18 +185,17 @@ static int set_str(json_t *o, const char *key, const char *value)
 json_t *me_video_facts_json(const me_video_result_t *r)
 {
     const me_video_facts_t *f = &r->facts;
-    json_t *facts = json_pack("{s:s,s:s,s:i,s:i,s:f,s:i,s:f,s:b,s:i,s:s,s:I,s:b,s:i,s:i}", "kind", "video", "format",
-                              f->container, "width", f->width, "height", f->height, "duration",
-                              round(f->duration * 1000) / 1000, "rotation", f->rotation, "fps",
-                              round(f->fps * 1000) / 1000, "vfr", f->vfr, "bit_depth", f->bit_depth,
-                              "dynamic_range", f->dynamic_range, "bitrate", (json_int_t)f->bitrate,
-                              "has_location", f->has_location, "audio_channels", f->audio_channels,
-                              "audio_rate", f->audio_rate);
+    json_t *facts =
+        json_pack("{s:s,s:s,s:i,s:i,s:f,s:i,s:f,s:b,s:i,s:s,s:I,s:b,s:i,s:i}", "kind", "video", "format", f->container,
+                  "width", f->width, "height", f->height, "duration", round(f->duration * 1000) / 1000, "rotation",
+                  f->rotation, "fps", round(f->fps * 1000) / 1000, "vfr", f->vfr, "bit_depth", f->bit_depth,
+                  "dynamic_range", f->dynamic_range, "bitrate", (json_int_t)f->bitrate, "has_location", f->has_location,
+                  "audio_channels", f->audio_channels, "audio_rate", f->audio_rate);
     json_t *renditions = NULL;
 
-    if (facts == NULL || set_str(facts, "video_codec", f->video_codec) || set_str(facts, "audio_codec", f->audio_codec) ||
-        set_str(facts, "color_primaries", f->color_primaries) || set_str(facts, "color_transfer", f->color_transfer) ||
-        set_str(facts, "taken_at", f->taken_at))
+    if (facts == NULL || set_str(facts, "video_codec", f->video_codec) ||
+        set_str(facts, "audio_codec", f->audio_codec) || set_str(facts, "color_primaries", f->color_primaries) ||
+        set_str(facts, "color_transfer", f->color_transfer) || set_str(facts, "taken_at", f->taken_at))
         goto fail;
     if (r->noutputs == 0)
         return facts;
@@ -201,11 +203,11 @@ json_t *me_video_facts_json(const me_video_result_t *r)
         goto fail;
     for (int i = 0; i < r->noutputs; i++) {
         const me_video_output_t *o = &r->outputs[i];
-        json_t *item = json_pack("{s:s,s:s,s:s,s:i,s:i,s:f,s:I,s:s}", "name", o->name, "format", "mp4", "content_type",
-                                 "video/mp4", "width", o->width, "height", o->height, "duration",
-                                 round(o->duration * 1000) / 1000, "bytes", (json_int_t)o->bytes, "video_codec", "h264");
-        if (item == NULL || json_object_set_new(item, "audio_codec", o->has_audio ? json_string("aac") : json_null()) ||
-            json_array_append_new(renditions, item))
+        json_t *item =
+            json_pack("{s:s,s:s,s:s,s:i,s:i,s:f,s:I,s:s,s:s?}", "name", o->name, "format", "mp4", "content_type",
+                      "video/mp4", "width", o->width, "height", o->height, "duration", round(o->duration * 1000) / 1000,
+                      "bytes", (json_int_t)o->bytes, "video_codec", "h264", "audio_codec", o->has_audio ? "aac" : NULL);
+        if (json_array_append_new(renditions, item)) /* NULL too */
             goto fail;
     }
     json_decref(renditions);

@@ -36,11 +36,12 @@
 #include "server/media/photo/photo.h"
 
 #define ME_VIDEO_RENDITIONS_MAX 4
-#define ME_VIDEO_NAME_MAX 15   /* a rendition's name: [a-z0-9_-], a storage key segment */
-#define ME_VIDEO_SIZE_MIN 64   /* a rendition's long edge in pixels: [MIN, MAX] */
+#define ME_VIDEO_NAME_MAX 15 /* a rendition's name: [a-z0-9_-], a storage key segment */
+#define ME_VIDEO_SIZE_MIN 64 /* a rendition's long edge in pixels: [MIN, MAX] */
 #define ME_VIDEO_SIZE_MAX 4096
-#define ME_VIDEO_TOLERANCE 0.5 /* seconds a video may run past its limit (a "3:00" recording
-                                * lasts 180.2 s: its audio ends a few frames late) */
+/* Seconds a video may run past its limit (a "3:00" recording lasts 180.2 s: its audio ends
+ * a few frames late). */
+#define ME_VIDEO_TOLERANCE 0.5
 
 /* One rendition: <name>.mp4, the long edge at most size pixels (never upscaled), the
  * video's bitrate capped at max_kbps (VBV), its quality otherwise by the CRF. */
@@ -52,12 +53,12 @@ typedef struct {
 
 /* What a file may declare before a single frame is decoded. */
 typedef struct {
-    uint64_t max_bytes;   /* the file */
+    uint64_t max_bytes;        /* the file */
     int max_width, max_height; /* each frame as stored (before rotation) */
-    int max_streams;      /* iPhones write video, audio and four metadata tracks */
-    double max_fps;       /* declared average (and, for the decoder, real) frame rate */
-    int64_t max_bitrate;  /* bits/s, the container's or any stream's */
-    int max_side_data;    /* bytes of any stream's extradata or side data item */
+    int max_streams;           /* iPhones write video, audio and four metadata tracks */
+    double max_fps;            /* declared average (and, for the decoder, real) frame rate */
+    int64_t max_bitrate;       /* bits/s, the container's or any stream's */
+    int max_side_data;         /* bytes of any stream's extradata or side data item */
 } me_video_caps_t;
 
 /* The settings of a run. A plain struct of arrays (no pointers): it crosses to the decoder
@@ -65,41 +66,41 @@ typedef struct {
 typedef struct {
     int nrenditions;
     me_video_rendition_t renditions[ME_VIDEO_RENDITIONS_MAX];
-    char preset[16];      /* libx264's: ultrafast .. placebo */
-    int crf;              /* libx264's quality target, 0..51 (23) */
-    int audio_kbps;       /* AAC bitrate (128) */
-    double max_fps;       /* renditions' frame rate cap (60) */
-    double max_duration;  /* seconds the plan allows (0: no limit) */
-    char plan[16];        /* the plan's name, for the message when too long */
-    double poster_at;     /* seconds into the video of the poster frame (1) */
-    int threads;          /* decoder and encoder threads each (0: as libav* choose) */
+    char preset[16];     /* libx264's: ultrafast .. placebo */
+    int crf;             /* libx264's quality target, 0..51 (23) */
+    int audio_kbps;      /* AAC bitrate (128) */
+    double max_fps;      /* renditions' frame rate cap (60) */
+    double max_duration; /* seconds the plan allows (0: no limit) */
+    char plan[16];       /* the plan's name, for the message when too long */
+    double poster_at;    /* seconds into the video of the poster frame (1) */
+    int threads;         /* decoder and encoder threads each (0: as libav* choose) */
     me_video_caps_t caps;
 } me_video_params_t;
 
 /* What a video is. Sizes are as displayed (after rotation). Strings are "" when unknown. */
 typedef struct {
-    char container[8];      /* "mp4" or "mov" (by the major brand) */
-    char video_codec[16];   /* "h264", "hevc" */
-    char audio_codec[16];   /* "aac", ...; "" when it has no sound */
-    double duration;        /* seconds: the header's claim at probe; decoded after a transcode */
+    char container[8];    /* "mp4" or "mov" (by the major brand) */
+    char video_codec[16]; /* "h264", "hevc" */
+    char audio_codec[16]; /* "aac", ...; "" when it has no sound */
+    double duration;      /* seconds: the header's claim at probe; decoded after a transcode */
     int width, height;
-    int rotation;           /* clockwise degrees applied to be upright: 0, 90, 180, 270 */
-    double fps;             /* average frame rate */
-    int vfr;                /* the frame rate varies (from the sample table, then the frames) */
-    int bit_depth;          /* 8, 10 */
-    char dynamic_range[4];  /* "sdr", "hlg", "pq" */
+    int rotation;                                 /* clockwise degrees applied to be upright: 0, 90, 180, 270 */
+    double fps;                                   /* average frame rate */
+    int vfr;                                      /* the frame rate varies (from the sample table, then the frames) */
+    int bit_depth;                                /* 8, 10 */
+    char dynamic_range[4];                        /* "sdr", "hlg", "pq" */
     char color_primaries[16], color_transfer[16]; /* libavutil's names ("bt2020", "arib-std-b67") */
     int audio_channels, audio_rate;
-    int64_t bitrate;        /* bits/s of the whole file */
-    char taken_at[32];      /* creation time, ISO 8601 with its offset when the file has one */
-    int has_location;       /* the file says where it was shot (never copied to a rendition) */
+    int64_t bitrate;   /* bits/s of the whole file */
+    char taken_at[32]; /* creation time, ISO 8601 with its offset when the file has one */
+    int has_location;  /* the file says where it was shot (never copied to a rendition) */
 } me_video_facts_t;
 
 /* One rendition made: <name>.mp4 in the output directory. */
 typedef struct {
     char name[ME_VIDEO_NAME_MAX + 1];
     int width, height;
-    double duration;       /* seconds, the longest of its tracks */
+    double duration; /* seconds, the longest of its tracks */
     uint64_t bytes;
     int has_audio;
 } me_video_output_t;
@@ -109,10 +110,10 @@ typedef struct {
     int noutputs;
     me_video_output_t outputs[ME_VIDEO_RENDITIONS_MAX];
     int poster_width, poster_height;
-    double poster_time;    /* seconds into the video */
-    uint8_t *poster;       /* RGB, 3 bytes a pixel, rows packed; malloc'd, owned by the result */
-    char message[256];     /* on failure, for people (the plan's limit when too long) */
-    char detail[256];      /* on failure, what went wrong: for logs only */
+    double poster_time; /* seconds into the video */
+    uint8_t *poster;    /* RGB, 3 bytes a pixel, rows packed; malloc'd, owned by the result */
+    char message[256];  /* on failure, for people (the plan's limit when too long) */
+    char detail[256];   /* on failure, what went wrong: for logs only */
 } me_video_result_t;
 
 /* Told of the decoding's progress: seconds of video decoded so far, of total (the header's
@@ -124,10 +125,10 @@ typedef int (*me_video_progress_fn)(void *ctx, double done, double total);
 typedef struct {
     uint64_t bytes;
     int streams;
-    int width, height;   /* the video stream's, as stored */
-    double fps;          /* its declared frame rate (the higher of average and base) */
-    int64_t bitrate;     /* the highest of the container's and the streams' */
-    int side_data;       /* the largest extradata or side data item of any stream, bytes */
+    int width, height; /* the video stream's, as stored */
+    double fps;        /* its declared frame rate (the higher of average and base) */
+    int64_t bitrate;   /* the highest of the container's and the streams' */
+    int side_data;     /* the largest extradata or side data item of any stream, bytes */
 } me_video_header_t;
 
 /* The defaults: renditions 720p:1280 (4000 kbit/s) and 360p:640 (1000 kbit/s), veryfast,

@@ -26,7 +26,7 @@
 #include "server/media/sniff.h"
 
 #define IO_BUFFER (64 << 10)
-#define QUEUE_MAX 4096 /* audio packets held until the first picture is decoded */
+#define QUEUE_MAX 4096                    /* audio packets held until the first picture is decoded */
 #define FORMATS "mov,mp4,m4a,3gp,3g2,mj2" /* the MOV/MP4 demuxer's names: nothing else opens */
 #define VIDEO_CODECS "h264,hevc"
 #define AUDIO_CODECS "aac,alac,mp3,ac3,eac3,opus,pcm_s16le,pcm_s16be,pcm_s24le,pcm_s24be,pcm_f32le"
@@ -35,8 +35,9 @@
  * content graded into HDR comes back as it was; BT.709 primaries; then highlights above
  * 0.6 rolled off smoothly to the signal's peak (mobius) rather than clipped (washed out) or
  * compressed everywhere (hable: a third darker). */
-#define TONEMAP "zscale=t=linear:npl=203,format=gbrpf32le,zscale=p=bt709,tonemap=mobius:param=0.6:desat=0," \
-                "zscale=t=bt709:m=bt709:r=tv,format=yuv420p"
+#define TONEMAP                                                                                                        \
+    "zscale=t=linear:npl=203,format=gbrpf32le,zscale=p=bt709,tonemap=mobius:param=0.6:desat=0,"                        \
+    "zscale=t=bt709:m=bt709:r=tv,format=yuv420p"
 
 static pthread_once_t log_once = PTHREAD_ONCE_INIT;
 
@@ -194,8 +195,8 @@ static void taken_at_of(const char *v, char *out, size_t len)
     char sign;
 
     out[0] = '\0';
-    if (v == NULL || sscanf(v, "%4d-%2d-%2dT%2d:%2d:%2d%n", &y, &mo, &d, &h, &mi, &s, &n) != 6 || n != 19 ||
-        y < 1971 || y > 9999 || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || s > 60)
+    if (v == NULL || sscanf(v, "%4d-%2d-%2dT%2d:%2d:%2d%n", &y, &mo, &d, &h, &mi, &s, &n) != 6 || n != 19 || y < 1971 ||
+        y > 9999 || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || s > 60)
         return;
     v += n;
     if (*v == '.')
@@ -290,8 +291,8 @@ static int open_input(const me_video_params_t *vp, int fd, input_t *in, me_video
         return failure(out, ME_EIO, "The video could not be read.", "fstat: %s", strerror(errno));
     in->size = st.st_size;
     if ((uint64_t)in->size > vp->caps.max_bytes)
-        return failure(out, ME_ETOOLARGE, "The video is larger than this server processes.",
-                       "%lld bytes, over %llu", (long long)in->size, (unsigned long long)vp->caps.max_bytes);
+        return failure(out, ME_ETOOLARGE, "The video is larger than this server processes.", "%lld bytes, over %llu",
+                       (long long)in->size, (unsigned long long)vp->caps.max_bytes);
     n = pread(fd, head, sizeof(head), 0);
     if (n <= 0 || (type = me_sniff(head, (size_t)n)) == NULL || strncmp(type, "video/", 6) != 0)
         return failure(out, ME_EMEDIA, MSG_MEDIA, "not an MP4 or MOV");
@@ -320,11 +321,12 @@ static int open_input(const me_video_params_t *vp, int fd, input_t *in, me_video
         avio_context_free(&pb);
         if (in->refused)
             return failure(out, ME_EMEDIA, MSG_MEDIA, "refers to other files");
-        return rc == AVERROR(ENOMEM) ? av_failure(out, rc, "header") : failure(out, ME_ECORRUPT, MSG_CORRUPT, "header: not a readable MP4/MOV");
+        return rc == AVERROR(ENOMEM) ? av_failure(out, rc, "header")
+                                     : failure(out, ME_ECORRUPT, MSG_CORRUPT, "header: not a readable MP4/MOV");
     }
 
-    me_video_header_t h = {.bytes = (uint64_t)in->size, .streams = (int)in->fmt->nb_streams,
-                           .bitrate = in->fmt->bit_rate};
+    me_video_header_t h = {
+        .bytes = (uint64_t)in->size, .streams = (int)in->fmt->nb_streams, .bitrate = in->fmt->bit_rate};
     for (unsigned i = 0; i < in->fmt->nb_streams; i++) {
         AVStream *s = in->fmt->streams[i];
         enum AVMediaType kind = s->codecpar->codec_type;
@@ -339,7 +341,8 @@ static int open_input(const me_video_params_t *vp, int fd, input_t *in, me_video
             h.side_data = side_data_of(s);
     }
     if (in->vst == NULL)
-        return failure(out, ME_EMEDIA, in->ast ? "This file has sound but no picture: upload it as a video." : MSG_MEDIA,
+        return failure(out, ME_EMEDIA,
+                       in->ast ? "This file has sound but no picture: upload it as a video." : MSG_MEDIA,
                        in->ast ? "audio only" : "no video stream");
     const AVCodecParameters *vpar = in->vst->codecpar;
     h.width = vpar->width, h.height = vpar->height;
@@ -366,14 +369,17 @@ static int open_input(const me_video_params_t *vp, int fd, input_t *in, me_video
     f->width = f->rotation % 180 ? vpar->height : vpar->width;
     f->height = f->rotation % 180 ? vpar->width : vpar->height;
     f->fps = av_q2d(in->vst->avg_frame_rate) > 0 ? av_q2d(in->vst->avg_frame_rate) : av_q2d(in->vst->r_frame_rate);
-    f->vfr = av_q2d(in->vst->r_frame_rate) > 0 && f->fps > 0 && fabs(av_q2d(in->vst->r_frame_rate) - f->fps) > 0.01 * f->fps;
+    f->vfr =
+        av_q2d(in->vst->r_frame_rate) > 0 && f->fps > 0 && fabs(av_q2d(in->vst->r_frame_rate) - f->fps) > 0.01 * f->fps;
     f->bit_depth = vpar->bits_per_raw_sample > 0 ? vpar->bits_per_raw_sample : 0;
     set(f->color_primaries, sizeof(f->color_primaries),
         vpar->color_primaries != AVCOL_PRI_UNSPECIFIED ? av_color_primaries_name(vpar->color_primaries) : "");
     set(f->color_transfer, sizeof(f->color_transfer),
         vpar->color_trc != AVCOL_TRC_UNSPECIFIED ? av_color_transfer_name(vpar->color_trc) : "");
     set(f->dynamic_range, sizeof(f->dynamic_range),
-        vpar->color_trc == AVCOL_TRC_ARIB_STD_B67 ? "hlg" : vpar->color_trc == AVCOL_TRC_SMPTE2084 ? "pq" : "sdr");
+        vpar->color_trc == AVCOL_TRC_ARIB_STD_B67 ? "hlg"
+        : vpar->color_trc == AVCOL_TRC_SMPTE2084  ? "pq"
+                                                  : "sdr");
     if (in->ast) {
         set(f->audio_codec, sizeof(f->audio_codec), avcodec_get_name(in->ast->codecpar->codec_id));
         f->audio_channels = in->ast->codecpar->ch_layout.nb_channels;
@@ -417,11 +423,11 @@ typedef struct {
     int width, height;
     char path[PATH_MAX];
     AVCodecContext *enc;
-    AVBSFContext *bsf;     /* drops the encoder's SEI (it names x264 and its settings) */
+    AVBSFContext *bsf; /* drops the encoder's SEI (it names x264 and its settings) */
     AVFormatContext *mux;
     AVStream *vst, *ast;
     AVFilterContext *sink;
-    double end;            /* seconds: the end of its last packet */
+    double end; /* seconds: the end of its last packet */
 } rendition_t;
 
 typedef struct {
@@ -438,16 +444,16 @@ typedef struct {
     AVPacket *pkt, *opkt;
     AVFrame *frame, *aframe, *filtered; /* the picture's and the sound's decoded frames: the held sound
                                          * is decoded while a picture is in hand */
-    AVPacket **queue;      /* audio held until the outputs have started */
+    AVPacket **queue;                   /* audio held until the outputs have started */
     int nqueue;
-    int started;           /* the first picture came: graph, encoders and outputs are set up */
+    int started; /* the first picture came: graph, encoders and outputs are set up */
     int frame_width, frame_height, frame_format;
     int64_t vorigin, aorigin; /* the file's start in each stream's time base */
     int64_t prev_pts, min_delta, max_delta, frames;
-    int64_t apts;          /* the next audio frame's pts at 48 kHz, when the decoder gives none */
-    double vend, aend;     /* seconds decoded, each track */
+    int64_t apts;      /* the next audio frame's pts at 48 kHz, when the decoder gives none */
+    double vend, aend; /* seconds decoded, each track */
     double next_progress;
-    int vpackets;          /* video packets read: a truncated file has fewer than its index */
+    int vpackets; /* video packets read: a truncated file has fewer than its index */
 } run_t;
 
 static int open_decoder(run_t *t, AVStream *st, AVCodecContext **out)
@@ -526,7 +532,8 @@ static int build_video_graph(run_t *t, const AVFrame *frame)
     const char *labels[ME_VIDEO_RENDITIONS_MAX + 1];
     AVFilterContext *sinks[ME_VIDEO_RENDITIONS_MAX + 1];
     AVRational sar = frame->sample_aspect_ratio.num > 0 ? frame->sample_aspect_ratio : (AVRational){1, 1};
-    int largest = 0, pw, ph, hdr = frame->color_trc == AVCOL_TRC_ARIB_STD_B67 || frame->color_trc == AVCOL_TRC_SMPTE2084;
+    int largest = 0, pw, ph,
+        hdr = frame->color_trc == AVCOL_TRC_ARIB_STD_B67 || frame->color_trc == AVCOL_TRC_SMPTE2084;
     int sw = (int)lround(frame->width * av_q2d(sar)), sh = frame->height; /* square pixels */
     int dw = f->rotation % 180 ? sh : sw, dh = f->rotation % 180 ? sw : sh;
     size_t len = 0;
@@ -555,8 +562,12 @@ static int build_video_graph(run_t *t, const AVFrame *frame)
         ADD("," TONEMAP);
     else /* named, not "auto": converting between two equal matrices is then free, where auto
           * took swscale's slow path (a third of the CPU of a 1080p job) */
-        ADD(":in_color_matrix=%s:in_range=%s:out_color_matrix=bt709:out_range=tv,format=yuv420p", matrix_of(frame), frame->color_range == AVCOL_RANGE_JPEG ? "pc" : "tv");
-    ADD(f->rotation == 90 ? ",transpose=clock" : f->rotation == 180 ? ",hflip,vflip" : f->rotation == 270 ? ",transpose=cclock" : "");
+        ADD(":in_color_matrix=%s:in_range=%s:out_color_matrix=bt709:out_range=tv,format=yuv420p", matrix_of(frame),
+            frame->color_range == AVCOL_RANGE_JPEG ? "pc" : "tv");
+    ADD(f->rotation == 90    ? ",transpose=clock"
+        : f->rotation == 180 ? ",hflip,vflip"
+        : f->rotation == 270 ? ",transpose=cclock"
+                             : "");
     ADD(",setsar=1,split=%d", t->n + 1);
     for (int i = 0; i <= t->n; i++)
         ADD("[s%d]", i);
@@ -569,7 +580,8 @@ static int build_video_graph(run_t *t, const AVFrame *frame)
     /* the poster: the first frame, and the first at or after poster_at; only those two are
      * converted to RGB */
     ADD(";[s%d]select='eq(n\\,0)+gte(t\\,%g)*lt(selected_n\\,2)',scale=in_color_matrix=bt709:in_range=tv,"
-        "format=rgb24[o%d]", t->n, vp->poster_at, t->n);
+        "format=rgb24[o%d]",
+        t->n, vp->poster_at, t->n);
 #undef ADD
     if (len >= sizeof(desc))
         return AVERROR(EINVAL);
@@ -608,11 +620,13 @@ static int build_audio_graph(run_t *t, const AVFrame *frame)
     snprintf(args, sizeof(args), "time_base=%d/%d:sample_rate=%d:sample_fmt=%s:channel_layout=%s",
              t->in.ast->time_base.num, t->in.ast->time_base.den, frame->sample_rate,
              av_get_sample_fmt_name(frame->format), layout);
-    if ((rc = avfilter_graph_create_filter(&t->asrc, avfilter_get_by_name("abuffer"), "in", args, NULL, t->agraph)) < 0 ||
+    if ((rc = avfilter_graph_create_filter(&t->asrc, avfilter_get_by_name("abuffer"), "in", args, NULL, t->agraph)) <
+            0 ||
         (rc = avfilter_graph_create_filter(&t->asink, avfilter_get_by_name("abuffersink"), "out", NULL, NULL,
                                            t->agraph)) < 0)
         return rc;
-    rc = parse_graph(t->agraph, "[in]aresample=48000,aformat=sample_fmts=fltp:sample_rates=48000:channel_layouts=stereo[out]",
+    rc = parse_graph(t->agraph,
+                     "[in]aresample=48000,aformat=sample_fmts=fltp:sample_rates=48000:channel_layouts=stereo[out]",
                      t->asrc, &t->asink, &name, 1);
     if (rc >= 0)
         av_buffersink_set_frame_size(t->asink, t->aenc->frame_size);
@@ -692,7 +706,8 @@ static int open_output(run_t *t, rendition_t *r)
         return rc;
     r->mux->flags |= AVFMT_FLAG_BITEXACT;
     /* faststart reopens the file to move the moov atom: only as a file */
-    if ((r->mux->protocol_whitelist = av_strdup("file")) == NULL || (r->vst = avformat_new_stream(r->mux, NULL)) == NULL)
+    if ((r->mux->protocol_whitelist = av_strdup("file")) == NULL ||
+        (r->vst = avformat_new_stream(r->mux, NULL)) == NULL)
         return AVERROR(ENOMEM);
     if ((rc = avcodec_parameters_copy(r->vst->codecpar, r->bsf->par_out)) < 0)
         return rc;
@@ -860,8 +875,8 @@ static int too_long(run_t *t, double at)
     }
     out->facts.duration = end;
     me_video_too_long_message(t->vp->plan, t->vp->max_duration, end, out->message, sizeof(out->message));
-    return failure(out, ME_EVIDEO_TOO_LONG, NULL, "decoded past %.3f s (the header said %.3f s)",
-                   t->vp->max_duration, claimed_duration(&t->in));
+    return failure(out, ME_EVIDEO_TOO_LONG, NULL, "decoded past %.3f s (the header said %.3f s)", t->vp->max_duration,
+                   claimed_duration(&t->in));
 }
 
 /* Seconds from the file's start of a decoded frame (its pts moved to that origin). */
@@ -890,7 +905,9 @@ static int start(run_t *t, const AVFrame *frame)
     if (frame->color_trc != AVCOL_TRC_UNSPECIFIED)
         set(f->color_transfer, sizeof(f->color_transfer), av_color_transfer_name(frame->color_trc));
     set(f->dynamic_range, sizeof(f->dynamic_range),
-        frame->color_trc == AVCOL_TRC_ARIB_STD_B67 ? "hlg" : frame->color_trc == AVCOL_TRC_SMPTE2084 ? "pq" : "sdr");
+        frame->color_trc == AVCOL_TRC_ARIB_STD_B67 ? "hlg"
+        : frame->color_trc == AVCOL_TRC_SMPTE2084  ? "pq"
+                                                   : "sdr");
     t->frame_width = frame->width, t->frame_height = frame->height, t->frame_format = frame->format;
     if ((rc = build_video_graph(t, frame)) < 0)
         return rc;
@@ -1121,8 +1138,8 @@ int me_video_transcode(const me_video_params_t *vp, int fd, const char *outdir, 
     if ((ret = open_input(vp, fd, &t.in, out)) != 0)
         goto exit;
     if ((t.pkt = av_packet_alloc()) == NULL || (t.opkt = av_packet_alloc()) == NULL ||
-        (t.frame = av_frame_alloc()) == NULL || (t.aframe = av_frame_alloc()) == NULL || (t.filtered = av_frame_alloc()) == NULL ||
-        (t.queue = calloc(QUEUE_MAX, sizeof(*t.queue))) == NULL) {
+        (t.frame = av_frame_alloc()) == NULL || (t.aframe = av_frame_alloc()) == NULL ||
+        (t.filtered = av_frame_alloc()) == NULL || (t.queue = calloc(QUEUE_MAX, sizeof(*t.queue))) == NULL) {
         ret = failure(out, ME_ENOMEM, "Out of memory.", "out of memory");
         goto exit;
     }
@@ -1131,7 +1148,8 @@ int me_video_transcode(const me_video_params_t *vp, int fd, const char *outdir, 
     t.vorigin = av_rescale_q(origin, AV_TIME_BASE_Q, t.in.vst->time_base);
     if (t.in.ast)
         t.aorigin = av_rescale_q(origin, AV_TIME_BASE_Q, t.in.ast->time_base);
-    if ((ret = open_decoder(&t, t.in.vst, &t.vdec)) != 0 || (t.in.ast && (ret = open_decoder(&t, t.in.ast, &t.adec)) != 0))
+    if ((ret = open_decoder(&t, t.in.vst, &t.vdec)) != 0 ||
+        (t.in.ast && (ret = open_decoder(&t, t.in.ast, &t.adec)) != 0))
         goto exit;
     if ((ret = run(&t)) != 0)
         goto exit;
