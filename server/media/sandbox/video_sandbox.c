@@ -33,6 +33,7 @@ typedef struct {
     uint32_t magic, kind;
     int32_t ret, reserved;
     double done, total; /* MSG_PROGRESS; MSG_RESULT: a me_video_result_t, then a photo result, follow */
+    double weight;      /* MSG_PROGRESS: the video's pixels a second, in 1080p30s (at least 1) */
 } message_t;
 
 struct me_video_decoders {
@@ -191,14 +192,15 @@ static int process(me_video_decoders_t *d, me_child_t *c, const me_video_params_
         }
         if (m.kind == MSG_RESULT)
             break;
-        if (!isfinite(m.total) || !isfinite(m.done) || m.total < 0 || m.done < 0) {
+        if (!isfinite(m.total) || !isfinite(m.done) || m.total < 0 || m.done < 0 || !(m.weight >= 1)) {
             errno = EPROTO;
             goto broke;
         }
         /* the time allowed, once the child knows how long the video says it is, and longer
          * if its frames run past that (the plan's limit stops them in the child) */
-        deadline = begun + ME_VIDEO_SANDBOX_BASE_MS +
-                   (int64_t)(fmin(fmax(m.total, m.done), 86400) * ME_VIDEO_SANDBOX_PER_SECOND * 1000);
+        deadline =
+            begun + ME_VIDEO_SANDBOX_BASE_MS +
+            (int64_t)(fmin(fmax(m.total, m.done), 86400) * fmin(m.weight, 1000) * ME_VIDEO_SANDBOX_PER_SECOND * 1000);
         if (progress && progress(ctx, m.done, m.total) != 0) {
             me_child_stop(c, NULL, 0); /* nothing of it is kept: the job starts again elsewhere */
             snprintf(out->message, sizeof(out->message), "Processing was stopped.");
@@ -283,10 +285,19 @@ void me_video_decoders_free(me_video_decoders_t *d)
 
 /* ---- the child's side ---- */
 
+/* Where progress goes, and the facts the probe has filled. */
+typedef struct {
+    int fd;
+    const me_video_result_t *r;
+} progress_t;
+
 static int send_progress(void *ctx, double done, double total)
 {
-    message_t m = {MAGIC, MSG_PROGRESS, 0, 0, done, total};
-    return me_child_xfer(*(int *)ctx, &m, sizeof(m), 1, 0);
+    const progress_t *p = ctx;
+    const me_video_facts_t *f = &p->r->facts;
+    message_t m = {
+        MAGIC, MSG_PROGRESS, 0, 0, done, total, fmax(1, (double)f->width * f->height * f->fps / ME_VIDEO_SANDBOX_UNIT)};
+    return me_child_xfer(p->fd, &m, sizeof(m), 1, 0);
 }
 
 /* One video: the input in TMPDIR, the renditions there, the result and poster sent. 0, or -1
@@ -297,14 +308,15 @@ static int answer(int fd, const me_photo_config_t *pc, const me_video_params_t *
     char path[PATH_MAX + 32];
     me_video_result_t r;
     me_photo_result_t poster = {0};
-    int in, ret, sock = fd;
+    progress_t sink = {fd, &r};
+    int in, ret;
 
     snprintf(path, sizeof(path), "%s/" INPUT, dir);
     if ((in = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
         memset(&r, 0, sizeof(r));
         ret = ME_EIO;
     } else {
-        ret = me_video_transcode(vp, in, dir, send_progress, &sock, &r);
+        ret = me_video_transcode(vp, in, dir, send_progress, &sink, &r);
         close(in);
     }
     if (ret == 0 && (ret = me_video_poster(pc, &r, &poster)) != 0) {

@@ -12,7 +12,8 @@
  *
  * Time: a job may take ME_VIDEO_SANDBOX_BASE_MS plus ME_VIDEO_SANDBOX_PER_SECOND seconds per
  * second of video (the longer of the header's claim and what has been decoded so far; the
- * plan's limit bounds both): past that the child is killed. */
+ * plan's limit bounds both) and per ME_VIDEO_SANDBOX_UNIT of its pixels a second (at least
+ * one: 4K60 counts eight): past that the child is killed. */
 #ifndef ME_VIDEO_SANDBOX_H
 #define ME_VIDEO_SANDBOX_H
 
@@ -22,10 +23,11 @@
 #include "server/media/photo/photo.h"
 #include "server/media/video/video.h"
 
-#define ME_VIDEO_SANDBOX_BASE_MS 60000           /* start-up, probe, poster and writing out */
-#define ME_VIDEO_SANDBOX_PER_SECOND 4            /* seconds of work per second of video */
-#define ME_VIDEO_SANDBOX_MEMORY (2ull << 30)     /* the default cap on a child's data segment */
-#define ME_VIDEO_SANDBOX_OUTPUT_MAX (8ull << 30) /* bytes of one rendition the parent accepts */
+#define ME_VIDEO_SANDBOX_BASE_MS 60000             /* start-up, probe, poster and writing out */
+#define ME_VIDEO_SANDBOX_PER_SECOND 4              /* seconds of work per second of video... */
+#define ME_VIDEO_SANDBOX_UNIT (1920.0 * 1080 * 30) /* ...per 1080p30's worth of pixels a second */
+#define ME_VIDEO_SANDBOX_MEMORY (2ull << 30)       /* the default cap on a child's data segment */
+#define ME_VIDEO_SANDBOX_OUTPUT_MAX (8ull << 30)   /* bytes of one rendition the parent accepts */
 
 typedef struct me_video_decoders me_video_decoders_t;
 
