@@ -12,6 +12,7 @@
 #include "server/http/http.h"
 #include "server/auth/plan.h"
 #include "server/upload/upload.h"
+#include "server/upload/upload_config.h"
 
 #define TUS_VERSION "1.0.0"
 #define TUS_EXTENSIONS \
@@ -217,7 +218,7 @@ static int on_options(h2o_req_t *req, const me_config_t *cfg)
     me_http_add_header(req, "tus-version", H2O_STRLIT(TUS_VERSION));
     me_http_add_header(req, "tus-extension", H2O_STRLIT(TUS_EXTENSIONS));
     me_http_add_header(req, "tus-checksum-algorithm", H2O_STRLIT(ME_CHECKSUM_ALGORITHMS));
-    me_http_add_header_u64(req, "tus-max-size", cfg->upload_max_size);
+    me_http_add_header_u64(req, "tus-max-size", me_upload_settings(cfg)->max_size);
     me_http_send_empty(req, 204);
     return 0;
 }

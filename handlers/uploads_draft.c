@@ -4,6 +4,8 @@
 #include <string.h>
 #include "handlers/uploads_draft.h"
 #include "server/http/http.h"
+#include "server/http/server_config.h"
+#include "server/upload/upload_config.h"
 
 #define PROBLEM_BASE "https://iana.org/assignments/http-problem-types#"
 
@@ -41,9 +43,9 @@ void me_draft_add_headers(h2o_req_t *req, int version, const me_config_t *cfg, c
     me_http_add_header(req, "upload-draft-interop-version", version == 5 ? "5" : "6", 1);
     size_t size = 128;
     char *limit = h2o_mem_alloc_pool(&req->pool, size);
-    uint64_t max_size = up != NULL ? up->max_size : cfg->upload_max_size;
+    uint64_t max_size = up != NULL ? up->max_size : me_upload_settings(cfg)->max_size;
     int n = snprintf(limit, size, "max-size=%" PRIu64 ", max-append-size=%" PRIu64 ", min-append-size=1", max_size,
-                     cfg->max_patch_size);
+                     me_http_settings(cfg)->max_patch_size);
     if (up != NULL && !up->completed && n > 0 && (size_t)n < size)
         n += snprintf(limit + n, size - (size_t)n, ", expires=%" PRId64, up->expires > now ? up->expires - now : 0);
     me_http_add_header(req, "upload-limit", limit, n > 0 && (size_t)n < size ? (size_t)n : strlen(limit));

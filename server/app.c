@@ -12,10 +12,12 @@
 #include "handlers/whoami.h"
 #include "server/app.h"
 #include "server/auth/token.h"
+#include "server/auth/token_config.h"
 #include "server/core/log.h"
 #include "server/core/pool.h"
 #include "server/http/cors.h"
 #include "server/http/http.h"
+#include "server/http/server_config.h"
 #include "server/media/processing.h"
 #include "server/storage/storage.h"
 #include "server/upload/lock.h"
@@ -51,7 +53,7 @@ me_app_t *me_app_new(me_config_t *cfg, char *err, size_t errlen)
 
     /* a worker decodes files from anyone: it holds no key that could mint or check tokens */
     if (cfg->role == ME_ROLE_WORKER)
-        me_config_forget_token_keys(cfg);
+        me_config_forget_secrets(cfg, &me_token_config_section);
     else if ((app->verifier = me_token_verifier_new(cfg, err, errlen)) == NULL)
         goto fail;
     if ((app->storage = me_storage_open(cfg, err, errlen)) == NULL)
@@ -66,8 +68,9 @@ me_app_t *me_app_new(me_config_t *cfg, char *err, size_t errlen)
             goto fail;
         me_uploads_on_job(app->uploads, me_processing_queue, app->processing);
     }
-    if ((app->pool = me_pool_new("pool", cfg->pool_threads, (size_t)cfg->pool_threads * 64)) == NULL) {
-        snprintf(err, errlen, "cannot start %d pool threads", cfg->pool_threads);
+    int threads = me_server_settings(cfg)->pool_threads;
+    if ((app->pool = me_pool_new("pool", threads, (size_t)threads * 64)) == NULL) {
+        snprintf(err, errlen, "cannot start %d pool threads", threads);
         goto fail;
     }
     return app;
@@ -92,8 +95,8 @@ void me_app_routes(me_app_t *app, h2o_hostconf_t *host, int (*ready)(void *arg),
         me_uploads_register(host, &(me_uploads_deps_t){.cfg = cfg, .verifier = app->verifier, .cors = app->cors,
                                                        .pool = app->pool, .uploads = app->uploads});
     }
-    h2o_pathconf_t *fallback = me_http_fallback(host, cfg->max_patch_size);
-    if (cfg->demo_page)
+    h2o_pathconf_t *fallback = me_http_fallback(host, me_http_settings(cfg)->max_patch_size);
+    if (me_server_settings(cfg)->demo_page)
         me_demo_register(fallback);
     me_http_not_found(fallback);
 }

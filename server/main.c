@@ -15,6 +15,7 @@
 #include "server/app.h"
 #include "server/core/config.h"
 #include "server/core/log.h"
+#include "server/core/log_config.h"
 #include "server/media/photo/photo.h"
 #include "server/media/sandbox/photo_sandbox.h"
 #include "server/media/sandbox/video_sandbox.h"
@@ -178,7 +179,7 @@ static void *read_capped(const char *path, uint64_t max, size_t *len)
 {
     FILE *f = fopen(path, "rb");
     size_t cap = (size_t)max + 1, n = 0;
-    char *buf = f ? malloc(cap) : NULL;
+    char *buf = f != NULL ? malloc(cap) : NULL;
 
     if (buf != NULL) {
         n = fread(buf, 1, cap, f);
@@ -188,7 +189,7 @@ static void *read_capped(const char *path, uint64_t max, size_t *len)
             errno = EIO;
         }
     }
-    if (f)
+    if (f != NULL)
         fclose(f);
     *len = n;
     return buf;
@@ -486,14 +487,13 @@ int main(int argc, char **argv)
                                          {"announce", no_argument, NULL, 'a'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
-    me_config_t cfg;
+    me_config_t cfg = {0}; /* loaded by load_config(); empty, it may be freed */
     const char *config = NULL;
     int announce = 0, status, c;
 
     if (argc < 2)
         return usage(stderr);
     const char *cmd = argv[1];
-    me_config_defaults(&cfg);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         printf("mediaedge %s (libh2o %s, %s)\n", ME_VERSION, H2O_VERSION, OpenSSL_version(OPENSSL_VERSION));
         return 0;
@@ -538,7 +538,7 @@ int main(int argc, char **argv)
         me_config_print(&cfg, stdout);
         goto exit;
     }
-    me_log_init(cfg.log_level, cfg.log_access, 2);
+    me_log_init(me_log_settings(&cfg)->level, me_log_settings(&cfg)->access, 2);
     tune_malloc();
     /* curl_global_init() is not thread-safe, and curl_easy_init() runs it on first use from
      * whichever thread comes first (the webhook sender): run it here, before any thread */

@@ -147,7 +147,7 @@ static EVP_PKEY *load_p256_key(const char *path, int private_key, char *err, siz
         strcmp(group, "prime256v1") != 0) {
         const char *type = EVP_PKEY_get0_type_name(pkey);
         set_err(err, errlen, "%s: %s is not an EC P-256 key (it is %s%s%s)", setting, path,
-                type ? type : "unknown", *group ? " " : "", group);
+                type != NULL ? type : "unknown", *group ? " " : "", group);
         EVP_PKEY_free(pkey);
         pkey = NULL;
     }
@@ -157,24 +157,24 @@ out:
     return pkey;
 }
 
-static int issuer_and_audience_set(const me_config_t *cfg)
+static int issuer_and_audience_set(const me_token_settings_t *ts)
 {
-    return cfg->token_issuer != NULL && *cfg->token_issuer != '\0' && cfg->token_audience != NULL &&
-           *cfg->token_audience != '\0';
+    return ts->issuer != NULL && *ts->issuer != '\0' && ts->audience != NULL &&
+           *ts->audience != '\0';
 }
 
 /* Points *key at the configured HS256 secret. ME_ECONFIG with err set when it is missing or
  * too short to be a 256-bit key. */
-static int hs256_secret(const me_config_t *cfg, const unsigned char **key, size_t *len, char *err,
+static int hs256_secret(const me_token_settings_t *ts, const unsigned char **key, size_t *len, char *err,
                         size_t errlen)
 {
-    size_t n = cfg->token_hs256_secret ? strlen(cfg->token_hs256_secret) : 0;
+    size_t n = ts->hs256_secret != NULL ? strlen(ts->hs256_secret) : 0;
 
     if (n < HS256_SECRET_MIN || n > INT_MAX) {
         set_err(err, errlen, "token_hs256_secret must be at least %d bytes", HS256_SECRET_MIN);
         return ME_ECONFIG;
     }
-    *key = (const unsigned char *)cfg->token_hs256_secret;
+    *key = (const unsigned char *)ts->hs256_secret;
     *len = n;
     return ME_OK;
 }
@@ -437,6 +437,7 @@ static void cache_put(me_token_verifier_t *v, const unsigned char *digest,
 
 me_token_verifier_t *me_token_verifier_new(const me_config_t *cfg, char *err, size_t errlen)
 {
+    const me_token_settings_t *ts = me_token_settings(cfg);
     me_token_verifier_t *v = calloc(1, sizeof *v);
     const unsigned char *secret;
     uint64_t leeway;
@@ -448,16 +449,16 @@ me_token_verifier_t *me_token_verifier_new(const me_config_t *cfg, char *err, si
     for (size_t i = 0; i < CACHE_SHARDS; i++)
         pthread_mutex_init(&v->shards[i], NULL);
     atomic_init(&v->verifications, 0);
-    v->alg = cfg->token_alg;
-    if (!issuer_and_audience_set(cfg)) {
+    v->alg = ts->alg;
+    if (!issuer_and_audience_set(ts)) {
         set_err(err, errlen, "token_issuer and token_audience must be set");
         goto fail;
     }
     if (v->alg == ME_ALG_ES256) {
-        if ((v->pkey = load_p256_key(cfg->token_es256_public_key_file, 0, err, errlen)) == NULL)
+        if ((v->pkey = load_p256_key(ts->es256_public_key_file, 0, err, errlen)) == NULL)
             goto fail;
     } else if (v->alg == ME_ALG_HS256) {
-        if (hs256_secret(cfg, &secret, &v->secret_len, err, errlen) != ME_OK)
+        if (hs256_secret(ts, &secret, &v->secret_len, err, errlen) != ME_OK)
             goto fail;
         if ((v->secret = malloc(v->secret_len)) == NULL)
             goto nomem;
@@ -466,13 +467,13 @@ me_token_verifier_t *me_token_verifier_new(const me_config_t *cfg, char *err, si
         set_err(err, errlen, "token_alg must be HS256 or ES256");
         goto fail;
     }
-    if ((v->issuer = strdup(cfg->token_issuer)) == NULL ||
-        (v->audience = strdup(cfg->token_audience)) == NULL)
+    if ((v->issuer = strdup(ts->issuer)) == NULL ||
+        (v->audience = strdup(ts->audience)) == NULL)
         goto nomem;
-    leeway = cfg->token_leeway / 1000;
+    leeway = ts->leeway / 1000;
     v->leeway = leeway < (uint64_t)TOKEN_TIME_MAX ? (int64_t)leeway : TOKEN_TIME_MAX;
-    if (cfg->token_cache_entries > 0) {
-        v->cache_len = (size_t)cfg->token_cache_entries;
+    if (ts->cache_entries > 0) {
+        v->cache_len = (size_t)ts->cache_entries;
         if ((v->cache = calloc(v->cache_len, sizeof *v->cache)) == NULL)
             goto nomem;
     }
@@ -535,14 +536,14 @@ int me_token_verify(me_token_verifier_t *v, const char *token, size_t len, int64
 }
 
 /* Checks what a verifier would refuse, so that mint never produces such a token. */
-static int check_mint_input(const me_config_t *cfg, const me_token_claims_t *c, int64_t now,
+static int check_mint_input(const me_token_settings_t *ts, const me_token_claims_t *c, int64_t now,
                             int64_t ttl, char *err, size_t errlen)
 {
     const char *bad = NULL;
 
-    if (NAME_OF(alg_names, cfg->token_alg) == NULL)
+    if (NAME_OF(alg_names, ts->alg) == NULL)
         bad = "token_alg must be HS256 or ES256";
-    else if (!issuer_and_audience_set(cfg))
+    else if (!issuer_and_audience_set(ts))
         bad = "token_issuer and token_audience must be set";
     else if (!valid_id(c->sub, strnlen(c->sub, sizeof c->sub)))
         bad = "sub must be [A-Za-z0-9_-]{1,64}";
@@ -550,7 +551,8 @@ static int check_mint_input(const me_config_t *cfg, const me_token_claims_t *c, 
         bad = "album must be [A-Za-z0-9_-]{1,64}";
     else if (!valid_ref(c->ref, strnlen(c->ref, sizeof c->ref)))
         bad = "ref must be printable ASCII, at most 255 characters";
-    else if (!me_token_scope_name(c->scope) || !me_token_plan_name(c->plan) || !me_token_client_name(c->client))
+    else if (me_token_scope_name(c->scope) == NULL || me_token_plan_name(c->plan) == NULL ||
+             me_token_client_name(c->client) == NULL)
         bad = "scope, plan or client is not a known value";
     else if (now < 0 || now > TOKEN_TIME_MAX || ttl <= 0 || ttl > TOKEN_TIME_MAX - now ||
              c->nbf < 0 || c->nbf > TOKEN_TIME_MAX || c->max_bytes > (uint64_t)INT64_MAX)
@@ -565,6 +567,7 @@ static int check_mint_input(const me_config_t *cfg, const me_token_claims_t *c, 
 char *me_token_mint(const me_config_t *cfg, const me_token_claims_t *claims, int64_t now,
                     int64_t ttl, char *err, size_t errlen)
 {
+    const me_token_settings_t *ts = me_token_settings(cfg);
     json_t *hdr = NULL, *body = NULL;
     char *hdr_json = NULL, *body_json = NULL, *token = NULL, *p;
     EVP_PKEY *pkey = NULL;
@@ -573,12 +576,12 @@ char *me_token_mint(const me_config_t *cfg, const me_token_claims_t *claims, int
     unsigned char sig[ES256_SIG_LEN];
     int ok;
 
-    if (check_mint_input(cfg, claims, now, ttl, err, errlen) != ME_OK)
+    if (check_mint_input(ts, claims, now, ttl, err, errlen) != ME_OK)
         goto out;
-    sig_len = cfg->token_alg == ME_ALG_ES256 ? ES256_SIG_LEN : HS256_SIG_LEN;
-    hdr = json_pack("{s:s, s:s}", "alg", alg_names[cfg->token_alg], "typ", "JWT");
-    body = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:I}", "iss", cfg->token_issuer,
-                     "aud", cfg->token_audience, "sub", claims->sub,
+    sig_len = ts->alg == ME_ALG_ES256 ? ES256_SIG_LEN : HS256_SIG_LEN;
+    hdr = json_pack("{s:s, s:s}", "alg", alg_names[ts->alg], "typ", "JWT");
+    body = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:I}", "iss", ts->issuer,
+                     "aud", ts->audience, "sub", claims->sub,
                      "scope", me_token_scope_name(claims->scope), "album", claims->album,
                      "plan", me_token_plan_name(claims->plan),
                      "client", me_token_client_name(claims->client),
@@ -599,10 +602,10 @@ char *me_token_mint(const me_config_t *cfg, const me_token_claims_t *claims, int
         set_err(err, errlen, "the token would be longer than %d bytes", ME_TOKEN_MAX_LEN);
         goto out;
     }
-    if (cfg->token_alg == ME_ALG_ES256 &&
-        (pkey = load_p256_key(cfg->token_es256_private_key_file, 1, err, errlen)) == NULL)
+    if (ts->alg == ME_ALG_ES256 &&
+        (pkey = load_p256_key(ts->es256_private_key_file, 1, err, errlen)) == NULL)
         goto out;
-    if (cfg->token_alg == ME_ALG_HS256 && hs256_secret(cfg, &secret, &secret_len, err, errlen) != ME_OK)
+    if (ts->alg == ME_ALG_HS256 && hs256_secret(ts, &secret, &secret_len, err, errlen) != ME_OK)
         goto out;
     if ((token = malloc(signed_len + 1 + me_b64url_encoded_len(sig_len) + 1)) == NULL) {
         set_err(err, errlen, "out of memory");
@@ -611,8 +614,8 @@ char *me_token_mint(const me_config_t *cfg, const me_token_claims_t *claims, int
     p = token + me_b64url_encode((const unsigned char *)hdr_json, strlen(hdr_json), token);
     *p++ = '.';
     me_b64url_encode((const unsigned char *)body_json, strlen(body_json), p);
-    ok = pkey ? es256_sign(pkey, token, signed_len, sig) == ME_OK
-              : hs256(secret, secret_len, token, signed_len, sig) == ME_OK;
+    ok = pkey != NULL ? es256_sign(pkey, token, signed_len, sig) == ME_OK
+                      : hs256(secret, secret_len, token, signed_len, sig) == ME_OK;
     if (!ok) {
         set_err(err, errlen, "signing failed");
         free(token);

@@ -5,6 +5,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include "server/auth/token_config.h"
 #include "server/core/config.h"
 #include "server/core/error.h"
 
@@ -51,7 +52,7 @@ int me_token_verify(me_token_verifier_t *v, const char *token, size_t len, int64
 
 /* Signs claims (iss/aud from cfg, iat = now, exp = now + ttl; nbf, max_bytes and ref only
  * when set) with the configured algorithm: HS256 with the secret, ES256 with
- * token_es256_private_key_file. Returns a malloc'd NUL-terminated token the caller frees, or
+ * tokens.es256_private_key_file. Returns a malloc'd NUL-terminated token the caller frees, or
  * NULL with err set (also for claims that me_token_verify() would refuse). */
 char *me_token_mint(const me_config_t *cfg, const me_token_claims_t *claims, int64_t now,
                     int64_t ttl, char *err, size_t errlen);

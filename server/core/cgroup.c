@@ -21,7 +21,7 @@ static int read_first_line(const char *root, const char *name, char *buf, size_t
 
     if ((size_t)snprintf(path, sizeof(path), "%s/%s", root, name) >= sizeof(path))
         return 0;
-    if (!(f = fopen(path, "re")))
+    if ((f = fopen(path, "re")) == NULL)
         return 0;
     ok = fgets(buf, (int)len, f) != NULL;
     fclose(f);
@@ -65,7 +65,7 @@ static uint64_t quota_cpus(const char *root)
     } else {
         return UNLIMITED;
     }
-    if (!q || !p || !parse_limit(q, &quota) || !parse_limit(p, &period) || quota == UNLIMITED ||
+    if (q == NULL || p == NULL || !parse_limit(q, &quota) || !parse_limit(p, &period) || quota == UNLIMITED ||
         !period || period == UNLIMITED)
         return UNLIMITED;
     return quota / period + (quota % period != 0);

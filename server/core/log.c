@@ -352,7 +352,7 @@ void me_log(me_log_level_t level, const char *reqid, const char *fmt, ...)
     line_add(&l, name, strlen(name));
     LINE_LIT(&l, "\"");
     line_str(&l, "msg", msg, mlen, LOG_CAP_MSG, n >= (int)sizeof(msg));
-    line_str(&l, "req", reqid, reqid ? strnlen(reqid, LOG_CAP_REQ + 1) : 0, LOG_CAP_REQ, 0);
+    line_str(&l, "req", reqid, reqid != NULL ? strnlen(reqid, LOG_CAP_REQ + 1) : 0, LOG_CAP_REQ, 0);
     line_finish(&l, buf, level >= ME_LOG_WARN);
 }
 
@@ -363,9 +363,9 @@ void me_log_access(const me_access_t *a)
     if (!log_access_on || a == NULL)
         return;
     /* Input bytes never exceed escaped bytes, so cap + 1 input bytes show a cut. */
-    size_t reqlen = a->reqid ? strnlen(a->reqid, LOG_CAP_REQ + 1) : 0;
-    size_t routelen = a->route ? strnlen(a->route, LOG_CAP_ROUTE + 1) : 0;
-    size_t protolen = a->protocol ? strnlen(a->protocol, LOG_CAP_PROTO + 1) : 0;
+    size_t reqlen = a->reqid != NULL ? strnlen(a->reqid, LOG_CAP_REQ + 1) : 0;
+    size_t routelen = a->route != NULL ? strnlen(a->route, LOG_CAP_ROUTE + 1) : 0;
+    size_t protolen = a->protocol != NULL ? strnlen(a->protocol, LOG_CAP_PROTO + 1) : 0;
     double d = a->duration;
     uint64_t us = d > 0 ? (d < 1e9 ? (uint64_t)(d * 1e6 + 0.5) : (uint64_t)1e15) : 0; /* NaN: 0 */
     char frac[7];

@@ -4,7 +4,8 @@
 
 #include <stddef.h>
 #include <stdint.h>
-#include "server/core/config.h"
+
+typedef enum { ME_LOG_DEBUG, ME_LOG_INFO, ME_LOG_WARN, ME_LOG_ERROR } me_log_level_t;
 
 /* Sets the level, whether access lines are written, and the fd (2 in production). Call
  * once before threads start; before it, lines go to fd 2 at level info. */

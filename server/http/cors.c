@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "server/http/cors.h"
+#include "server/http/server_config.h"
 
 struct me_cors {
     char *list;               /* a copy of http.cors_origins; origins point into it */
@@ -14,11 +15,12 @@ struct me_cors {
 
 me_cors_t *me_cors_new(const me_config_t *cfg)
 {
+    const me_http_settings_t *hs = me_http_settings(cfg);
     me_cors_t *c = calloc(1, sizeof(*c));
     const char *p, *item;
     size_t len, n = 0;
 
-    if (c == NULL || (c->list = strdup(cfg->cors_origins)) == NULL)
+    if (c == NULL || (c->list = strdup(hs->cors_origins)) == NULL)
         goto fail;
     for (p = c->list; me_config_list_next(&p, &item, &len);)
         n++;
@@ -26,7 +28,7 @@ me_cors_t *me_cors_new(const me_config_t *cfg)
         goto fail;
     for (p = c->list; me_config_list_next(&p, &item, &len);)
         c->origins[c->n++] = h2o_iovec_init(item, len);
-    snprintf(c->max_age, sizeof(c->max_age), "%" PRIu64, cfg->cors_max_age / 1000);
+    snprintf(c->max_age, sizeof(c->max_age), "%" PRIu64, hs->cors_max_age / 1000);
     return c;
 fail:
     me_cors_free(c);

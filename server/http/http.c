@@ -10,6 +10,7 @@
 #include <time.h>
 #include "server/http/h2o_private.h"
 #include "server/http/http.h"
+#include "server/http/server_config.h"
 #include <h2o/http2.h>
 #include "server/core/log.h"
 #include "server/core/metrics.h"
@@ -423,10 +424,11 @@ static uint64_t free_disk(const char *dir)
 
 int me_http_body_admit(const me_config_t *cfg, size_t len)
 {
+    const me_http_settings_t *hs = me_http_settings(cfg);
     const char *reason = NULL;
-    if (free_disk(cfg->data_dir) < cfg->min_free_disk) {
+    if (free_disk(me_server_settings(cfg)->data_dir) < hs->min_free_disk) {
         reason = "disk";
-    } else if (atomic_fetch_add(&body_bytes_held, len) + len > cfg->max_body_memory) {
+    } else if (atomic_fetch_add(&body_bytes_held, len) + len > hs->max_body_memory) {
         atomic_fetch_sub(&body_bytes_held, len);
         reason = "memory";
     }

@@ -23,6 +23,7 @@
 #include "server/core/log.h"
 #include "server/core/metrics.h"
 #include "server/http/server.h"
+#include "server/http/server_config.h"
 #include "server/http/tls.h"
 
 enum { PHASE_SERVING, PHASE_CLOSING, PHASE_STOPPING };
@@ -218,7 +219,7 @@ static void *loop_main(void *arg)
     h2o_context_init(&loop->ctx, loop->evloop, &srv->globalconf);
     me_http_context_init(&loop->ctx, &loop->jobs);
     h2o_linklist_init_anchor(&loop->conns);
-    loop->max_conns = (srv->cfg->max_connections + srv->nloops - 1) / srv->nloops;
+    loop->max_conns = (me_http_settings(srv->cfg)->max_connections + srv->nloops - 1) / srv->nloops;
     for (int i = 0; i < LISTEN_COUNT; i++) {
         if (loop->fds[i] < 0)
             continue;
@@ -249,23 +250,25 @@ static void *loop_main(void *arg)
 static int setup_globalconf(me_server_t *srv, char *err, size_t errlen)
 {
     me_config_t *cfg = srv->cfg;
+    const me_server_settings_t *ss = me_server_settings(cfg);
+    const me_http_settings_t *hs = me_http_settings(cfg);
     h2o_config_init(&srv->globalconf);
     srv->globalconf_made = 1;
     srv->globalconf.server_name = h2o_iovec_init(H2O_STRLIT("mediaedge"));
-    srv->globalconf.max_request_entity_size = cfg->max_patch_size;
-    srv->globalconf.http1.req_timeout = cfg->http1_request_timeout;
-    srv->globalconf.http2.idle_timeout = cfg->idle_timeout;
-    srv->globalconf.http2.max_concurrent_requests_per_connection = (size_t)cfg->http2_max_streams;
-    srv->globalconf.http2.graceful_shutdown_timeout = cfg->shutdown_drain_timeout;
+    srv->globalconf.max_request_entity_size = hs->max_patch_size;
+    srv->globalconf.http1.req_timeout = hs->http1_request_timeout;
+    srv->globalconf.http2.idle_timeout = hs->idle_timeout;
+    srv->globalconf.http2.max_concurrent_requests_per_connection = (size_t)hs->http2_max_streams;
+    srv->globalconf.http2.graceful_shutdown_timeout = me_shutdown_settings(cfg)->drain_timeout;
 
     /* large bodies spill to files on disk under the data directory, not to tmpfs */
     char dir[FILENAME_MAX - 32];
-    snprintf(dir, sizeof(dir), "%s/tmp", cfg->data_dir);
-    if ((mkdir(cfg->data_dir, 0700) != 0 && errno != EEXIST) || (mkdir(dir, 0700) != 0 && errno != EEXIST)) {
+    snprintf(dir, sizeof(dir), "%s/tmp", ss->data_dir);
+    if ((mkdir(ss->data_dir, 0700) != 0 && errno != EEXIST) || (mkdir(dir, 0700) != 0 && errno != EEXIST)) {
         snprintf(err, errlen, "cannot create %s (server.data_dir): %s", dir, strerror(errno));
         return ME_EIO;
     }
-    h2o_socket_buffer_mmap_settings.threshold = cfg->body_spill_threshold;
+    h2o_socket_buffer_mmap_settings.threshold = hs->body_spill_threshold;
     snprintf(h2o_socket_buffer_mmap_settings.fn_template, sizeof(h2o_socket_buffer_mmap_settings.fn_template),
              "%s/h2o.b.XXXXXX", dir);
 
@@ -290,6 +293,7 @@ static const char *pasteable(const char *hostport, char *buf, size_t len)
 static void announce(me_server_t *srv)
 {
     const me_config_t *cfg = srv->cfg;
+    const me_listen_settings_t *ls = me_listen_settings(cfg);
     char https[300], http[300], err[256];
     me_token_claims_t claims = {.sub = "demo-user", .album = "demo-album", .scope = ME_SCOPE_UPLOAD,
                                 .plan = ME_PLAN_PREMIUM, .client = ME_CLIENT_APP};
@@ -297,22 +301,22 @@ static void announce(me_server_t *srv)
 
     printf("mediaedge %s is serving (%s profile)\n", ME_VERSION,
            me_config_is_production(cfg) ? "production" : "development");
-    if (cfg->listen_https[0])
-        printf("  https://%s  HTTP/2 and HTTP/1.1 over TLS%s\n", pasteable(cfg->listen_https, https, sizeof(https)),
-               cfg->tls_cert_file[0] ? "" : " (self-signed certificate: curl -k)");
-    if (cfg->listen_http[0])
-        printf("  http://%s   HTTP/1.1 and h2c\n", pasteable(cfg->listen_http, http, sizeof(http)));
+    if (ls->https[0])
+        printf("  https://%s  HTTP/2 and HTTP/1.1 over TLS%s\n", pasteable(ls->https, https, sizeof(https)),
+               me_tls_settings(cfg)->cert_file[0] ? "" : " (self-signed certificate: curl -k)");
+    if (ls->http[0])
+        printf("  http://%s   HTTP/1.1 and h2c\n", pasteable(ls->http, http, sizeof(http)));
     if (token != NULL) {
         printf("Try it, with an upload token for user demo-user, album demo-album (premium, one hour):\n"
                "  TOKEN=%s\n", token);
-        if (cfg->listen_https[0])
+        if (ls->https[0])
             printf("  curl -sk --http2 -H \"Authorization: Bearer $TOKEN\" https://%s/v1/whoami\n", https);
         else
             printf("  curl -s --http2-prior-knowledge -H \"Authorization: Bearer $TOKEN\" http://%s/v1/whoami\n", http);
         free(token);
     } else {
-        printf("Try it:\n  curl %s%s/readyz\n", cfg->listen_https[0] ? "-k https://" : "http://",
-               cfg->listen_https[0] ? https : http);
+        printf("Try it:\n  curl %s%s/readyz\n", ls->https[0] ? "-k https://" : "http://",
+               ls->https[0] ? https : http);
     }
     fflush(stdout);
 }
@@ -344,13 +348,13 @@ static int drained(me_server_t *srv)
 /* The shutdown sequence; returns the exit status. */
 static int drain(me_server_t *srv, const sigset_t *set)
 {
-    me_config_t *cfg = srv->cfg;
+    const me_shutdown_settings_t *sd = me_shutdown_settings(srv->cfg);
     atomic_store(&srv->draining, 1);
     me_metric_set(draining_gauge, NULL, 1);
     me_log_info(NULL, "shutdown signal: not ready; closing listeners in %llu ms",
-                (unsigned long long)cfg->shutdown_delay);
+                (unsigned long long)sd->delay);
 
-    uint64_t deadline = (uint64_t)me_clock_mono_ms() + cfg->shutdown_delay;
+    uint64_t deadline = (uint64_t)me_clock_mono_ms() + sd->delay;
     int r;
     while ((r = wait_signal(set, deadline)) != 0)
         if (r == 1)
@@ -358,8 +362,8 @@ static int drain(me_server_t *srv, const sigset_t *set)
 
     atomic_store(&srv->phase, PHASE_CLOSING);
     me_log_info(NULL, "listeners closed; draining requests in flight for at most %llu ms",
-                (unsigned long long)cfg->shutdown_drain_timeout);
-    deadline = (uint64_t)me_clock_mono_ms() + cfg->shutdown_drain_timeout;
+                (unsigned long long)sd->drain_timeout);
+    deadline = (uint64_t)me_clock_mono_ms() + sd->drain_timeout;
     /* give every loop one turn to close its listener and report before judging */
     usleep(150 * 1000);
     while (!drained(srv)) {
@@ -405,6 +409,8 @@ void me_server_block_signals(void)
 
 int me_server_run(me_config_t *cfg, me_app_t *app, int announce_start)
 {
+    const me_server_settings_t *ss = me_server_settings(cfg);
+    const me_listen_settings_t *ls = me_listen_settings(cfg);
     char err[512];
     int status = 1, sig;
     me_server_t *srv = calloc(1, sizeof(*srv));
@@ -421,16 +427,16 @@ int me_server_run(me_config_t *cfg, me_app_t *app, int announce_start)
     me_server_block_signals();
     shutdown_signals(&set);
 
-    if (cfg->listen_https[0] != '\0' && (srv->ssl_ctx = me_tls_ctx_new(cfg, err, sizeof(err))) == NULL)
+    if (ls->https[0] != '\0' && (srv->ssl_ctx = me_tls_ctx_new(cfg, err, sizeof(err))) == NULL)
         goto fail;
     if (setup_globalconf(srv, err, sizeof(err)) != 0)
         goto fail;
-    if (cfg->listen_http[0] != '\0' && (srv->fds[LISTEN_HTTP] = open_listener(cfg->listen_http, err, sizeof(err))) < 0)
+    if (ls->http[0] != '\0' && (srv->fds[LISTEN_HTTP] = open_listener(ls->http, err, sizeof(err))) < 0)
         goto fail;
-    if (cfg->listen_https[0] != '\0' &&
-        (srv->fds[LISTEN_HTTPS] = open_listener(cfg->listen_https, err, sizeof(err))) < 0)
+    if (ls->https[0] != '\0' &&
+        (srv->fds[LISTEN_HTTPS] = open_listener(ls->https, err, sizeof(err))) < 0)
         goto fail;
-    srv->nloops = cfg->threads;
+    srv->nloops = ss->threads;
     if ((srv->loops = calloc((size_t)srv->nloops, sizeof(loop_t))) == NULL) {
         snprintf(err, sizeof(err), "out of memory");
         goto fail;
@@ -458,8 +464,8 @@ int me_server_run(me_config_t *cfg, me_app_t *app, int announce_start)
     while (atomic_load(&srv->started) != srv->nloops)
         usleep(1000);
 
-    me_log_info(NULL, "serving: http=%s https=%s loops=%d pool=%d profile=%s", cfg->listen_http[0] ? cfg->listen_http : "off",
-                cfg->listen_https[0] ? cfg->listen_https : "off", srv->nloops, cfg->pool_threads,
+    me_log_info(NULL, "serving: http=%s https=%s loops=%d pool=%d profile=%s", ls->http[0] ? ls->http : "off",
+                ls->https[0] ? ls->https : "off", srv->nloops, ss->pool_threads,
                 me_config_is_production(cfg) ? "production" : "development");
     if (announce_start)
         announce(srv);

@@ -11,6 +11,7 @@
 #include <openssl/rand.h>
 #include <openssl/x509v3.h>
 #include "server/http/tls.h"
+#include "server/http/server_config.h"
 
 static void ssl_reason(char *err, size_t errlen, const char *what, const char *path)
 {
@@ -114,15 +115,16 @@ static int still_valid(const char *path)
 SSL_CTX *me_tls_ctx_new(const me_config_t *cfg, char *err, size_t errlen)
 {
     char path[4096], dir[4096];
-    const char *cert = cfg->tls_cert_file, *key = cfg->tls_key_file;
+    const char *data_dir = me_server_settings(cfg)->data_dir;
+    const char *cert = me_tls_settings(cfg)->cert_file, *key = me_tls_settings(cfg)->key_file;
     SSL_CTX *ctx = NULL;
 
     errno = 0;
     if (cert == NULL || cert[0] == '\0') {
-        snprintf(dir, sizeof(dir), "%s/tls", cfg->data_dir);
+        snprintf(dir, sizeof(dir), "%s/tls", data_dir);
         snprintf(path, sizeof(path), "%s/self-signed.pem", dir);
-        if (mkdir(cfg->data_dir, 0700) != 0 && errno != EEXIST) {
-            snprintf(err, errlen, "cannot create %s: %s", cfg->data_dir, strerror(errno));
+        if (mkdir(data_dir, 0700) != 0 && errno != EEXIST) {
+            snprintf(err, errlen, "cannot create %s: %s", data_dir, strerror(errno));
             return NULL;
         }
         if (mkdir(dir, 0700) != 0 && errno != EEXIST) {

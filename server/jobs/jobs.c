@@ -8,6 +8,7 @@
 #include <time.h>
 #include "server/jobs/jobs.h"
 #include "server/core/clock.h"
+#include "server/jobs/jobs_config.h"
 #include "server/core/log.h"
 #include "server/core/metrics.h"
 #include "server/media/manifest.h"
@@ -24,7 +25,7 @@ ME_HISTOGRAM(ready_seconds, "mediaedge_media_ready_seconds", "From upload comple
 ME_GAUGE(queue_gauge, "mediaedge_jobs_queued", "Jobs in this process's queue, waiting or running.", NULL)
 
 struct me_jobs {
-    const me_config_t *cfg;
+    const me_jobs_settings_t *js; /* the jobs section of the configuration */
     me_storage_t *st;
     me_jobq_t *q;
     me_job_process_fn process;
@@ -128,8 +129,8 @@ static int failed(me_jobs_t *j, const char *id, json_t *job, json_t *manifest, c
     char job_key[ME_STORAGE_KEY_MAX];
     job_key_of(job_key, sizeof(job_key), id);
     json_int_t attempts = json_integer_value(json_object_get(job, "attempts")) + 1;
-    if (!why->permanent && attempts < j->cfg->job_max_attempts) {
-        int64_t delay = (int64_t)j->cfg->job_retry_after << (attempts - 1 < 20 ? attempts - 1 : 20);
+    if (!why->permanent && attempts < j->js->max_attempts) {
+        int64_t delay = (int64_t)j->js->retry_after << (attempts - 1 < 20 ? attempts - 1 : 20);
         *retry_at = now + delay;
         json_object_set_new(job, "attempts", json_integer(attempts));
         json_object_set_new(job, "next_at", json_integer(*retry_at));
@@ -141,10 +142,12 @@ static int failed(me_jobs_t *j, const char *id, json_t *job, json_t *manifest, c
                     why->message, delay);
         return ME_EBUSY;
     }
+    /* counted before anyone can see the outcome (the manifest, the webhook), so that whoever
+     * sees it finds it counted; an attempt whose storing fails is counted again when redone */
+    count(manifest, "failed");
     if (me_manifest_set_failed(manifest, me_err_code(why->err), why->message, now / 1000) != 0 ||
         store_manifest(j, manifest) != 0 || finish(j, job_key, manifest) != 0)
         return ME_EIO;
-    count(manifest, "failed");
     me_log_info(NULL, "media %s failed: %s (%s)", id, me_err_code(why->err), why->message);
     return 0;
 }
@@ -181,10 +184,10 @@ int me_jobs_run(me_jobs_t *j, const char *id, int64_t now, int64_t *retry_at)
         ret = failed(j, id, job, manifest, &why, now, retry_at);
         goto exit;
     }
+    count(manifest, "ready"); /* before it can be seen, as for "failed" */
     if ((ret = me_manifest_set_ready(manifest, result, me_clock_wall_ms() / 1000)) != 0 ||
         (ret = store_manifest(j, manifest)) != 0 || (ret = finish(j, job_key, manifest)) != 0)
         goto exit;
-    count(manifest, "ready");
     json_int_t created = json_integer_value(json_object_get(manifest, "created_at"));
     if (created > 0)
         me_metric_add(ready_seconds, NULL, (double)(me_clock_wall_ms() - (int64_t)created * 1000) / 1000.0);
@@ -245,7 +248,7 @@ int me_jobs_reconcile(me_jobs_t *j, int64_t now)
         if (load_manifest(j, ids.ids[i], &manifest) != 0)
             continue;
         int stale = me_manifest_status(manifest) != NULL && !me_manifest_is_final(manifest) &&
-                    now - me_manifest_since(manifest) * 1000 >= (int64_t)j->cfg->job_stale_after;
+                    now - me_manifest_since(manifest) * 1000 >= (int64_t)j->js->stale_after;
         json_decref(manifest);
         if (!stale)
             continue;
@@ -271,7 +274,7 @@ static int run_popped(void *ctx, const char *id, int64_t now, int64_t *retry_at)
     int ret = me_jobs_run(j, id, now, retry_at);
     me_metric_set(queue_gauge, NULL, (double)me_jobq_length(j->q));
     if (ret != 0 && ret != ME_EBUSY) {
-        *retry_at = now + (int64_t)j->cfg->job_retry_after;
+        *retry_at = now + (int64_t)j->js->retry_after;
         ret = ME_EBUSY;
     }
     return ret;
@@ -295,7 +298,7 @@ static void *reconcile_loop(void *arg)
         if (me_jobs_reconcile(j, me_clock_wall_ms()) < 0)
             me_log_error(NULL, "jobs: the reconciler could not list the media; trying again later");
         pthread_mutex_lock(&j->lock);
-        int64_t until = me_clock_wall_ms() + (int64_t)j->cfg->job_reconcile_every;
+        int64_t until = me_clock_wall_ms() + (int64_t)j->js->reconcile_every;
         struct timespec ts = {.tv_sec = until / 1000, .tv_nsec = (long)(until % 1000) * 1000000};
         while (!j->stopping && pthread_cond_timedwait(&j->wake, &j->lock, &ts) == 0)
             ; /* woken early, not stopping: sleep on to the same time */
@@ -310,7 +313,7 @@ me_jobs_t *me_jobs_new(const me_config_t *cfg, me_storage_t *st, me_jobq_t *q, m
     me_jobs_t *j = calloc(1, sizeof(*j));
     if (j == NULL)
         return NULL;
-    j->cfg = cfg, j->st = st, j->q = q, j->process = process, j->ctx = ctx, j->hooks = hooks;
+    j->js = me_jobs_settings(cfg), j->st = st, j->q = q, j->process = process, j->ctx = ctx, j->hooks = hooks;
     pthread_mutex_init(&j->lock, NULL);
     pthread_cond_init(&j->wake, NULL);
     return j;
@@ -338,7 +341,7 @@ int me_jobs_start(me_jobs_t *j)
         return ret;
     if (ids.n > 0)
         me_log_info(NULL, "jobs: %zu found in storage, queued again", ids.n);
-    int n = j->cfg->job_workers > 0 ? j->cfg->job_workers : 1;
+    int n = j->js->workers > 0 ? j->js->workers : 1;
     if ((j->workers = calloc((size_t)n, sizeof(*j->workers))) == NULL)
         return ME_ENOMEM;
     for (; j->nworkers < n; j->nworkers++)

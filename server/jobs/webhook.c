@@ -12,6 +12,7 @@
 #include "server/core/metrics.h"
 #include "server/storage/layout.h"
 #include "server/jobs/webhook.h"
+#include "server/jobs/jobs_config.h"
 
 #define DOC_MAX (4 << 20)
 
@@ -19,7 +20,7 @@ ME_COUNTER(deliveries_total, "mediaedge_webhook_deliveries_total",
            "Webhook delivery attempts by outcome (delivered, retry, dropped).", "outcome")
 
 struct me_webhooks {
-    const me_config_t *cfg;
+    const me_webhook_settings_t *ws; /* the webhooks section of the configuration */
     me_storage_t *st;
     me_jobq_t *q;
     pthread_t sender;
@@ -61,7 +62,8 @@ static int store(me_webhooks_t *w, const char *key, const json_t *doc)
 
 me_webhooks_t *me_webhooks_new(const me_config_t *cfg, me_storage_t *st, me_jobq_t *q, char *err, size_t errlen)
 {
-    if (*cfg->webhook_url && !*cfg->webhook_secret) {
+    const me_webhook_settings_t *ws = me_webhook_settings(cfg);
+    if (*ws->url && !*ws->secret) {
         snprintf(err, errlen, "webhooks.secret: needed when webhooks.url is set (deliveries are signed with it); "
                               "set MEDIAEDGE_WEBHOOKS_SECRET_FILE");
         return NULL;
@@ -71,7 +73,7 @@ me_webhooks_t *me_webhooks_new(const me_config_t *cfg, me_storage_t *st, me_jobq
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    w->cfg = cfg, w->st = st, w->q = q;
+    w->ws = ws, w->st = st, w->q = q;
     return w;
 }
 
@@ -79,7 +81,7 @@ int me_webhooks_raise(me_webhooks_t *w, const char *event, const json_t *media)
 {
     const char *media_id = json_string_value(json_object_get(media, "id"));
     char id[ME_JOBQ_ID_MAX + 1], key[ME_STORAGE_KEY_MAX];
-    if (!*w->cfg->webhook_url)
+    if (!*w->ws->url)
         return 0;
     if (media_id == NULL || strncmp(event, "media.", 6) != 0 ||
         snprintf(id, sizeof(id), "%s-%s", media_id, event + 6) >= (int)sizeof(id))
@@ -109,7 +111,7 @@ static long post(me_webhooks_t *w, const char *id, const char *body, int64_t now
 {
     char sig[ME_WEBHOOK_SIGNATURE_MAX], h1[ME_WEBHOOK_SIGNATURE_MAX + 32], h2[ME_JOBQ_ID_MAX + 32];
     long status = 0;
-    if (me_webhook_signature(w->cfg->webhook_secret, now / 1000, body, strlen(body), sig) != 0) {
+    if (me_webhook_signature(w->ws->secret, now / 1000, body, strlen(body), sig) != 0) {
         snprintf(why, whylen, "could not sign");
         return 0;
     }
@@ -123,12 +125,12 @@ static long post(me_webhooks_t *w, const char *id, const char *body, int64_t now
         snprintf(why, whylen, "out of memory");
         goto exit;
     }
-    curl_easy_setopt(c, CURLOPT_URL, w->cfg->webhook_url);
+    curl_easy_setopt(c, CURLOPT_URL, w->ws->url);
     curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
     curl_easy_setopt(c, CURLOPT_USERAGENT, "mediaedge-webhooks");
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)w->cfg->webhook_timeout);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)w->ws->timeout);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard);
     CURLcode rc = curl_easy_perform(c);
@@ -150,7 +152,7 @@ int me_webhooks_deliver(me_webhooks_t *w, const char *id, int64_t now, int64_t *
     int ret = 0;
 
     doc_key(key, sizeof(key), id);
-    if (!me_storage_key_valid(key) || !*w->cfg->webhook_url)
+    if (!me_storage_key_valid(key) || !*w->ws->url)
         return 0; /* webhooks turned off since */
     ret = me_storage_get_json(w->st, key, DOC_MAX, &doc);
     if (ret == ME_ENOTFOUND)
@@ -158,7 +160,7 @@ int me_webhooks_deliver(me_webhooks_t *w, const char *id, int64_t now, int64_t *
     if (ret != 0 && ret != ME_EINVAL && ret != ME_ETOOLARGE) {
         /* storage failed, not the delivery: it stays stored, and this try did not count */
         me_log_error(NULL, "webhooks: cannot read %s (%s); trying again later", id, me_err_code(ret));
-        *retry_at = now + (int64_t)w->cfg->webhook_retry_after;
+        *retry_at = now + (int64_t)w->ws->retry_after;
         outcome = "retry";
         me_metric_add(deliveries_total, &outcome, 1);
         return ME_EBUSY;
@@ -170,7 +172,7 @@ int me_webhooks_deliver(me_webhooks_t *w, const char *id, int64_t now, int64_t *
     if (status >= 200 && status < 300) {
         outcome = "delivered";
         (void)!me_storage_delete(w->st, key);
-    } else if (attempts >= w->cfg->webhook_max_attempts) {
+    } else if (attempts >= w->ws->max_attempts) {
         outcome = "dropped";
         if (status != 0)
             snprintf(why, sizeof(why), "HTTP %ld", status);
@@ -178,7 +180,7 @@ int me_webhooks_deliver(me_webhooks_t *w, const char *id, int64_t now, int64_t *
         (void)!me_storage_delete(w->st, key);
     } else {
         outcome = "retry";
-        *retry_at = now + ((int64_t)w->cfg->webhook_retry_after << (attempts - 1 < 16 ? attempts - 1 : 16));
+        *retry_at = now + ((int64_t)w->ws->retry_after << (attempts - 1 < 16 ? attempts - 1 : 16));
         json_object_set_new(doc, "attempts", json_integer(attempts));
         json_object_set_new(doc, "next_at", json_integer(*retry_at));
         (void)!store(w, key, doc); /* lost: the next start tries it again sooner */
@@ -214,7 +216,7 @@ static int requeue(const char *key, const me_storage_stat_t *stat, void *arg)
 
 int me_webhooks_start(me_webhooks_t *w)
 {
-    if (!*w->cfg->webhook_url)
+    if (!*w->ws->url)
         return 0;
     if (me_storage_list(w->st, ME_LAYOUT_WEBHOOKS, requeue, w) != 0)
         return ME_EIO;

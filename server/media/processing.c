@@ -8,6 +8,8 @@
 #include "server/core/log.h"
 #include "server/core/metrics.h"
 #include "server/media/photo/photo.h"
+#include "server/media/photo/photo_config.h"
+#include "server/jobs/jobs_config.h"
 #include "server/media/sandbox/photo_sandbox.h"
 #include "server/media/manifest.h"
 #include "server/media/processing.h"
@@ -110,8 +112,8 @@ static int process_photo(me_processing_t *p, me_storage_t *st, const json_t *man
             fail(why, ME_EIO, 0, "The original could not be read from storage.");
         return ret;
     }
-    ret = p->decoders ? me_photo_decoders_process(p->decoders, data, len, &r)
-                      : me_photo_process(&p->photos, data, len, &r);
+    ret = p->decoders != NULL ? me_photo_decoders_process(p->decoders, data, len, &r)
+                              : me_photo_process(&p->photos, data, len, &r);
     free(data);
     if (ret != 0) {
         me_log_info(NULL, "media %s: photo refused: %s (%s)", id, me_err_code(ret), r.detail);
@@ -161,9 +163,10 @@ static int start_decoders(me_processing_t *p, const me_config_t *cfg, char *err,
         return -1;
     }
     exe[n] = '\0';
-    p->decoders = me_photo_decoders_new(&p->photos, cfg->job_workers, exe, tmp && *tmp ? tmp : "/tmp",
-                                        cfg->photo_timeout, err, errlen);
-    return p->decoders ? 0 : -1;
+    p->decoders =
+        me_photo_decoders_new(&p->photos, me_jobs_settings(cfg)->workers, exe, tmp != NULL && *tmp ? tmp : "/tmp",
+                              me_photo_settings(cfg)->timeout, err, errlen);
+    return p->decoders != NULL ? 0 : -1;
 }
 
 me_processing_t *me_processing_start(const me_config_t *cfg, me_storage_t *st, char *err, size_t errlen)
@@ -175,7 +178,7 @@ me_processing_t *me_processing_start(const me_config_t *cfg, me_storage_t *st, c
     }
     me_photo_config_init(&p->photos, cfg); /* libvips itself is set up by the first photo:
                                              * loading its modules would double the start-up */
-    if (cfg->photo_sandbox && start_decoders(p, cfg, err, errlen) != 0)
+    if (me_photo_settings(cfg)->sandbox && start_decoders(p, cfg, err, errlen) != 0)
         goto fail;
     if ((p->jobs_q = me_jobq_local_new()) == NULL || (p->hooks_q = me_jobq_local_new()) == NULL) {
         snprintf(err, errlen, "out of memory");

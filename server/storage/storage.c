@@ -6,6 +6,7 @@
 #include "server/storage/storage.h"
 #include "server/storage/storage_backend.h"
 #include "server/storage/storage_file.h"
+#include "server/storage/storage_config.h"
 
 #define PART_MAX 10000
 
@@ -36,7 +37,7 @@ me_storage_t *me_storage_new(const me_storage_ops_t *ops, me_storage_backend_t *
 
 me_storage_t *me_storage_open(const me_config_t *cfg, char *err, size_t errlen)
 {
-    const char *name = cfg->storage_backend ? cfg->storage_backend : "";
+    const char *backend = me_storage_settings(cfg)->backend, *name = backend != NULL ? backend : "";
     const me_storage_ops_t *ops;
     me_storage_backend_t *be;
     me_storage_t *st;

@@ -16,6 +16,7 @@
 #include <openssl/evp.h>
 #include "server/core/log.h"
 #include "server/storage/storage_file.h"
+#include "server/storage/storage_config.h"
 
 #define ETAG_LEN 32            /* a part's etag: random hex, new at every put (hashing the bytes cost CPU for nothing) */
 #define DATA_NAME "data"       /* an upload's bytes, every part at its offset */
@@ -160,14 +161,14 @@ static int write_all(int fd, const void *data, size_t len, const char *what)
 static int place(int base, const char *path, int fromdir, const char *from, const char *what, int *placed)
 {
     const char *slash = strrchr(path, '/');
-    const char *name = slash ? slash + 1 : path;
+    const char *name = slash != NULL ? slash + 1 : path;
     int dir, ret = 0;
 
     *placed = 0;
     /* ENOENT: a delete removed a directory we had just made or opened (it removes the ones it
      * empties); make it again */
     for (int tries = 0;; tries++) {
-        if ((dir = open_dirs(base, path, slash ? (size_t)(slash - path) : 0)) >= 0 &&
+        if ((dir = open_dirs(base, path, slash != NULL ? (size_t)(slash - path) : 0)) >= 0 &&
             sys.renameat(fromdir, from, dir, name) == 0)
             break;
         if (errno != ENOENT || tries == PLACE_TRIES - 1) {
@@ -289,14 +290,14 @@ static int file_del(me_storage_backend_t *be, const char *key)
 {
     char path[ME_STORAGE_KEY_MAX + 1];
     const char *slash = strrchr(key, '/');
-    size_t len = slash ? (size_t)(slash - key) : 0;
+    size_t len = slash != NULL ? (size_t)(slash - key) : 0;
     int dir = be->root, ret = 0;
 
     memcpy(path, key, len);
     path[len] = '\0';
     if (len > 0 && (dir = sys.openat(be->root, path, DIR_FLAGS)) < 0)
         return errno == ENOENT || errno == ENOTDIR ? 0 : io_error("open the directory of", key);
-    if (sys.unlinkat(dir, slash ? slash + 1 : key, 0) == 0) {
+    if (sys.unlinkat(dir, slash != NULL ? slash + 1 : key, 0) == 0) {
         if (sys.fsync(dir) != 0) /* so that a deleted photo stays deleted after a crash */
             ret = io_error("sync the directory of", key);
     } else if (errno != ENOENT && errno != EISDIR) { /* a directory is not an object */
@@ -409,7 +410,7 @@ static int file_list(me_storage_backend_t *be, const char *prefix,
 {
     walk_t w = {.prefix = prefix, .plen = strlen(prefix), .cb = cb, .arg = arg};
     const char *slash = strrchr(prefix, '/');
-    size_t klen = slash ? (size_t)(slash - prefix) + 1 : 0;
+    size_t klen = slash != NULL ? (size_t)(slash - prefix) + 1 : 0;
     int fd;
 
     /* start in the deepest directory the prefix names: "uploads/ab" walks uploads/ */
@@ -755,7 +756,7 @@ static void file_close(me_storage_backend_t *be)
 
 static me_storage_backend_t *file_open(const me_config_t *cfg, char *err, size_t errlen)
 {
-    const char *root = cfg->storage_root ? cfg->storage_root : "";
+    const char *configured = me_storage_settings(cfg)->root, *root = configured != NULL ? configured : "";
     me_storage_backend_t *be;
     int start;
 

@@ -16,6 +16,8 @@
 #include "server/media/sniff.h"
 #include "server/storage/layout.h"
 #include "server/upload/upload.h"
+#include "server/upload/upload_config.h"
+#include "server/http/server_config.h"
 #include "server/upload/upload_internal.h"
 
 #define INFO_MAX (1024 * 1024)   /* an upload's state document; 10000 parts fit */
@@ -732,9 +734,9 @@ me_uploads_t *me_uploads_new(me_storage_t *st, me_locks_t *locks, const me_confi
     }
     u->locks = locks;
     u->st = st;
-    u->max_size = cfg->upload_max_size;
-    u->expire_after = (int64_t)(cfg->upload_expire_after / 1000);
-    u->join_part = cfg->max_patch_size;
+    u->max_size = me_upload_settings(cfg)->max_size;
+    u->expire_after = (int64_t)(me_upload_settings(cfg)->expire_after / 1000);
+    u->join_part = me_http_settings(cfg)->max_patch_size;
     return u;
 }
 

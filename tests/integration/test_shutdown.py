@@ -8,6 +8,19 @@ import time
 import requests
 
 
+def status_line(sock, timeout):
+    """The status line of the response on sock ("" when the connection closes first)."""
+    sock.settimeout(timeout)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    sock.close()
+    return data.split(b"\r\n", 1)[0].decode()
+
+
 def slow_post(port, path, total, pieces, interval, result):
     """Sends a POST whose body trickles in; stores the response's first line in result."""
     s = socket.create_connection(("127.0.0.1", port))
@@ -15,15 +28,7 @@ def slow_post(port, path, total, pieces, interval, result):
     for _ in range(pieces):
         s.sendall(b"x" * (total // pieces))
         time.sleep(interval)
-    s.settimeout(10)
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = s.recv(4096)
-        if not chunk:
-            break
-        data += chunk
-    result.append(data.split(b"\r\n", 1)[0].decode())
-    s.close()
+    result.append(status_line(s, 10))
 
 
 def test_sigterm_drains_slow_request_and_exits_0(make_server):
@@ -151,15 +156,7 @@ def test_drain_timeout_still_answers_work_on_the_pool(make_server):
     sock.sendall(body)
     # the body is in; its write and fsync (hundreds of ms for 256 MiB) run on the pool
     s.signal(signal.SIGTERM)
-    sock.settimeout(30)
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = sock.recv(4096)
-        if not chunk:
-            break
-        data += chunk
-    sock.close()
-    assert data.split(b"\r\n", 1)[0] == b"HTTP/1.1 204 No Content", data[:200]
+    assert status_line(sock, 30) == "HTTP/1.1 204 No Content"
     assert s.wait(30) == 0
 
 

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <cmocka.h>
 #include "server/http/cors.h"
+#include "server/http/server_config.h"
 
 #define APP "https://app.example.com"
 #define METHODS "POST, HEAD, PATCH, DELETE, OPTIONS"
@@ -14,10 +15,12 @@
 static me_cors_t *make(const char *origins, uint64_t max_age_ms)
 {
     me_config_t cfg;
-    me_config_defaults(&cfg);
-    cfg.cors_origins = (char *)origins;
-    cfg.cors_max_age = max_age_ms;
+    assert_int_equal(me_config_defaults(&cfg), 0);
+    me_http_settings_t *hs = me_config_section_mut(&cfg, &me_http_config_section);
+    hs->cors_origins = (char *)origins;
+    hs->cors_max_age = max_age_ms;
     me_cors_t *c = me_cors_new(&cfg);
+    me_config_free(&cfg); /* the policy keeps what it needs */
     assert_non_null(c);
     return c;
 }

@@ -18,6 +18,8 @@
 #include "server/jobs/jobq.h"
 #include "server/jobs/jobq_local.c" /* its steps counter */
 #include "server/jobs/jobs.h"
+#include "server/jobs/jobs_config.h"
+#include "server/storage/storage_config.h"
 
 static const int64_t T0 = 1800000000000; /* ms */
 
@@ -161,6 +163,8 @@ static void test_queue_close_wakes_poppers(void **state)
 typedef struct {
     char dir[64];
     me_config_t cfg;
+    me_jobs_settings_t *jobs; /* cfg's sections, set by hand */
+    me_webhook_settings_t *hooks_cfg;
     me_storage_t *st;
     me_jobq_t *q, *hq;
     me_jobs_t *j;
@@ -198,14 +202,18 @@ static int process(void *ctx, me_storage_t *st, const json_t *manifest, json_t *
 static int setup(void **state)
 {
     fixture_t *f = calloc(1, sizeof(*f));
+    me_storage_settings_t *storage;
     char err[256];
     strcpy(f->dir, "/tmp/me-jobs-XXXXXX");
     assert_non_null(mkdtemp(f->dir));
-    me_config_defaults(&f->cfg);
-    f->cfg.storage_root = f->dir;
-    f->cfg.job_workers = 2;
-    f->cfg.webhook_url = "http://127.0.0.1:9/hooks"; /* raised, stored, never sent here */
-    f->cfg.webhook_secret = "s";
+    assert_int_equal(me_config_defaults(&f->cfg), 0);
+    f->jobs = me_config_section_mut(&f->cfg, &me_jobs_config_section);
+    f->hooks_cfg = me_config_section_mut(&f->cfg, &me_webhook_config_section);
+    storage = me_config_section_mut(&f->cfg, &me_storage_config_section);
+    storage->root = f->dir;
+    f->jobs->workers = 2;
+    f->hooks_cfg->url = "http://127.0.0.1:9/hooks"; /* raised, stored, never sent here */
+    f->hooks_cfg->secret = "s";
     assert_non_null(f->st = me_storage_open(&f->cfg, err, sizeof(err)));
     assert_non_null(f->q = me_jobq_local_new());
     assert_non_null(f->hq = me_jobq_local_new());
@@ -224,6 +232,7 @@ static int teardown(void **state)
     me_jobq_free(f->q);
     me_jobq_free(f->hq);
     me_storage_close(f->st);
+    me_config_free(&f->cfg);
     snprintf(cmd, sizeof(cmd), "rm -rf %s", f->dir);
     assert_int_equal(system(cmd), 0);
     free(f);
@@ -265,7 +274,7 @@ static json_t *doc(fixture_t *f, const char *dir, const char *id)
 static const char *status_of(fixture_t *f, const char *id, char *buf, size_t size)
 {
     json_t *m = doc(f, "media", id);
-    snprintf(buf, size, "%s", m ? json_string_value(json_object_get(m, "status")) : "(none)");
+    snprintf(buf, size, "%s", m != NULL ? json_string_value(json_object_get(m, "status")) : "(none)");
     json_decref(m);
     return buf;
 }
@@ -311,7 +320,7 @@ static void test_retries_with_backoff_then_ready(void **state)
     char s[32];
     int64_t retry = 0;
     f->fail_first = 2;
-    f->cfg.job_retry_after = 1000;
+    f->jobs->retry_after = 1000;
     uploaded(f, ID("m3"), T0, 1);
     assert_int_equal(me_jobs_run(f->j, ID("m3"), T0, &retry), ME_EBUSY);
     assert_int_equal(retry, T0 + 1000);
@@ -347,7 +356,7 @@ static void test_failures_end_as_failed_with_a_code(void **state)
     json_decref(hook);
     /* a passing fault that never passes: failed after max_attempts */
     f->fail_forever = 0, f->fail_first = 1000, f->calls = 0;
-    f->cfg.job_max_attempts = 3;
+    f->jobs->max_attempts = 3;
     uploaded(f, ID("m5"), T0, 1);
     int64_t at = T0;
     assert_int_equal(me_jobs_run(f->j, ID("m5"), at, &at), ME_EBUSY);

@@ -13,6 +13,7 @@
 #include "server/media/manifest.h"
 #include "server/media/sniff.h"
 #include "server/storage/layout.h"
+#include "server/storage/storage_config.h"
 
 static void test_sniff_table(void **state)
 {
@@ -164,9 +165,10 @@ static void test_manifest_store_load(void **state)
     char dir[] = "/tmp/me-test-media-XXXXXX", err[256];
     (void)state;
     assert_non_null(mkdtemp(dir));
-    me_config_t cfg = {0};
-    cfg.storage_backend = (char *)"file";
-    cfg.storage_root = dir;
+    me_config_t cfg;
+    assert_int_equal(me_config_defaults(&cfg), 0);
+    me_storage_settings_t *storage = me_config_section_mut(&cfg, &me_storage_config_section);
+    storage->root = dir; /* not owned by cfg: never freed through it */
     me_storage_t *st = me_storage_open(&cfg, err, sizeof(err));
     assert_non_null(st);
     json_t *m = new_manifest("image/jpeg"), *back = NULL;
@@ -183,6 +185,7 @@ static void test_manifest_store_load(void **state)
     assert_int_equal(me_manifest_store(st, m), ME_EINVAL);
     json_decref(m);
     me_storage_close(st);
+    me_config_free(&cfg);
     char cmd[128];
     snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
     assert_int_equal(system(cmd), 0);

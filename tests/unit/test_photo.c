@@ -22,6 +22,7 @@
 #include <vips/vips.h>
 
 #include "server/media/photo/photo.h"
+#include "server/storage/storage_config.h"
 #include "server/media/photo/photo_cores.h"
 #include "server/media/photo/photo_exif.h"
 #include "server/media/photo/photo_webp.h"
@@ -338,7 +339,7 @@ static int open_fds(void)
     DIR *d = opendir("/proc/self/fd");
     int n = 0;
     assert_non_null(d);
-    while (readdir(d))
+    while (readdir(d) != NULL)
         n++;
     closedir(d);
     return n;
@@ -548,6 +549,7 @@ static void test_store_writes_every_variant_under_its_key(void **state)
 {
     char dir[] = "/tmp/me-photo-XXXXXX", err[256], key[256], cmd[128];
     me_config_t cfg;
+    me_storage_settings_t *storage;
     me_storage_t *st;
     me_storage_stat_t sb;
     me_photo_result_t r;
@@ -556,9 +558,11 @@ static void test_store_writes_every_variant_under_its_key(void **state)
     (void)state;
 
     assert_non_null(mkdtemp(dir));
-    me_config_defaults(&cfg);
-    cfg.storage_root = dir; /* not owned by cfg */
+    assert_int_equal(me_config_defaults(&cfg), 0);
+    storage = me_config_section_mut(&cfg, &me_storage_config_section);
+    storage->root = dir;
     assert_non_null(st = me_storage_open(&cfg, err, sizeof(err)));
+    me_config_free(&cfg); /* the store keeps what it needs */
     assert_int_equal(me_photo_process(&pc, data, len, &r), 0);
     assert_int_equal(me_photo_store(st, "fam1", "m-1", &r), 0);
     for (int i = 0; i < r.noutputs; i++) {
@@ -581,8 +585,10 @@ static int group_setup(void **state)
 {
     me_config_t cfg;
     (void)state;
-    me_config_defaults(&cfg);
-    me_photo_config_init(&pc, &cfg);
+    if (me_config_defaults(&cfg) != 0)
+        return 1;
+    me_photo_config_init(&pc, &cfg); /* pc holds copies */
+    me_config_free(&cfg);
     return me_photo_init();
 }
 

@@ -58,7 +58,7 @@ static int fake_openat(int dirfd, const char *path, int flags, ...)
         mode = va_arg(ap, unsigned);
         va_end(ap);
     }
-    if (replace_key && strcmp(path, replace_key) == 0 && !(flags & O_DIRECTORY)) {
+    if (replace_key != NULL && strcmp(path, replace_key) == 0 && !(flags & O_DIRECTORY)) {
         const char *with = replace_with;
         replace_key = NULL;
         assert_int_equal(me_storage_put(st, path, with, strlen(with)), 0);
@@ -130,10 +130,17 @@ static int fake_unlinkat(int dirfd, const char *path, int flags)
 
 static me_storage_t *open_store(const char *backend, const char *dir, char *err, size_t errlen)
 {
-    me_config_t cfg = {0};
-    cfg.storage_backend = (char *)backend;
-    cfg.storage_root = (char *)dir;
-    return me_storage_open(&cfg, err, errlen);
+    me_config_t cfg;
+    me_storage_settings_t *ss;
+    me_storage_t *store;
+
+    assert_int_equal(me_config_defaults(&cfg), 0);
+    ss = me_config_section_mut(&cfg, &me_storage_config_section);
+    ss->backend = (char *)backend;
+    ss->root = (char *)dir;
+    store = me_storage_open(&cfg, err, errlen);
+    me_config_free(&cfg); /* the store keeps what it needs */
+    return store;
 }
 
 static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
@@ -189,15 +196,17 @@ static int teardown(void **state)
 static me_storage_backend_t *open_file_backend(void *arg)
 {
     char err[256];
-    me_config_t cfg = {.storage_root = root};
-    me_storage_backend_t *be;
+    me_config_t cfg;
+    me_storage_backend_t *be = NULL;
 
-    if (make_root() != 0)
+    if (make_root() != 0 || me_config_defaults(&cfg) != 0)
         return NULL;
+    ((me_storage_settings_t *)me_config_section_mut(&cfg, &me_storage_config_section))->root = root;
     if ((be = me_storage_file_ops.open(&cfg, err, sizeof(err))) == NULL) {
         print_error("%s\n", err);
         nftw(tmpdir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
     }
+    me_config_free(&cfg); /* the backend keeps what it needs */
     return be;
 }
 

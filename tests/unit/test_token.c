@@ -62,7 +62,7 @@ static char es_priv[PATH_MAX], es_pub[PATH_MAX], other_pub[PATH_MAX], rsa_pub[PA
 static void key_path(char *dst, const char *file)
 {
     const char *dir = getenv("MEDIAEDGE_SRCDIR");
-    snprintf(dst, PATH_MAX, "%s/tests/unit/keys/%s", dir && *dir ? dir : ".", file);
+    snprintf(dst, PATH_MAX, "%s/tests/unit/keys/%s", dir != NULL && *dir ? dir : ".", file);
 }
 
 static int group_setup(void **state)
@@ -81,20 +81,44 @@ static int group_setup(void **state)
     return 0;
 }
 
+/* Every configuration make_cfg() made, freed by group_teardown(): tests copy and replace
+ * them freely, and a copy shares its sections with the original. */
+static me_config_t *made;
+static size_t nmade;
+
+/* c's tokens section, to set by hand. */
+static me_token_settings_t *tokens(me_config_t *c)
+{
+    return me_config_section_mut(c, &me_token_config_section);
+}
+
 static me_config_t make_cfg(me_token_alg_t alg, int cache_entries)
 {
     me_config_t c;
+    me_token_settings_t *t;
 
-    memset(&c, 0, sizeof c);
-    c.token_alg = alg;
-    c.token_hs256_secret = SECRET;
-    c.token_es256_public_key_file = es_pub;
-    c.token_es256_private_key_file = es_priv;
-    c.token_issuer = ISSUER;
-    c.token_audience = AUDIENCE;
-    c.token_leeway = LEEWAY_MS;
-    c.token_cache_entries = cache_entries;
+    assert_non_null(made = realloc(made, (nmade + 1) * sizeof(*made)));
+    assert_int_equal(me_config_defaults(&c), 0);
+    t = tokens(&c);
+    t->alg = alg;
+    t->hs256_secret = SECRET;
+    t->es256_public_key_file = es_pub;
+    t->es256_private_key_file = es_priv;
+    t->issuer = ISSUER;
+    t->audience = AUDIENCE;
+    t->leeway = LEEWAY_MS;
+    t->cache_entries = cache_entries;
+    made[nmade++] = c;
     return c;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    while (nmade > 0)
+        me_config_free(&made[--nmade]);
+    free(made);
+    return 0;
 }
 
 static me_token_verifier_t *new_verifier(const me_config_t *cfg)
@@ -142,7 +166,7 @@ static int verify_once(me_token_alg_t alg, const char *token, int64_t now, me_to
     me_config_t cfg = make_cfg(alg, 0);
     me_token_verifier_t *v = new_verifier(&cfg);
     me_token_claims_t ignored;
-    int ret = verify(v, token, now, out ? out : &ignored);
+    int ret = verify(v, token, now, out != NULL ? out : &ignored);
     me_token_verifier_free(v);
     return ret;
 }
@@ -248,7 +272,7 @@ static json_t *segment_json(const char *token, int i)
     while (i-- > 0)
         start = strchr(start, '.') + 1;
     end = strchr(start, '.');
-    assert_int_equal(me_b64url_decode(start, end ? (size_t)(end - start) : strlen(start), buf, &n), ME_OK);
+    assert_int_equal(me_b64url_decode(start, end != NULL ? (size_t)(end - start) : strlen(start), buf, &n), ME_OK);
     assert_non_null(j = json_loadb((const char *)buf, n, 0, NULL));
     return j;
 }
@@ -452,7 +476,7 @@ static int verify_with_leeway(uint64_t leeway_ms, const char *tok, int64_t now)
     me_token_claims_t out;
     int ret;
 
-    cfg.token_leeway = leeway_ms;
+    tokens(&cfg)->leeway = leeway_ms;
     v = new_verifier(&cfg);
     ret = verify(v, tok, now, &out);
     me_token_verifier_free(v);
@@ -544,7 +568,7 @@ static void test_wrong_es_key(void **state)
     char *tok = mint(&cfg, &in, T0, TTL);
 
     (void)state;
-    cfg.token_es256_public_key_file = other_pub;
+    tokens(&cfg)->es256_public_key_file = other_pub;
     v = new_verifier(&cfg);
     assert_int_equal(verify(v, tok, T0, &out), ME_EUNAUTHORIZED);
     assert_int_equal(verify(v, es256_vector, T0, &out), ME_EUNAUTHORIZED);
@@ -921,7 +945,7 @@ static void test_cache_verifies_once(void **state)
         assert_int_equal(me_token_verifications(v), 1);
         assert_claims_equal(&out2, &in);
         assert_int_equal(out2.exp, out1.exp);
-        cfg.token_cache_entries = 0;
+        tokens(&cfg)->cache_entries = 0;
         nocache = new_verifier(&cfg);
         assert_int_equal(verify(nocache, tok, T0, &out1), ME_OK);
         assert_int_equal(verify(nocache, tok, T0, &out1), ME_OK);
@@ -1073,24 +1097,24 @@ static void test_verifier_refuses_bad_keys(void **state)
     char missing[PATH_MAX + 16];
 
     (void)state;
-    cfg.token_es256_public_key_file = rsa_pub;
+    tokens(&cfg)->es256_public_key_file = rsa_pub;
     expect_no_verifier(&cfg, "not an EC P-256 key (it is RSA)");
-    cfg.token_es256_public_key_file = p384_pub;
+    tokens(&cfg)->es256_public_key_file = p384_pub;
     expect_no_verifier(&cfg, "not an EC P-256 key (it is EC secp384r1)");
     snprintf(missing, sizeof missing, "%s.missing", es_pub);
-    cfg.token_es256_public_key_file = missing;
+    tokens(&cfg)->es256_public_key_file = missing;
     expect_no_verifier(&cfg, "cannot open");
-    cfg.token_es256_public_key_file = es_priv; /* a private key where the public one goes */
+    tokens(&cfg)->es256_public_key_file = es_priv; /* a private key where the public one goes */
     expect_no_verifier(&cfg, "no unencrypted PEM public key");
-    cfg.token_es256_public_key_file = NULL;
+    tokens(&cfg)->es256_public_key_file = NULL;
     expect_no_verifier(&cfg, "token_es256_public_key_file is not set");
     cfg = make_cfg(ME_ALG_HS256, 0);
-    cfg.token_hs256_secret = "short-secret-of-31-bytes-123456";
+    tokens(&cfg)->hs256_secret = "short-secret-of-31-bytes-123456";
     expect_no_verifier(&cfg, "at least 32 bytes");
-    cfg.token_hs256_secret = NULL;
+    tokens(&cfg)->hs256_secret = NULL;
     expect_no_verifier(&cfg, "at least 32 bytes");
     cfg = make_cfg(ME_ALG_HS256, 0);
-    cfg.token_issuer = "";
+    tokens(&cfg)->issuer = "";
     expect_no_verifier(&cfg, "token_issuer");
     cfg = make_cfg((me_token_alg_t)7, 0);
     expect_no_verifier(&cfg, "token_alg");
@@ -1125,10 +1149,10 @@ static void test_mint_refuses(void **state)
     expect_no_token(&cfg, &c, TTL, "scope");
     c = sample_claims();
     expect_no_token(&cfg, &c, 0, "ttl");
-    cfg.token_es256_private_key_file = rsa_priv;
+    tokens(&cfg)->es256_private_key_file = rsa_priv;
     expect_no_token(&cfg, &c, TTL, "not an EC P-256 key");
     cfg = make_cfg(ME_ALG_HS256, 0);
-    cfg.token_hs256_secret = "short";
+    tokens(&cfg)->hs256_secret = "short";
     expect_no_token(&cfg, &c, TTL, "at least 32 bytes");
 }
 
@@ -1183,5 +1207,5 @@ int main(void)
         cmocka_unit_test(test_mint_refuses),
         cmocka_unit_test(test_names),
     };
-    return cmocka_run_group_tests(tests, group_setup, NULL);
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -17,6 +17,9 @@
 #include "server/storage/storage_file.h"
 #include "server/upload/upload.h"
 #include "tests/unit/storage_faults.h"
+#include "server/upload/upload_config.h"
+#include "server/http/server_config.h"
+#include "server/storage/storage_config.h"
 
 typedef struct {
     char dir[64];
@@ -35,14 +38,20 @@ static const int64_t T0 = 1800000000;
 static int setup(void **state)
 {
     fixture_t *f = calloc(1, sizeof(*f));
+    me_storage_settings_t *storage;
+    me_upload_settings_t *uploads;
+    me_http_settings_t *http;
     char err[256];
     strcpy(f->dir, "/tmp/me-upload-XXXXXX");
     assert_non_null(mkdtemp(f->dir));
-    me_config_defaults(&f->cfg);
-    f->cfg.storage_root = f->dir; /* not owned by cfg: never freed through it */
-    f->cfg.upload_max_size = 1 << 20;
-    f->cfg.upload_expire_after = 3600 * 1000;
-    f->cfg.max_patch_size = 4096; /* finals are built in parts of this size */
+    assert_int_equal(me_config_defaults(&f->cfg), 0);
+    storage = me_config_section_mut(&f->cfg, &me_storage_config_section);
+    storage->root = f->dir; /* not owned by cfg: never freed through it */
+    uploads = me_config_section_mut(&f->cfg, &me_upload_config_section);
+    uploads->max_size = 1 << 20;
+    uploads->expire_after = 3600 * 1000;
+    http = me_config_section_mut(&f->cfg, &me_http_config_section);
+    http->max_patch_size = 4096; /* finals are built in parts of this size */
     me_storage_backend_t *be = me_storage_file_ops.open(&f->cfg, err, sizeof(err));
     assert_non_null(be);
     assert_non_null(f->st = storage_faults_wrap(&me_storage_file_ops, be, &f->faults));
@@ -57,6 +66,7 @@ static int teardown(void **state)
     char cmd[128];
     me_uploads_free(f->u);
     me_storage_close(f->st);
+    me_config_free(&f->cfg);
     snprintf(cmd, sizeof(cmd), "rm -rf %s", f->dir);
     assert_int_equal(system(cmd), 0);
     free(f);

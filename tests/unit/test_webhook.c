@@ -16,6 +16,8 @@
 #include <cmocka.h>
 #include <jansson.h>
 #include "server/jobs/webhook.h"
+#include "server/jobs/jobs_config.h"
+#include "server/storage/storage_config.h"
 #include "server/storage/storage_file.h"
 #include "tests/unit/storage_faults.h"
 
@@ -91,6 +93,7 @@ static void receiver_join(receiver_t *r)
 typedef struct {
     char dir[64], url[64];
     me_config_t cfg;
+    me_webhook_settings_t *hooks; /* cfg's section, set by hand */
     me_storage_t *st;
     storage_faults_t *faults; /* steers st's backend: reads that fail */
     me_jobq_t *q;
@@ -100,15 +103,18 @@ typedef struct {
 static int setup(void **state)
 {
     fixture_t *f = calloc(1, sizeof(*f));
+    me_storage_settings_t *storage;
     char err[256];
     strcpy(f->dir, "/tmp/me-webhook-XXXXXX");
     assert_non_null(mkdtemp(f->dir));
-    me_config_defaults(&f->cfg);
-    f->cfg.storage_root = f->dir;
-    f->cfg.webhook_url = f->url;
-    f->cfg.webhook_secret = "whsec-test";
-    f->cfg.webhook_retry_after = 1000;
-    f->cfg.webhook_max_attempts = 2;
+    assert_int_equal(me_config_defaults(&f->cfg), 0);
+    storage = me_config_section_mut(&f->cfg, &me_storage_config_section);
+    storage->root = f->dir;
+    f->hooks = me_config_section_mut(&f->cfg, &me_webhook_config_section);
+    f->hooks->url = f->url;
+    f->hooks->secret = "whsec-test";
+    f->hooks->retry_after = 1000;
+    f->hooks->max_attempts = 2;
     me_storage_backend_t *be = me_storage_file_ops.open(&f->cfg, err, sizeof(err));
     assert_non_null(be);
     assert_non_null(f->st = storage_faults_wrap(&me_storage_file_ops, be, &f->faults));
@@ -124,6 +130,7 @@ static int teardown(void **state)
     me_webhooks_free(f->w);
     me_jobq_free(f->q);
     me_storage_close(f->st);
+    me_config_free(&f->cfg);
     snprintf(cmd, sizeof(cmd), "rm -rf %s", f->dir);
     assert_int_equal(system(cmd), 0);
     free(f);
@@ -226,7 +233,7 @@ static void test_a_url_needs_a_secret_and_no_url_sends_nothing(void **state)
 {
     fixture_t *f = *state;
     char err[256] = "";
-    f->cfg.webhook_secret = "";
+    f->hooks->secret = "";
     snprintf(f->url, sizeof(f->url), "http://127.0.0.1:9/");
     assert_null(me_webhooks_new(&f->cfg, f->st, f->q, err, sizeof(err)));
     assert_non_null(strstr(err, "webhooks.secret"));

@@ -1,5 +1,6 @@
 /* photo.c: the photo pipeline on libvips: recognise, check limits, decode once, make every variant. */
 #include "server/media/photo/photo.h"
+#include "server/media/photo/photo_config.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -35,15 +36,16 @@ static int init_status = ME_EINTERNAL;
 
 void me_photo_config_init(me_photo_config_t *pc, const me_config_t *cfg)
 {
+    const me_photo_settings_t *ps = me_photo_settings(cfg);
     memset(pc, 0, sizeof(*pc));
     pc->threads = cfg->cpu_limit > 0 ? cfg->cpu_limit : 1;
-    pc->max_pixels = (uint64_t)cfg->photo_max_pixels;
-    pc->max_bytes = cfg->photo_max_bytes;
-    pc->jpeg_quality = cfg->photo_jpeg_quality;
-    pc->webp_quality = cfg->photo_webp_quality;
-    pc->webp_effort = cfg->photo_webp_effort;
-    pc->keep_location = cfg->photo_keep_location;
-    const char *p = cfg->photo_variants, *item;
+    pc->max_pixels = (uint64_t)ps->max_pixels;
+    pc->max_bytes = ps->max_bytes;
+    pc->jpeg_quality = ps->jpeg_quality;
+    pc->webp_quality = ps->webp_quality;
+    pc->webp_effort = ps->webp_effort;
+    pc->keep_location = ps->keep_location;
+    const char *p = ps->variants, *item;
     size_t len;
     while (pc->nvariants < ME_PHOTO_VARIANTS_MAX && me_config_list_next(&p, &item, &len))
         if (me_photo_variant_parse(item, len, &pc->variants[pc->nvariants]))
@@ -90,9 +92,9 @@ static int sniff(const void *data, size_t len)
 {
     const char *type = me_sniff(data, len);
 
-    if (type && strcmp(type, "image/heic") == 0)
+    if (type != NULL && strcmp(type, "image/heic") == 0)
         type = "image/heif";
-    for (int i = 0; type && i < N_FORMATS; i++)
+    for (int i = 0; type != NULL && i < N_FORMATS; i++)
         if (strcmp(type, formats[i].sniffed) == 0)
             return i;
     return -1;
@@ -140,7 +142,7 @@ static void take_error(char *detail, size_t size, const char *stage)
     char *msg = vips_error_buffer_copy();
     size_t n;
 
-    snprintf(detail, size, "%s: %s", stage, msg && *msg ? msg : "failed");
+    snprintf(detail, size, "%s: %s", stage, msg != NULL && *msg ? msg : "failed");
     n = strlen(detail);
     while (n && (detail[n - 1] == '\n' || detail[n - 1] == ' '))
         detail[--n] = '\0';
@@ -206,7 +208,7 @@ static int strip(VipsObject *ctx, VipsImage *in, VipsImage **out)
     if (vips_copy(in, &t[0], NULL))
         return -1;
     fields = vips_image_get_fields(t[0]);
-    for (int i = 0; fields && fields[i]; i++)
+    for (int i = 0; fields != NULL && fields[i] != NULL; i++)
         vips_image_remove(t[0], fields[i]); /* the built-in ones (width, ...) are not removable */
     g_strfreev(fields);
     *out = t[0];
@@ -244,7 +246,7 @@ static VipsImage *to_memory(VipsObject *ctx, VipsImage *in, int threads)
         return NULL;
     if (threads > 1)
         vips_image_set_int(t[0], VIPS_META_CONCURRENCY, threads);
-    if (!(t[1] = vips_image_copy_memory(t[0])))
+    if ((t[1] = vips_image_copy_memory(t[0])) == NULL)
         return NULL;
     vips_image_remove(t[1], VIPS_META_CONCURRENCY);
     return t[1];
@@ -270,13 +272,13 @@ static int decode_master(VipsObject *ctx, const me_photo_config_t *pc, format_t 
     /* shrink before the colour transform and the rotation: both then work on fewer pixels */
     if (resize_to(ctx, img, scaled(w, s), scaled(h, s), &sized) || to_srgb(ctx, sized, &srgb))
         return -1;
-    if (!(decoded = to_memory(ctx, srgb, threads))) /* the only full decode */
+    if ((decoded = to_memory(ctx, srgb, threads)) == NULL) /* the only full decode */
         return -1;
     if (vips_autorot(decoded, &t[1], NULL) || strip(ctx, t[1], &bare))
         return -1;
     *out = bare;
     /* keep it turned in memory rather than turning it again for every variant */
-    if (vips_image_get_orientation(header) != 1 && !(*out = to_memory(ctx, bare, threads)))
+    if (vips_image_get_orientation(header) != 1 && (*out = to_memory(ctx, bare, threads)) == NULL)
         return -1;
     /* The master is in memory, so any order of reading it is fine; saying it is sequential
      * keeps libvips' vertical shrink (the thumb's 2048 -> 320) on its line cache: without
@@ -324,7 +326,7 @@ static int make_image(variants_t *vs, const me_photo_variant_t *v, VipsImage **o
         goto exit;
     if (v->square) {
         /* smartcrop reads its input several times: from memory, not through the resize */
-        if (!(t[0] = vips_image_copy_memory(sized)) ||
+        if ((t[0] = vips_image_copy_memory(sized)) == NULL ||
             vips_smartcrop(t[0], &t[1], side < t[0]->Xsize ? side : t[0]->Xsize,
                            side < t[0]->Ysize ? side : t[0]->Ysize, "interesting", VIPS_INTERESTING_ATTENTION, NULL))
             goto exit;
@@ -332,7 +334,7 @@ static int make_image(variants_t *vs, const me_photo_variant_t *v, VipsImage **o
     }
     if (sized == master)
         g_object_ref(*out = master);
-    else if (!(*out = vips_image_copy_memory(sized))) /* read by both encoders */
+    else if ((*out = vips_image_copy_memory(sized)) == NULL) /* read by both encoders */
         goto exit;
     ret = 0;
 exit:
@@ -354,7 +356,7 @@ static VipsImage *variant_image(variants_t *vs, int i, int v)
         vs->images[v] = img;
         pthread_cond_broadcast(&vs->made);
     }
-    while (!vs->images[v] && !atomic_load(&vs->failed))
+    while (vs->images[v] == NULL && !atomic_load(&vs->failed))
         pthread_cond_wait(&vs->made, &vs->lock);
     img = failed ? NULL : vs->images[v];
     pthread_mutex_unlock(&vs->lock);
@@ -371,7 +373,7 @@ static int encode(void *arg, int i)
     me_photo_output_t *o = &vs->out->outputs[k];
     int ret = -1;
 
-    if (!img)
+    if (img == NULL)
         return -1;
     *o = (me_photo_output_t){.name = pc->variants[v].name, .ext = jpeg ? "jpg" : "webp",
                              .content_type = jpeg ? "image/jpeg" : "image/webp",
@@ -395,7 +397,7 @@ static int encode(void *arg, int i)
     }
     ret = 0;
 exit:
-    if (flat)
+    if (flat != NULL)
         g_object_unref(flat);
     if (ret != 0)
         task_failed(vs);
@@ -434,7 +436,7 @@ static int make_variants(const me_photo_config_t *pc, VipsImage *master, int lon
     pthread_cond_destroy(&vs.made);
     pthread_mutex_destroy(&vs.lock);
     for (int v = 0; v < pc->nvariants; v++)
-        if (vs.images[v])
+        if (vs.images[v] != NULL)
             g_object_unref(vs.images[v]);
     return ret;
 }
@@ -457,7 +459,7 @@ static int finish(int ret, const char *stage, VipsObject *ctx, me_photo_result_t
         take_error(out->detail, sizeof(out->detail), stage);
     else
         vips_error_clear();
-    if (ctx)
+    if (ctx != NULL)
         g_object_unref(ctx);
     me_photo_cores_leave();
     if (ret != 0) {
@@ -552,11 +554,12 @@ int me_photo_process_pixels(const me_photo_config_t *pc, const void *rgb, int wi
     t = (VipsImage **)vips_object_local_array(ctx, 1);
     ret = ME_EINTERNAL;
     stage = "decode";
-    if (!(t[0] = vips_image_new_from_memory(rgb, (size_t)width * height * 3, width, height, 3, VIPS_FORMAT_UCHAR)))
+    if ((t[0] = vips_image_new_from_memory(rgb, (size_t)width * height * 3, width, height, 3, VIPS_FORMAT_UCHAR)) == NULL)
         goto exit;
     t[0]->Type = VIPS_INTERPRETATION_sRGB;
     s = master_scale(pc, long_edge, short_edge);
-    if (resize_to(ctx, t[0], scaled(width, s), scaled(height, s), &sized) || !(master = to_memory(ctx, sized, 1)))
+    if (resize_to(ctx, t[0], scaled(width, s), scaled(height, s), &sized) ||
+        (master = to_memory(ctx, sized, 1)) == NULL)
         goto exit;
     vips_image_set_int(master, VIPS_META_SEQUENTIAL, 1); /* as decode_master() says */
     stage = "variant";
@@ -602,7 +605,7 @@ json_t *me_photo_facts_json(const me_photo_result_t *r)
                               "has_location", r->has_location);
     json_t *variants = json_array();
 
-    if (!facts || !variants || json_object_set(facts, "variants", variants))
+    if (facts == NULL || variants == NULL || json_object_set(facts, "variants", variants))
         goto fail;
     if (r->has_coordinates &&
         json_object_set_new(facts, "location", json_pack("{s:f,s:f}", "lat", r->latitude, "lon", r->longitude)))

@@ -38,17 +38,17 @@ int me_photo_exif_datetime(const char *dt, const char *offset, char *out, size_t
     if (len)
         out[0] = '\0';
     /* cameras without a clock write "0000:00:00 00:00:00" or blanks: unknown */
-    if (!dt || !matches(dt, "9999:99:99 99:99:99") || number(dt, 4) < 1800)
+    if (dt == NULL || !matches(dt, "9999:99:99 99:99:99") || number(dt, 4) < 1800)
         return ME_EINVAL;
     mo = number(dt + 5, 2), d = number(dt + 8, 2);
     h = number(dt + 11, 2), mi = number(dt + 14, 2), sec = number(dt + 17, 2);
     if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60)
         return ME_EINVAL;
-    if (offset && !((offset[0] == '+' || offset[0] == '-') && matches(offset + 1, "99:99") &&
-                    number(offset + 1, 2) <= 14 && number(offset + 4, 2) <= 59))
+    if (offset != NULL && !((offset[0] == '+' || offset[0] == '-') && matches(offset + 1, "99:99") &&
+                            number(offset + 1, 2) <= 14 && number(offset + 4, 2) <= 59))
         offset = NULL;
-    if ((size_t)snprintf(out, len, "%.4s-%.2s-%.2sT%.2s:%.2s:%.2s%.6s", dt, dt + 5, dt + 8, dt + 11,
-                         dt + 14, dt + 17, offset ? offset : "") >= len) {
+    if ((size_t)snprintf(out, len, "%.4s-%.2s-%.2sT%.2s:%.2s:%.2s%.6s", dt, dt + 5, dt + 8, dt + 11, dt + 14, dt + 17,
+                         offset != NULL ? offset : "") >= len) {
         if (len)
             out[0] = '\0';
         return ME_EINVAL;
@@ -81,7 +81,7 @@ int me_photo_exif_coordinate(const char *value, const char *ref, double *out)
     double deg, min, sec, v;
     const char *s = value;
 
-    if (!value || !ref || !rational(&s, &deg) || !rational(&s, &min) || !rational(&s, &sec))
+    if (value == NULL || ref == NULL || !rational(&s, &deg) || !rational(&s, &min) || !rational(&s, &sec))
         return ME_EINVAL;
     v = deg + min / 60 + sec / 3600;
     if (ref[0] == 'S' || ref[0] == 'W')

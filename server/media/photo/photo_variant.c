@@ -15,7 +15,7 @@ static int read_size(const char **p, const char *end)
 int me_photo_variant_parse(const char *text, size_t len, me_photo_variant_t *out)
 {
     const char *end = text + len, *colon = memchr(text, ':', len), *p;
-    size_t name_len = colon ? (size_t)(colon - text) : 0;
+    size_t name_len = colon != NULL ? (size_t)(colon - text) : 0;
     int size, side;
 
     if (name_len == 0 || name_len > ME_PHOTO_NAME_MAX ||

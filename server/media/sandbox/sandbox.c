@@ -78,10 +78,10 @@ static int landlock(const char *const *read_dirs, const char *write_dir)
         attr.scoped = SCOPE_ALL, size = sizeof(attr);
     if ((ruleset = (int)syscall(SYS_landlock_create_ruleset, &attr, size, 0)) < 0)
         return -1;
-    for (size_t i = 0; read_dirs && read_dirs[i]; i++)
+    for (size_t i = 0; read_dirs != NULL && read_dirs[i] != NULL; i++)
         if (add_path(ruleset, read_dirs[i], FS_READ, attr.handled_access_fs) != 0)
             goto exit;
-    if (write_dir && add_path(ruleset, write_dir, FS_WRITE, attr.handled_access_fs) != 0)
+    if (write_dir != NULL && add_path(ruleset, write_dir, FS_WRITE, attr.handled_access_fs) != 0)
         goto exit;
     if (syscall(SYS_landlock_restrict_self, ruleset, 0) != 0)
         goto exit;

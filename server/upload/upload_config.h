@@ -1,0 +1,22 @@
+/* upload_config.h: the uploads section of the configuration. */
+#ifndef ME_UPLOAD_CONFIG_H
+#define ME_UPLOAD_CONFIG_H
+
+#include <stdint.h>
+#include "server/core/config.h"
+
+/* uploads: */
+typedef struct {
+    uint64_t max_size;     /* largest upload (the token's max_bytes may lower it) */
+    uint64_t expire_after; /* ms an unfinished upload is kept after its creation */
+} me_upload_settings_t;
+
+extern const me_config_section_t me_upload_config_section;
+
+/* cfg's uploads section (owned by cfg). */
+static inline const me_upload_settings_t *me_upload_settings(const me_config_t *cfg)
+{
+    return me_config_section(cfg, &me_upload_config_section);
+}
+
+#endif
