@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "server/media/video/video.h"
+#include "server/media/video/video_config.h"
 
 static void test_rendition_sizes_table(void **state)
 {
@@ -186,6 +187,46 @@ static void test_facts_json(void **state)
     json_decref(j);
 }
 
+/* The videos and plans sections: defaults, the environment, refusals. */
+static void test_settings(void **state)
+{
+    char err[512];
+    me_config_t c;
+    me_video_params_t vp;
+    (void)state;
+
+    assert_int_equal(me_config_defaults(&c), 0);
+    assert_true(me_video_plan_limit(&c, "free") == 180 && me_video_plan_limit(&c, "premium") == 600);
+    assert_true(me_video_plan_limit(&c, "gold") == 180); /* not listed: the shortest */
+    me_video_params_init(&vp, &c, "premium");
+    assert_int_equal(vp.nrenditions, 2);
+    assert_string_equal(vp.renditions[1].name, "360p");
+    assert_int_equal(vp.renditions[1].max_kbps, 1000);
+    assert_string_equal(vp.preset, "veryfast");
+    assert_string_equal(vp.plan, "premium");
+    assert_true(vp.max_duration == 600 && vp.caps.max_width == 4096 && vp.caps.max_bitrate == 200000000);
+    me_config_free(&c);
+
+    char *const env[] = {"MEDIAEDGE_PLANS_LONGEST_VIDEO=free:1m,family:20m", "MEDIAEDGE_VIDEOS_PRESET=slow",
+                         "MEDIAEDGE_VIDEOS_RENDITIONS=hd:1920,sd:480:800", NULL};
+    assert_int_equal(me_config_load(&c, NULL, env, err, sizeof(err)), 0);
+    assert_true(me_video_plan_limit(&c, "family") == 1200 && me_video_plan_limit(&c, "premium") == 60);
+    me_video_params_init(&vp, &c, NULL);
+    assert_true(vp.max_duration == 0 && vp.nrenditions == 2 && vp.renditions[0].size == 1920);
+    assert_string_equal(vp.preset, "slow");
+    me_config_free(&c);
+
+    static const char *const bad[] = {"MEDIAEDGE_PLANS_LONGEST_VIDEO=free:0s",   "MEDIAEDGE_PLANS_LONGEST_VIDEO=free",
+                                      "MEDIAEDGE_VIDEOS_RENDITIONS=a:640,a:320", "MEDIAEDGE_VIDEOS_RENDITIONS=a:32",
+                                      "MEDIAEDGE_VIDEOS_PRESET=quick",           "MEDIAEDGE_JOBS_VIDEO_WORKERS=0"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char *const one[] = {(char *)bad[i], NULL};
+        if (me_config_load(&c, NULL, one, err, sizeof(err)) != ME_ECONFIG)
+            fail_msg("%s was taken", bad[i]);
+        me_config_free(&c);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -195,6 +236,7 @@ int main(void)
         cmocka_unit_test(test_durations_for_people),
         cmocka_unit_test(test_too_long_message),
         cmocka_unit_test(test_facts_json),
+        cmocka_unit_test(test_settings),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
