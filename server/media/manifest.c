@@ -1,4 +1,5 @@
 /* manifest.c: making, reading, storing and changing media manifests. */
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 #include "server/media/manifest.h"
@@ -84,6 +85,12 @@ static int set_state(json_t *m, const char *status, const char *at, int64_t now)
 int me_manifest_set_processing(json_t *m, int64_t now)
 {
     return set_state(m, "processing", "processing_at", now);
+}
+
+int me_manifest_set_progress(json_t *m, double fraction)
+{
+    double f = fraction > 0.999 ? 0.999 : fraction > 0 ? fraction : 0; /* 1 is for ready */
+    return json_object_set_new(m, "progress", json_real(floor(f * 1000) / 1000)) == 0 ? 0 : ME_ENOMEM;
 }
 
 int me_manifest_set_waiting(json_t *m)

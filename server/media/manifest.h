@@ -53,6 +53,9 @@ int me_manifest_set_processing(json_t *m, int64_t now) ME_MUST_CHECK;
 int me_manifest_set_waiting(json_t *m) ME_MUST_CHECK; /* back to uploaded: no pipeline here */
 /* result: the pipeline's members (facts, original, variants), merged in (not consumed). */
 int me_manifest_set_ready(json_t *m, const json_t *result, int64_t now) ME_MUST_CHECK;
+/* While processing: "progress", the part done (0..0.999, three decimals), for an app's
+ * progress bar; the pipeline stores copies with it, so the state changes above drop it. */
+int me_manifest_set_progress(json_t *m, double fraction) ME_MUST_CHECK;
 /* code: me_err_code() of the failure; message: for people. */
 int me_manifest_set_failed(json_t *m, const char *code, const char *message, int64_t now) ME_MUST_CHECK;
 

@@ -6,14 +6,18 @@ refusals (playlists, truncation, caps) and, with --sandbox, the confined decoder
 import json
 import os
 import shutil
+import signal
 import struct
 import subprocess
 import time
 
 import pytest
+import requests
 
 import photo_fixtures as pf
 from conftest import BIN
+from test_processing import manifest, photo, receiver, server_with_hooks, verify, wait_status  # noqa: F401 (fixture)
+from test_uploads import Client
 
 pytestmark = pytest.mark.skipif(not all(shutil.which(t) for t in ("ffmpeg", "ffprobe")),
                                 reason="needs Debian's ffmpeg (./bootstrap check installs it)")
@@ -510,3 +514,106 @@ def test_a_memory_bomb_fails_cleanly(tmp_path):
     assert os.listdir(out) == []
     facts, _, _ = ok(tmp_path, big, "--sandbox", "--max-memory", "1GiB")  # the control
     assert facts["width"] == 1920
+
+
+# ---- in the server: uploads through to ready, the plan's limit, progress, lanes, SIGTERM ----
+
+def storage_of(server):
+    return server.dir / "var" / "storage"
+
+
+def test_a_video_upload_becomes_ready_with_renditions_and_a_poster(make_server, receiver, media):
+    s = server_with_hooks(make_server, receiver)
+    _, r = Client(s, plan="free").upload(media["rot"].read_bytes())
+    media_id = r.headers["media-id"]
+    m = wait_status(s, media_id, ("ready", "failed"), timeout=60)
+    assert m["status"] == "ready", m
+    assert m["kind"] == "video" and (m["original"]["width"], m["original"]["height"]) == (240, 320)
+    assert m["original"]["format"] == "mov" and m["rotation"] == 90
+    assert abs(m["duration"] - duration_of(media["rot"])) <= 0.1
+    assert "progress" not in m and "renditions" not in m
+    v = m["variants"]["720p.mp4"]
+    assert v["key"] == f"variants/a1/{media_id}/720p.mp4" and (v["width"], v["height"]) == (240, 320)
+    assert v["content_type"] == "video/mp4" and v["video_codec"] == "h264" and v["audio_codec"] == "aac"
+    assert abs(v["duration"] - duration_of(media["rot"])) <= 0.1
+    for name in ("720p.mp4", "360p.mp4", "thumb.jpg", "thumb.webp", "large.jpg"):
+        path = storage_of(s) / m["variants"][name]["key"]
+        assert path.stat().st_size == m["variants"][name]["bytes"], name
+    check_rendition(storage_of(s) / v["key"], 240, 320, duration_of(media["rot"]), audio=True)
+    body = verify(*receiver.wait(1)[0])
+    assert body["event"] == "media.ready" and body["media"]["variants"]["360p.mp4"]["width"] == 240
+    metrics = requests.get(s.http + "/metrics").text
+    assert 'mediaedge_jobs_total{kind="video",outcome="ready"} 1' in metrics
+    seconds = [x for x in metrics.splitlines() if x.startswith("mediaedge_video_seconds_processed_total ")]
+    assert seconds and float(seconds[0].split()[1]) >= 2, seconds  # counted at each decoded second
+
+
+def test_too_long_for_the_plan_fails_and_the_original_goes(make_server, receiver, media):
+    s = server_with_hooks(make_server, receiver)
+    _, r = Client(s, plan="free").upload(media["long"].read_bytes())
+    media_id = r.headers["media-id"]
+    m = wait_status(s, media_id, ("ready", "failed"), timeout=60)
+    assert m["status"] == "failed" and m["error"] == {"code": "video_too_long", "message": LIMIT_MESSAGE}, m
+    assert not (storage_of(s) / "originals" / "a1" / media_id).exists()
+    assert not (storage_of(s) / "variants" / "a1" / media_id).exists()
+    assert verify(*receiver.wait(1)[0])["event"] == "media.failed"
+    # premium takes it; and the limits are configuration
+    _, r = Client(s, plan="premium").upload(media["long"].read_bytes())
+    assert wait_status(s, r.headers["media-id"], timeout=60)["status"] == "ready"
+    s2 = server_with_hooks(make_server, receiver, MEDIAEDGE_PLANS_LONGEST_VIDEO="free:5m,premium:10m")
+    _, r = Client(s2, plan="free").upload(media["long"].read_bytes())
+    assert wait_status(s2, r.headers["media-id"], timeout=60)["status"] == "ready"
+
+
+@pytest.fixture(scope="module")
+def slow(tmp_path_factory):
+    """A video that takes several seconds with libx264's slowest preset."""
+    path = tmp_path_factory.mktemp("slow") / "slow.mp4"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30:duration=8", "-f", "lavfi", "-i",
+           "sine=duration=8", "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", "-shortest", path)
+    return path
+
+
+def wait_progress(server, media_id, timeout=60):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        m = manifest(server, media_id)
+        if m is not None and "progress" in m:
+            return m
+        time.sleep(0.05)
+    raise AssertionError(f"no progress: {manifest(server, media_id)}")
+
+
+def test_progress_while_a_video_runs_and_photos_keep_moving(make_server, receiver, slow, tmp_path):
+    s = server_with_hooks(make_server, receiver, MEDIAEDGE_VIDEOS_PRESET="veryslow", MEDIAEDGE_JOBS_WORKERS="1")
+    _, r = Client(s).upload(slow.read_bytes())
+    video_id = r.headers["media-id"]
+    m = wait_progress(s, video_id)
+    assert m["status"] == "processing" and 0 < m["progress"] < 1, m
+    t0 = time.time()
+    _, r = Client(s).upload(photo(tmp_path))  # the photo lane is free
+    p = wait_status(s, r.headers["media-id"], timeout=30)
+    assert p["status"] == "ready" and time.time() - t0 < 15
+    assert manifest(s, video_id)["status"] == "processing", "the photo waited for the video"
+    m = wait_status(s, video_id, timeout=120)
+    assert m["status"] == "ready" and "progress" not in m
+
+
+def test_sigterm_hands_a_running_video_back(make_server, receiver, slow):
+    s = server_with_hooks(make_server, receiver, MEDIAEDGE_VIDEOS_PRESET="veryslow",
+                          MEDIAEDGE_SHUTDOWN_DRAIN_TIMEOUT="2s")
+    _, r = Client(s).upload(slow.read_bytes())
+    media_id = r.headers["media-id"]
+    wait_progress(s, media_id)
+    t0 = time.time()
+    s.proc.send_signal(signal.SIGTERM)
+    assert s.proc.wait(timeout=30) == 0
+    assert time.time() - t0 < 10, "the video was finished, not handed back"
+    m = manifest(s, media_id)
+    assert m["status"] == "uploaded" and "progress" not in m, m
+    assert (storage_of(s) / "jobs" / f"{media_id}.json").exists()
+    assert not (storage_of(s) / "variants" / "a1" / media_id).exists()  # nothing half-stored
+    assert receiver.deliveries == []
+    s.env["MEDIAEDGE_VIDEOS_PRESET"] = "ultrafast"
+    s.start()  # the next process redoes it from the start
+    assert wait_status(s, media_id, timeout=60)["status"] == "ready"
