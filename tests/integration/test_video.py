@@ -617,3 +617,14 @@ def test_sigterm_hands_a_running_video_back(make_server, receiver, slow):
     s.env["MEDIAEDGE_VIDEOS_PRESET"] = "ultrafast"
     s.start()  # the next process redoes it from the start
     assert wait_status(s, media_id, timeout=60)["status"] == "ready"
+
+
+def test_without_the_sandbox_videos_run_in_process(make_server, receiver, media, tmp_path):
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    s = server_with_hooks(make_server, receiver, MEDIAEDGE_VIDEOS_SANDBOX="false", TMPDIR=str(tmp))
+    _, r = Client(s).upload(media["h264"].read_bytes())
+    m = wait_status(s, r.headers["media-id"], timeout=60)
+    assert m["status"] == "ready" and m["variants"]["720p.mp4"]["audio_codec"] == "aac", m
+    assert children_named(s.proc.pid, "video-decoder") == []
+    assert [p.name for p in tmp.iterdir() if p.name.startswith("mediaedge-video-")] == []  # its scratch went
