@@ -628,3 +628,21 @@ def test_without_the_sandbox_videos_run_in_process(make_server, receiver, media,
     assert m["status"] == "ready" and m["variants"]["720p.mp4"]["audio_codec"] == "aac", m
     assert children_named(s.proc.pid, "video-decoder") == []
     assert [p.name for p in tmp.iterdir() if p.name.startswith("mediaedge-video-")] == []  # its scratch went
+
+
+def test_tus_js_client_uploads_a_video_through_to_ready(make_server, receiver, media):
+    tus = pytest.importorskip("test_tus_js")
+    if tus.NODE is None or not (tus.NODE_DIR / "node_modules" / "tus-js-client").is_dir():
+        pytest.skip("needs node and tus-js-client: npm ci --prefix tests/integration/node")
+    s = server_with_hooks(make_server, receiver, MEDIAEDGE_HTTP_MAX_PATCH_SIZE="64KiB")
+    data = media["located"].read_bytes()
+    res = tus.run_upload(s, tus.upload_token(s, "u1", "a1"), media["located"], 64 * 1024)
+    assert res["ok"] and res["exit"] == 0, res
+    media_id = res["mediaId"]
+    m = wait_status(s, media_id, timeout=60)
+    assert m["original"]["sha256"] == __import__("hashlib").sha256(data).hexdigest()
+    assert m["status"] == "ready" and m["has_location"] is True and m["original"]["content_type"] == "video/quicktime"
+    check_rendition(storage_of(s) / m["variants"]["360p.mp4"]["key"], 320, 240, duration_of(media["located"]),
+                    audio=True)
+    body = verify(*receiver.wait(1)[0])
+    assert body["event"] == "media.ready" and body["media"]["id"] == media_id
