@@ -646,3 +646,18 @@ def test_tus_js_client_uploads_a_video_through_to_ready(make_server, receiver, m
                     audio=True)
     body = verify(*receiver.wait(1)[0])
     assert body["event"] == "media.ready" and body["media"]["id"] == media_id
+
+
+def test_clean_exit_after_videos_frees_everything(make_server, media):
+    """As test_shutdown's clean exit, with the video lane having worked (and handed nothing
+    back): under the sanitizer build LeakSanitizer would report a leak at exit."""
+    supp = os.path.join(os.environ.get("ME_SRCDIR", "."), "tests", "integration", "lsan-server.supp")
+    s = make_server(env={"ASAN_OPTIONS": "detect_leaks=1", "LSAN_OPTIONS": f"suppressions={supp}",
+                         "MEDIAEDGE_SERVER_ROLE": "all"}).start()
+    _, r = Client(s).upload(media["h264"].read_bytes())
+    assert wait_status(s, r.headers["media-id"], timeout=60)["status"] == "ready"
+    _, r = Client(s).upload(media["truncated"].read_bytes())
+    assert wait_status(s, r.headers["media-id"], timeout=60)["status"] == "failed"
+    s.signal(signal.SIGTERM)
+    assert s.wait(30) == 0, s.log_text()[-3000:]
+    assert "LeakSanitizer" not in s.log_text()
