@@ -21,6 +21,7 @@
 
 #define COPY_CHUNK (4u << 20)  /* bytes of the original read from storage at a time */
 #define PROGRESS_EVERY_MS 3000 /* the manifest's progress is rewritten at most this often */
+#define STORE_PART (16u << 20) /* bytes of a rendition stored at a time (S3 wants 5 MiB at least) */
 
 ME_COUNTER(
     videos_refused, "mediaedge_videos_refused_total",
@@ -94,12 +95,61 @@ static int progress(void *ctx, double done, double total)
     if (now - job->last_store >= PROGRESS_EVERY_MS) {
         json_t *m = json_deep_copy(job->manifest);
         job->last_store = now;
-        if (m != NULL &&
-            (me_manifest_set_progress(m, total > 0 ? done / total : 0) != 0 || me_manifest_store(job->st, m) != 0))
+        if (m != NULL && (me_manifest_set_progress(m, total > 0 ? done / total : 0, me_clock_wall_ms() / 1000) != 0 ||
+                          me_manifest_store(job->st, m) != 0))
             me_log_warn(NULL, "media %s: its progress could not be stored", job->id);
         json_decref(m);
     }
     return 0;
+}
+
+/* Reads len bytes of fd from its current offset into buf. 0 or -1. */
+static int read_all(int fd, char *buf, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = read(fd, buf, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return -1;
+        buf += n, len -= (size_t)n;
+    }
+    return 0;
+}
+
+/* Stores the bytes bytes of fd at key: in one put when they fit in a part, else as a
+ * multipart object, one part in memory at a time (a 10-minute rendition is hundreds of MB). */
+static int store_file(me_storage_t *st, const char *key, int fd, uint64_t bytes)
+{
+    char upload[ME_STORAGE_UPLOAD_ID_MAX + 1];
+    size_t part = STORE_PART, nparts = (size_t)((bytes + part - 1) / part);
+    me_storage_part_t *parts = NULL;
+    char *buf = malloc(bytes < part ? (size_t)bytes + 1 : part);
+    int ret = ME_EIO, begun = 0;
+
+    if (buf == NULL)
+        return ME_ENOMEM;
+    if (bytes <= part) {
+        ret = read_all(fd, buf, (size_t)bytes) == 0 && me_storage_put(st, key, buf, (size_t)bytes) == 0 ? 0 : ME_EIO;
+        goto exit;
+    }
+    if (nparts > 10000 || (parts = calloc(nparts, sizeof(*parts))) == NULL ||
+        me_storage_multipart_begin(st, key, upload, sizeof(upload)) != 0)
+        goto exit;
+    begun = 1;
+    for (size_t i = 0; i < nparts; i++) {
+        size_t len = i + 1 < nparts ? part : (size_t)(bytes - (uint64_t)i * part);
+        if (read_all(fd, buf, len) != 0 || me_storage_part_put(st, key, upload, (int)i + 1, buf, len, &parts[i]) != 0)
+            goto exit;
+    }
+    if (me_storage_multipart_complete(st, key, upload, parts, (int)nparts) == 0)
+        ret = 0, begun = 0;
+exit:
+    if (begun && me_storage_multipart_abort(st, key, upload) != 0)
+        me_log_warn(NULL, "storage: a multipart upload of %s could not be aborted", key);
+    free(parts);
+    free(buf);
+    return ret;
 }
 
 /* Stores a rendition made at path under its variant key. */
@@ -107,24 +157,14 @@ static int take(void *ctx, const me_video_output_t *o, const char *path)
 {
     job_t *job = ctx;
     char key[ME_STORAGE_KEY_MAX + 1];
-    int fd = open(path, O_RDONLY | O_CLOEXEC), ret = ME_EIO;
-    char *data = fd >= 0 ? malloc(o->bytes ? o->bytes : 1) : NULL;
-    size_t done = 0;
+    int fd, ret;
 
-    while (data != NULL && done < o->bytes) {
-        ssize_t n = read(fd, data + done, o->bytes - done);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            break;
-        done += (size_t)n;
-    }
-    if (data != NULL && done == o->bytes &&
-        me_layout_variant(key, sizeof(key), job->album, job->id, o->name, "mp4") == 0)
-        ret = me_storage_put(job->st, key, data, o->bytes) == 0 ? 0 : ME_EIO;
-    free(data);
-    if (fd >= 0)
-        close(fd);
+    if (me_layout_variant(key, sizeof(key), job->album, job->id, o->name, "mp4") != 0)
+        return ME_EINVAL;
+    if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+        return ME_EIO;
+    ret = store_file(job->st, key, fd, o->bytes);
+    close(fd);
     return ret;
 }
 
