@@ -7,6 +7,7 @@
 #include "server/http/server_config.h"
 #include "server/jobs/jobs_config.h"
 #include "server/media/photo/photo_config.h"
+#include "server/media/video/video_config.h"
 #include "server/storage/storage_config.h"
 #include "server/upload/upload_config.h"
 
@@ -21,6 +22,8 @@ const me_config_section_t *const me_config_sections[] = {
     &me_log_config_section,
     &me_upload_config_section,
     &me_photo_config_section,
+    &me_video_config_section,
+    &me_plan_config_section,
     &me_shutdown_config_section,
     &me_jobs_config_section,
     &me_webhook_config_section,

@@ -1,5 +1,7 @@
 /* main.c: the mediaedge command: serve, check-config, token, version. */
 #include <errno.h>
+#include <fcntl.h>
+#include <math.h>
 #include <getopt.h>
 #include <malloc.h>
 #include <stdio.h>
@@ -16,6 +18,8 @@
 #include "server/core/log_config.h"
 #include "server/media/photo/photo.h"
 #include "server/media/sandbox/photo_sandbox.h"
+#include "server/media/sandbox/video_sandbox.h"
+#include "server/media/video/video.h"
 #include "server/http/server.h"
 #include "server/auth/token.h"
 
@@ -30,6 +34,9 @@ static int usage(FILE *out)
             "                       [--client app|browser] [--ttl SECONDS] [--max-bytes N] [--ref TEXT]\n"
             "                       [--config FILE]\n"
             "       mediaedge photo-variants FILE OUTDIR [--config FILE]\n"
+            "       mediaedge video-transcode FILE OUTDIR [--config FILE] [--plan NAME] [--max-duration SECONDS]\n"
+            "                       [--renditions LIST] [--preset NAME] [--crf N] [--threads N] [--progress]\n"
+            "                       [--sandbox [--max-memory BYTES]]\n"
             "       mediaedge version\n"
             "The configuration is FILE, else $MEDIAEDGE_CONFIG, else " ME_CONFIG_DEFAULT_PATH
             " when it exists, else the\nembedded defaults; MEDIAEDGE_<SECTION>_<KEY> variables override it.\n");
@@ -246,6 +253,221 @@ exit:
     return status;
 }
 
+/* --progress: one JSON line on stderr per decoded second. */
+static int print_progress(void *ctx, double done, double total)
+{
+    fprintf(stderr, "{\"progress\":%.3f,\"seconds\":%.1f}\n", total > 0 ? fmin(done / total, 1) : 0, done);
+    return 0;
+}
+
+/* Writes len bytes at data to dir/name.ext. 0, or -1 with errno set. */
+static int write_file(const char *dir, const char *name, const char *ext, const void *data, size_t len)
+{
+    char path[4096];
+    FILE *f;
+    snprintf(path, sizeof(path), "%s/%s.%s", dir, name, ext);
+    if ((f = fopen(path, "wb")) == NULL)
+        return -1;
+    if (fwrite(data, 1, len, f) != len) {
+        fclose(f);
+        return -1;
+    }
+    return fclose(f) == 0 ? 0 : -1;
+}
+
+/* Copies everything from the descriptor in to out. 0, or -1 with errno set. */
+static int copy_fd(int in, int out)
+{
+    char buf[1 << 16];
+    ssize_t n;
+    while ((n = read(in, buf, sizeof(buf))) > 0)
+        for (ssize_t done = 0, w; done < n; done += w)
+            if ((w = write(out, buf + done, (size_t)(n - done))) < 0)
+                return -1;
+    return n < 0 ? -1 : 0;
+}
+
+/* --sandbox: the source file and the output directory around the video decoder child. */
+typedef struct {
+    const char *src, *outdir;
+    int progress;
+} cli_job_t;
+
+static int cli_fill(void *ctx, int fd)
+{
+    cli_job_t *job = ctx;
+    int in = open(job->src, O_RDONLY | O_CLOEXEC), rc = in >= 0 ? copy_fd(in, fd) : -1;
+    if (in >= 0)
+        close(in);
+    return rc == 0 ? 0 : ME_EIO;
+}
+
+static int cli_progress(void *ctx, double done, double total)
+{
+    cli_job_t *job = ctx;
+    return job->progress ? print_progress(NULL, done, total) : 0;
+}
+
+static int cli_take(void *ctx, const me_video_output_t *o, const char *path)
+{
+    cli_job_t *job = ctx;
+    char dst[4096];
+    int in = open(path, O_RDONLY | O_CLOEXEC), out, rc = -1;
+    snprintf(dst, sizeof(dst), "%s/%s.mp4", job->outdir, o->name);
+    if (in >= 0 && (out = open(dst, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)) >= 0) {
+        rc = copy_fd(in, out);
+        if (close(out) != 0)
+            rc = -1;
+    }
+    if (in >= 0)
+        close(in);
+    return rc == 0 ? 0 : ME_EIO;
+}
+
+/* The job in a confined video decoder child, as the server runs it. */
+static int sandboxed(const me_video_params_t *vp, const me_photo_config_t *pc, uint64_t memory, cli_job_t *job,
+                     me_video_result_t *r, me_photo_result_t *poster)
+{
+    char exe[4096], err[256];
+    const char *tmp = getenv("TMPDIR");
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    me_video_decoders_t *d;
+    int rc;
+
+    if (n <= 0)
+        return ME_EINTERNAL;
+    exe[n] = '\0';
+    if ((d = me_video_decoders_new(pc, 1, exe, tmp && *tmp ? tmp : "/tmp", memory, err, sizeof(err))) == NULL) {
+        snprintf(r->detail, sizeof(r->detail), "%s", err);
+        return ME_EINTERNAL;
+    }
+    rc = me_video_decoders_process(d, vp, cli_fill, cli_progress, cli_take, job, r, poster);
+    me_video_decoders_free(d);
+    return rc;
+}
+
+/* The video pipeline on one file, for tests and benchmarks: the renditions and the poster's
+ * variants go to OUTDIR, the facts (with renditions and poster variants) are printed as
+ * JSON; a refused video prints {"error":code,"message":...,"detail":...} and exits 1. The
+ * settings are the defaults, changed by the options (the configuration gives the photo
+ * settings of the poster). */
+static int cmd_video_transcode(int argc, char **argv, me_config_t *cfg)
+{
+    static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
+                                         {"plan", required_argument, NULL, 'p'},
+                                         {"max-duration", required_argument, NULL, 'd'},
+                                         {"renditions", required_argument, NULL, 'r'},
+                                         {"preset", required_argument, NULL, 's'},
+                                         {"crf", required_argument, NULL, 'q'},
+                                         {"threads", required_argument, NULL, 't'},
+                                         {"progress", no_argument, NULL, 'g'},
+                                         {"sandbox", no_argument, NULL, 'x'},
+                                         {"max-memory", required_argument, NULL, 'm'},
+                                         {NULL, 0, NULL, 0}};
+    const char *config = NULL, *p, *item;
+    me_video_params_t vp;
+    me_video_result_t r = {0};
+    me_photo_config_t pc;
+    me_photo_result_t poster = {0};
+    int c, rc, fd = -1, status = 2, progress = 0, sandbox = 0;
+    uint64_t memory = ME_VIDEO_SANDBOX_MEMORY;
+    json_t *doc = NULL;
+    size_t len;
+    char *end;
+
+    me_video_params_default(&vp);
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c': config = optarg; break;
+        case 'p': snprintf(vp.plan, sizeof(vp.plan), "%s", optarg); break;
+        case 'd':
+            vp.max_duration = strtod(optarg, &end);
+            if (*end || !(vp.max_duration >= 0))
+                goto bad;
+            break;
+        case 'r':
+            vp.nrenditions = 0;
+            for (p = optarg; me_config_list_next(&p, &item, &len);)
+                if (vp.nrenditions == ME_VIDEO_RENDITIONS_MAX ||
+                    !me_video_rendition_parse(item, len, &vp.renditions[vp.nrenditions++]))
+                    goto bad;
+            if (vp.nrenditions == 0)
+                goto bad;
+            break;
+        case 's': snprintf(vp.preset, sizeof(vp.preset), "%s", optarg); break;
+        case 'q':
+            vp.crf = (int)strtol(optarg, &end, 10);
+            if (*end || vp.crf < 0 || vp.crf > 51)
+                goto bad;
+            break;
+        case 't':
+            vp.threads = (int)strtol(optarg, &end, 10);
+            if (*end || vp.threads < 0 || vp.threads > 64)
+                goto bad;
+            break;
+        case 'g': progress = 1; break;
+        case 'x': sandbox = 1; break;
+        case 'm':
+            if (me_config_parse_size(optarg, &memory) != 0)
+                goto bad;
+            break;
+        default: return usage(stderr);
+        }
+    }
+    if (optind + 2 != argc)
+        return usage(stderr);
+    if (load_config(cfg, config) != 0)
+        return 2;
+    me_photo_config_init(&pc, cfg);
+    if ((fd = open(argv[optind], O_RDONLY | O_CLOEXEC)) < 0) {
+        fprintf(stderr, "mediaedge video-transcode: %s: %s\n", argv[optind], strerror(errno));
+        return 2;
+    }
+    if (sandbox) {
+        cli_job_t job = {argv[optind], argv[optind + 1], progress};
+        rc = sandboxed(&vp, &pc, memory, &job, &r, &poster);
+    } else {
+        rc = me_video_transcode(&vp, fd, argv[optind + 1], progress ? print_progress : NULL, NULL, &r);
+        if (rc == 0 && (rc = me_video_poster(&pc, &r, &poster)) != 0)
+            snprintf(r.detail, sizeof(r.detail), "poster: %s", poster.detail);
+    }
+    if (rc != 0) {
+        doc = json_pack("{s:s,s:s,s:s}", "error", me_err_code(rc), "message", r.message[0] ? r.message : me_err_message(rc),
+                        "detail", r.detail);
+    } else {
+        json_t *variants = json_array();
+        doc = me_video_facts_json(&r);
+        for (int i = 0; i < poster.noutputs; i++) {
+            const me_photo_output_t *o = &poster.outputs[i];
+            if (write_file(argv[optind + 1], o->name, o->ext, o->data, o->len) != 0) {
+                fprintf(stderr, "mediaedge video-transcode: %s: %s\n", argv[optind + 1], strerror(errno));
+                json_decref(variants);
+                goto exit;
+            }
+            json_array_append_new(variants, json_pack("{s:s,s:s,s:s,s:i,s:i,s:I}", "name", o->name, "format", o->ext,
+                                                      "content_type", o->content_type, "width", o->width,
+                                                      "height", o->height, "bytes", (json_int_t)o->len));
+        }
+        if (doc)
+            json_object_set_new(doc, "poster", json_pack("{s:f,s:o}", "time", r.poster_time, "variants", variants));
+        else
+            json_decref(variants);
+    }
+    if (doc == NULL || json_dumpf(doc, stdout, JSON_COMPACT) != 0 || puts("") == EOF)
+        goto exit;
+    status = rc == 0 ? 0 : 1;
+exit:
+    json_decref(doc);
+    me_photo_result_free(&poster);
+    me_video_result_free(&r);
+    if (fd >= 0)
+        close(fd);
+    return status;
+bad:
+    fprintf(stderr, "mediaedge video-transcode: bad value '%s'\n", optarg);
+    return usage(stderr);
+}
+
 /* Builds the app for cfg's role and serves until a drain; the exit status. */
 static int serve(me_config_t *cfg, int announce)
 {
@@ -288,8 +510,15 @@ int main(int argc, char **argv)
     }
     if (strcmp(cmd, "photo-decoder") == 0) /* started by the server itself: no configuration, no secret */
         return me_photo_sandbox_child();
+    if (strcmp(cmd, "video-decoder") == 0) /* started by the server itself: no configuration, no secret */
+        return me_video_sandbox_child();
     if (strcmp(cmd, "photo-variants") == 0) {
         status = cmd_photo_variants(argc, argv, &cfg);
+        me_config_free(&cfg);
+        return status;
+    }
+    if (strcmp(cmd, "video-transcode") == 0) {
+        status = cmd_video_transcode(argc, argv, &cfg);
         me_config_free(&cfg);
         return status;
     }

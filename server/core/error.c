@@ -38,6 +38,7 @@ static const struct {
     {ME_EFINAL, 403, "final_upload", "A final upload is made of its partial uploads; it takes no PATCH."},
     {ME_ECORRUPT, 422, "corrupt", "The file is damaged or truncated and cannot be read."},
     {ME_ERANGE, 416, "range_not_satisfiable", "The requested range starts past the end of the file."},
+    {ME_EVIDEO_TOO_LONG, 422, "video_too_long", "The video is longer than your plan allows."},
 };
 
 static int find(int err)

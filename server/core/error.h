@@ -36,6 +36,7 @@ typedef enum {
     ME_EFINAL = -27,       /* a final upload takes no bytes of its own (tus concatenation): 403 */
     ME_ECORRUPT = -28,     /* a photo or video that is damaged or truncated: 422 */
     ME_ERANGE = -29,       /* a byte range that lies wholly past the end of the object: 416 */
+    ME_EVIDEO_TOO_LONG = -30, /* a video longer than its plan allows: 422 */
 } me_err_t;
 
 /* The stable, machine-readable code for an error ("not_found"); never NULL. */

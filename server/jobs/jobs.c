@@ -19,7 +19,7 @@
 #define DOC_MAX (1 << 20) /* a manifest or job document larger than this is not ours */
 
 static const double ready_buckets[] = {0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 900, 3600};
-ME_COUNTER(jobs_total, "mediaedge_jobs_total", "Processing job attempts by media kind (photo, video) and outcome (ready, failed, retry, skipped: no pipeline here, deleted: the media was deleted meanwhile).",
+ME_COUNTER(jobs_total, "mediaedge_jobs_total", "Processing job attempts by media kind (photo, video) and outcome (ready, failed, retry, skipped: no pipeline here, handed_back: stopped by a shutdown, deleted: the media was deleted meanwhile).",
            "kind,outcome")
 ME_HISTOGRAM(ready_seconds, "mediaedge_media_ready_seconds", "From upload completion to the media being ready.",
              NULL, ready_buckets)
@@ -32,6 +32,8 @@ struct me_jobs {
     me_job_process_fn process;
     void *ctx;
     me_webhooks_t *hooks;
+    const char *kind; /* the lane's kind of media (NULL: every kind) */
+    int lane_workers; /* the lane's threads (0: jobs.workers) */
     pthread_t *workers, reconciler;
     int nworkers, reconciling;
     pthread_mutex_t lock; /* stopping, for the reconciler's sleep */
@@ -191,6 +193,8 @@ int me_jobs_run(me_jobs_t *j, const char *id, int64_t now, int64_t *retry_at)
             drop(j, job_key), ret = 0;
         goto exit;
     }
+    if (j->kind != NULL && me_manifest_kind(manifest) != NULL && strcmp(me_manifest_kind(manifest), j->kind) != 0)
+        goto exit; /* another lane's: left as it is, for it */
     /* a deleted media's job (queued again by a retry or the reconciler) only cleans up */
     if ((ret = deleted(j, manifest)) != 0)
         goto exit;
@@ -206,6 +210,12 @@ int me_jobs_run(me_jobs_t *j, const char *id, int64_t now, int64_t *retry_at)
                                                                                           : ME_EIO;
         if (ret == 0)
             count(manifest, "skipped");
+        goto exit;
+    }
+    if (ret == ME_EDRAINING) { /* stopped midway: handed back whole, for the next process to redo */
+        ret = me_manifest_set_waiting(manifest) == 0 && store_manifest(j, manifest) == 0 ? 0 : ME_EIO;
+        count(manifest, "handed_back");
+        me_log_info(NULL, "media %s: handed back unfinished (shutting down)", id);
         goto exit;
     }
     if (ret != 0) {
@@ -352,6 +362,11 @@ me_jobs_t *me_jobs_new(const me_config_t *cfg, me_storage_t *st, me_jobq_t *q, m
     return j;
 }
 
+void me_jobs_lane(me_jobs_t *j, const char *kind, int workers)
+{
+    j->kind = kind, j->lane_workers = workers;
+}
+
 int me_jobs_start(me_jobs_t *j)
 {
     ids_t ids;
@@ -374,7 +389,7 @@ int me_jobs_start(me_jobs_t *j)
         return ret;
     if (ids.n > 0)
         me_log_info(NULL, "jobs: %zu found in storage, queued again", ids.n);
-    int n = j->js->workers > 0 ? j->js->workers : 1;
+    int n = j->lane_workers > 0 ? j->lane_workers : j->js->workers > 0 ? j->js->workers : 1;
     if ((j->workers = calloc((size_t)n, sizeof(*j->workers))) == NULL)
         return ME_ENOMEM;
     for (; j->nworkers < n; j->nworkers++)

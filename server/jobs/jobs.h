@@ -29,7 +29,9 @@ typedef struct {
  * members are set in the manifest; otherwise non-zero with *why filled. ME_EUNSUPPORTED
  * with why->permanent 0 means "no pipeline for this kind here": the media stays uploaded
  * and its job stays in storage for a process that has one (the reconciler offers it again
- * every jobs.stale_after). Must be idempotent: a crash can make it run again. */
+ * every jobs.stale_after). ME_EDRAINING means "stopped by a shutdown": the job is handed
+ * back whole (the media goes back to uploaded, the job stays, no attempt counted) for the
+ * next process to redo. Must be idempotent: a crash can make it run again. */
 typedef int (*me_job_process_fn)(void *ctx, me_storage_t *st, const json_t *manifest, json_t **result,
                                  me_job_failure_t *why);
 
@@ -46,6 +48,12 @@ int me_jobs_submit(me_storage_t *st, const char *media_id) ME_MUST_CHECK;
  * before its job goes. NULL when out of memory. */
 me_jobs_t *me_jobs_new(const me_config_t *cfg, me_storage_t *st, me_jobq_t *q, me_job_process_fn process,
                        void *ctx, me_webhooks_t *hooks);
+
+/* Makes j a lane (before me_jobs_start()): it runs only media of kind ("photo", "video"),
+ * leaving the others' jobs as they are for the lane of their kind, on workers threads (0:
+ * jobs.workers). Several lanes may share one storage; each lists and reconciles every job
+ * but runs only its own. kind is not copied. */
+void me_jobs_lane(me_jobs_t *j, const char *kind, int workers);
 
 /* Queues every job found in storage, then starts the workers and the reconciler, which
  * looks once at once (on its own thread: start-up does not wait for a listing of every

@@ -1,4 +1,5 @@
 /* manifest.c: making, reading, storing and changing media manifests. */
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 #include "server/media/manifest.h"
@@ -69,7 +70,9 @@ int64_t me_manifest_since(const json_t *m)
 {
     const char *s = me_manifest_status(m);
     int processing = s != NULL && strcmp(s, "processing") == 0;
-    return (int64_t)json_integer_value(json_object_get(m, processing ? "processing_at" : "created_at"));
+    int64_t since = (int64_t)json_integer_value(json_object_get(m, processing ? "processing_at" : "created_at"));
+    int64_t alive = processing ? (int64_t)json_integer_value(json_object_get(m, "progress_at")) : 0;
+    return alive > since ? alive : since; /* a long video that says how far it is is not stuck */
 }
 
 /* Sets status and, when at is not NULL, at to now; status last, so that a failure leaves the
@@ -84,6 +87,15 @@ static int set_state(json_t *m, const char *status, const char *at, int64_t now)
 int me_manifest_set_processing(json_t *m, int64_t now)
 {
     return set_state(m, "processing", "processing_at", now);
+}
+
+int me_manifest_set_progress(json_t *m, double fraction, int64_t now)
+{
+    double f = fraction > 0.999 ? 0.999 : fraction > 0 ? fraction : 0; /* 1 is for ready */
+    return json_object_set_new(m, "progress", json_real(floor(f * 1000) / 1000)) == 0 &&
+                   json_object_set_new(m, "progress_at", json_integer(now)) == 0
+               ? 0
+               : ME_ENOMEM;
 }
 
 int me_manifest_set_waiting(json_t *m)

@@ -44,8 +44,8 @@ const char *me_manifest_status(const json_t *m);
 /* 1 when the media is ready or failed: no job has anything left to do with it. */
 int me_manifest_is_final(const json_t *m);
 
-/* When the media entered its current state: processing_at while processing, created_at
- * before. 0 when unknown. */
+/* When the media entered its current state: processing_at while processing (or its last
+ * progress_at, when later), created_at before. 0 when unknown. */
 int64_t me_manifest_since(const json_t *m);
 
 /* State changes; ME_ENOMEM leaves m as it was where it matters (status unchanged). */
@@ -53,6 +53,11 @@ int me_manifest_set_processing(json_t *m, int64_t now) ME_MUST_CHECK;
 int me_manifest_set_waiting(json_t *m) ME_MUST_CHECK; /* back to uploaded: no pipeline here */
 /* result: the pipeline's members (facts, original, variants), merged in (not consumed). */
 int me_manifest_set_ready(json_t *m, const json_t *result, int64_t now) ME_MUST_CHECK;
+/* While processing: "progress", the part done (0..0.999, three decimals), for an app's
+ * progress bar, and "progress_at" (now), which me_manifest_since() takes as the media's
+ * last sign of life; the pipeline stores copies with them, so the state changes above drop
+ * them. */
+int me_manifest_set_progress(json_t *m, double fraction, int64_t now) ME_MUST_CHECK;
 /* code: me_err_code() of the failure; message: for people. */
 int me_manifest_set_failed(json_t *m, const char *code, const char *message, int64_t now) ME_MUST_CHECK;
 

@@ -13,6 +13,7 @@
 #include "server/media/sandbox/photo_sandbox.h"
 #include "server/media/manifest.h"
 #include "server/media/processing.h"
+#include "server/media/video/video_job.h"
 #include "server/jobs/webhook.h"
 
 ME_COUNTER(photos_refused, "mediaedge_photos_refused_total",
@@ -24,6 +25,11 @@ struct me_processing {
     me_jobq_t *jobs_q, *hooks_q;
     me_webhooks_t *hooks;
     me_jobs_t *jobs;
+    /* the video lane: its own queue and threads (jobs.video_workers), so that long videos
+     * never hold up photos; each lane lists every job and runs only its kind's */
+    me_video_jobs_t *videos;
+    me_jobq_t *videos_q;
+    me_jobs_t *video_jobs;
 };
 
 static void fail(me_job_failure_t *why, int err, int permanent, const char *message)
@@ -141,13 +147,13 @@ exit:
     return ret;
 }
 
-/* The job runner's process function: a pipeline by the media's kind. */
+/* The photo lane's process function (it runs only photos: me_jobs_lane()). */
 static int process(void *ctx, me_storage_t *st, const json_t *manifest, json_t **result, me_job_failure_t *why)
 {
     const char *kind = me_manifest_kind(manifest);
     if (kind != NULL && strcmp(kind, "photo") == 0)
         return process_photo(ctx, st, manifest, result, why);
-    fail(why, ME_EUNSUPPORTED, 0, "No pipeline for this kind of media yet.");
+    fail(why, ME_EUNSUPPORTED, 0, "No pipeline for this kind of media here.");
     return ME_EUNSUPPORTED;
 }
 
@@ -180,17 +186,23 @@ me_processing_t *me_processing_start(const me_config_t *cfg, me_storage_t *st, c
                                              * loading its modules would double the start-up */
     if (me_photo_settings(cfg)->sandbox && start_decoders(p, cfg, err, errlen) != 0)
         goto fail;
-    if ((p->jobs_q = me_jobq_local_new()) == NULL || (p->hooks_q = me_jobq_local_new()) == NULL) {
+    if ((p->videos = me_video_jobs_new(cfg, &p->photos, err, errlen)) == NULL)
+        goto fail;
+    if ((p->jobs_q = me_jobq_local_new()) == NULL || (p->hooks_q = me_jobq_local_new()) == NULL ||
+        (p->videos_q = me_jobq_local_new()) == NULL) {
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
     if ((p->hooks = me_webhooks_new(cfg, st, p->hooks_q, err, errlen)) == NULL)
         goto fail;
-    if ((p->jobs = me_jobs_new(cfg, st, p->jobs_q, process, p, p->hooks)) == NULL) {
+    if ((p->jobs = me_jobs_new(cfg, st, p->jobs_q, process, p, p->hooks)) == NULL ||
+        (p->video_jobs = me_jobs_new(cfg, st, p->videos_q, me_video_jobs_process, p->videos, p->hooks)) == NULL) {
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
-    if (me_webhooks_start(p->hooks) != 0 || me_jobs_start(p->jobs) != 0) {
+    me_jobs_lane(p->jobs, "photo", 0);
+    me_jobs_lane(p->video_jobs, "video", me_jobs_settings(cfg)->video_workers);
+    if (me_webhooks_start(p->hooks) != 0 || me_jobs_start(p->jobs) != 0 || me_jobs_start(p->video_jobs) != 0) {
         snprintf(err, errlen, "the jobs and webhooks found in storage could not be read");
         goto fail;
     }
@@ -203,7 +215,9 @@ fail:
 void me_processing_queue(void *processing, const char *media_id)
 {
     me_processing_t *p = processing;
+    /* both lanes: the one not of its kind drops it after one look at the manifest */
     me_jobs_queue(p->jobs, media_id);
+    me_jobs_queue(p->video_jobs, media_id);
 }
 
 me_webhooks_t *me_processing_webhooks(me_processing_t *p)
@@ -215,8 +229,12 @@ void me_processing_stop(me_processing_t *p)
 {
     if (p == NULL)
         return;
-    me_jobs_free(p->jobs); /* running jobs finish, and may still raise webhooks */
+    me_video_jobs_stop(p->videos); /* a video at work is handed back rather than finished */
+    me_jobs_free(p->video_jobs);
+    me_jobs_free(p->jobs); /* running photo jobs finish, and may still raise webhooks */
     me_webhooks_free(p->hooks);
+    me_jobq_free(p->videos_q);
+    me_video_jobs_free(p->videos);
     me_jobq_free(p->jobs_q);
     me_jobq_free(p->hooks_q);
     me_photo_decoders_free(p->decoders);

@@ -1,6 +1,7 @@
-/* processing.h: what happens to a media after its upload: the job queue, the job runner
- * with a pipeline per kind (photos now; videos have none yet and wait, uploaded), and the
- * webhooks that tell the app backend. The server runs it in the roles `worker` and `all`. */
+/* processing.h: what happens to a media after its upload: the job queues, the job runners
+ * in two lanes (photos on jobs.workers threads, videos on jobs.video_workers threads of
+ * their own), and the webhooks that tell the app backend. The server runs it in the roles
+ * `worker` and `all`. */
 #ifndef ME_PROCESSING_H
 #define ME_PROCESSING_H
 

@@ -1,6 +1,6 @@
 """From upload to ready: the job runner, the photo pipeline behind it, the manifest, the
 webhooks (received and verified by an HTTP server in the test), kill -9 with jobs queued,
-the reconciler, and media without a pipeline yet."""
+the reconciler, and a damaged video in the video lane (test_video.py has the real ones)."""
 import hashlib
 import hmac
 import http.server
@@ -216,15 +216,18 @@ def test_the_reconciler_requeues_a_media_whose_job_was_lost(make_server, receive
     assert wait_status(s, media_id, ("ready",))["variants"]["thumb.jpg"]["width"] == 320
 
 
-def test_a_video_waits_for_its_pipeline(make_server, receiver):
+def test_a_damaged_video_fails_in_its_lane(make_server, receiver):
     s = server_with_hooks(make_server, receiver)
     mp4 = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom" + bytes(5000)
     _, r = Client(s).upload(mp4)
     media_id = r.headers["media-id"]
-    time.sleep(1)
-    m = manifest(s, media_id)
-    assert (m["status"], m["kind"], m["original"]["content_type"]) == ("uploaded", "video", "video/mp4")
+    m = wait_status(s, media_id, ("failed",))
+    assert (m["kind"], m["original"]["content_type"]) == ("video", "video/mp4")
+    assert m["error"] == {"code": "corrupt",
+                          "message": "The video is damaged or cut short; upload it again from the phone."}
     metrics = __import__("requests").get(s.http + "/metrics").text
-    assert 'mediaedge_jobs_total{kind="video",outcome="skipped"} 1' in metrics
-    assert (s.dir / "var" / "storage" / "jobs" / f"{media_id}.json").exists()
-    assert receiver.deliveries == []
+    assert 'mediaedge_jobs_total{kind="video",outcome="failed"} 1' in metrics
+    assert 'mediaedge_videos_refused_total{reason="corrupt"} 1' in metrics
+    assert not (s.dir / "var" / "storage" / "jobs" / f"{media_id}.json").exists()
+    body = verify(*receiver.wait(1)[0])
+    assert body["event"] == "media.failed" and body["media"]["id"] == media_id

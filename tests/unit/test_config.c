@@ -1022,8 +1022,8 @@ static void test_tables(void **state)
 static void test_sections_print_in_order(void **state)
 {
     static const char *const order[] = {"server", "listen", "tls", "http", "storage", "tokens", "log",
-                                        "uploads", "photos", "shutdown", "jobs", "webhooks", "cdn",
-                                        "delivery", NULL};
+                                        "uploads", "photos", "videos", "plans", "shutdown", "jobs", "webhooks",
+                                        "cdn", "delivery", NULL};
     char header[64], *text;
     const char *at, *last;
     me_config_t c;

@@ -145,6 +145,13 @@ static void test_manifest_states(void **state)
     assert_int_equal(me_manifest_set_processing(m, 2000), 0);
     assert_string_equal(me_manifest_status(m), "processing");
     assert_int_equal(me_manifest_since(m), 2000);
+    json_t *moving = json_deep_copy(m); /* a video's progress: a sign of life, capped below 1 */
+    assert_int_equal(me_manifest_set_progress(moving, 1.5, 2500), 0);
+    assert_true(json_real_value(json_object_get(moving, "progress")) == 0.999);
+    assert_int_equal(me_manifest_set_progress(moving, 0.42371, 2600), 0);
+    assert_true(json_real_value(json_object_get(moving, "progress")) == 0.423);
+    assert_int_equal(me_manifest_since(moving), 2600);
+    json_decref(moving);
     assert_int_equal(me_manifest_set_waiting(m), 0);
     assert_string_equal(me_manifest_status(m), "uploaded");
     assert_null(json_object_get(m, "processing_at"));

@@ -441,6 +441,36 @@ static int make_variants(const me_photo_config_t *pc, VipsImage *master, int lon
     return ret;
 }
 
+/* The start of a run: a core taken (finish() gives it back), out emptied, libvips set up.
+ * 0 or ME_EINTERNAL. */
+static int begin(me_photo_result_t *out)
+{
+    me_photo_cores_enter();
+    memset(out, 0, sizeof(*out));
+    out->orientation = 1;
+    return me_photo_init();
+}
+
+/* The end of a run: the libvips error into out->detail on failure (what was made is freed,
+ * the detail kept), ctx released, the cores given back. Returns ret. */
+static int finish(int ret, const char *stage, VipsObject *ctx, me_photo_result_t *out)
+{
+    if (ret != 0 && !out->detail[0])
+        take_error(out->detail, sizeof(out->detail), stage);
+    else
+        vips_error_clear();
+    if (ctx != NULL)
+        g_object_unref(ctx);
+    me_photo_cores_leave();
+    if (ret != 0) {
+        char detail[sizeof(out->detail)];
+        memcpy(detail, out->detail, sizeof(detail));
+        me_photo_result_free(out);
+        memcpy(out->detail, detail, sizeof(detail));
+    }
+    return ret;
+}
+
 int me_photo_process(const me_photo_config_t *pc, const void *data, size_t len, me_photo_result_t *out)
 {
     VipsObject *ctx = NULL;
@@ -448,10 +478,7 @@ int me_photo_process(const me_photo_config_t *pc, const void *data, size_t len, 
     const char *stage = "init";
     int ret, rc, fmt, w, h, spare;
 
-    me_photo_cores_enter();
-    memset(out, 0, sizeof(*out));
-    out->orientation = 1;
-    if ((ret = me_photo_init()) != 0)
+    if ((ret = begin(out)) != 0)
         goto exit;
     ret = ME_ETOOLARGE;
     stage = "limits";
@@ -501,20 +528,46 @@ int me_photo_process(const me_photo_config_t *pc, const void *data, size_t len, 
         goto exit;
     ret = 0;
 exit:
-    if (ret != 0 && !out->detail[0])
-        take_error(out->detail, sizeof(out->detail), stage);
-    else
-        vips_error_clear();
-    if (ctx != NULL)
-        g_object_unref(ctx);
-    me_photo_cores_leave();
-    if (ret != 0) {
-        char detail[sizeof(out->detail)];
-        memcpy(detail, out->detail, sizeof(detail));
-        me_photo_result_free(out);
-        memcpy(out->detail, detail, sizeof(detail));
+    return finish(ret, stage, ctx, out);
+}
+
+int me_photo_process_pixels(const me_photo_config_t *pc, const void *rgb, int width, int height,
+                            me_photo_result_t *out)
+{
+    VipsObject *ctx = NULL;
+    VipsImage **t, *sized, *master;
+    const char *stage = "init";
+    int ret, long_edge = width > height ? width : height, short_edge = width < height ? width : height;
+    double s;
+
+    if ((ret = begin(out)) != 0)
+        goto exit;
+    ret = ME_ETOOLARGE;
+    stage = "limits";
+    if (width < 1 || height < 1 || (uint64_t)width * (uint64_t)height > pc->max_pixels) {
+        snprintf(out->detail, sizeof(out->detail), "%dx%d pixels, over photos.max_pixels (%llu)", width, height,
+                 (unsigned long long)pc->max_pixels);
+        goto exit;
     }
-    return ret;
+    out->width = width, out->height = height;
+    ctx = VIPS_OBJECT(vips_image_new());
+    t = (VipsImage **)vips_object_local_array(ctx, 1);
+    ret = ME_EINTERNAL;
+    stage = "decode";
+    if ((t[0] = vips_image_new_from_memory(rgb, (size_t)width * height * 3, width, height, 3, VIPS_FORMAT_UCHAR)) == NULL)
+        goto exit;
+    t[0]->Type = VIPS_INTERPRETATION_sRGB;
+    s = master_scale(pc, long_edge, short_edge);
+    if (resize_to(ctx, t[0], scaled(width, s), scaled(height, s), &sized) ||
+        (master = to_memory(ctx, sized, 1)) == NULL)
+        goto exit;
+    vips_image_set_int(master, VIPS_META_SEQUENTIAL, 1); /* as decode_master() says */
+    stage = "variant";
+    if (make_variants(pc, master, long_edge, short_edge, out))
+        goto exit;
+    ret = 0;
+exit:
+    return finish(ret, stage, ctx, out);
 }
 
 void me_photo_result_free(me_photo_result_t *out)

@@ -108,6 +108,13 @@ int me_photo_init(void) ME_MUST_CHECK;
  * In every case the caller releases out with me_photo_result_free(). */
 int me_photo_process(const me_photo_config_t *pc, const void *data, size_t len, me_photo_result_t *out) ME_MUST_CHECK;
 
+/* me_photo_process() on an image already decoded (a video's poster frame): width x height
+ * pixels of 8-bit sRGB, 3 bytes each, rows packed (rgb is not kept). No EXIF, so no
+ * orientation, taken_at or location; format and content_type stay "". Returns 0,
+ * ME_ETOOLARGE (more than pc->max_pixels), ME_ENOMEM, ME_EINTERNAL; out as there. */
+int me_photo_process_pixels(const me_photo_config_t *pc, const void *rgb, int width, int height,
+                            me_photo_result_t *out) ME_MUST_CHECK;
+
 /* Frees the variants out holds and empties it; safe on an empty or failed result. */
 void me_photo_result_free(me_photo_result_t *out);
 

@@ -46,6 +46,13 @@ int me_photo_decoders_process(me_photo_decoders_t *d, const void *data, size_t l
  * directories. Call it when no photo is in a decoder. NULL is a no-op. */
 void me_photo_decoders_free(me_photo_decoders_t *d);
 
+/* The photo result on the wire (also a video's poster, video_sandbox.h): send writes r
+ * (pointers zeroed, then each output's index and bytes); recv reads one into out, checking
+ * every field against pc, before deadline (me_clock_mono_ms()). 0, or -1 (recv: release
+ * out with me_photo_result_free() either way). */
+int me_photo_wire_send(int fd, const me_photo_config_t *pc, const me_photo_result_t *r) ME_MUST_CHECK;
+int me_photo_wire_recv(int fd, const me_photo_config_t *pc, int64_t deadline, me_photo_result_t *out) ME_MUST_CHECK;
+
 /* The child's side, run by `mediaedge photo-decoder` (socket on fd 3, busy cores on fd 4):
  * reads the configuration, sets up libvips, confines itself, then answers photos until the
  * socket closes. Returns the process's exit status (0 at a clean end). */
