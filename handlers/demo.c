@@ -211,11 +211,21 @@ static int on_demo(h2o_handler_t *_self, h2o_req_t *req)
     return 0;
 }
 
+/* With the host's configuration (h2o_config_dispose at exit): what register made. */
+static void on_dispose(h2o_handler_t *_self)
+{
+    demo_handler_t *self = (demo_handler_t *)_self;
+    if (self->page_len != 0) /* else the literal "" */
+        free(self->page);
+    free(self->tus);
+}
+
 void me_demo_page_register(h2o_hostconf_t *host, const me_demo_deps_t *deps)
 {
     h2o_pathconf_t *pathconf = me_http_route(host, "/demo", "/demo");
     demo_handler_t *h = (demo_handler_t *)h2o_create_handler(pathconf, sizeof(*h));
     h->super.on_req = on_demo;
+    h->super.dispose = on_dispose;
     /* made once, for the life of the host, like the handler itself */
     size_t size = sizeof(demo_page) + 24;
     if ((h->page = malloc(size)) != NULL)
