@@ -226,9 +226,11 @@ static void job_work(me_http_job_t *hj)
         break;
     case OP_DELETE:
         j->err = delete_one(j, now);
+        me_delivery_hot_forget(j->deps->hot, j->who.album, j->ids[0]); /* the origin answers 404 from now on */
         break;
     case OP_DELETE_ALBUM:
         j->err = delete_album(j, now);
+        me_delivery_hot_forget(j->deps->hot, j->album, NULL);
         break;
     case OP_COOKIES: /* answered on the loop */
         break;

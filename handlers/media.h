@@ -8,6 +8,7 @@
 #include "server/auth/token.h"
 #include "server/core/pool.h"
 #include "server/delivery/delivery.h"
+#include "server/delivery/hot.h"
 #include "server/delivery/view.h"
 #include "server/http/cors.h"
 #include "server/jobs/webhook.h"
@@ -23,6 +24,7 @@ typedef struct {
     me_delivery_t *delivery;       /* signs URLs and cookies */
     me_delivery_views_t *views;    /* media as viewers see them, cached */
     me_webhooks_t *hooks;          /* media.deleted goes there; NULL: none */
+    me_delivery_hot_t *hot;        /* the origin's small objects, forgotten when deleted; NULL: none */
 } me_media_deps_t;
 
 /* Registers /v1/media and /v1/albums on host; deps is copied, what it points to must outlive

@@ -1,14 +1,17 @@
 /* origin.c: the origin: a request for /m/<album>/<media-id>/<file> is checked (behind
  * CloudFront its secret header, standalone the signed URL or cookies as CloudFront would),
- * its object looked up on the pool, and the bytes streamed from storage one bounded chunk at a
- * time through a libh2o generator (libh2o 2.2.5 has no sendfile for handler responses, and a
- * whole video must never sit in memory). */
+ * then answered on the loop from the hot cache when its object is small and lately confirmed
+ * (hot.h); otherwise its object is looked up on the pool and a small one read whole into the
+ * hot cache, a large one streamed from storage one bounded chunk at a time through a libh2o
+ * generator (libh2o 2.2.5 has no sendfile for handler responses, and a whole video must never
+ * sit in memory). */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include "handlers/origin.h"
+#include "server/core/clock.h"
 #include "server/core/log.h"
 #include "server/core/metrics.h"
 #include "server/delivery/serve.h"
@@ -18,6 +21,10 @@
 #define COPY_MAX 256     /* Range, If-Range, If-None-Match longer than this are ignored */
 #define JOINED_MAX 8192  /* all Cookie (or X-Forwarded-For) headers of a request together */
 
+ME_COUNTER(origin_answers, "mediaedge_origin_answers_total",
+           "Origin answers by where their bytes came from: hot (memory, on the loop), confirmed (memory, after "
+           "storage confirmed the object), read (read whole into memory), streamed (read chunk by chunk).",
+           "from")
 ME_COUNTER(origin_checks, "mediaedge_origin_checks_total",
            "Origin requests by the outcome of their check: valid, secret_mismatch, or why a signature was refused "
            "(missing, malformed, unknown_key, bad_signature, expired, not_yet_valid, wrong_resource, wrong_ip).",
@@ -43,6 +50,7 @@ typedef struct {
     me_http_job_t hj;
     me_delivery_objects_t *objects;
     me_delivery_buffers_t *buffers;
+    me_delivery_hot_t *hot;
     me_storage_t *st;
     me_pool_t *pool;
     int behind_cdn, allow_original, is_get;
@@ -53,6 +61,8 @@ typedef struct {
     me_delivery_object_t obj;
     me_delivery_plan_t plan;
     uint64_t offset, left; /* the next byte to read, and how many remain */
+    me_delivery_blob_t *blob; /* the whole object in memory, when small; else chunks in buf */
+    const char *from;         /* origin_answers' label */
     char *buf;
     size_t chunk, got;
     /* life */
@@ -63,6 +73,7 @@ typedef struct {
 
 static void stream_free(stream_t *s)
 {
+    me_delivery_blob_release(s->blob);
     me_delivery_buffer_put(s->buffers, s->buf);
     free(s);
 }
@@ -159,18 +170,54 @@ static void read_chunk(stream_t *s)
     s->left -= s->got;
 }
 
+static void plan(stream_t *s)
+{
+    s->plan = me_delivery_plan(s->obj.size, s->obj.etag, s->obj.mtime, s->range.v, s->range.len,
+                               s->if_none_match.v, s->if_none_match.len, s->if_range.v, s->if_range.len);
+    s->offset = s->plan.offset;
+    s->left = s->plan.length;
+}
+
+/* A small object read whole into a blob for the hot cache: 0, or an error. */
+static int read_whole(stream_t *s)
+{
+    size_t at = 0, got;
+    if ((s->blob = me_delivery_blob_new((size_t)s->obj.size)) == NULL)
+        return ME_ENOMEM;
+    while (at < s->obj.size) {
+        int ret = me_storage_get(s->st, s->obj.key, at, (size_t)s->obj.size - at,
+                                 (char *)me_delivery_blob_data(s->blob) + at, &got);
+        if (ret != 0 || got == 0)
+            return ret != 0 ? ret : ME_EIO; /* the object shrank or went */
+        at += got;
+    }
+    me_delivery_hot_put(s->hot, s->album, s->media_id, s->file, me_clock_mono_ms(), &s->obj, s->blob);
+    return 0;
+}
+
 static void open_work(me_http_job_t *hj)
 {
     stream_t *s = H2O_STRUCT_FROM_MEMBER(stream_t, hj, hj);
     if ((s->err = me_delivery_resolve(s->objects, s->album, s->media_id, s->file, s->allow_original, &s->obj)) != 0)
         return;
-    s->plan = me_delivery_plan(s->obj.size, s->obj.etag, s->obj.mtime, s->range.v, s->range.len,
-                               s->if_none_match.v, s->if_none_match.len, s->if_range.v, s->if_range.len);
-    s->offset = s->plan.offset;
-    s->left = s->plan.length;
+    plan(s);
     if (!s->is_get || s->left == 0 || (s->plan.status != 200 && s->plan.status != 206))
         return;
-    /* one chunk at a time, whatever the object's size */
+    /* a small object from memory, or read whole into it; a large one a chunk at a time */
+    if ((s->blob = me_delivery_hot_confirm(s->hot, s->album, s->media_id, s->file, me_clock_mono_ms(), &s->obj)) !=
+        NULL) {
+        s->from = "confirmed";
+        return;
+    }
+    if (s->obj.size <= me_delivery_hot_object_max(s->hot)) {
+        s->from = "read";
+        if ((s->err = read_whole(s)) != 0) {
+            me_delivery_blob_release(s->blob);
+            s->blob = NULL;
+        }
+        return;
+    }
+    s->from = "streamed";
     if ((s->buf = me_delivery_buffer_get(s->buffers)) == NULL) {
         s->err = ME_ENOMEM;
         return;
@@ -252,20 +299,10 @@ static void add_headers(stream_t *s, h2o_req_t *req)
         me_http_add_header(req, "content-disposition", H2O_STRLIT("attachment"));
 }
 
-static void open_done(me_http_job_t *hj)
+/* Answers the request from s's object and plan (on the loop). */
+static void respond(stream_t *s, h2o_req_t *req)
 {
     static h2o_generator_t no_body = {NULL, NULL};
-    stream_t *s = H2O_STRUCT_FROM_MEMBER(stream_t, hj, hj);
-    h2o_req_t *req = hj->req;
-    s->in_flight = 0;
-    if (!s->alive) {
-        stream_free(s);
-        return;
-    }
-    if (s->err != 0) {
-        me_http_send_error(req, s->err == ME_ENOTFOUND ? ME_ENOTFOUND : ME_EIO, NULL);
-        return;
-    }
     add_headers(s, req);
     switch (s->plan.status) {
     case 304:
@@ -294,10 +331,32 @@ static void open_done(me_http_job_t *hj)
         h2o_send(req, NULL, 0, H2O_SEND_STATE_FINAL);
         return;
     }
+    me_metric_add(origin_answers, &s->from, 1);
+    if (s->blob != NULL) { /* all of it at once; the blob lives until the request is gone */
+        h2o_iovec_t v = h2o_iovec_init((char *)me_delivery_blob_data(s->blob) + s->plan.offset, s->plan.length);
+        h2o_start_response(req, &no_body);
+        h2o_send(req, &v, 1, H2O_SEND_STATE_FINAL);
+        return;
+    }
     s->super.proceed = on_proceed;
     s->super.stop = on_stop;
     h2o_start_response(req, &s->super);
     send_chunk(s, req);
+}
+
+static void open_done(me_http_job_t *hj)
+{
+    stream_t *s = H2O_STRUCT_FROM_MEMBER(stream_t, hj, hj);
+    s->in_flight = 0;
+    if (!s->alive) {
+        stream_free(s);
+        return;
+    }
+    if (s->err != 0) {
+        me_http_send_error(hj->req, s->err == ME_ENOTFOUND ? ME_ENOTFOUND : ME_EIO, NULL);
+        return;
+    }
+    respond(s, hj->req);
 }
 
 static int on_req(h2o_handler_t *_self, h2o_req_t *req)
@@ -325,6 +384,7 @@ static int on_req(h2o_handler_t *_self, h2o_req_t *req)
     s->alive = 1;
     s->objects = self->deps.objects;
     s->buffers = self->deps.buffers;
+    s->hot = self->deps.hot;
     s->st = self->deps.storage;
     s->pool = self->deps.pool;
     s->behind_cdn = me_delivery_behind_cdn(self->deps.delivery);
@@ -334,6 +394,13 @@ static int on_req(h2o_handler_t *_self, h2o_req_t *req)
     copy_header(req, H2O_TOKEN_RANGE, &s->range);
     copy_header(req, H2O_TOKEN_IF_NONE_MATCH, &s->if_none_match);
     copy_header(req, H2O_TOKEN_IF_RANGE, &s->if_range);
+    /* a hot object: answered here, with no storage call and no thread hop */
+    if ((s->blob = me_delivery_hot_get(s->hot, s->album, s->media_id, s->file, me_clock_mono_ms(), &s->obj)) != NULL) {
+        s->from = "hot";
+        plan(s);
+        respond(s, req);
+        return 0;
+    }
     s->hj.work = open_work;
     s->hj.done = open_done;
     s->in_flight = 1;

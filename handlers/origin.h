@@ -6,6 +6,7 @@
 #include <h2o.h>
 #include "server/core/pool.h"
 #include "server/delivery/delivery.h"
+#include "server/delivery/hot.h"
 #include "server/delivery/serve.h"
 #include "server/storage/storage.h"
 
@@ -14,6 +15,7 @@ typedef struct {
     me_delivery_objects_t *objects; /* what each path is, from manifests, and storage to read it from */
     me_storage_t *storage;
     me_delivery_buffers_t *buffers; /* the chunks read and sent; their size is the chunk size */
+    me_delivery_hot_t *hot;         /* small objects in memory; NULL: none */
     me_pool_t *pool;         /* where reads run (they block) */
 } me_origin_deps_t;
 

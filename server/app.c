@@ -46,6 +46,7 @@ struct me_app {
     me_delivery_objects_t *objects; /* roles api and all: what the origin's paths are */
     me_pool_t *origin_pool;        /* roles api and all: the origin's reads, apart from uploads' */
     me_delivery_buffers_t *buffers; /* roles api and all: the origin's chunks */
+    me_delivery_hot_t *hot;         /* roles api and all: the origin's small objects in memory (NULL: none) */
     me_storage_t *storage;
     me_locks_t *locks;
     me_uploads_t *uploads;
@@ -115,6 +116,14 @@ me_app_t *me_app_new(me_config_t *cfg, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
+    if (app->delivery != NULL) {
+        const me_delivery_settings_t *ds = me_delivery_settings(cfg);
+        app->hot = me_delivery_hot_new((size_t)ds->hot_cache, (size_t)ds->hot_object_max, (int64_t)ds->hot_ttl);
+        if (app->hot == NULL && ds->hot_cache > 0) {
+            snprintf(err, errlen, "out of memory");
+            goto fail;
+        }
+    }
     if ((app->locks = me_locks_local_new(ME_UPLOAD_LOCKS)) == NULL || (app->cors = me_cors_new(cfg)) == NULL ||
         (app->uploads = me_uploads_new(app->storage, app->locks, cfg)) == NULL) {
         snprintf(err, errlen, "out of memory");
@@ -171,12 +180,20 @@ void me_app_routes(me_app_t *app, h2o_hostconf_t *host, int (*ready)(void *arg),
         me_whoami_register(host, &(me_whoami_deps_t){.verifier = app->verifier, .cors = app->cors});
         me_uploads_register(host, &(me_uploads_deps_t){.cfg = cfg, .verifier = app->verifier, .cors = app->cors,
                                                        .pool = app->pool, .uploads = app->uploads});
-        me_origin_register(host, &(me_origin_deps_t){.delivery = app->delivery, .objects = app->objects,
-                                                     .storage = app->storage, .buffers = app->buffers,
+        me_origin_register(host, &(me_origin_deps_t){.delivery = app->delivery,
+                                                     .objects = app->objects,
+                                                     .storage = app->storage,
+                                                     .buffers = app->buffers,
+                                                     .hot = app->hot,
                                                      .pool = app->origin_pool});
-        me_media_register(host, &(me_media_deps_t){.verifier = app->verifier, .cors = app->cors, .pool = app->pool,
-                                                   .storage = app->storage, .delivery = app->delivery,
-                                                   .views = app->views, .hooks = app->hooks});
+        me_media_register(host, &(me_media_deps_t){.verifier = app->verifier,
+                                                   .cors = app->cors,
+                                                   .pool = app->pool,
+                                                   .storage = app->storage,
+                                                   .delivery = app->delivery,
+                                                   .views = app->views,
+                                                   .hooks = app->hooks,
+                                                   .hot = app->hot});
     }
     h2o_pathconf_t *fallback = me_http_fallback(host, me_http_settings(cfg)->max_patch_size);
     if (me_server_settings(cfg)->demo_page) {
@@ -250,6 +267,7 @@ void me_app_free(me_app_t *app)
     me_delivery_views_free(app->views);
     me_delivery_objects_free(app->objects);
     me_delivery_buffers_free(app->buffers);
+    me_delivery_hot_free(app->hot);
     me_delivery_free(app->delivery);
     me_cors_free(app->cors);
     pthread_cond_destroy(&app->wake);

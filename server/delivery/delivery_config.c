@@ -41,6 +41,9 @@ static const me_setting_t cdn_settings[] = {
 static const me_setting_t delivery_settings[] = {
     DELIVERY("serve_original", ME_SETTING_BOOL, serve_original, "false"),
     DELIVERY("chunk_size", ME_SETTING_SIZE, chunk_size, "256KiB", .min = 4 * ME_KIB, .max = 16 * ME_MIB),
+    DELIVERY("hot_cache", ME_SETTING_SIZE, hot_cache, "32MiB", .max = 16 * ME_GIB),
+    DELIVERY("hot_object_max", ME_SETTING_SIZE, hot_object_max, "512KiB", .min = ME_KIB, .max = 16 * ME_MIB),
+    DELIVERY("hot_ttl", ME_SETTING_DURATION, hot_ttl, "1s", .max = 60000),
 };
 
 static int id_char(char c)

@@ -32,6 +32,9 @@ typedef struct {
 typedef struct {
     int serve_original;
     uint64_t chunk_size;          /* bytes */
+    uint64_t hot_cache;           /* bytes of small objects kept in memory; 0: none */
+    uint64_t hot_object_max;      /* bytes: larger objects are always read from storage */
+    uint64_t hot_ttl;             /* ms an object in memory is served without asking storage */
 } me_delivery_settings_t;
 
 /* Its secrets are the origin secrets: a worker forgets them (me_config_forget_secrets()); it

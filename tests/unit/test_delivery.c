@@ -17,6 +17,7 @@
 #include "server/core/config.h"
 #include "server/storage/storage_config.h"
 #include "server/delivery/delivery.h"
+#include "server/delivery/hot.h"
 #include "server/delivery/serve.h"
 #include "server/delivery/view.h"
 #include "server/media/manifest.h"
@@ -467,6 +468,148 @@ static void test_chunk_buffers_are_recycled_up_to_a_cap(void **state)
     me_delivery_buffers_free(b);
 }
 
+/* ---- hot.c ---- */
+
+/* An object of size bytes, each byte fill, with etag "e<etag>". */
+static me_delivery_blob_t *hot_object(size_t size, int fill, int etag, me_delivery_object_t *obj)
+{
+    me_delivery_blob_t *b = me_delivery_blob_new(size);
+    memset(me_delivery_blob_data(b), fill, size);
+    memset(obj, 0, sizeof(*obj));
+    obj->size = size;
+    snprintf(obj->etag, sizeof(obj->etag), "\"e%d\"", etag);
+    snprintf(obj->content_type, sizeof(obj->content_type), "image/jpeg");
+    return b;
+}
+
+static size_t hot_entries(const me_delivery_hot_t *h)
+{
+    size_t bytes, entries;
+    me_delivery_hot_usage(h, &bytes, &entries);
+    return entries;
+}
+
+static size_t hot_bytes(const me_delivery_hot_t *h)
+{
+    size_t bytes, entries;
+    me_delivery_hot_usage(h, &bytes, &entries);
+    return bytes;
+}
+
+static void test_hot_objects_trusted_for_the_ttl_then_confirmed(void **state)
+{
+    (void)state;
+    me_delivery_object_t obj, got;
+    me_delivery_hot_t *h = me_delivery_hot_new(1 << 20, 4096, 1000);
+    me_delivery_blob_t *b = hot_object(3000, 'a', 1, &obj), *r;
+    assert_null(me_delivery_hot_get(h, "alb", ID, "thumb.jpg", 0, &got));
+    me_delivery_hot_put(h, "alb", ID, "thumb.jpg", 0, &obj, b);
+    me_delivery_blob_release(b); /* the cache keeps its own reference */
+    assert_int_equal(hot_entries(h), 1);
+
+    /* within the ttl: the same bytes, whoever asks; not another file, media or album */
+    assert_non_null(r = me_delivery_hot_get(h, "alb", ID, "thumb.jpg", 999, &got));
+    assert_int_equal(me_delivery_blob_size(r), 3000);
+    assert_int_equal(((unsigned char *)me_delivery_blob_data(r))[2999], 'a');
+    assert_string_equal(got.etag, "\"e1\"");
+    me_delivery_blob_release(r);
+    assert_null(me_delivery_hot_get(h, "alb", ID, "small.jpg", 999, &got));
+    assert_null(me_delivery_hot_get(h, "other", ID, "thumb.jpg", 999, &got));
+
+    /* past it: storage must confirm; the same object is trusted again, another one dropped */
+    assert_null(me_delivery_hot_get(h, "alb", ID, "thumb.jpg", 1000, &got));
+    assert_non_null(r = me_delivery_hot_confirm(h, "alb", ID, "thumb.jpg", 1000, &obj));
+    me_delivery_blob_release(r);
+    assert_non_null(r = me_delivery_hot_get(h, "alb", ID, "thumb.jpg", 1999, &got));
+    me_delivery_blob_release(r);
+    me_delivery_object_t changed = obj;
+    snprintf(changed.etag, sizeof(changed.etag), "\"e2\"");
+    assert_null(me_delivery_hot_confirm(h, "alb", ID, "thumb.jpg", 2000, &changed));
+    assert_int_equal(hot_entries(h), 0);
+    assert_null(me_delivery_hot_get(h, "alb", ID, "thumb.jpg", 2000, &got));
+
+    /* a ttl of 0: every request asks storage */
+    me_delivery_hot_free(h);
+    h = me_delivery_hot_new(1 << 20, 4096, 0);
+    b = hot_object(10, 'b', 1, &obj);
+    me_delivery_hot_put(h, "alb", ID, "thumb.jpg", 5, &obj, b);
+    assert_null(me_delivery_hot_get(h, "alb", ID, "thumb.jpg", 5, &got));
+    assert_non_null(r = me_delivery_hot_confirm(h, "alb", ID, "thumb.jpg", 5, &obj));
+    me_delivery_blob_release(r);
+    me_delivery_blob_release(b);
+    me_delivery_hot_free(h);
+    assert_null(me_delivery_hot_new(0, 4096, 1000)); /* no memory given: no cache */
+    me_delivery_hot_forget(NULL, "alb", NULL);
+    assert_int_equal(me_delivery_hot_object_max(NULL), 0);
+}
+
+static void test_hot_bounded_least_recently_used_out(void **state)
+{
+    (void)state;
+    me_delivery_object_t obj, got;
+    me_delivery_blob_t *b, *r, *kept;
+    char id[32];
+    /* room for about 10 objects of 10 KB with their entries */
+    me_delivery_hot_t *h = me_delivery_hot_new(105000, 20000, 60000);
+    for (int i = 0; i < 20; i++) {
+        snprintf(id, sizeof(id), "media%02d", i);
+        b = hot_object(10000, i, i, &obj);
+        me_delivery_hot_put(h, "alb", id, "small.jpg", i, &obj, b);
+        if (i == 0)
+            kept = b; /* a response still sending it */
+        else
+            me_delivery_blob_release(b);
+        if (i < 9) /* media00 is used all along: it stays */
+            me_delivery_blob_release(me_delivery_hot_get(h, "alb", "media00", "small.jpg", i, &got));
+        assert_true(hot_bytes(h) <= 105000);
+    }
+    assert_true(hot_entries(h) >= 9 && hot_entries(h) <= 10);
+    assert_null(me_delivery_hot_get(h, "alb", "media01", "small.jpg", 20, &got)); /* the oldest went */
+    assert_non_null(r = me_delivery_hot_get(h, "alb", "media19", "small.jpg", 20, &got));
+    me_delivery_blob_release(r);
+
+    /* an evicted blob lives on while a response holds it */
+    me_delivery_hot_forget(h, "alb", "media00");
+    assert_null(me_delivery_hot_get(h, "alb", "media00", "small.jpg", 20, &got));
+    assert_int_equal(((unsigned char *)me_delivery_blob_data(kept))[9999], 0);
+    me_delivery_blob_release(kept);
+
+    /* too large to keep: not kept */
+    b = hot_object(20001, 1, 1, &obj);
+    me_delivery_hot_put(h, "alb", "big", "large.jpg", 20, &obj, b);
+    assert_null(me_delivery_hot_get(h, "alb", "big", "large.jpg", 20, &got));
+    me_delivery_blob_release(b);
+    me_delivery_hot_free(h);
+}
+
+static void test_hot_forgets_a_media_or_an_album(void **state)
+{
+    (void)state;
+    me_delivery_object_t obj, got;
+    me_delivery_hot_t *h = me_delivery_hot_new(1 << 20, 4096, 60000);
+    const char *paths[][3] = {{"alb", "m1", "thumb.jpg"}, {"alb", "m1", "small.webp"}, {"alb", "m10", "thumb.jpg"},
+                              {"alb", "m2", "thumb.jpg"}, {"alb2", "m1", "thumb.jpg"}, {"al", "b", "thumb.jpg"}};
+    for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
+        me_delivery_blob_t *b = hot_object(100, 1, 1, &obj);
+        me_delivery_hot_put(h, paths[i][0], paths[i][1], paths[i][2], 0, &obj, b);
+        me_delivery_blob_release(b);
+    }
+    assert_int_equal(hot_entries(h), 6);
+    me_delivery_hot_forget(h, "alb", "m1"); /* both of m1's files; not m10, nor m1 of alb2 */
+    assert_int_equal(hot_entries(h), 4);
+    assert_null(me_delivery_hot_get(h, "alb", "m1", "thumb.jpg", 1, &got));
+    me_delivery_blob_t *r = me_delivery_hot_get(h, "alb", "m10", "thumb.jpg", 1, &got);
+    assert_non_null(r);
+    me_delivery_blob_release(r);
+    assert_non_null(r = me_delivery_hot_get(h, "alb2", "m1", "thumb.jpg", 1, &got));
+    me_delivery_blob_release(r);
+    me_delivery_hot_forget(h, "alb", NULL); /* the album: not "al" nor "alb2" */
+    assert_int_equal(hot_entries(h), 2);
+    assert_non_null(r = me_delivery_hot_get(h, "al", "b", "thumb.jpg", 1, &got));
+    me_delivery_blob_release(r);
+    me_delivery_hot_free(h);
+}
+
 /* ---- view.c ---- */
 
 static void test_view_shows_facts_and_signed_urls_never_keys(void **state)
@@ -585,6 +728,9 @@ int main(void)
         cmocka_unit_test(test_plan_ranges_and_conditions),
         cmocka_unit_test(test_resolve_serves_what_the_manifest_lists),
         cmocka_unit_test(test_chunk_buffers_are_recycled_up_to_a_cap),
+        cmocka_unit_test(test_hot_objects_trusted_for_the_ttl_then_confirmed),
+        cmocka_unit_test(test_hot_bounded_least_recently_used_out),
+        cmocka_unit_test(test_hot_forgets_a_media_or_an_album),
         cmocka_unit_test(test_view_shows_facts_and_signed_urls_never_keys),
         cmocka_unit_test(test_views_cached_while_the_manifest_and_the_step_hold),
     };
