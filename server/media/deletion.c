@@ -103,6 +103,14 @@ int me_media_delete(me_storage_t *st, me_webhooks_t *hooks, const json_t *m, int
         ret = ME_EIO;
         goto exit;
     }
+    /* the upload's state document names the file and its owner: it goes too (before the
+     * manifest, which a retry needs to find it) */
+    const char *upload_id = json_string_value(json_object_get(m, "upload_id"));
+    if (upload_id != NULL && me_layout_upload_info(key, sizeof(key), upload_id) == 0 &&
+        me_storage_delete(st, key) != 0) {
+        ret = ME_EIO;
+        goto exit;
+    }
     if ((ret = me_media_purge(st, album, id)) != 0)
         me_log_error(NULL, "media %s: deleted, but some of its objects remain; a retry removes them", id);
 exit:

@@ -22,7 +22,8 @@
 
 /* Deletes the media whose manifest is m (not consumed): the tombstone {id, album, owner,
  * deleted_at} first, then the media.deleted event on hooks (may be NULL; the event carries
- * the manifest with status "deleted"), then the job, the variants, the original and the
+ * the manifest with status "deleted"), then the upload's state document (uploads/<id>.info,
+ * when the manifest names its upload_id), the job, the variants, the original and the
  * manifest, last, so that a deletion cut short is found and finished by the next. Blocks
  * (storage). 0; ME_EINVAL (m has no id or album); ME_EIO (nothing was removed when the
  * tombstone could not be stored; otherwise some objects remain: retry, it is idempotent). */

@@ -11,10 +11,11 @@ json_t *me_manifest_new(const me_manifest_origin_t *o)
     const char *kind = me_sniff_kind(o->content_type);
     if (kind == NULL)
         return NULL;
-    return json_pack("{s:i,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:{s:s,s:I,s:s,s:s},s:I}", "v", 1, "id", o->media_id,
+    return json_pack("{s:i,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:{s:s,s:I,s:s,s:s},s:I,s:s*}", "v", 1, "id", o->media_id,
                      "album", o->album, "owner", o->owner, "ref", o->ref, "plan", o->plan, "client", o->client, "kind",
                      kind, "status", "uploaded", "original", "key", o->original_key, "bytes", (json_int_t)o->bytes,
-                     "sha256", o->sha256, "content_type", o->content_type, "created_at", (json_int_t)o->created_at);
+                     "sha256", o->sha256, "content_type", o->content_type, "created_at", (json_int_t)o->created_at,
+                     "upload_id", o->upload_id);
 }
 
 int me_manifest_load(me_storage_t *st, const char *media_id, json_t **m)

@@ -22,6 +22,7 @@ typedef struct {
     const char *sha256;       /* hex */
     const char *content_type; /* sniffed (sniff.h) */
     int64_t created_at;
+    const char *upload_id; /* the upload that made it: its state document goes with the media */
 } me_manifest_origin_t;
 
 /* A new manifest, status "uploaded", kind from the content type. NULL when out of memory or

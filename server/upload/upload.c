@@ -461,10 +461,18 @@ int me_upload_finish(me_uploads_t *u, me_upload_info_t *in)
     if (hash_object(u, key, in->pub.length, sha) != 0)
         return ME_EIO;
     snprintf(in->pub.content_type, sizeof(in->pub.content_type), "%s", type);
-    me_manifest_origin_t origin = {.media_id = in->pub.media_id, .album = in->album, .owner = in->owner,
-                                   .ref = in->ref, .plan = in->plan, .client = in->client, .original_key = key,
-                                   .bytes = in->pub.length, .sha256 = sha, .content_type = type,
-                                   .created_at = (int64_t)time(NULL)};
+    me_manifest_origin_t origin = {.media_id = in->pub.media_id,
+                                   .album = in->album,
+                                   .owner = in->owner,
+                                   .ref = in->ref,
+                                   .plan = in->plan,
+                                   .client = in->client,
+                                   .original_key = key,
+                                   .bytes = in->pub.length,
+                                   .sha256 = sha,
+                                   .content_type = type,
+                                   .created_at = (int64_t)time(NULL),
+                                   .upload_id = in->pub.id};
     json_t *manifest = me_manifest_new(&origin);
     ret = manifest != NULL ? me_manifest_store(u->st, manifest) : ME_ENOMEM;
     json_decref(manifest);

@@ -112,9 +112,11 @@ def receiver():
 def test_deleting_a_processed_photo_leaves_nothing(make_server, receiver, tmp_path):
     s = make_server(env={"MEDIAEDGE_SERVER_ROLE": "all", "MEDIAEDGE_WEBHOOKS_URL": receiver.url,
                          "MEDIAEDGE_WEBHOOKS_SECRET": "whsec-integration"}).start()
-    _, r = Client(s, user="u1", album=ALBUM, ref="order-1").upload(photo(tmp_path))
+    upload_url, r = Client(s, user="u1", album=ALBUM, ref="order-1").upload(photo(tmp_path))
     media_id = r.headers["media-id"]
+    upload_info = "uploads/" + upload_url.rstrip("/").rsplit("/", 1)[1] + ".info"
     wait_status(s, media_id)
+    assert upload_info in stored(s)  # names the file and its owner: it must go with the media
     view = requests.get(f"{s.http}/v1/media/{media_id}", headers=token(s)).json()
     thumb = view["variants"]["thumb.jpg"]["url"]
     assert requests.get(thumb, verify=False).status_code == 200
@@ -127,6 +129,7 @@ def test_deleting_a_processed_photo_leaves_nothing(make_server, receiver, tmp_pa
     assert requests.get(f"{s.http}/v1/media/{media_id}", headers=token(s)).status_code == 404
     # original, variants, manifest, job: gone; the tombstone stays (and a delivery not yet acknowledged)
     assert [k for k in stored(s) if media_id in k and not k.startswith("webhooks/")] == [f"tombstones/{media_id}.json"]
+    assert upload_info not in stored(s)
     headers, body = receiver.wait(2)[1]
     event = verify(headers, body)
     assert event["event"] == "media.deleted" and event["id"] == f"{media_id}-deleted"
@@ -140,10 +143,14 @@ def test_deleting_an_album_is_for_the_backend(server):
         put_media(server, media_id=f"AlbumMedia{i}xxxxxxxxxxx")
     put_media(server, media_id="KeptMediaIdxxxxxxxxxxx", album="album-8")
     url = f"{server.http}/v1/albums/{ALBUM}"
+    thumb = requests.get(f"{server.http}/v1/media/AlbumMedia1xxxxxxxxxxx",
+                         headers=token(server)).json()["variants"]["thumb.jpg"]["url"]
+    assert requests.get(thumb).status_code == 200  # served once: the origin keeps it in memory
     assert requests.delete(url, headers=token(server)).status_code == 403
     assert requests.delete(url, headers=token(server, scope="admin", album="album-8")).status_code == 403
     r = requests.delete(url, headers=token(server, scope="admin"))
     assert r.status_code == 200 and r.json() == {"album": ALBUM, "deleted": 3}
+    assert requests.get(thumb).status_code == 404  # the origin, at once
     left = stored(server)
     assert [k for k in left if ALBUM in k or "AlbumMedia" in k] == [f"tombstones/AlbumMedia{i}xxxxxxxxxxx.json"
                                                                      for i in range(3)], left
