@@ -31,7 +31,7 @@ static int usage(FILE *out)
 {
     fprintf(out, "usage: mediaedge serve [--config FILE] [--announce]\n"
                  "       mediaedge check-config [--config FILE]\n"
-                 "       mediaedge token --scope upload|view|admin --user ID --album ID [--plan free|premium]\n"
+                 "       mediaedge token --scope upload|view|admin|montage --user ID --album ID [--plan free|premium]\n"
                  "                       [--client app|browser] [--ttl SECONDS] [--max-bytes N] [--ref TEXT]\n"
                  "                       [--config FILE]\n"
                  "       mediaedge photo-variants FILE OUTDIR [--config FILE]\n"
