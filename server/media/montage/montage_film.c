@@ -16,6 +16,7 @@
 #include <libavutil/opt.h>
 #include <libswresample/swresample.h>
 #include <libswscale/swscale.h>
+#include "server/media/video/video.h"
 
 #define IO_BUFFER (256 * 1024) /* bytes the demuxer reads from a source at a time */
 #define FORMATS "mov,mp4,m4a,3gp,3g2,mj2"
@@ -52,17 +53,7 @@ static int io_read(void *opaque, uint8_t *buf, int size)
 static int64_t io_seek(void *opaque, int64_t offset, int whence)
 {
     input_t *in = opaque;
-    int64_t to;
-    switch (whence & ~AVSEEK_FORCE) {
-    case AVSEEK_SIZE: return in->size;
-    case SEEK_SET: to = offset; break;
-    case SEEK_CUR: to = in->pos + offset; break;
-    case SEEK_END: to = in->size + offset; break;
-    default: return AVERROR(EINVAL);
-    }
-    if (to < 0)
-        return AVERROR(EINVAL);
-    return in->pos = to;
+    return me_video_avio_seek(&in->pos, in->size, offset, whence);
 }
 
 /* A rendition asking to open anything else (a data reference) is refused. */
