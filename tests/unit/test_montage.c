@@ -39,10 +39,12 @@ static void test_parse_and_refusals(void **state)
     assert_true(req.items[0].start < 0);
     assert_true(req.items[1].start == 1.5);
     static const char *const bad[] = {
-        "", "[]", "{\"media\":[{\"id\":\"" ID("a1") "\"}]}",                               /* no period */
-        "{\"period\":\"a/b\",\"media\":[{\"id\":\"" ID("a1") "\"}]}",                      /* a path */
-        "{\"period\":\"p\",\"media\":[]}",                                                 /* none */
-        "{\"period\":\"p\",\"media\":[{\"id\":\"../x\"}]}",                                /* not an id */
+        "",
+        "[]",
+        "{\"media\":[{\"id\":\"" ID("a1") "\"}]}",                                            /* no period */
+        "{\"period\":\"a/b\",\"media\":[{\"id\":\"" ID("a1") "\"}]}",                         /* a path */
+        "{\"period\":\"p\",\"media\":[]}",                                                    /* none */
+        "{\"period\":\"p\",\"media\":[{\"id\":\"../x\"}]}",                                   /* not an id */
         "{\"period\":\"p\",\"media\":[{\"id\":\"" ID("a1") "\"},{\"id\":\"" ID("a1") "\"}]}", /* twice */
         "{\"period\":\"p\",\"media\":[{\"id\":\"" ID("a1") "\",\"start\":-1}]}",
         "{\"period\":\"p\",\"media\":[{\"id\":\"" ID("a1") "\",\"start\":\"3\"}]}",
@@ -63,8 +65,10 @@ static void test_ids(void **state)
     static me_montage_request_t a, b;
     char id1[32], id2[32], sha1[65], sha2[65];
     (void)state;
-    assert_int_equal(parse("{\"period\":\"2026\",\"media\":[{\"id\":\"" ID("a1") "\"},{\"id\":\"" ID("b2") "\"}]}", &a), 0);
-    assert_int_equal(parse("{\"period\":\"2026\",\"media\":[{\"id\":\"" ID("b2") "\"},{\"id\":\"" ID("a1") "\"}]}", &b), 0);
+    assert_int_equal(parse("{\"period\":\"2026\",\"media\":[{\"id\":\"" ID("a1") "\"},{\"id\":\"" ID("b2") "\"}]}", &a),
+                     0);
+    assert_int_equal(parse("{\"period\":\"2026\",\"media\":[{\"id\":\"" ID("b2") "\"},{\"id\":\"" ID("a1") "\"}]}", &b),
+                     0);
     me_montage_id("al", &a, NULL, id1, sha1);
     me_montage_id("al", &b, NULL, id2, sha2);
     assert_int_equal(strlen(id1), ME_MONTAGE_ID_LEN);
@@ -92,7 +96,8 @@ static void test_ids(void **state)
 
 static void test_frame_and_fit_rules(void **state)
 {
-    me_montage_clip_t clips[3] = {{.width = 720, .height = 1280}, {.width = 1280, .height = 720}, {.width = 1, .height = 2}};
+    me_montage_clip_t clips[3] = {
+        {.width = 720, .height = 1280}, {.width = 1280, .height = 720}, {.width = 1, .height = 2}};
     int w, h, cx, cy, cw, ch, dx, dy, dw, dh;
     (void)state;
     me_montage_frame_size(clips, 3, &w, &h);
@@ -197,8 +202,7 @@ static int create(fixture_t *f, const char *body, const char *key, json_t **prob
     const char *message;
     assert_int_equal(parse(body, &req), 0);
     me_montage_id(w.album, &req, key, id, sha);
-    return me_montage_create(f->st, &w, &req, id, sha, 1795600100, problems, created, &message, status,
-                             sizeof(status));
+    return me_montage_create(f->st, &w, &req, id, sha, 1795600100, problems, created, &message, status, sizeof(status));
 }
 
 static void test_refused_media_are_named_and_nothing_is_made(void **state)
@@ -211,15 +215,20 @@ static void test_refused_media_are_named_and_nothing_is_made(void **state)
     photo(f, ID("b2"), "a2", "ready", NULL); /* another album's */
     photo(f, ID("c3"), "a1", "processing", NULL);
     photo(f, ID("d4"), "a1", "failed", NULL);
-    assert_int_equal(create(f,
-                            "{\"period\":\"p\",\"media\":[{\"id\":\"" ID("a1") "\"},{\"id\":\"" ID("b2") "\"},{\"id\":\"" ID(
-                                "c3") "\"},{\"id\":\"" ID("d4") "\"},{\"id\":\"" ID("e5") "\"}]}",
-                            NULL, &problems, &created, id),
-                     ME_EMEDIA_NOT_READY);
+    assert_int_equal(
+        create(f,
+               "{\"period\":\"p\",\"media\":[{\"id\":\"" ID("a1") "\"},{\"id\":\"" ID("b2") "\"},{\"id\":\"" ID(
+                   "c3") "\"},{\"id\":\"" ID("d4") "\"},{\"id\":\"" ID("e5") "\"}]}",
+               NULL, &problems, &created, id),
+        ME_EMEDIA_NOT_READY);
     char *text = json_dumps(problems, JSON_COMPACT);
-    assert_string_equal(text, "[{\"id\":\"" ID("b2") "\",\"reason\":\"not_found\"},{\"id\":\"" ID(
-                                  "c3") "\",\"reason\":\"not_ready\"},{\"id\":\"" ID(
-                                  "d4") "\",\"reason\":\"failed\"},{\"id\":\"" ID("e5") "\",\"reason\":\"not_found\"}]");
+    assert_string_equal(text,
+                        "[{\"id\":\"" ID("b2") "\",\"reason\":\"not_found\"},{\"id\":\"" ID(
+                            "c3") "\",\"reason\":\"not_ready\"},{\"id\":\"" ID("d4") "\",\"reason\":\"failed\"},{"
+                                                                                     "\"id\":\"" ID("e5") "\","
+                                                                                                          "\"reason\":"
+                                                                                                          "\"not_"
+                                                                                                          "found\"}]");
     free(text);
     json_decref(problems);
     assert_int_equal(me_manifest_load(f->st, id, &m), ME_ENOTFOUND);
@@ -260,9 +269,9 @@ static void test_made_once_in_capture_order(void **state)
     /* a key: its own montage; the same key for another request is a conflict */
     assert_int_equal(create(f, body, "k", &problems, &created, again), 0);
     assert_int_equal(created, 1);
-    assert_int_equal(create(f, "{\"period\":\"q\",\"media\":[{\"id\":\"" ID("a1") "\"}]}", "k", &problems, &created,
-                            again),
-                     ME_ECONFLICT);
+    assert_int_equal(
+        create(f, "{\"period\":\"q\",\"media\":[{\"id\":\"" ID("a1") "\"}]}", "k", &problems, &created, again),
+        ME_ECONFLICT);
 }
 
 int main(void)
