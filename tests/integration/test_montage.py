@@ -13,6 +13,7 @@ import pytest
 import requests
 
 from test_processing import receiver, server_with_hooks, verify, wait_status  # noqa: F401 (fixture)
+from conftest import BIN
 from test_uploads import Client
 
 pytestmark = pytest.mark.skipif(not all(shutil.which(t) for t in ("ffmpeg", "ffprobe", "exiftool")),
@@ -221,3 +222,46 @@ def test_kill_9_mid_montage_and_it_completes_after_restart(make_server, receiver
     film = tmp_path / "film.mp4"
     film.write_bytes(requests.get(m["film"]["url"]).content)
     assert abs(float(probe(film)["format"]["duration"]) - 4) <= 0.1
+
+
+def film(tmp_path, clips, *args):
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps({"clips": clips}))
+    p = subprocess.run([BIN, "montage-film", str(spec), str(tmp_path / "film.mp4"), *args], capture_output=True,
+                       text=True, timeout=120)
+    assert p.returncode == 0, p.stdout + p.stderr
+    return json.loads(p.stdout)
+
+
+def test_the_lively_second_follows_the_sound_else_the_picture(tmp_path):
+    """A video silent but for a tone from 3 s; a silent one still but for movement from 2 s to 3 s."""
+    loud = tmp_path / "loud.mp4"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=320x240:rate=30:duration=7", "-f", "lavfi", "-i",
+           "aevalsrc='if(between(t,3,4),0.5*sin(2*PI*440*t),0)':s=48000:d=7", "-c:v", "libx264", "-g", "60",
+           "-pix_fmt", "yuv420p", "-c:a", "aac", "-movflags", "+faststart", loud)
+    still = tmp_path / "still.mp4"
+    ffmpeg("-filter_complex", "color=black:s=320x240:d=7:r=30[b];testsrc2=s=320x240:d=7:r=30[t];"
+           "[b][t]overlay=enable='between(t,2,3)'", "-c:v", "libx264", "-g", "60", "-pix_fmt", "yuv420p",
+           "-movflags", "+faststart", still)
+    clips = [{"kind": "video", "file": str(p), "small": str(p), "width": 320, "height": 240, "duration": 7}
+             for p in (loud, still)]
+    for args in ((), ("--sandbox",)):
+        out = film(tmp_path, clips, *args)
+        assert abs(out["starts"][0] - 3.0) <= 0.25, out
+        assert abs(out["starts"][1] - 2.0) <= 0.25, out
+        assert abs(out["duration"] - 2) < 0.01 and out["poster_variants"] == (8 if args else 0)
+        assert abs(float(probe(tmp_path / "film.mp4")["format"]["duration"]) - 2) <= 0.1
+
+
+def test_without_the_sandbox_montages_run_in_process(make_server, receiver, inputs):
+    s = server_with_hooks(make_server, receiver, MEDIAEDGE_VIDEOS_SANDBOX="false")
+    ids = upload_all(s, inputs, names=("photo", "fps24"))
+    token = montage_token(s)
+    r = post(s, token, {"period": "2026-11", "media": [{"id": ids["photo"]}, {"id": ids["fps24"], "start": 1}]})
+    m = wait_montage(s, token, r.headers["location"])
+    assert m["status"] == "ready" and abs(m["duration"] - 2) < 0.01, m
+    view = s.token("--scope", "view", "--user", "u9", "--album", "a1", "--plan", "free")
+    assert requests.get(s.http + r.headers["location"], headers={"Authorization": "Bearer " + view}).status_code == 200
+    other = s.token("--scope", "view", "--user", "u9", "--album", "a2")
+    assert requests.get(s.http + r.headers["location"].replace("/a1/", "/a2/"),
+                        headers={"Authorization": "Bearer " + other}).status_code == 404
