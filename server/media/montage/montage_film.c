@@ -218,6 +218,9 @@ static int measure(const me_montage_source_t *src, int input, uint64_t size, int
     int idx = motion ? in.vidx : in.aidx;
     AVCodecContext *dec = motion ? in.vdec : in.adec;
     while (!done && (rc = av_read_frame(in.fmt, pkt)) >= 0) {
+        /* past the span on any track: done, even when this one ended early */
+        if (pkt->dts != AV_NOPTS_VALUE && seconds(&in, pkt->stream_index, pkt->dts) > ME_MONTAGE_LIVELY_SPAN + 2)
+            done = 1;
         if (pkt->stream_index != idx) {
             av_packet_unref(pkt);
             continue;
@@ -228,6 +231,10 @@ static int measure(const me_montage_source_t *src, int input, uint64_t size, int
             break;
         while (avcodec_receive_frame(dec, frame) >= 0) {
             double t = seconds(&in, idx, frame->best_effort_timestamp);
+            if (frame->best_effort_timestamp == AV_NOPTS_VALUE || !(t > -1 && t < ME_MONTAGE_LIVELY_SPAN + 2)) {
+                av_frame_unref(frame); /* no place in the span */
+                continue;
+            }
             if (t >= ME_MONTAGE_LIVELY_SPAN + 1)
                 done = 1;
             if (!motion && frame->format == AV_SAMPLE_FMT_FLTP) {
@@ -653,8 +660,11 @@ static int on_sound(clip_t *c, AVFrame *frame)
             (rc = swr_init(c->swr)) < 0)
             return rc;
     }
-    if (c->apos == INT64_MIN)
-        c->apos = llround((seconds(&c->in, c->in.aidx, frame->best_effort_timestamp) - c->start) * ME_MONTAGE_RATE);
+    if (c->apos == INT64_MIN) {
+        double t = seconds(&c->in, c->in.aidx, frame->best_effort_timestamp) - c->start;
+        c->apos = frame->best_effort_timestamp != AV_NOPTS_VALUE && t > -60 && t < 60 ? llround(t * ME_MONTAGE_RATE)
+                                                                                        : 0;
+    }
     const uint8_t **inp = (const uint8_t **)frame->extended_data;
     int n = frame->nb_samples;
     do {
@@ -711,6 +721,12 @@ static int video_clip(film_t *f, int i)
     while (!(c.vdone && c.adone)) {
         if ((rc = av_read_frame(c.in.fmt, f->pkt)) < 0)
             break;
+        /* well past the second on any track (one that ended early never says done): the rest
+         * of the file is not read */
+        if (f->pkt->dts != AV_NOPTS_VALUE && seconds(&c.in, f->pkt->stream_index, f->pkt->dts) > c.start + 3) {
+            av_packet_unref(f->pkt);
+            break;
+        }
         int video = f->pkt->stream_index == c.in.vidx, audio = f->pkt->stream_index == c.in.aidx && !c.adone;
         if ((video && !c.vdone) || audio) {
             AVCodecContext *dec = video ? c.in.vdec : c.in.adec;
