@@ -416,6 +416,8 @@ static int on_albums(h2o_handler_t *_self, h2o_req_t *req)
         return 0;
     }
     size_t rest = (size_t)(end - p);
+    if (rest >= 9 && memcmp(p, "/montages", 9) == 0 && (rest == 9 || p[9] == '/'))
+        return -1; /* the montages' handler, next on this route (handlers/montages.h) */
     int media = rest == 6 && !memcmp(p, "/media", 6), cookies = rest == 8 && !memcmp(p, "/cookies", 8);
     if (!media && !cookies && rest != 0) {
         me_http_send_error(req, ME_ENOTFOUND, NULL);
@@ -447,7 +449,7 @@ static int on_albums(h2o_handler_t *_self, h2o_req_t *req)
     return 0;
 }
 
-void me_media_register(h2o_hostconf_t *host, const me_media_deps_t *deps)
+h2o_pathconf_t *me_media_register(h2o_hostconf_t *host, const me_media_deps_t *deps)
 {
     h2o_pathconf_t *pathconf = me_http_api_route(host, "/v1/media", "/v1/media/{id}", deps->cors, "GET, DELETE");
     media_handler_t *h = (media_handler_t *)h2o_create_handler(pathconf, sizeof(*h));
@@ -457,4 +459,5 @@ void me_media_register(h2o_hostconf_t *host, const me_media_deps_t *deps)
     h = (media_handler_t *)h2o_create_handler(pathconf, sizeof(*h));
     h->super.on_req = on_albums;
     h->deps = *deps;
+    return pathconf;
 }

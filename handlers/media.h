@@ -28,7 +28,8 @@ typedef struct {
 } me_media_deps_t;
 
 /* Registers /v1/media and /v1/albums on host; deps is copied, what it points to must outlive
- * host. */
-void me_media_register(h2o_hostconf_t *host, const me_media_deps_t *deps);
+ * host. Returns the /v1/albums route, whose .../montages paths it passes on to the handler
+ * added after it (handlers/montages.h). */
+h2o_pathconf_t *me_media_register(h2o_hostconf_t *host, const me_media_deps_t *deps);
 
 #endif

@@ -8,6 +8,7 @@
 #include "handlers/demo.h"
 #include "handlers/health.h"
 #include "handlers/media.h"
+#include "handlers/montages.h"
 #include "handlers/metrics.h"
 #include "handlers/origin.h"
 #include "handlers/uploads.h"
@@ -186,14 +187,22 @@ void me_app_routes(me_app_t *app, h2o_hostconf_t *host, int (*ready)(void *arg),
                                                      .buffers = app->buffers,
                                                      .hot = app->hot,
                                                      .pool = app->origin_pool});
-        me_media_register(host, &(me_media_deps_t){.verifier = app->verifier,
-                                                   .cors = app->cors,
+        h2o_pathconf_t *albums = me_media_register(host, &(me_media_deps_t){.verifier = app->verifier,
+                                                                            .cors = app->cors,
+                                                                            .pool = app->pool,
+                                                                            .storage = app->storage,
+                                                                            .delivery = app->delivery,
+                                                                            .views = app->views,
+                                                                            .hooks = app->hooks,
+                                                                            .hot = app->hot});
+        me_montages_register(albums,
+                             &(me_montages_deps_t){.cfg = cfg,
+                                                   .verifier = app->verifier,
                                                    .pool = app->pool,
                                                    .storage = app->storage,
                                                    .delivery = app->delivery,
-                                                   .views = app->views,
-                                                   .hooks = app->hooks,
-                                                   .hot = app->hot});
+                                                   .on_job = app->processing != NULL ? me_processing_queue : NULL,
+                                                   .on_job_ctx = app->processing});
     }
     h2o_pathconf_t *fallback = me_http_fallback(host, me_http_settings(cfg)->max_patch_size);
     if (me_server_settings(cfg)->demo_page) {

@@ -19,6 +19,8 @@
 #include "server/media/photo/photo.h"
 #include "server/media/sandbox/photo_sandbox.h"
 #include "server/media/sandbox/video_sandbox.h"
+#include "server/media/montage/montage_cli.h"
+#include "server/media/montage/montage_sandbox.h"
 #include "server/media/video/video.h"
 #include "server/http/server.h"
 #include "server/auth/token.h"
@@ -27,19 +29,19 @@ extern char **environ;
 
 static int usage(FILE *out)
 {
-    fprintf(out,
-            "usage: mediaedge serve [--config FILE] [--announce]\n"
-            "       mediaedge check-config [--config FILE]\n"
-            "       mediaedge token --scope upload|view|admin --user ID --album ID [--plan free|premium]\n"
-            "                       [--client app|browser] [--ttl SECONDS] [--max-bytes N] [--ref TEXT]\n"
-            "                       [--config FILE]\n"
-            "       mediaedge photo-variants FILE OUTDIR [--config FILE]\n"
-            "       mediaedge video-transcode FILE OUTDIR [--config FILE] [--plan NAME] [--max-duration SECONDS]\n"
-            "                       [--renditions LIST] [--preset NAME] [--crf N] [--threads N] [--progress]\n"
-            "                       [--sandbox [--max-memory BYTES]]\n"
-            "       mediaedge version\n"
-            "The configuration is FILE, else $MEDIAEDGE_CONFIG, else " ME_CONFIG_DEFAULT_PATH
-            " when it exists, else the\nembedded defaults; MEDIAEDGE_<SECTION>_<KEY> variables override it.\n");
+    fprintf(out, "usage: mediaedge serve [--config FILE] [--announce]\n"
+                 "       mediaedge check-config [--config FILE]\n"
+                 "       mediaedge token --scope upload|view|admin|montage --user ID --album ID [--plan free|premium]\n"
+                 "                       [--client app|browser] [--ttl SECONDS] [--max-bytes N] [--ref TEXT]\n"
+                 "                       [--config FILE]\n"
+                 "       mediaedge photo-variants FILE OUTDIR [--config FILE]\n"
+                 "       mediaedge montage-film SPEC.json OUT.mp4 [--sandbox]\n"
+                 "       mediaedge video-transcode FILE OUTDIR [--config FILE] [--plan NAME] [--max-duration SECONDS]\n"
+                 "                       [--renditions LIST] [--preset NAME] [--crf N] [--threads N] [--progress]\n"
+                 "                       [--sandbox [--max-memory BYTES]]\n"
+                 "       mediaedge version\n"
+                 "The configuration is FILE, else $MEDIAEDGE_CONFIG, else " ME_CONFIG_DEFAULT_PATH
+                 " when it exists, else the\nembedded defaults; MEDIAEDGE_<SECTION>_<KEY> variables override it.\n");
     return out == stderr ? 2 : 0;
 }
 
@@ -519,6 +521,17 @@ int main(int argc, char **argv)
     }
     if (strcmp(cmd, "video-transcode") == 0) {
         status = cmd_video_transcode(argc, argv, &cfg);
+        me_config_free(&cfg);
+        return status;
+    }
+    if (strcmp(cmd, "montage-decoder") == 0) /* started by the server itself: no configuration, no secret */
+        return me_montage_sandbox_child();
+    if (strcmp(cmd, "montage-film") == 0) {
+        me_photo_config_t pc;
+        if ((status = load_config(&cfg, NULL)) == 0) {
+            me_photo_config_init(&pc, &cfg);
+            status = me_montage_cli(argc, argv, &pc);
+        }
         me_config_free(&cfg);
         return status;
     }

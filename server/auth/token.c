@@ -36,7 +36,8 @@ ME_COUNTER(signature_checks, "mediaedge_token_signature_checks_total",
 #define NAME_OF(table, i) ((size_t)(i) < COUNT_OF(table) ? (table)[(size_t)(i)] : NULL)
 
 /* Index 0 is never a valid scope, plan or client: name_index() uses it for "not found". */
-static const char *const scope_names[] = {[ME_SCOPE_UPLOAD] = "upload", [ME_SCOPE_VIEW] = "view", [ME_SCOPE_ADMIN] = "admin"};
+static const char *const scope_names[] = {
+    [ME_SCOPE_UPLOAD] = "upload", [ME_SCOPE_VIEW] = "view", [ME_SCOPE_ADMIN] = "admin", [ME_SCOPE_MONTAGE] = "montage"};
 static const char *const plan_names[] = {[ME_PLAN_FREE] = "free", [ME_PLAN_PREMIUM] = "premium"};
 static const char *const client_names[] = {[ME_CLIENT_APP] = "app",
                                            [ME_CLIENT_BROWSER] = "browser"};

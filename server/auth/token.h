@@ -14,8 +14,9 @@
 #define ME_TOKEN_REF_MAX 255    /* ref: printable ASCII */
 
 /* upload: send media to the token's album; view: see the album's media; admin: the app
- * backend acting for the album (deleting media or the album itself). */
-typedef enum { ME_SCOPE_UPLOAD = 1, ME_SCOPE_VIEW = 2, ME_SCOPE_ADMIN = 3 } me_scope_t;
+ * backend acting for the album (deleting media or the album itself); montage: the app backend
+ * asking for (and following) the album's one-second montages. */
+typedef enum { ME_SCOPE_UPLOAD = 1, ME_SCOPE_VIEW = 2, ME_SCOPE_ADMIN = 3, ME_SCOPE_MONTAGE = 4 } me_scope_t;
 typedef enum { ME_PLAN_FREE = 1, ME_PLAN_PREMIUM = 2 } me_plan_t;
 typedef enum { ME_CLIENT_APP = 1, ME_CLIENT_BROWSER = 2 } me_client_t;
 

@@ -47,6 +47,21 @@ static int id_valid(const char *id, size_t len)
     return me_upload_id_valid(id, len);
 }
 
+/* 1 when j's lane runs media of kind: its kinds are one name or several, comma-separated. */
+static int lane_runs(const me_jobs_t *j, const char *kind)
+{
+    size_t n = kind != NULL ? strlen(kind) : 0;
+    if (j->kind == NULL || kind == NULL)
+        return 1;
+    for (const char *p = j->kind; *p;) {
+        size_t len = strcspn(p, ",");
+        if (len == n && memcmp(p, kind, n) == 0)
+            return 1;
+        p += len + (p[len] == ',');
+    }
+    return 0;
+}
+
 /* jobs/<id>.json; ids are checked before (id_valid), so the key fits. */
 static void job_key_of(char *key, size_t size, const char *id)
 {
@@ -98,8 +113,11 @@ static int store(me_jobs_t *j, const char *key, json_t *doc)
 static void count(const json_t *manifest, const char *outcome)
 {
     const char *kind = me_manifest_kind(manifest);
-    const char *labels[] = {kind != NULL && (strcmp(kind, "photo") == 0 || strcmp(kind, "video") == 0) ? kind : "other",
-                            outcome};
+    const char *labels[] = {
+        kind != NULL && (strcmp(kind, "photo") == 0 || strcmp(kind, "video") == 0 || strcmp(kind, "montage") == 0)
+            ? kind
+            : "other",
+        outcome};
     me_metric_add(jobs_total, labels, 1);
 }
 
@@ -109,9 +127,11 @@ static void count(const json_t *manifest, const char *outcome)
  * webhook could not be stored (the job stays, to be run again). */
 static int finish(me_jobs_t *j, const char *job_key, const json_t *manifest)
 {
-    const char *status = me_manifest_status(manifest);
-    if (j->hooks != NULL && status != NULL &&
-        me_webhooks_raise(j->hooks, strcmp(status, "ready") == 0 ? "media.ready" : "media.failed", manifest) != 0)
+    const char *status = me_manifest_status(manifest), *kind = me_manifest_kind(manifest);
+    int montage = kind != NULL && strcmp(kind, "montage") == 0, ready = status != NULL && strcmp(status, "ready") == 0;
+    const char *event =
+        montage ? (ready ? "montage.ready" : "montage.failed") : (ready ? "media.ready" : "media.failed");
+    if (j->hooks != NULL && status != NULL && me_webhooks_raise(j->hooks, event, manifest) != 0)
         return ME_EIO;
     if (me_storage_delete(j->st, job_key) != 0)
         me_log_error(NULL, "jobs: could not delete %s; it will be dropped at the next start", job_key);
@@ -193,7 +213,7 @@ int me_jobs_run(me_jobs_t *j, const char *id, int64_t now, int64_t *retry_at)
             drop(j, job_key), ret = 0;
         goto exit;
     }
-    if (j->kind != NULL && me_manifest_kind(manifest) != NULL && strcmp(me_manifest_kind(manifest), j->kind) != 0)
+    if (!lane_runs(j, me_manifest_kind(manifest)))
         goto exit; /* another lane's: left as it is, for it */
     /* a deleted media's job (queued again by a retry or the reconciler) only cleans up */
     if ((ret = deleted(j, manifest)) != 0)

@@ -44,12 +44,14 @@ int me_jobs_submit(me_storage_t *st, const char *media_id) ME_MUST_CHECK;
 
 /* A runner over st and q (neither owned) with cfg's jobs settings (workers, max_attempts,
  * retry_after, reconcile_every, stale_after), running process(ctx, ...). A media that ends
- * ready or failed raises media.ready or media.failed on hooks (not owned; may be NULL)
+ * ready or failed raises media.ready or media.failed (a montage: montage.ready,
+ * montage.failed) on hooks (not owned; may be NULL)
  * before its job goes. NULL when out of memory. */
 me_jobs_t *me_jobs_new(const me_config_t *cfg, me_storage_t *st, me_jobq_t *q, me_job_process_fn process,
                        void *ctx, me_webhooks_t *hooks);
 
-/* Makes j a lane (before me_jobs_start()): it runs only media of kind ("photo", "video"),
+/* Makes j a lane (before me_jobs_start()): it runs only media of kind ("photo", "video", or
+ * several comma-separated: "video,montage"),
  * leaving the others' jobs as they are for the lane of their kind, on workers threads (0:
  * jobs.workers). Several lanes may share one storage; each lists and reconciles every job
  * but runs only its own. kind is not copied. */

@@ -83,11 +83,13 @@ int me_webhooks_raise(me_webhooks_t *w, const char *event, const json_t *media)
     char id[ME_JOBQ_ID_MAX + 1], key[ME_STORAGE_KEY_MAX];
     if (!*w->ws->url)
         return 0;
-    if (media_id == NULL || strncmp(event, "media.", 6) != 0 ||
-        snprintf(id, sizeof(id), "%s-%s", media_id, event + 6) >= (int)sizeof(id))
+    const char *dot = strchr(event, '.');
+    int montage = strncmp(event, "montage.", 8) == 0;
+    if (media_id == NULL || dot == NULL || (!montage && strncmp(event, "media.", 6) != 0) ||
+        snprintf(id, sizeof(id), "%s-%s", media_id, dot + 1) >= (int)sizeof(id))
         return ME_EINVAL;
     json_t *body = json_pack("{s:s,s:s,s:I,s:O}", "id", id, "event", event, "created_at",
-                             (json_int_t)(me_clock_wall_ms() / 1000), "media", media);
+                             (json_int_t)(me_clock_wall_ms() / 1000), montage ? "montage" : "media", media);
     char *text = body != NULL ? json_dumps(body, JSON_COMPACT) : NULL;
     json_t *doc = text != NULL ? json_pack("{s:s,s:s,s:i}", "id", id, "body", text, "attempts", 0) : NULL;
     doc_key(key, sizeof(key), id);

@@ -31,7 +31,8 @@ me_webhooks_t *me_webhooks_new(const me_config_t *cfg, me_storage_t *st, me_jobq
 /* Queues the deliveries found in storage and starts the sender thread. 0 or ME_EIO. */
 int me_webhooks_start(me_webhooks_t *w) ME_MUST_CHECK;
 
-/* Raises event ("media.ready", "media.failed") about media (a manifest, not kept): stores
+/* Raises event ("media.ready", "media.failed"; "montage.ready", "montage.failed", whose body
+ * names the manifest "montage") about media (a manifest, not kept): stores
  * the delivery, then queues it. 0, or ME_EIO when it could not be stored. */
 int me_webhooks_raise(me_webhooks_t *w, const char *event, const json_t *media) ME_MUST_CHECK;
 

@@ -12,6 +12,7 @@
 #include "server/jobs/jobs_config.h"
 #include "server/media/sandbox/photo_sandbox.h"
 #include "server/media/manifest.h"
+#include "server/media/montage/montage.h"
 #include "server/media/processing.h"
 #include "server/media/video/video_job.h"
 #include "server/jobs/webhook.h"
@@ -30,6 +31,7 @@ struct me_processing {
     me_video_jobs_t *videos;
     me_jobq_t *videos_q;
     me_jobs_t *video_jobs;
+    me_montage_jobs_t *montages; /* montages run in the video lane too */
 };
 
 static void fail(me_job_failure_t *why, int err, int permanent, const char *message)
@@ -157,6 +159,17 @@ static int process(void *ctx, me_storage_t *st, const json_t *manifest, json_t *
     return ME_EUNSUPPORTED;
 }
 
+/* The video lane's process function: videos, and montages (cut from videos' renditions). */
+static int process_video_lane(void *ctx, me_storage_t *st, const json_t *manifest, json_t **result,
+                              me_job_failure_t *why)
+{
+    me_processing_t *p = ctx;
+    const char *kind = me_manifest_kind(manifest);
+    if (kind != NULL && strcmp(kind, "montage") == 0)
+        return me_montage_jobs_process(p->montages, st, manifest, result, why);
+    return me_video_jobs_process(p->videos, st, manifest, result, why);
+}
+
 /* One decoder per job worker (their processes start with their first photo). */
 static int start_decoders(me_processing_t *p, const me_config_t *cfg, char *err, size_t errlen)
 {
@@ -186,7 +199,8 @@ me_processing_t *me_processing_start(const me_config_t *cfg, me_storage_t *st, c
                                              * loading its modules would double the start-up */
     if (me_photo_settings(cfg)->sandbox && start_decoders(p, cfg, err, errlen) != 0)
         goto fail;
-    if ((p->videos = me_video_jobs_new(cfg, &p->photos, err, errlen)) == NULL)
+    if ((p->videos = me_video_jobs_new(cfg, &p->photos, err, errlen)) == NULL ||
+        (p->montages = me_montage_jobs_new(cfg, &p->photos, err, errlen)) == NULL)
         goto fail;
     if ((p->jobs_q = me_jobq_local_new()) == NULL || (p->hooks_q = me_jobq_local_new()) == NULL ||
         (p->videos_q = me_jobq_local_new()) == NULL) {
@@ -196,12 +210,12 @@ me_processing_t *me_processing_start(const me_config_t *cfg, me_storage_t *st, c
     if ((p->hooks = me_webhooks_new(cfg, st, p->hooks_q, err, errlen)) == NULL)
         goto fail;
     if ((p->jobs = me_jobs_new(cfg, st, p->jobs_q, process, p, p->hooks)) == NULL ||
-        (p->video_jobs = me_jobs_new(cfg, st, p->videos_q, me_video_jobs_process, p->videos, p->hooks)) == NULL) {
+        (p->video_jobs = me_jobs_new(cfg, st, p->videos_q, process_video_lane, p, p->hooks)) == NULL) {
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
     me_jobs_lane(p->jobs, "photo", 0);
-    me_jobs_lane(p->video_jobs, "video", me_jobs_settings(cfg)->video_workers);
+    me_jobs_lane(p->video_jobs, "video,montage", me_jobs_settings(cfg)->video_workers);
     if (me_webhooks_start(p->hooks) != 0 || me_jobs_start(p->jobs) != 0 || me_jobs_start(p->video_jobs) != 0) {
         snprintf(err, errlen, "the jobs and webhooks found in storage could not be read");
         goto fail;
@@ -230,11 +244,13 @@ void me_processing_stop(me_processing_t *p)
     if (p == NULL)
         return;
     me_video_jobs_stop(p->videos); /* a video at work is handed back rather than finished */
+    me_montage_jobs_stop(p->montages);
     me_jobs_free(p->video_jobs);
     me_jobs_free(p->jobs); /* running photo jobs finish, and may still raise webhooks */
     me_webhooks_free(p->hooks);
     me_jobq_free(p->videos_q);
     me_video_jobs_free(p->videos);
+    me_montage_jobs_free(p->montages);
     me_jobq_free(p->jobs_q);
     me_jobq_free(p->hooks_q);
     me_photo_decoders_free(p->decoders);

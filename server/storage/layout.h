@@ -5,9 +5,11 @@
  *                                              a minimum part size)
  *     uploads/<upload-id>/data                 a partial upload's bytes (tus concatenation)
  *     originals/<album>/<media-id>             the original, byte for byte
- *     media/<media-id>.json                    the media manifest (media/manifest.h)
+ *     media/<media-id>.json                    the media manifest (media/manifest.h); also a
+ *                                              montage's, kind "montage" (montage/montage.h)
  *     jobs/<media-id>.json                     a media still to process (jobs/jobs.h)
- *     variants/<album>/<media-id>/<name>.<ext> what the pipelines make
+ *     variants/<album>/<media-id>/<name>.<ext> what the pipelines make (a montage's film.mp4
+ *                                              and poster under its montage id)
  *     webhooks/<event-id>.json                 an event not yet delivered (jobs/webhook.h)
  *     tombstones/<media-id>.json               a deleted media, kept (media/deletion.h)
  *

@@ -228,6 +228,11 @@ def test_a_damaged_video_fails_in_its_lane(make_server, receiver):
     metrics = __import__("requests").get(s.http + "/metrics").text
     assert 'mediaedge_jobs_total{kind="video",outcome="failed"} 1' in metrics
     assert 'mediaedge_videos_refused_total{reason="corrupt"} 1' in metrics
-    assert not (s.dir / "var" / "storage" / "jobs" / f"{media_id}.json").exists()
     body = verify(*receiver.wait(1)[0])
     assert body["event"] == "media.failed" and body["media"]["id"] == media_id
+    # the job goes after the manifest shows the failure: give it the moment it takes
+    job = s.dir / "var" / "storage" / "jobs" / f"{media_id}.json"
+    deadline = time.time() + 30
+    while job.exists() and time.time() < deadline:
+        time.sleep(0.05)
+    assert not job.exists()

@@ -76,9 +76,7 @@ static void clean(me_child_t *c, const me_video_params_t *vp)
     }
 }
 
-/* A rendition the child says it made: a regular file of the bytes it says, whose top-level
- * boxes tile it exactly, ftyp first, the moov before the mdat. 0 or -1 with why set. */
-static int check_mp4(const char *path, uint64_t bytes, char *why, size_t whylen)
+int me_video_check_mp4(const char *path, uint64_t bytes, char *why, size_t whylen)
 {
     int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC), moov = 0, mdat = 0, ok = 0;
     struct stat st;
@@ -218,7 +216,7 @@ static int process(me_video_decoders_t *d, me_child_t *c, const me_video_params_
     }
     for (int i = 0; ret == 0 && i < out->noutputs; i++) {
         snprintf(path, sizeof(path), "%s/%s.mp4", c->dir, out->outputs[i].name);
-        if (check_mp4(path, out->outputs[i].bytes, why, sizeof(why)) != 0) {
+        if (me_video_check_mp4(path, out->outputs[i].bytes, why, sizeof(why)) != 0) {
             errno = EPROTO;
             goto broke;
         }

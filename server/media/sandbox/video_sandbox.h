@@ -65,6 +65,11 @@ int me_video_decoders_process(me_video_decoders_t *d, const me_video_params_t *v
  * decoder. NULL is a no-op. */
 void me_video_decoders_free(me_video_decoders_t *d);
 
+/* An MP4 a child says it made (a rendition, a montage's film): a regular file of bytes bytes
+ * (not followed if a link), whose top-level boxes tile it exactly, ftyp first, the moov
+ * before the mdat. 0, or -1 with why set. */
+int me_video_check_mp4(const char *path, uint64_t bytes, char *why, size_t whylen);
+
 /* The child's side, run by `mediaedge video-decoder` (socket on fd 3): reads the photo
  * configuration and its limits, sets up libvips, confines itself, then answers videos until
  * the socket closes. Returns the process's exit status (0 at a clean end). */

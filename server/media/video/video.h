@@ -185,6 +185,11 @@ int me_video_probe(const me_video_params_t *vp, int fd, me_video_facts_t *facts,
 int me_video_transcode(const me_video_params_t *vp, int fd, const char *outdir, me_video_progress_fn progress,
                        void *ctx, me_video_result_t *out) ME_MUST_CHECK;
 
+/* An AVIOContext's seek over a reader at *pos of a file of size bytes (AVSEEK_SIZE, SEEK_SET,
+ * SEEK_CUR, SEEK_END; AVSEEK_FORCE ignored): the new position (also into *pos), the size, or
+ * AVERROR(EINVAL). For our own readers (the video pipeline's, the montage's). */
+int64_t me_video_avio_seek(int64_t *pos, int64_t size, int64_t offset, int whence);
+
 /* Frees the poster and empties out (the facts stay); safe on an empty result. */
 void me_video_result_free(me_video_result_t *out);
 

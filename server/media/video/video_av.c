@@ -88,21 +88,26 @@ static int read_fd(void *opaque, uint8_t *buf, int size)
     return (int)n;
 }
 
-static int64_t seek_fd(void *opaque, int64_t offset, int whence)
+int64_t me_video_avio_seek(int64_t *pos, int64_t size, int64_t offset, int whence)
 {
-    input_t *in = opaque;
     int64_t to;
 
     switch (whence & ~AVSEEK_FORCE) {
-    case AVSEEK_SIZE: return in->size;
+    case AVSEEK_SIZE: return size;
     case SEEK_SET: to = offset; break;
-    case SEEK_CUR: to = in->pos + offset; break;
-    case SEEK_END: to = in->size + offset; break;
+    case SEEK_CUR: to = *pos + offset; break;
+    case SEEK_END: to = size + offset; break;
     default: return AVERROR(EINVAL);
     }
     if (to < 0)
         return AVERROR(EINVAL);
-    return in->pos = to;
+    return *pos = to;
+}
+
+static int64_t seek_fd(void *opaque, int64_t offset, int whence)
+{
+    input_t *in = opaque;
+    return me_video_avio_seek(&in->pos, in->size, offset, whence);
 }
 
 /* Every open a demuxer asks for (a data reference, a playlist's entries, ...): refused.

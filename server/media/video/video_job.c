@@ -117,9 +117,7 @@ static int read_all(int fd, char *buf, size_t len)
     return 0;
 }
 
-/* Stores the bytes bytes of fd at key: in one put when they fit in a part, else as a
- * multipart object, one part in memory at a time (a 10-minute rendition is hundreds of MB). */
-static int store_file(me_storage_t *st, const char *key, int fd, uint64_t bytes)
+int me_video_store_file(me_storage_t *st, const char *key, int fd, uint64_t bytes)
 {
     char upload[ME_STORAGE_UPLOAD_ID_MAX + 1];
     size_t part = STORE_PART, nparts = (size_t)((bytes + part - 1) / part);
@@ -163,7 +161,7 @@ static int take(void *ctx, const me_video_output_t *o, const char *path)
         return ME_EINVAL;
     if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
         return ME_EIO;
-    ret = store_file(job->st, key, fd, o->bytes);
+    ret = me_video_store_file(job->st, key, fd, o->bytes);
     close(fd);
     return ret;
 }

@@ -26,6 +26,11 @@ me_video_jobs_t *me_video_jobs_new(const me_config_t *cfg, const me_photo_config
  * me_video_jobs_stop() was called. */
 int me_video_jobs_process(void *ctx, me_storage_t *st, const json_t *manifest, json_t **result, me_job_failure_t *why);
 
+/* Stores the bytes bytes of fd (read from its offset) at key: in one put when they fit in a
+ * part, else as a multipart object, one part in memory at a time (a 10-minute rendition is
+ * hundreds of MB). 0, ME_ENOMEM or ME_EIO (nothing stored). */
+int me_video_store_file(me_storage_t *st, const char *key, int fd, uint64_t bytes) ME_MUST_CHECK;
+
 /* Makes the jobs running now stop at once (their decoders killed) and hand themselves back;
  * call it before stopping the lane. Thread-safe. */
 void me_video_jobs_stop(me_video_jobs_t *v);
