@@ -26,6 +26,9 @@
 #include "server/http/http.h"
 #include "server/http/server_config.h"
 #include "server/media/processing.h"
+#include "server/redis/lease.h"
+#include "server/redis/redis.h"
+#include "server/redis/redis_config.h"
 #include "server/storage/storage.h"
 #include "server/upload/lock.h"
 #include "server/upload/upload.h"
@@ -55,6 +58,11 @@ struct me_app {
     me_jobq_t *hooks_q;          /* role api: its own webhook sender, for media.deleted */
     me_webhooks_t *own_hooks;
     me_webhooks_t *hooks;        /* where events are raised: processing's, or own_hooks */
+    me_redis_t *redis;           /* queue.backend redis: locks, queues and leases shared by every instance */
+    me_jobq_maker_t queues;      /* the queues processing makes: Redis ones with redis */
+    me_lease_t *leases[4];       /* periodic tasks one instance does at a time (app_lead) */
+    char lease_names[4][48];
+    int nleases;
     pthread_t sweeper;
     int sweeper_started, stopping;
     pthread_mutex_t lock;
@@ -86,6 +94,59 @@ static me_delivery_t *delivery_new(const me_config_t *cfg, char *err, size_t err
     return me_delivery_new(&dc, me_server_settings(cfg)->data_dir, own, err, errlen);
 }
 
+/* ---- Redis: queues, locks and leases shared by several instances ---- */
+
+static me_jobq_t *app_make_queue(void *ctx, const char *name, char *err, size_t errlen)
+{
+    me_app_t *app = ctx;
+    return me_jobq_redis_new(app->redis, me_redis_settings(app->cfg)->prefix, name,
+                             me_queue_settings(app->cfg)->claim_after, err, errlen);
+}
+
+/* 1 when this instance does task this period (it holds the task's lease, for one and a half
+ * periods: a holder that dies is replaced within that), 0 when another does, or when Redis
+ * cannot say. */
+static int app_lead(void *ctx, const char *task, uint64_t period_ms)
+{
+    me_app_t *app = ctx;
+    me_lease_t *l = NULL;
+    if (app->redis == NULL)
+        return 1;
+    pthread_mutex_lock(&app->lock);
+    for (int i = 0; i < app->nleases && l == NULL; i++)
+        if (strcmp(app->lease_names[i], task) == 0)
+            l = app->leases[i];
+    if (l == NULL && app->nleases < (int)(sizeof(app->leases) / sizeof(app->leases[0])) &&
+        (l = me_lease_new(app->redis, me_redis_settings(app->cfg)->prefix, task, period_ms + period_ms / 2)) != NULL) {
+        snprintf(app->lease_names[app->nleases], sizeof(app->lease_names[0]), "%s", task);
+        app->leases[app->nleases++] = l;
+    }
+    pthread_mutex_unlock(&app->lock);
+    return l != NULL && me_lease_hold(l) == 1;
+}
+
+/* With queue.backend redis: the pool, then the locks; the URL (it may hold a password) is
+ * wiped from the configuration once the pool has its copy. 0, or -1 with err filled. */
+static int redis_start(me_app_t *app, char *err, size_t errlen)
+{
+    const me_redis_settings_t *rs = me_redis_settings(app->cfg);
+    me_redis_url_t url;
+    char why[256];
+    if (me_redis_url_parse(rs->url, &url, why, sizeof(why)) != 0) {
+        snprintf(err, errlen, "redis.url: %s", why);
+        return -1;
+    }
+    me_redis_options_t opt = {
+        .connect_timeout = rs->connect_timeout, .timeout = rs->timeout, .max_idle = rs->pool_size};
+    app->redis = me_redis_new(&url, &opt, err, errlen);
+    explicit_bzero(&url, sizeof(url));
+    if (app->redis == NULL)
+        return -1;
+    me_config_forget_secrets(app->cfg, &me_redis_config_section);
+    app->queues = (me_jobq_maker_t){.make = app_make_queue, .lead = app_lead, .ctx = app};
+    return (app->locks = me_locks_redis_new(app->redis, rs->prefix, rs->lock_ttl, err, errlen)) != NULL ? 0 : -1;
+}
+
 me_app_t *me_app_new(me_config_t *cfg, char *err, size_t errlen)
 {
     me_app_t *app = calloc(1, sizeof(*app));
@@ -115,20 +176,26 @@ me_app_t *me_app_new(me_config_t *cfg, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
-    if ((app->locks = me_locks_local_new(ME_UPLOAD_LOCKS)) == NULL || (app->cors = me_cors_new(cfg)) == NULL ||
+    if (me_queue_settings(cfg)->backend == ME_QUEUE_REDIS && redis_start(app, err, errlen) != 0)
+        goto fail;
+    if ((app->locks == NULL && (app->locks = me_locks_local_new(ME_UPLOAD_LOCKS)) == NULL) ||
+        (app->cors = me_cors_new(cfg)) == NULL ||
         (app->uploads = me_uploads_new(app->storage, app->locks, cfg)) == NULL) {
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
     if (cfg->role != ME_ROLE_API) {
-        if ((app->processing = me_processing_start(cfg, app->storage, err, errlen)) == NULL)
+        if ((app->processing =
+                 me_processing_start(cfg, app->storage, app->redis != NULL ? &app->queues : NULL, err, errlen)) == NULL)
             goto fail;
         me_uploads_on_job(app->uploads, me_processing_queue, app->processing);
         app->hooks = me_processing_webhooks(app->processing);
     } else {
         /* deletions happen here too: an API pod sends their events itself */
-        if ((app->hooks_q = me_jobq_local_new()) == NULL) {
-            snprintf(err, errlen, "out of memory");
+        if (app->redis != NULL ? (app->hooks_q = app_make_queue(app, "hooks", err, errlen)) == NULL
+                               : (app->hooks_q = me_jobq_local_new()) == NULL) {
+            if (app->redis == NULL)
+                snprintf(err, errlen, "out of memory");
             goto fail;
         }
         if ((app->own_hooks = me_webhooks_new(cfg, app->storage, app->hooks_q, err, errlen)) == NULL)
@@ -198,7 +265,9 @@ static void *sweeper_main(void *arg)
     while (!app->stopping) {
         pthread_mutex_unlock(&app->lock);
         int removed = 0;
-        if (me_upload_sweep(app->uploads, (int64_t)time(NULL), &removed) != 0)
+        if (!app_lead(app, "sweep", SWEEP_INTERVAL_S * 1000ull))
+            ; /* another instance sweeps (queue.backend redis) */
+        else if (me_upload_sweep(app->uploads, (int64_t)time(NULL), &removed) != 0)
             me_log_warn(NULL, "the sweep of expired uploads failed; retrying in %d s", SWEEP_INTERVAL_S);
         else if (removed > 0)
             me_log_info(NULL, "removed %d expired uploads", removed);
@@ -245,6 +314,9 @@ void me_app_free(me_app_t *app)
     me_jobq_free(app->hooks_q);
     me_uploads_free(app->uploads);
     me_locks_free(app->locks);
+    for (int i = 0; i < app->nleases; i++)
+        me_lease_free(app->leases[i]);
+    me_redis_free(app->redis); /* after everything that uses it */
     me_storage_close(app->storage);
     me_token_verifier_free(app->verifier);
     me_delivery_views_free(app->views);

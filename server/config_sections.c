@@ -8,6 +8,7 @@
 #include "server/jobs/jobs_config.h"
 #include "server/media/photo/photo_config.h"
 #include "server/media/video/video_config.h"
+#include "server/redis/redis_config.h"
 #include "server/storage/storage_config.h"
 #include "server/upload/upload_config.h"
 
@@ -29,5 +30,7 @@ const me_config_section_t *const me_config_sections[] = {
     &me_webhook_config_section,
     &me_cdn_config_section,
     &me_delivery_config_section,
+    &me_queue_config_section,
+    &me_redis_config_section,
     NULL,
 };

@@ -111,15 +111,45 @@ void me_upload_target_key(char *key, size_t len, const me_upload_info_t *in)
         (void)!me_layout_original(key, len, in->album, in->pub.media_id);
 }
 
+/* The upload locks this thread holds, with their fences, so that a commit of an upload's
+ * state can first check that its lock was not lost meanwhile (lock.h, fencing) without every
+ * caller carrying the fence: a request holds at most a final's lock and its partials'. */
+#define HELD_MAX (ME_UPLOAD_CONCAT_MAX + 2)
+static __thread struct {
+    char id[ME_LOCK_NAME_MAX + 1];
+    uint64_t fence;
+} held[HELD_MAX];
+static __thread int nheld;
+
+static int held_at(const char *id)
+{
+    for (int i = 0; i < nheld; i++)
+        if (strcmp(held[i].id, id) == 0)
+            return i;
+    return -1;
+}
+
 int me_upload_lock(me_uploads_t *u, const char *id)
 {
-    int ret = me_locks_acquire(u->locks, id, NULL);
+    uint64_t fence = 0;
+    int ret = me_locks_acquire(u->locks, id, &fence);
+    if (ret == 0 && nheld == HELD_MAX) { /* never: but an unchecked commit is worse than a 423 */
+        me_locks_release(u->locks, id, fence);
+        ret = ME_ELOCKED;
+    }
+    if (ret == 0) {
+        snprintf(held[nheld].id, sizeof(held[nheld].id), "%s", id);
+        held[nheld++].fence = fence;
+    }
     return ret == ME_EINVAL ? ME_ELOCKED : ret;
 }
 
 void me_upload_unlock(me_uploads_t *u, const char *id)
 {
-    me_locks_release(u->locks, id, 0);
+    int i = held_at(id);
+    me_locks_release(u->locks, id, i >= 0 ? held[i].fence : 0);
+    if (i >= 0)
+        held[i] = held[--nheld];
 }
 
 /* ---- the state document ---- */
@@ -286,6 +316,12 @@ int me_upload_info_save(me_uploads_t *u, const me_upload_info_t *in)
     }
     char key[ME_STORAGE_KEY_MAX];
     info_key(key, sizeof(key), in->pub.id);
+    /* the commit point: refused when this thread's lock on the upload was lost meanwhile */
+    int i = held_at(in->pub.id), ret = i >= 0 ? me_locks_check(u->locks, in->pub.id, held[i].fence) : 0;
+    if (ret != 0) {
+        json_decref(root);
+        return ret;
+    }
     return put_json(u, key, root);
 }
 

@@ -1023,7 +1023,7 @@ static void test_sections_print_in_order(void **state)
 {
     static const char *const order[] = {"server", "listen", "tls", "http", "storage", "tokens", "log",
                                         "uploads", "photos", "videos", "plans", "shutdown", "jobs", "webhooks",
-                                        "cdn", "delivery", NULL};
+                                        "cdn", "delivery", "queue", "redis", NULL};
     char header[64], *text;
     const char *at, *last;
     me_config_t c;
