@@ -60,6 +60,7 @@ struct me_app {
     me_webhooks_t *hooks;        /* where events are raised: processing's, or own_hooks */
     me_redis_t *redis;           /* queue.backend redis: locks, queues and leases shared by every instance */
     me_jobq_maker_t queues;      /* the queues processing makes: Redis ones with redis */
+    me_jobq_t *lanes_q[2];       /* role api with redis: the photo and video queues it feeds */
     me_lease_t *leases[4];       /* periodic tasks one instance does at a time (app_lead) */
     char lease_names[4][48];
     int nleases;
@@ -103,6 +104,16 @@ static me_jobq_t *app_make_queue(void *ctx, const char *name, char *err, size_t 
                              me_queue_settings(app->cfg)->claim_after, err, errlen);
 }
 
+/* Role api with redis: a completed upload's job goes to the workers' queues at once (both
+ * lanes: the one not of its kind drops it after a look at the manifest). */
+static void app_push_job(void *ctx, const char *media_id)
+{
+    me_app_t *app = ctx;
+    for (int i = 0; i < 2; i++)
+        if (me_jobq_push(app->lanes_q[i], media_id, 0) != 0)
+            me_log_error(NULL, "jobs: could not queue media %s; the reconciler will", media_id);
+}
+
 /* 1 when this instance does task this period (it holds the task's lease, for one and a half
  * periods: a holder that dies is replaced within that), 0 when another does, or when Redis
  * cannot say. */
@@ -139,10 +150,15 @@ static int redis_start(me_app_t *app, char *err, size_t errlen)
     me_redis_options_t opt = {
         .connect_timeout = rs->connect_timeout, .timeout = rs->timeout, .max_idle = rs->pool_size};
     app->redis = me_redis_new(&url, &opt, err, errlen);
-    explicit_bzero(&url, sizeof(url));
-    if (app->redis == NULL)
+    if (app->redis == NULL) {
+        explicit_bzero(&url, sizeof(url));
         return -1;
+    }
     me_config_forget_secrets(app->cfg, &me_redis_config_section);
+    char shown[400];
+    me_redis_url_redacted(&url, shown, sizeof(shown));
+    me_log_info(NULL, "queue: jobs, webhooks, upload locks and leases in redis at %s", shown);
+    explicit_bzero(&url, sizeof(url));
     app->queues = (me_jobq_maker_t){.make = app_make_queue, .lead = app_lead, .ctx = app};
     return (app->locks = me_locks_redis_new(app->redis, rs->prefix, rs->lock_ttl, err, errlen)) != NULL ? 0 : -1;
 }
@@ -205,6 +221,12 @@ me_app_t *me_app_new(me_config_t *cfg, char *err, size_t errlen)
             goto fail;
         }
         app->hooks = app->own_hooks;
+        if (app->redis != NULL) { /* the workers are other processes: tell them through Redis */
+            if ((app->lanes_q[0] = app_make_queue(app, "photo", err, errlen)) == NULL ||
+                (app->lanes_q[1] = app_make_queue(app, "video", err, errlen)) == NULL)
+                goto fail;
+            me_uploads_on_job(app->uploads, app_push_job, app);
+        }
     }
     int threads = me_server_settings(cfg)->pool_threads;
     if ((app->pool = me_pool_new("pool", threads, (size_t)threads * 64)) == NULL) {
@@ -312,6 +334,8 @@ void me_app_free(me_app_t *app)
     me_processing_stop(app->processing); /* the jobs running finish; the queued wait in storage */
     me_webhooks_free(app->own_hooks);
     me_jobq_free(app->hooks_q);
+    me_jobq_free(app->lanes_q[0]);
+    me_jobq_free(app->lanes_q[1]);
     me_uploads_free(app->uploads);
     me_locks_free(app->locks);
     for (int i = 0; i < app->nleases; i++)

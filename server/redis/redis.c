@@ -272,6 +272,16 @@ void me_redis_put(me_redis_t *r, redisContext *c, int broken)
         redisFree(c);
 }
 
+/* Closes every idle connection: after one was found closed by the server (it restarted), the
+ * others, as old, are too. */
+static void drop_idle(me_redis_t *r)
+{
+    pthread_mutex_lock(&r->lock);
+    while (r->nidle > 0)
+        redisFree(r->idle[--r->nidle]);
+    pthread_mutex_unlock(&r->lock);
+}
+
 /* A pooled connection that the server closed meanwhile: the command never reached it. */
 static int stale(const redisContext *c, int err_no)
 {
@@ -292,12 +302,13 @@ redisReply *me_redis_call(me_redis_t *r, int argc, const char **argv, const size
             me_redis_put(r, c, 0);
             return rep;
         }
-        int again = reused && stale(c, err_no);
+        int again = attempt == 0 && reused && stale(c, err_no);
         if (!again)
             outage(r, argv[0], c->errstr);
         me_redis_put(r, c, 1);
         if (!again)
             break;
+        drop_idle(r); /* the retry gets a new connection */
     }
     return NULL;
 }
@@ -319,12 +330,13 @@ redisReply *me_redis_callf(me_redis_t *r, const char *fmt, ...)
             me_redis_put(r, c, 0);
             return rep;
         }
-        int again = reused && stale(c, err_no);
+        int again = attempt == 0 && reused && stale(c, err_no);
         if (!again)
             outage(r, "command", c->errstr);
         me_redis_put(r, c, 1);
         if (!again)
             break;
+        drop_idle(r); /* the retry gets a new connection */
     }
     return NULL;
 }

@@ -129,6 +129,14 @@ static int held_at(const char *id)
     return -1;
 }
 
+/* Before a write that counts: 0 when this thread still holds the lock of id (or holds none
+ * of it: an upload nobody else knows yet), ME_ELOCKED when it lost it, ME_EIO (lock.h). */
+static int still_held(me_uploads_t *u, const char *id)
+{
+    int i = held_at(id);
+    return i >= 0 ? me_locks_check(u->locks, id, held[i].fence) : 0;
+}
+
 int me_upload_lock(me_uploads_t *u, const char *id)
 {
     uint64_t fence = 0;
@@ -317,7 +325,7 @@ int me_upload_info_save(me_uploads_t *u, const me_upload_info_t *in)
     char key[ME_STORAGE_KEY_MAX];
     info_key(key, sizeof(key), in->pub.id);
     /* the commit point: refused when this thread's lock on the upload was lost meanwhile */
-    int i = held_at(in->pub.id), ret = i >= 0 ? me_locks_check(u->locks, in->pub.id, held[i].fence) : 0;
+    int ret = still_held(u, in->pub.id);
     if (ret != 0) {
         json_decref(root);
         return ret;
@@ -473,6 +481,8 @@ int me_upload_finish(me_uploads_t *u, me_upload_info_t *in)
     int ret;
 
     me_upload_target_key(key, sizeof(key), in);
+    if ((ret = still_held(u, in->pub.id)) != 0)
+        return ret;
     ret = me_storage_multipart_complete(u->st, key, in->multipart, in->parts, in->nparts);
     if (ret != 0 && (me_storage_head(u->st, key, &st) != 0 || st.size != in->pub.length))
         return ME_EIO; /* not completed before either */
@@ -664,7 +674,8 @@ int me_upload_append(me_uploads_t *u, const me_token_claims_t *who, const char *
     if (old_pieces != NULL)
         memcpy(old_pieces, in.pieces, sizeof(*old_pieces) * (size_t)npieces_before);
     if (len > 0 || last) {
-        if ((ret = store_bytes(u, &in, data, len, last)) != 0)
+        /* a part written after the lock was lost would replace the new holder's (lock.h) */
+        if ((ret = still_held(u, id)) != 0 || (ret = store_bytes(u, &in, data, len, last)) != 0)
             goto exit;
     }
     in.pub.offset += len;
