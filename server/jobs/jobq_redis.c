@@ -26,7 +26,7 @@
 #define ENTRY_MAX 48 /* "<ms>-<seq>" */
 #define GROUP "workers"
 #define BLOCK_MAX_MS 2000 /* a pop's longest wait on the server before it looks again */
-#define STATS_EVERY_MS 5000
+#define STATS_EVERY_MS 2000
 #define CONSUMER_IDLE_MS 3600000 /* a consumer with nothing pending, unseen this long, is removed */
 
 ME_GAUGE(queue_jobs, "mediaedge_queue_jobs",

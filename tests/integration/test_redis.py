@@ -13,6 +13,7 @@ import time
 import pytest
 import requests
 
+from conftest import run
 from test_uploads import Client, jpeg
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
@@ -258,6 +259,17 @@ def test_redis_restarted_or_emptied_loses_no_job(make_server, redis_server, tmp_
     try:
         ids = [Client(api).upload(data)[1].headers["media-id"] for _ in range(3)]
         assert redis_server.cmd("HLEN", "mediaedge:q:photo:ids") == 3  # queued by the API for the workers
+        # what the HPA scales workers on: every pod reports the shared queue's backlog (the
+        # frozen worker's pops, sent before it froze, may have been handed an entry or two)
+        def backlog():
+            return (metric(api, 'mediaedge_queue_jobs{queue="photo",state="waiting"}'),
+                    metric(api, 'mediaedge_queue_jobs{queue="photo",state="running"}'))
+        deadline = time.time() + 10
+        while sum(backlog()) != 3 and time.time() < deadline:
+            time.sleep(0.1)
+        assert sum(backlog()) == 3, backlog()
+        if backlog()[0] > 0:
+            assert metric(api, 'mediaedge_queue_oldest_waiting_seconds{queue="photo"}') > 0
         redis_server.restart(signal.SIGKILL)
         assert redis_server.cmd("HLEN", "mediaedge:q:photo:ids") == 3  # the AOF kept them
         assert redis_server.cmd("XLEN", "mediaedge:q:photo:stream") == 3
@@ -275,3 +287,28 @@ def test_redis_restarted_or_emptied_loses_no_job(make_server, redis_server, tmp_
         assert wait_status(tmp_path, media_id, timeout=60)["status"] == "ready"
     assert any("reconciler queued" in l.get("msg", "") for l in worker.log_lines())
     assert worker.proc.poll() is None and api.proc.poll() is None
+
+
+def test_configuration_of_the_queue_and_redis(tmp_path):
+    base = {"MEDIAEDGE_QUEUE_BACKEND": "redis"}
+    p = run("check-config", env=base, cwd=tmp_path)
+    assert p.returncode == 2 and "redis.url is empty" in p.stderr
+    p = run("check-config", env={**base, "MEDIAEDGE_REDIS_URL": "redis://app:hunter2-pw@cache:6380/1"}, cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert "backend: redis" in p.stdout and "hunter2" not in p.stdout and "<redacted>" in p.stdout
+    for bad, why in (("rediss://app:hunter2-pw@cache:6380", "TLS"), ("redis://app:hunter2-pw@cache:99999", "port"),
+                     ("http://cache", "redis://")):
+        p = run("check-config", env={**base, "MEDIAEDGE_REDIS_URL": bad}, cwd=tmp_path)
+        assert p.returncode == 2 and why in p.stderr and "hunter2" not in p.stderr, p.stderr
+    p = run("check-config", env={"MEDIAEDGE_QUEUE_BACKEND": "memcached"}, cwd=tmp_path)
+    assert p.returncode == 2 and "MEDIAEDGE_QUEUE_BACKEND" in p.stderr
+
+
+def test_no_redis_no_start(make_server, tmp_path):
+    """A pod told to use a Redis that does not answer refuses to start, saying where (not how)."""
+    s = make_server(env={"MEDIAEDGE_QUEUE_BACKEND": "redis", "MEDIAEDGE_REDIS_CONNECT_TIMEOUT": "200ms",
+                         "MEDIAEDGE_REDIS_URL": "redis://:hunter2-pw@127.0.0.1:1/0"})
+    with pytest.raises(RuntimeError):
+        s.start()
+    log = s.log_text()
+    assert "redis://127.0.0.1:1/0" in log and "hunter2" not in log
