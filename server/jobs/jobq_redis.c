@@ -27,6 +27,7 @@
 #define GROUP "workers"
 #define BLOCK_MAX_MS 2000 /* a pop's longest wait on the server before it looks again */
 #define STATS_EVERY_MS 2000
+#define CHORES_EVERY_MS 250      /* due retries move to the stream, abandoned entries are claimed, this often */
 #define CONSUMER_IDLE_MS 3600000 /* a consumer with nothing pending, unseen this long, is removed */
 
 ME_GAUGE(queue_jobs, "mediaedge_queue_jobs",
@@ -117,6 +118,7 @@ typedef struct {
     pthread_cond_t wake;
     running_t *running;
     int closed;
+    int64_t chores_at; /* me_clock_mono_ms() when a pop next moves due ids and claims */
     int *blocked; /* sockets of pops waiting on the server, -1 for a free slot */
     size_t nblocked;
     pthread_t keeper;
@@ -332,17 +334,40 @@ static void pause_ms(rq_t *q, int64_t ms)
     pthread_mutex_unlock(&q->lock);
 }
 
+/* Whether this pop does the queue's chores (moving due ids, claiming abandoned entries) now:
+ * one pop of the process at most every CHORES_EVERY_MS, so that a job costs the other pops
+ * two round trips (read, done) rather than four. *next_chores: when they are due next. */
+static int chores_due(rq_t *q, int64_t *next_chores)
+{
+    int64_t now = me_clock_mono_ms();
+    pthread_mutex_lock(&q->lock);
+    int due = now >= q->chores_at;
+    if (due)
+        q->chores_at = now + CHORES_EVERY_MS;
+    *next_chores = q->chores_at;
+    pthread_mutex_unlock(&q->lock);
+    return due;
+}
+
 static int rq_pop(me_jobq_t *_q, char *id)
 {
     rq_t *q = (rq_t *)_q;
     char entry[ENTRY_MAX];
     while (!is_closed(q)) {
-        int64_t next, wait = BLOCK_MAX_MS;
-        promote(q, &next);
-        int got = claim(q, id, entry) ? 1 : 0;
+        int64_t next = -1, next_chores, wait = BLOCK_MAX_MS;
+        int got = 0;
+        if (chores_due(q, &next_chores)) {
+            promote(q, &next);
+            got = claim(q, id, entry) ? 1 : 0;
+            pthread_mutex_lock(&q->lock);
+            if (next >= 0 && next - now_ms() < CHORES_EVERY_MS) /* a retry due sooner: look then */
+                q->chores_at = me_clock_mono_ms() + (next - now_ms() > 0 ? next - now_ms() : 0);
+            next_chores = q->chores_at;
+            pthread_mutex_unlock(&q->lock);
+        }
         if (!got) {
-            if (next >= 0)
-                wait = next - now_ms() < 1 ? 1 : next - now_ms() < wait ? next - now_ms() : wait;
+            int64_t until = next_chores - me_clock_mono_ms();
+            wait = until < 1 ? 1 : until < wait ? until : wait;
             got = read_new(q, wait, id, entry);
         }
         if (got == 1) {
