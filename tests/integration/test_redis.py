@@ -3,7 +3,6 @@ whose PATCHes alternate between two processes, concurrent PATCHes through both, 
 frozen (SIGSTOP) past its TTL whose late commit is refused, a worker killed with kill -9 while
 it holds a photo job, a worker stopped (SIGTERM) mid-video handing it back, and Redis restarted
 (appendfsync always) or emptied mid-run, with the reconciler as the second net."""
-import hashlib
 import json
 import signal
 import shutil
@@ -154,10 +153,10 @@ def test_frozen_lock_holder_cannot_commit(make_server, redis_server, tmp_path):
 
 # ---- jobs ----
 
-def photo_bytes(tmp_path, size="3000x2000"):
+def photo_bytes(tmp_path, size):
     import subprocess
     path = tmp_path / f"p{size}.jpg"
-    subprocess.run(["convert", "-size", size, "plasma:", "-quality", "95", str(path)], check=True)
+    subprocess.run(["convert", "-size", size, "gradient:red-blue", str(path)], check=True)
     return path.read_bytes()
 
 
@@ -189,7 +188,7 @@ def test_worker_killed_holding_a_photo_job_another_finishes_it(make_server, redi
                             MEDIAEDGE_QUEUE_CLAIM_AFTER="2s", MEDIAEDGE_JOBS_WORKERS="1")
     api.start()
     w1.start()
-    data = photo_bytes(tmp_path)
+    data = photo_bytes(tmp_path, "1200x900")  # w1's first photo: libvips starts, seconds to catch it
     for attempt in range(4):  # until w1 is caught holding the job
         _, r = Client(api).upload(data)
         media_id = r.headers["media-id"]
@@ -312,3 +311,61 @@ def test_no_redis_no_start(make_server, tmp_path):
         s.start()
     log = s.log_text()
     assert "redis://127.0.0.1:1/0" in log and "hunter2" not in log
+
+
+@needs_convert
+def test_webhook_of_a_dead_sender_is_delivered_by_another(make_server, redis_server, tmp_path):
+    """A media.ready delivery is taken by one of the senders (every pod with webhooks.url sends:
+    the worker that raised it, or the API pod); it is killed (kill -9) while the backend has not
+    answered its POST; another instance takes the delivery over after queue.claim_after and
+    delivers it, with the same delivery id."""
+    import http.server
+    got, release = [], threading.Event()
+
+    class Hook(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            got.append((self.headers["Mediaedge-Delivery"], json.loads(body)["event"]))
+            if len(got) == 1:
+                release.wait(20)  # the first one hangs: its sender dies meanwhile
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *a):
+            pass
+
+    hook = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=hook.serve_forever, daemon=True).start()
+    env = dict(MEDIAEDGE_WEBHOOKS_URL=f"http://127.0.0.1:{hook.server_address[1]}/h",
+               MEDIAEDGE_WEBHOOKS_SECRET="whsec-redis-test", MEDIAEDGE_QUEUE_CLAIM_AFTER="2s")
+    try:
+        api, w1, w2 = instances(make_server, redis_server, tmp_path, n=3, roles=("api", "worker", "worker"), **env)
+        api.start()
+        w1.start()
+        _, r = Client(api).upload(photo_bytes(tmp_path, "400x300"))
+        media_id = r.headers["media-id"]
+        deadline = time.time() + 30
+        while not got and time.time() < deadline:
+            time.sleep(0.02)
+        assert got == [(f"{media_id}-ready", "media.ready")]
+        # the sender is the consumer "<host>-<pid>-<random>" holding the entry
+        holder_pid = int(redis_server.cmd("XPENDING", "mediaedge:q:hooks:stream", "workers", "-", "+", "1")[0][1]
+                         .split("-")[-2])
+        holder = next(s for s in (api, w1) if s.proc.pid == holder_pid)
+        holder.proc.kill()
+        holder.proc.wait()
+        w2.start()
+        deadline = time.time() + 30
+        while len(got) < 2 and time.time() < deadline:
+            time.sleep(0.05)
+        assert got[1:] == [(f"{media_id}-ready", "media.ready")]  # the same delivery, from another
+        doc = tmp_path / "shared" / "webhooks" / f"{media_id}-ready.json"
+        deadline = time.time() + 10
+        while doc.exists() and time.time() < deadline:
+            time.sleep(0.05)
+        assert not doc.exists()  # delivered: gone
+        survivors = [s for s in (api, w1, w2) if s is not holder]
+        assert any("taken over" in l.get("msg", "") for s in survivors for l in s.log_lines())
+    finally:
+        release.set()
+        hook.shutdown()
