@@ -17,6 +17,14 @@ from test_uploads import Client, jpeg
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
 
+# The longest scenarios run on the normal build only: the code they drive (lock checks, the
+# queue's scripts, reconnection) runs under the sanitizers in the unit tests against a real
+# Redis (test_lock_redis, test_jobq_redis, test_redis), and CI's time is counted.
+import subprocess as _sp
+from conftest import BIN
+not_under_sanitizers = pytest.mark.skipif(b"asan" in _sp.run(["ldd", BIN], capture_output=True).stdout,
+                                          reason="long; its code runs under the sanitizers in the unit tests")
+
 
 def instances(make_server, redis_server, tmp_path, n=2, roles=("api",), **env):
     """n mediaedge processes on the same Redis and storage directory (not started)."""
@@ -90,6 +98,7 @@ def test_concurrent_patches_through_both_instances(make_server, redis_server, tm
     assert stored(tmp_path, "a1", h.headers["media-id"]) == data
 
 
+@not_under_sanitizers
 def test_frozen_lock_holder_cannot_commit(make_server, redis_server, tmp_path):
     """A is frozen (SIGSTOP) holding the upload's lock, before its commit; its lock expires (1 s
     TTL, nobody renews it), B takes the upload over from what is committed; A wakes (SIGCONT):
@@ -218,6 +227,7 @@ def test_worker_killed_holding_a_photo_job_another_finishes_it(make_server, redi
 
 
 @pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
+@not_under_sanitizers
 def test_worker_stopped_mid_video_hands_it_back(make_server, redis_server, tmp_path):
     import subprocess
     video = tmp_path / "slow.mp4"
@@ -247,6 +257,7 @@ def test_worker_stopped_mid_video_hands_it_back(make_server, redis_server, tmp_p
 
 
 @needs_convert
+@not_under_sanitizers
 def test_redis_restarted_or_emptied_loses_no_job(make_server, redis_server, tmp_path):
     """Jobs the API queued while the worker was frozen survive a kill -9 of Redis (AOF with
     appendfsync always); jobs whose entries Redis then loses altogether (a failover to an empty
