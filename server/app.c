@@ -194,6 +194,9 @@ me_app_t *me_app_new(me_config_t *cfg, char *err, size_t errlen)
     }
     if (me_queue_settings(cfg)->backend == ME_QUEUE_REDIS && redis_start(app, err, errlen) != 0)
         goto fail;
+    if (me_queue_settings(cfg)->backend == ME_QUEUE_LOCAL && me_config_is_production(cfg))
+        me_log_warn(NULL, "queue.backend is local: upload locks and jobs are this process's own; run one instance "
+                          "only, or set queue.backend: redis");
     if ((app->locks == NULL && (app->locks = me_locks_local_new(ME_UPLOAD_LOCKS)) == NULL) ||
         (app->cors = me_cors_new(cfg)) == NULL ||
         (app->uploads = me_uploads_new(app->storage, app->locks, cfg)) == NULL) {

@@ -448,25 +448,33 @@ static void rq_close(me_jobq_t *_q)
 
 /* ---- the keeper: heartbeats, statistics, old consumers ---- */
 
+#define HEARTBEAT_BATCH 48 /* entries per script: me_redis_eval() takes 64 arguments */
+
+/* Resets the idle time of every entry this process runs, HEARTBEAT_BATCH per script. */
 static void heartbeat(rq_t *q)
 {
-    const char *argv[64 + 2];
-    char entries[64][ENTRY_MAX];
-    int n = 0;
-    pthread_mutex_lock(&q->lock);
-    for (running_t *r = q->running; r != NULL && n < 64; r = r->next)
-        memcpy(entries[n++], r->entry, ENTRY_MAX);
-    pthread_mutex_unlock(&q->lock);
-    if (n == 0)
-        return;
-    argv[0] = q->stream, argv[1] = GROUP, argv[2] = q->consumer;
-    for (int i = 0; i < n; i++)
-        argv[3 + i] = entries[i];
-    redisReply *rep = me_redis_eval(q->r, &heartbeat_script, 1, n + 3, argv);
-    if (ok_integer(rep) && rep->integer > 0)
-        me_log_warn(NULL, "queue %s: %lld running entries were taken over by other workers (this one stalled)", q->name,
-                    (long long)rep->integer);
-    freeReplyObject(rep);
+    const char *argv[HEARTBEAT_BATCH + 3];
+    char entries[HEARTBEAT_BATCH][ENTRY_MAX];
+    for (int skip = 0;; skip += HEARTBEAT_BATCH) {
+        int n = 0, seen = 0;
+        pthread_mutex_lock(&q->lock);
+        for (running_t *r = q->running; r != NULL && n < HEARTBEAT_BATCH; r = r->next)
+            if (seen++ >= skip)
+                memcpy(entries[n++], r->entry, ENTRY_MAX);
+        pthread_mutex_unlock(&q->lock);
+        if (n == 0)
+            return;
+        argv[0] = q->stream, argv[1] = GROUP, argv[2] = q->consumer;
+        for (int i = 0; i < n; i++)
+            argv[3 + i] = entries[i];
+        redisReply *rep = me_redis_eval(q->r, &heartbeat_script, 1, n + 3, argv);
+        if (ok_integer(rep) && rep->integer > 0)
+            me_log_warn(NULL, "queue %s: %lld running entries were taken over by other workers (this one stalled)",
+                        q->name, (long long)rep->integer);
+        freeReplyObject(rep);
+        if (n < HEARTBEAT_BATCH)
+            return;
+    }
 }
 
 static const redisReply *field(const redisReply *map, const char *name)
