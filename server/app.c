@@ -27,6 +27,9 @@
 #include "server/http/http.h"
 #include "server/http/server_config.h"
 #include "server/media/processing.h"
+#include "server/redis/lease.h"
+#include "server/redis/redis.h"
+#include "server/redis/redis_config.h"
 #include "server/storage/storage.h"
 #include "server/upload/lock.h"
 #include "server/upload/upload.h"
@@ -57,6 +60,12 @@ struct me_app {
     me_jobq_t *hooks_q;          /* role api: its own webhook sender, for media.deleted */
     me_webhooks_t *own_hooks;
     me_webhooks_t *hooks;        /* where events are raised: processing's, or own_hooks */
+    me_redis_t *redis;           /* queue.backend redis: locks, queues and leases shared by every instance */
+    me_jobq_maker_t queues;      /* the queues processing makes: Redis ones with redis */
+    me_jobq_t *lanes_q[2];       /* role api with redis: the photo and video queues it feeds */
+    me_lease_t *leases[4];       /* periodic tasks one instance does at a time (app_lead) */
+    char lease_names[4][48];
+    int nleases;
     pthread_t sweeper;
     int sweeper_started, stopping;
     pthread_mutex_t lock;
@@ -86,6 +95,74 @@ static me_delivery_t *delivery_new(const me_config_t *cfg, char *err, size_t err
     me_delivery_config_from(cfg, &dc);
     own_url(cfg, own, sizeof(own));
     return me_delivery_new(&dc, me_server_settings(cfg)->data_dir, own, err, errlen);
+}
+
+/* ---- Redis: queues, locks and leases shared by several instances ---- */
+
+static me_jobq_t *app_make_queue(void *ctx, const char *name, char *err, size_t errlen)
+{
+    me_app_t *app = ctx;
+    return me_jobq_redis_new(app->redis, me_redis_settings(app->cfg)->prefix, name,
+                             me_queue_settings(app->cfg)->claim_after, err, errlen);
+}
+
+/* Role api with redis: a completed upload's job goes to the workers' queues at once (both
+ * lanes: the one not of its kind drops it after a look at the manifest). */
+static void app_push_job(void *ctx, const char *media_id)
+{
+    me_app_t *app = ctx;
+    for (int i = 0; i < 2; i++)
+        if (me_jobq_push(app->lanes_q[i], media_id, 0) != 0)
+            me_log_error(NULL, "jobs: could not queue media %s; the reconciler will", media_id);
+}
+
+/* 1 when this instance does task this period (it holds the task's lease, for one and a half
+ * periods: a holder that dies is replaced within that), 0 when another does, or when Redis
+ * cannot say. */
+static int app_lead(void *ctx, const char *task, uint64_t period_ms)
+{
+    me_app_t *app = ctx;
+    me_lease_t *l = NULL;
+    if (app->redis == NULL)
+        return 1;
+    pthread_mutex_lock(&app->lock);
+    for (int i = 0; i < app->nleases && l == NULL; i++)
+        if (strcmp(app->lease_names[i], task) == 0)
+            l = app->leases[i];
+    if (l == NULL && app->nleases < (int)(sizeof(app->leases) / sizeof(app->leases[0])) &&
+        (l = me_lease_new(app->redis, me_redis_settings(app->cfg)->prefix, task, period_ms + period_ms / 2)) != NULL) {
+        snprintf(app->lease_names[app->nleases], sizeof(app->lease_names[0]), "%s", task);
+        app->leases[app->nleases++] = l;
+    }
+    pthread_mutex_unlock(&app->lock);
+    return l != NULL && me_lease_hold(l) == 1;
+}
+
+/* With queue.backend redis: the pool, then the locks; the URL (it may hold a password) is
+ * wiped from the configuration once the pool has its copy. 0, or -1 with err filled. */
+static int redis_start(me_app_t *app, char *err, size_t errlen)
+{
+    const me_redis_settings_t *rs = me_redis_settings(app->cfg);
+    me_redis_url_t url;
+    char why[256];
+    if (me_redis_url_parse(rs->url, &url, why, sizeof(why)) != 0) {
+        snprintf(err, errlen, "redis.url: %s", why);
+        return -1;
+    }
+    me_redis_options_t opt = {
+        .connect_timeout = rs->connect_timeout, .timeout = rs->timeout, .max_idle = rs->pool_size};
+    app->redis = me_redis_new(&url, &opt, err, errlen);
+    if (app->redis == NULL) {
+        explicit_bzero(&url, sizeof(url));
+        return -1;
+    }
+    me_config_forget_secrets(app->cfg, &me_redis_config_section);
+    char shown[400];
+    me_redis_url_redacted(&url, shown, sizeof(shown));
+    me_log_info(NULL, "queue: jobs, webhooks, upload locks and leases in redis at %s", shown);
+    explicit_bzero(&url, sizeof(url));
+    app->queues = (me_jobq_maker_t){.make = app_make_queue, .lead = app_lead, .ctx = app};
+    return (app->locks = me_locks_redis_new(app->redis, rs->prefix, rs->lock_ttl, err, errlen)) != NULL ? 0 : -1;
 }
 
 me_app_t *me_app_new(me_config_t *cfg, char *err, size_t errlen)
@@ -125,20 +202,29 @@ me_app_t *me_app_new(me_config_t *cfg, char *err, size_t errlen)
             goto fail;
         }
     }
-    if ((app->locks = me_locks_local_new(ME_UPLOAD_LOCKS)) == NULL || (app->cors = me_cors_new(cfg)) == NULL ||
+    if (me_queue_settings(cfg)->backend == ME_QUEUE_REDIS && redis_start(app, err, errlen) != 0)
+        goto fail;
+    if (me_queue_settings(cfg)->backend == ME_QUEUE_LOCAL && me_config_is_production(cfg))
+        me_log_warn(NULL, "queue.backend is local: upload locks and jobs are this process's own; run one instance "
+                          "only, or set queue.backend: redis");
+    if ((app->locks == NULL && (app->locks = me_locks_local_new(ME_UPLOAD_LOCKS)) == NULL) ||
+        (app->cors = me_cors_new(cfg)) == NULL ||
         (app->uploads = me_uploads_new(app->storage, app->locks, cfg)) == NULL) {
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
     if (cfg->role != ME_ROLE_API) {
-        if ((app->processing = me_processing_start(cfg, app->storage, err, errlen)) == NULL)
+        if ((app->processing =
+                 me_processing_start(cfg, app->storage, app->redis != NULL ? &app->queues : NULL, err, errlen)) == NULL)
             goto fail;
         me_uploads_on_job(app->uploads, me_processing_queue, app->processing);
         app->hooks = me_processing_webhooks(app->processing);
     } else {
         /* deletions happen here too: an API pod sends their events itself */
-        if ((app->hooks_q = me_jobq_local_new()) == NULL) {
-            snprintf(err, errlen, "out of memory");
+        if (app->redis != NULL ? (app->hooks_q = app_make_queue(app, "hooks", err, errlen)) == NULL
+                               : (app->hooks_q = me_jobq_local_new()) == NULL) {
+            if (app->redis == NULL)
+                snprintf(err, errlen, "out of memory");
             goto fail;
         }
         if ((app->own_hooks = me_webhooks_new(cfg, app->storage, app->hooks_q, err, errlen)) == NULL)
@@ -148,6 +234,12 @@ me_app_t *me_app_new(me_config_t *cfg, char *err, size_t errlen)
             goto fail;
         }
         app->hooks = app->own_hooks;
+        if (app->redis != NULL) { /* the workers are other processes: tell them through Redis */
+            if ((app->lanes_q[0] = app_make_queue(app, "photo", err, errlen)) == NULL ||
+                (app->lanes_q[1] = app_make_queue(app, "video", err, errlen)) == NULL)
+                goto fail;
+            me_uploads_on_job(app->uploads, app_push_job, app);
+        }
     }
     int threads = me_server_settings(cfg)->pool_threads;
     if ((app->pool = me_pool_new("pool", threads, (size_t)threads * 64)) == NULL) {
@@ -201,8 +293,13 @@ void me_app_routes(me_app_t *app, h2o_hostconf_t *host, int (*ready)(void *arg),
                                                    .pool = app->pool,
                                                    .storage = app->storage,
                                                    .delivery = app->delivery,
-                                                   .on_job = app->processing != NULL ? me_processing_queue : NULL,
-                                                   .on_job_ctx = app->processing});
+                                                   /* like an upload's job: this process's lanes,
+                                                    * else the workers' through Redis */
+                                                   .on_job = app->processing != NULL ? me_processing_queue
+                                                             : app->redis != NULL    ? app_push_job
+                                                                                     : NULL,
+                                                   .on_job_ctx = app->processing != NULL ? (void *)app->processing
+                                                                                         : (void *)app});
     }
     h2o_pathconf_t *fallback = me_http_fallback(host, me_http_settings(cfg)->max_patch_size);
     if (me_server_settings(cfg)->demo_page) {
@@ -224,7 +321,9 @@ static void *sweeper_main(void *arg)
     while (!app->stopping) {
         pthread_mutex_unlock(&app->lock);
         int removed = 0;
-        if (me_upload_sweep(app->uploads, (int64_t)time(NULL), &removed) != 0)
+        if (!app_lead(app, "sweep", SWEEP_INTERVAL_S * 1000ull))
+            ; /* another instance sweeps (queue.backend redis) */
+        else if (me_upload_sweep(app->uploads, (int64_t)time(NULL), &removed) != 0)
             me_log_warn(NULL, "the sweep of expired uploads failed; retrying in %d s", SWEEP_INTERVAL_S);
         else if (removed > 0)
             me_log_info(NULL, "removed %d expired uploads", removed);
@@ -269,8 +368,13 @@ void me_app_free(me_app_t *app)
     me_processing_stop(app->processing); /* the jobs running finish; the queued wait in storage */
     me_webhooks_free(app->own_hooks);
     me_jobq_free(app->hooks_q);
+    me_jobq_free(app->lanes_q[0]);
+    me_jobq_free(app->lanes_q[1]);
     me_uploads_free(app->uploads);
     me_locks_free(app->locks);
+    for (int i = 0; i < app->nleases; i++)
+        me_lease_free(app->leases[i]);
+    me_redis_free(app->redis); /* after everything that uses it */
     me_storage_close(app->storage);
     me_token_verifier_free(app->verifier);
     me_delivery_views_free(app->views);

@@ -9,15 +9,30 @@
 #include "server/media/montage/montage_config.h"
 #include "server/media/photo/photo_config.h"
 #include "server/media/video/video_config.h"
+#include "server/redis/redis_config.h"
 #include "server/storage/storage_config.h"
 #include "server/upload/upload_config.h"
 
 /* A new section is a line here, and its keys in conf/mediaedge.yaml. */
 const me_config_section_t *const me_config_sections[] = {
-    &me_server_config_section,   &me_listen_config_section,  &me_tls_config_section,
-    &me_http_config_section,     &me_storage_config_section, &me_token_config_section,
-    &me_log_config_section,      &me_upload_config_section,  &me_photo_config_section,
-    &me_video_config_section,    &me_plan_config_section,    &me_shutdown_config_section,
-    &me_jobs_config_section,     &me_webhook_config_section, &me_cdn_config_section,
-    &me_delivery_config_section, &me_montage_config_section, NULL,
+    &me_server_config_section,
+    &me_listen_config_section,
+    &me_tls_config_section,
+    &me_http_config_section,
+    &me_storage_config_section,
+    &me_token_config_section,
+    &me_log_config_section,
+    &me_upload_config_section,
+    &me_photo_config_section,
+    &me_video_config_section,
+    &me_plan_config_section,
+    &me_shutdown_config_section,
+    &me_jobs_config_section,
+    &me_webhook_config_section,
+    &me_cdn_config_section,
+    &me_delivery_config_section,
+    &me_montage_config_section,
+    &me_queue_config_section,
+    &me_redis_config_section,
+    NULL,
 };

@@ -1,7 +1,7 @@
 /* jobq.h: the queue of processing jobs, by media id, each with the time it may run. The
  * functions here hand each operation to the queue's backend (jobq_backend.h): the local one
- * (in process, jobq_local.c) is the default; a Redis backend will implement the same
- * operations. Entries are not durable: jobs/<media-id>.json in storage is, and the job
+ * (in process, jobq_local.c) is the default; the Redis one (jobq_redis.c) is shared by every
+ * instance (queue.backend: redis). Entries are not durable: jobs/<media-id>.json in storage is, and the job
  * runner (jobs.h) queues those again at start. An id is in the queue at most once, from
  * its push until its done, also while a worker runs it. */
 #ifndef ME_JOBQ_H
@@ -18,6 +18,28 @@ typedef struct me_jobq me_jobq_t;
 /* An empty queue in this process (jobq_local.c), or NULL when out of memory. Freed with
  * me_jobq_free(). Its push, pop, done and retry cost O(log N) for N ids. */
 me_jobq_t *me_jobq_local_new(void);
+
+struct me_redis;
+
+/* A queue shared by every instance on Redis Streams (jobq_redis.c), named name ("photo",
+ * "video", "hooks") under prefix, over r (not owned: it must outlive the queue). An id taken
+ * by a worker whose heartbeat stops for claim_after ms (the process died or froze) is taken
+ * over by the next pop of any instance; a worker that cannot finish an id hands it back with
+ * me_jobq_retry(q, id, 0), and it is taken again at once. Its length counts every instance's
+ * ids. NULL with err filled when Redis does not answer or memory ran out. */
+me_jobq_t *me_jobq_redis_new(struct me_redis *r, const char *prefix, const char *name, uint64_t claim_after, char *err,
+                             size_t errlen);
+
+/* Makes the queues of a role: make(ctx, name, err, errlen) answers a new queue named name,
+ * or NULL with err filled. lead, when not NULL, tells whether this instance is the one that
+ * does the periodic task (e.g. "reconcile-photo") every period_ms (1), or another does (0):
+ * several instances share the queues, one of them need look. Kept by whoever builds the
+ * processing (server/app.c). */
+typedef struct {
+    me_jobq_t *(*make)(void *ctx, const char *name, char *err, size_t errlen);
+    int (*lead)(void *ctx, const char *task, uint64_t period_ms);
+    void *ctx;
+} me_jobq_maker_t;
 
 /* Frees q (NULL: nothing) and the ids in it; no pop may be waiting (close first). */
 void me_jobq_free(me_jobq_t *q);

@@ -36,6 +36,8 @@ struct me_jobs {
     int lane_workers; /* the lane's threads (0: jobs.workers) */
     pthread_t *workers, reconciler;
     int nworkers, reconciling;
+    int (*lead)(void *ctx, const char *task, uint64_t period_ms); /* NULL: always reconcile */
+    void *lead_ctx;
     pthread_mutex_t lock; /* stopping, for the reconciler's sleep */
     pthread_cond_t wake;
     int stopping;
@@ -232,8 +234,9 @@ int me_jobs_run(me_jobs_t *j, const char *id, int64_t now, int64_t *retry_at)
             count(manifest, "skipped");
         goto exit;
     }
-    if (ret == ME_EDRAINING) { /* stopped midway: handed back whole, for the next process to redo */
-        ret = me_manifest_set_waiting(manifest) == 0 && store_manifest(j, manifest) == 0 ? 0 : ME_EIO;
+    if (ret == ME_EDRAINING) { /* stopped midway: handed back whole, for another worker to redo now */
+        ret = me_manifest_set_waiting(manifest) == 0 && store_manifest(j, manifest) == 0 ? ME_EBUSY : ME_EIO;
+        *retry_at = now; /* a shared queue gives it to another instance at once; a local one keeps it in storage */
         count(manifest, "handed_back");
         me_log_info(NULL, "media %s: handed back unfinished (shutting down)", id);
         goto exit;
@@ -358,7 +361,11 @@ static void *reconcile_loop(void *arg)
     pthread_mutex_lock(&j->lock);
     while (!j->stopping) {
         pthread_mutex_unlock(&j->lock);
-        if (me_jobs_reconcile(j, me_clock_wall_ms()) < 0)
+        char task[48];
+        snprintf(task, sizeof(task), "reconcile-%s", j->kind != NULL ? j->kind : "all");
+        if (j->lead != NULL && j->lead(j->lead_ctx, task, j->js->reconcile_every) != 1)
+            ; /* another instance looks this time */
+        else if (me_jobs_reconcile(j, me_clock_wall_ms()) < 0)
             me_log_error(NULL, "jobs: the reconciler could not list the media; trying again later");
         pthread_mutex_lock(&j->lock);
         int64_t until = me_clock_wall_ms() + (int64_t)j->js->reconcile_every;
@@ -380,6 +387,11 @@ me_jobs_t *me_jobs_new(const me_config_t *cfg, me_storage_t *st, me_jobq_t *q, m
     pthread_mutex_init(&j->lock, NULL);
     pthread_cond_init(&j->wake, NULL);
     return j;
+}
+
+void me_jobs_leader(me_jobs_t *j, int (*lead)(void *ctx, const char *task, uint64_t period_ms), void *ctx)
+{
+    j->lead = lead, j->lead_ctx = ctx;
 }
 
 void me_jobs_lane(me_jobs_t *j, const char *kind, int workers)

@@ -30,8 +30,10 @@ typedef struct {
  * with why->permanent 0 means "no pipeline for this kind here": the media stays uploaded
  * and its job stays in storage for a process that has one (the reconciler offers it again
  * every jobs.stale_after). ME_EDRAINING means "stopped by a shutdown": the job is handed
- * back whole (the media goes back to uploaded, the job stays, no attempt counted) for the
- * next process to redo. Must be idempotent: a crash can make it run again. */
+ * back whole (the media goes back to uploaded, the job stays, no attempt counted) and queued
+ * again for now (me_jobs_run() answers ME_EBUSY with retry_at = now): a shared queue gives it
+ * to another instance at once, a local one leaves it to the next start. Must be idempotent: a crash can make it run
+ * again. */
 typedef int (*me_job_process_fn)(void *ctx, me_storage_t *st, const json_t *manifest, json_t **result,
                                  me_job_failure_t *why);
 
@@ -56,6 +58,10 @@ me_jobs_t *me_jobs_new(const me_config_t *cfg, me_storage_t *st, me_jobq_t *q, m
  * jobs.workers). Several lanes may share one storage; each lists and reconciles every job
  * but runs only its own. kind is not copied. */
 void me_jobs_lane(me_jobs_t *j, const char *kind, int workers);
+
+/* Makes j's reconciler look only when lead(ctx, "reconcile-<kind>", reconcile_every)
+ * answers 1, so that one instance of several lists the manifests (before me_jobs_start()). */
+void me_jobs_leader(me_jobs_t *j, int (*lead)(void *ctx, const char *task, uint64_t period_ms), void *ctx);
 
 /* Queues every job found in storage, then starts the workers and the reconciler, which
  * looks once at once (on its own thread: start-up does not wait for a listing of every

@@ -188,7 +188,17 @@ static int start_decoders(me_processing_t *p, const me_config_t *cfg, char *err,
     return p->decoders != NULL ? 0 : -1;
 }
 
-me_processing_t *me_processing_start(const me_config_t *cfg, me_storage_t *st, char *err, size_t errlen)
+/* A queue from queues, or a local one when there is no maker. */
+static me_jobq_t *make_queue(const me_jobq_maker_t *queues, const char *name, char *err, size_t errlen)
+{
+    me_jobq_t *q = queues != NULL ? queues->make(queues->ctx, name, err, errlen) : me_jobq_local_new();
+    if (q == NULL && queues == NULL)
+        snprintf(err, errlen, "out of memory");
+    return q;
+}
+
+me_processing_t *me_processing_start(const me_config_t *cfg, me_storage_t *st, const me_jobq_maker_t *queues, char *err,
+                                     size_t errlen)
 {
     me_processing_t *p = calloc(1, sizeof(*p));
     if (p == NULL) {
@@ -202,17 +212,20 @@ me_processing_t *me_processing_start(const me_config_t *cfg, me_storage_t *st, c
     if ((p->videos = me_video_jobs_new(cfg, &p->photos, err, errlen)) == NULL ||
         (p->montages = me_montage_jobs_new(cfg, &p->photos, err, errlen)) == NULL)
         goto fail;
-    if ((p->jobs_q = me_jobq_local_new()) == NULL || (p->hooks_q = me_jobq_local_new()) == NULL ||
-        (p->videos_q = me_jobq_local_new()) == NULL) {
-        snprintf(err, errlen, "out of memory");
+    if ((p->jobs_q = make_queue(queues, "photo", err, errlen)) == NULL ||
+        (p->hooks_q = make_queue(queues, "hooks", err, errlen)) == NULL ||
+        (p->videos_q = make_queue(queues, "video", err, errlen)) == NULL)
         goto fail;
-    }
     if ((p->hooks = me_webhooks_new(cfg, st, p->hooks_q, err, errlen)) == NULL)
         goto fail;
     if ((p->jobs = me_jobs_new(cfg, st, p->jobs_q, process, p, p->hooks)) == NULL ||
         (p->video_jobs = me_jobs_new(cfg, st, p->videos_q, process_video_lane, p, p->hooks)) == NULL) {
         snprintf(err, errlen, "out of memory");
         goto fail;
+    }
+    if (queues != NULL && queues->lead != NULL) {
+        me_jobs_leader(p->jobs, queues->lead, queues->ctx);
+        me_jobs_leader(p->video_jobs, queues->lead, queues->ctx);
     }
     me_jobs_lane(p->jobs, "photo", 0);
     me_jobs_lane(p->video_jobs, "video,montage", me_jobs_settings(cfg)->video_workers);

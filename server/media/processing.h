@@ -6,15 +6,18 @@
 #define ME_PROCESSING_H
 
 #include "server/core/config.h"
+#include "server/jobs/jobq.h"
 #include "server/jobs/webhook.h"
 #include "server/storage/storage.h"
 
 typedef struct me_processing me_processing_t;
 
 /* Starts the webhook sender and the job runner over st (not owned): jobs found in storage
- * are queued again. The pipelines set themselves up on their first media (libvips takes
- * longer to load than the rest of the start). NULL with err filled on failure. */
-me_processing_t *me_processing_start(const me_config_t *cfg, me_storage_t *st, char *err, size_t errlen);
+ * are queued again. Its queues ("photo", "video", "hooks") come from queues (NULL: local
+ * ones). The pipelines set themselves up on their first media (libvips takes longer to load
+ * than the rest of the start). NULL with err filled on failure. */
+me_processing_t *me_processing_start(const me_config_t *cfg, me_storage_t *st, const me_jobq_maker_t *queues, char *err,
+                                     size_t errlen);
 
 /* Queues the job of media_id (its jobs/<media_id>.json is stored). For me_uploads_on_job(). */
 void me_processing_queue(void *processing, const char *media_id);

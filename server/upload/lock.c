@@ -29,6 +29,11 @@ int me_locks_acquire(me_locks_t *l, const char *name, uint64_t *fence)
     return l->ops->acquire(l->be, name, fence != NULL ? fence : &ignored);
 }
 
+int me_locks_check(me_locks_t *l, const char *name, uint64_t fence)
+{
+    return l->ops->check != NULL ? l->ops->check(l->be, name, fence) : 0;
+}
+
 void me_locks_release(me_locks_t *l, const char *name, uint64_t fence)
 {
     l->ops->release(l->be, name, fence);

@@ -111,15 +111,53 @@ void me_upload_target_key(char *key, size_t len, const me_upload_info_t *in)
         (void)!me_layout_original(key, len, in->album, in->pub.media_id);
 }
 
+/* The upload locks this thread holds, with their fences, so that a commit of an upload's
+ * state can first check that its lock was not lost meanwhile (lock.h, fencing) without every
+ * caller carrying the fence: a request holds at most a final's lock and its partials'. */
+#define HELD_MAX (ME_UPLOAD_CONCAT_MAX + 2)
+static __thread struct {
+    char id[ME_LOCK_NAME_MAX + 1];
+    uint64_t fence;
+} held[HELD_MAX];
+static __thread int nheld;
+
+static int held_at(const char *id)
+{
+    for (int i = 0; i < nheld; i++)
+        if (strcmp(held[i].id, id) == 0)
+            return i;
+    return -1;
+}
+
+/* Before a write that counts: 0 when this thread still holds the lock of id (or holds none
+ * of it: an upload nobody else knows yet), ME_ELOCKED when it lost it, ME_EIO (lock.h). */
+static int still_held(me_uploads_t *u, const char *id)
+{
+    int i = held_at(id);
+    return i >= 0 ? me_locks_check(u->locks, id, held[i].fence) : 0;
+}
+
 int me_upload_lock(me_uploads_t *u, const char *id)
 {
-    int ret = me_locks_acquire(u->locks, id, NULL);
+    uint64_t fence = 0;
+    int ret = me_locks_acquire(u->locks, id, &fence);
+    if (ret == 0 && nheld == HELD_MAX) { /* never: but an unchecked commit is worse than a 423 */
+        me_locks_release(u->locks, id, fence);
+        ret = ME_ELOCKED;
+    }
+    if (ret == 0) {
+        snprintf(held[nheld].id, sizeof(held[nheld].id), "%s", id);
+        held[nheld++].fence = fence;
+    }
     return ret == ME_EINVAL ? ME_ELOCKED : ret;
 }
 
 void me_upload_unlock(me_uploads_t *u, const char *id)
 {
-    me_locks_release(u->locks, id, 0);
+    int i = held_at(id);
+    me_locks_release(u->locks, id, i >= 0 ? held[i].fence : 0);
+    if (i >= 0)
+        held[i] = held[--nheld];
 }
 
 /* ---- the state document ---- */
@@ -286,6 +324,12 @@ int me_upload_info_save(me_uploads_t *u, const me_upload_info_t *in)
     }
     char key[ME_STORAGE_KEY_MAX];
     info_key(key, sizeof(key), in->pub.id);
+    /* the commit point: refused when this thread's lock on the upload was lost meanwhile */
+    int ret = still_held(u, in->pub.id);
+    if (ret != 0) {
+        json_decref(root);
+        return ret;
+    }
     return put_json(u, key, root);
 }
 
@@ -437,6 +481,8 @@ int me_upload_finish(me_uploads_t *u, me_upload_info_t *in)
     int ret;
 
     me_upload_target_key(key, sizeof(key), in);
+    if ((ret = still_held(u, in->pub.id)) != 0)
+        return ret;
     ret = me_storage_multipart_complete(u->st, key, in->multipart, in->parts, in->nparts);
     if (ret != 0 && (me_storage_head(u->st, key, &st) != 0 || st.size != in->pub.length))
         return ME_EIO; /* not completed before either */
@@ -636,7 +682,8 @@ int me_upload_append(me_uploads_t *u, const me_token_claims_t *who, const char *
     if (old_pieces != NULL)
         memcpy(old_pieces, in.pieces, sizeof(*old_pieces) * (size_t)npieces_before);
     if (len > 0 || last) {
-        if ((ret = store_bytes(u, &in, data, len, last)) != 0)
+        /* a part written after the lock was lost would replace the new holder's (lock.h) */
+        if ((ret = still_held(u, id)) != 0 || (ret = store_bytes(u, &in, data, len, last)) != 0)
             goto exit;
     }
     in.pub.offset += len;

@@ -119,7 +119,8 @@ int me_upload_head(me_uploads_t *u, const me_token_claims_t *who, const char *id
  * "uploaded") and a processing job at jobs/<media-id>.json.
  * Returns 0 with *out filled; ME_ENOTFOUND, ME_EOFFSET, ME_ECONFLICT (a length that
  * contradicts the recorded one, or set twice), ME_EUPLOAD_SIZE (past the length or the cap),
- * ME_ECHECKSUM, ME_ELOCKED (another append on this upload is running), ME_EMEDIA (completed
+ * ME_ECHECKSUM, ME_ELOCKED (another append on this upload is running, or, with Redis locks,
+ * this one stalled past its lock's TTL and must not write: lock.h), ME_EMEDIA (completed
  * but not a photo or video: the upload is removed), ME_EFINAL (a final upload), ME_EIO. On any error nothing the client
  * can see has changed (the offset is as before). */
 int me_upload_append(me_uploads_t *u, const me_token_claims_t *who, const char *id, uint64_t offset,

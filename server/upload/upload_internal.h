@@ -77,7 +77,8 @@ void me_upload_info_free(me_upload_info_t *in);
 /* Turns an upload whose bytes are all acknowledged (state completing) into its original,
  * manifest and job (a partial upload: into its data object only), and saves it completed;
  * idempotent, so that a crash anywhere inside is finished by a later call. 0, ME_EMEDIA (not
- * a photo or video: everything of the upload is removed), ME_EIO. Call it holding the
+ * a photo or video: everything of the upload is removed), ME_ELOCKED (the lock was lost
+ * meanwhile: lock.h), ME_EIO. Call it holding the
  * upload's lock. */
 int me_upload_finish(me_uploads_t *u, me_upload_info_t *in) ME_MUST_CHECK;
 

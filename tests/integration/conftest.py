@@ -129,3 +129,83 @@ def run(*args, env=None, cwd=None, **kw):
     e = {k: v for k, v in os.environ.items() if not k.startswith("MEDIAEDGE_")}
     e.update(env or {})
     return subprocess.run([BIN, *args], env=e, cwd=cwd, capture_output=True, text=True, **kw)
+
+
+class RedisServer:
+    """A real redis-server on a free loopback port in its own directory: no snapshots; AOF with
+    appendfsync always when aof (so that a restart, even after kill -9, keeps every write).
+    cmd() speaks RESP itself (no client library needed)."""
+
+    def __init__(self, tmp_path, aof=True):
+        self.dir = tmp_path
+        self.port = free_port()
+        self.aof = aof
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc = None
+
+    def start(self):
+        self.log = open(self.dir / "redis.log", "ab")
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir), "--save", "",
+             "--appendonly", "yes" if self.aof else "no", "--appendfsync", "always"],
+            stdout=self.log, stderr=self.log)
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            try:
+                if self.cmd("PING") == "PONG":
+                    return self
+            except (OSError, RuntimeError):  # not listening yet, or LOADING its AOF
+                time.sleep(0.02)
+        raise RuntimeError("redis-server did not start")
+
+    def stop(self, sig=signal.SIGTERM):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(timeout=10)
+        if getattr(self, "log", None):
+            self.log.close()
+
+    def restart(self, sig=signal.SIGKILL):
+        self.stop(sig)
+        return self.start()
+
+    def cmd(self, *args):
+        """One command; the reply as str, int, None or a list (an error reply raises)."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as s:
+            out = b"*%d\r\n" % len(args)
+            for a in args:
+                a = a if isinstance(a, bytes) else str(a).encode()
+                out += b"$%d\r\n%s\r\n" % (len(a), a)
+            s.sendall(out)
+            f = s.makefile("rb")
+            return self._reply(f)
+
+    def _reply(self, f):
+        line = f.readline().rstrip(b"\r\n")
+        kind, rest = line[:1], line[1:]
+        if kind == b"+":
+            return rest.decode()
+        if kind == b"-":
+            raise RuntimeError(rest.decode())
+        if kind == b":":
+            return int(rest)
+        if kind == b"$":
+            n = int(rest)
+            return None if n < 0 else f.read(n + 2)[:-2].decode(errors="replace")
+        if kind == b"*":
+            n = int(rest)
+            return None if n < 0 else [self._reply(f) for _ in range(n)]
+        raise RuntimeError(f"unexpected reply {line!r}")
+
+
+@pytest.fixture
+def redis_server(tmp_path):
+    """A fresh redis-server for one test (skipped where redis-server is not installed)."""
+    import shutil
+    if shutil.which("redis-server") is None:
+        pytest.skip("needs redis-server (./bootstrap check installs it)")
+    d = tmp_path / "redis"
+    d.mkdir()
+    r = RedisServer(d).start()
+    yield r
+    r.stop(signal.SIGKILL)

@@ -1021,9 +1021,9 @@ static void test_tables(void **state)
 /* check-config lists the sections in me_config_sections' order, the file's. */
 static void test_sections_print_in_order(void **state)
 {
-    static const char *const order[] = {"server", "listen",   "tls",    "http",     "storage",  "tokens",
-                                        "log",    "uploads",  "photos", "videos",   "plans",    "shutdown",
-                                        "jobs",   "webhooks", "cdn",    "delivery", "montages", NULL};
+    static const char *const order[] = {"server", "listen", "tls", "http", "storage", "tokens", "log",
+                                        "uploads", "photos", "videos", "plans", "shutdown", "jobs", "webhooks",
+                                        "cdn", "delivery", "montages", "queue", "redis", NULL};
     char header[64], *text;
     const char *at, *last;
     me_config_t c;
