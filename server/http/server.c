@@ -21,6 +21,7 @@
 #include "server/http/http.h"
 #include "server/core/clock.h"
 #include "server/core/log.h"
+#include "server/core/reaper.h"
 #include "server/core/metrics.h"
 #include "server/http/server.h"
 #include "server/http/server_config.h"
@@ -330,8 +331,9 @@ static void announce(me_server_t *srv)
     fflush(stdout);
 }
 
-/* Waits up to 50 ms, and never past deadline_ms, for SIGTERM/SIGINT. Returns 1 on a signal,
- * 0 once the deadline has passed, -1 after a tick (the caller re-checks its condition). */
+/* Waits up to 50 ms, and never past deadline_ms, for SIGTERM/SIGINT (a SIGCHLD meanwhile
+ * collects orphans). Returns 1 on a shutdown signal, 0 once the deadline has passed, -1
+ * after a tick (the caller re-checks its condition). */
 static int wait_signal(const sigset_t *set, uint64_t deadline_ms)
 {
     uint64_t now = (uint64_t)me_clock_mono_ms();
@@ -339,7 +341,12 @@ static int wait_signal(const sigset_t *set, uint64_t deadline_ms)
         return 0;
     uint64_t wait = deadline_ms - now > 50 ? 50 : deadline_ms - now;
     struct timespec ts = {(time_t)(wait / 1000), (long)(wait % 1000) * 1000000};
-    if (sigtimedwait(set, NULL, &ts) > 0)
+    int sig = sigtimedwait(set, NULL, &ts);
+    if (sig == SIGCHLD) {
+        me_reaper_reap();
+        return -1;
+    }
+    if (sig > 0)
         return 1;
     return errno == EAGAIN || errno == EINTR ? -1 : 0;
 }
@@ -400,12 +407,14 @@ again:
     _exit(1);
 }
 
-/* The signals that start a drain. */
+/* The signals the main thread takes: those that start a drain, and SIGCHLD, on which it
+ * collects orphans (as a container's PID 1 every orphan becomes our child: reaper.h). */
 static void shutdown_signals(sigset_t *set)
 {
     sigemptyset(set);
     sigaddset(set, SIGTERM);
     sigaddset(set, SIGINT);
+    sigaddset(set, SIGCHLD);
 }
 
 void me_server_block_signals(void)
@@ -480,8 +489,14 @@ int me_server_run(me_config_t *cfg, me_app_t *app, int announce_start)
         announce(srv);
     me_app_start(app);
 
-    while (sigwait(&set, &sig) != 0)
-        ;
+    me_reaper_reap(); /* orphans that came before we took SIGCHLD */
+    for (;;) {
+        if (sigwait(&set, &sig) != 0)
+            continue;
+        if (sig != SIGCHLD)
+            break;
+        me_reaper_reap();
+    }
     status = drain(srv, &set);
     goto exit;
 

@@ -17,10 +17,10 @@ typedef struct me_server me_server_t;
  * the process exit status: 0 after a drain, 1 when start-up fails (the reason logged). */
 int me_server_run(me_config_t *cfg, me_app_t *app, int announce);
 
-/* Blocks SIGTERM and SIGINT in the calling thread, and so in every thread it starts from now
- * on: me_server_run() takes them with sigwait. Call it before any thread starts (before
- * me_app_new(), whose job runner has threads), or a signal may land on one of them and kill
- * the process without a drain. */
+/* Blocks SIGTERM, SIGINT and SIGCHLD in the calling thread, and so in every thread it starts
+ * from now on: me_server_run() takes them with sigwait (SIGCHLD: server/core/reaper.h).
+ * Call it before any thread starts (before me_app_new(), whose job runner has threads), or
+ * a signal may land on one of them and kill the process without a drain. */
 void me_server_block_signals(void);
 
 #endif

@@ -17,6 +17,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+
+#include "server/core/log.h"
 #include "server/media/sandbox/sandbox.h"
 
 typedef struct {
@@ -179,12 +185,62 @@ static void test_refused_with_threads(void **state)
     waitpid(pid, NULL, 0);
 }
 
+/* A container runtime whose seccomp profile lacks Landlock's calls (Docker's before 23.0,
+ * custom profiles): they fail with EPERM. */
+static void refuse_landlock(void)
+{
+    struct sock_filter ins[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_landlock_create_ruleset, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    struct sock_fprog prog = {.len = sizeof(ins) / sizeof(ins[0]), .filter = ins};
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 || prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) != 0)
+        _exit(3);
+}
+
+/* Where the runtime refuses Landlock, the decoder still confines itself with seccomp and says
+ * which step was refused and what to allow. */
+static void test_a_runtime_refusing_landlock_is_named(void **state)
+{
+    (void)state;
+    int p[2], logp[2];
+    assert_int_equal(pipe(p), 0);
+    assert_int_equal(pipe(logp), 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        int r[3] = {-1, -1, -1};
+        me_log_init(ME_LOG_INFO, 0, logp[1]);
+        refuse_landlock();
+        r[0] = me_sandbox_enter(NULL, tmp, &r[1]);
+        r[2] = err_of(socket(AF_INET, SOCK_STREAM, 0));
+        me_log_flush();
+        _exit(write(p[1], r, sizeof(r)) == (ssize_t)sizeof(r) ? 0 : 1);
+    }
+    close(p[1]);
+    close(logp[1]);
+    int r[3] = {0};
+    char log[2048] = {0};
+    assert_int_equal(read(p[0], r, sizeof(r)), sizeof(r));
+    assert_true(read(logp[0], log, sizeof(log) - 1) > 0);
+    close(p[0]);
+    close(logp[0]);
+    waitpid(pid, NULL, 0);
+    assert_int_equal(r[0], 0);     /* confined all the same */
+    assert_int_equal(r[1], 0);     /* without Landlock */
+    assert_int_equal(r[2], EPERM); /* seccomp holds */
+    assert_non_null(strstr(log, "no Landlock (Operation not permitted)"));
+    assert_non_null(strstr(log, "allow landlock_create_ruleset, landlock_add_rule and landlock_restrict_self"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_no_network_exec_processes_or_signals_out, setup, teardown),
         cmocka_unit_test_setup_teardown(test_the_file_system_shrinks_to_the_given_directories, setup, teardown),
         cmocka_unit_test(test_refused_with_threads),
+        cmocka_unit_test_setup_teardown(test_a_runtime_refusing_landlock_is_named, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

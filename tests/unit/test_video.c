@@ -227,6 +227,42 @@ static void test_settings(void **state)
     }
 }
 
+/* videos.memory follows the container: half its memory shared by the video workers, at most
+ * 2 GiB each, at least 16 MiB; a value given is kept; 1..16 MiB is refused. */
+static void test_memory_from_the_container(void **state)
+{
+    static const struct {
+        uint64_t limit;
+        const char *workers, *memory;
+        uint64_t want;
+    } cases[] = {
+        {64ull << 30, "MEDIAEDGE_JOBS_VIDEO_WORKERS=1", NULL, 2ull << 30},  /* a big machine: the cap */
+        {4ull << 30, "MEDIAEDGE_JOBS_VIDEO_WORKERS=1", NULL, 2ull << 30},   /* the worker Deployment */
+        {1ull << 30, "MEDIAEDGE_JOBS_VIDEO_WORKERS=1", NULL, 512ull << 20}, /* docker run --memory 1g */
+        {4ull << 30, "MEDIAEDGE_JOBS_VIDEO_WORKERS=4", NULL, 512ull << 20}, /* shared by four */
+        {16ull << 20, "MEDIAEDGE_JOBS_VIDEO_WORKERS=1", NULL, 16ull << 20}, /* the floor */
+        {1ull << 30, "MEDIAEDGE_JOBS_VIDEO_WORKERS=1", "MEDIAEDGE_VIDEOS_MEMORY=3GiB", 3ull << 30}, /* given: kept */
+    };
+    me_config_t c;
+    char err[256];
+    (void)state;
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char *const env[] = {(char *)cases[i].workers, (char *)cases[i].memory, NULL};
+        assert_int_equal(me_config_load(&c, NULL, env, err, sizeof(err)), 0);
+        c.memory_limit = cases[i].limit, c.cpu_limit = 2; /* known: the cgroup is not read */
+        me_config_resolve(&c);
+        if (me_video_settings(&c)->memory != cases[i].want)
+            fail_msg("case %zu: %llu, not %llu", i, (unsigned long long)me_video_settings(&c)->memory,
+                     (unsigned long long)cases[i].want);
+        me_config_free(&c);
+    }
+    char *const small[] = {"MEDIAEDGE_VIDEOS_MEMORY=1MiB", NULL};
+    assert_int_equal(me_config_load(&c, NULL, small, err, sizeof(err)), ME_ECONFIG);
+    assert_non_null(strstr(err, "0 (auto) or at least 16MiB"));
+    me_config_free(&c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -237,6 +273,7 @@ int main(void)
         cmocka_unit_test(test_too_long_message),
         cmocka_unit_test(test_facts_json),
         cmocka_unit_test(test_settings),
+        cmocka_unit_test(test_memory_from_the_container),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -18,6 +18,7 @@
 #include <unistd.h>
 #include "server/core/clock.h"
 #include "server/core/log.h"
+#include "server/core/reaper.h"
 #include "server/media/sandbox/sandbox.h"
 
 #define SCRATCH_PREFIX "mediaedge-decoders-" /* + the server's pid (+ a pool's suffix) */
@@ -81,6 +82,7 @@ int me_child_stop(me_child_t *c, char *why, size_t whylen)
         kill(c->pid, SIGKILL);
         while (waitpid(c->pid, &status, 0) < 0 && errno == EINTR)
             ;
+        me_reaper_forget(c->pid);
         if (why && WIFSIGNALED(status) && WTERMSIG(status) != SIGKILL)
             snprintf(why, whylen, "died of signal %d", WTERMSIG(status));
         else if (why && WIFEXITED(status))
@@ -147,8 +149,11 @@ static int spawn(me_child_t *c, char *why, size_t whylen)
         rc = posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
     if (rc == 0)
         rc = posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-    if (rc == 0)
-        rc = posix_spawn(&c->pid, p->exe, &fa, &attr, argv, envp);
+    /* registered before the reaper (PID 1's, for orphans) can see it: ours to wait for */
+    me_reaper_lock();
+    if (rc == 0 && (rc = posix_spawn(&c->pid, p->exe, &fa, &attr, argv, envp)) == 0 && me_reaper_watch(c->pid) != 0)
+        me_log_warn(NULL, "%s: out of memory registering child %d", p->command, (int)c->pid);
+    me_reaper_unlock();
     posix_spawn_file_actions_destroy(&fa);
     posix_spawnattr_destroy(&attr);
     if (sv[1] >= 0)
@@ -168,7 +173,7 @@ static int spawn(me_child_t *c, char *why, size_t whylen)
 int me_child_ensure(me_child_t *c, char *why, size_t whylen)
 {
     if (c->pid > 0 && waitpid(c->pid, NULL, WNOHANG) == c->pid) /* it died since its last use */
-        c->pid = 0, me_child_stop(c, NULL, 0);
+        me_reaper_forget(c->pid), c->pid = 0, me_child_stop(c, NULL, 0);
     return c->pid > 0 ? 0 : spawn(c, why, whylen);
 }
 

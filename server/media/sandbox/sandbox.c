@@ -69,7 +69,7 @@ static int landlock(const char *const *read_dirs, const char *write_dir)
     size_t size = sizeof(attr.handled_access_fs);
     int ruleset, ret = -1;
 
-    if (abi < 1) /* not built in, turned off, or refused by the container's own filter */
+    if (abi < 1) /* not built in, turned off, or refused by the container's own filter: errno says */
         return 0;
     attr.handled_access_fs |= (abi >= 2 ? FS_REFER : 0) | (abi >= 3 ? FS_TRUNCATE : 0) | (abi >= 5 ? FS_IOCTL_DEV : 0);
     if (abi >= 4)
@@ -201,10 +201,17 @@ int me_sandbox_enter(const char *const *read_dirs, const char *write_dir, int *l
         me_log_error(NULL, "sandbox: prctl: %s", strerror(errno));
         return ME_EINTERNAL;
     }
+    errno = 0;
     if ((abi = landlock(read_dirs, write_dir)) < 0) {
         me_log_error(NULL, "sandbox: Landlock: %s", strerror(errno));
         return ME_EINTERNAL;
     }
+    if (abi == 0) /* which step the machine refused, and what to allow (README, Container image) */
+        me_log_warn(NULL, "sandbox: no Landlock (%s): confined by seccomp alone; %s", strerror(errno),
+                    errno == EPERM ? "the container's seccomp profile refuses it: allow landlock_create_ruleset, "
+                                     "landlock_add_rule and landlock_restrict_self"
+                    : errno == EOPNOTSUPP ? "the kernel has it turned off: add landlock to its lsm= boot parameter"
+                                          : "the kernel lacks it (CONFIG_SECURITY_LANDLOCK)");
     if (seccomp() != 0) {
         me_log_error(NULL, "sandbox: seccomp: %s", strerror(errno));
         return ME_EINTERNAL;

@@ -3,6 +3,10 @@
 
 #include <stdio.h>
 #include <string.h>
+#include "server/jobs/jobs_config.h"
+
+#define VIDEO_MEMORY_MIN (16 * ME_MIB)
+#define VIDEO_MEMORY_AUTO_MAX (2 * ME_GIB)
 
 const char *const me_video_presets[] = {"ultrafast", "superfast", "veryfast", "faster",   "fast",
                                         "medium",    "slow",      "slower",   "veryslow", NULL};
@@ -57,7 +61,7 @@ static const me_setting_t video_settings[] = {
     VIDEOS("max_bitrate", ME_SETTING_INT, max_bitrate, "200000", .min = 100, .max = 2000000),
     VIDEOS("max_side_data", ME_SETTING_SIZE, max_side_data, "1MiB", .min = ME_KIB, .max = 64 * ME_MIB),
     VIDEOS("sandbox", ME_SETTING_BOOL, sandbox, "true"),
-    VIDEOS("memory", ME_SETTING_SIZE, memory, "2GiB", .min = 16 * ME_MIB, .max = 64 * ME_GIB),
+    VIDEOS("memory", ME_SETTING_SIZE, memory, "0", .flags = ME_SETTING_AUTO, .max = 64 * ME_GIB),
 };
 
 #define PLANS(...) ME_SETTING(me_plan_settings_t, __VA_ARGS__)
@@ -73,6 +77,8 @@ static int video_check(const me_config_t *cfg, const void *values, me_config_che
 
     if (*v->renditions == '\0')
         return me_config_reject(ck, &v->renditions, "videos.renditions is empty; list at least one, such as 720p:1280");
+    if (v->memory != 0 && v->memory < VIDEO_MEMORY_MIN)
+        return me_config_reject(ck, &v->memory, "videos.memory must be 0 (auto) or at least 16MiB");
     me_video_params_init(&vp, cfg, NULL);
     for (int i = 0; i < vp.nrenditions; i++)
         for (int j = 0; j < i; j++)
@@ -91,11 +97,26 @@ static int plan_check(const me_config_t *cfg, const void *values, me_config_chec
     return 0;
 }
 
+/* videos.memory auto: half the container's memory shared by the video workers, at most
+ * 2 GiB each, so that one video fails as too_large before the pod is killed for its memory. */
+static void video_resolve(me_config_t *cfg, void *values)
+{
+    me_video_settings_t *v = values;
+    uint64_t workers = (uint64_t)me_jobs_settings(cfg)->video_workers, each;
+
+    each = cfg->memory_limit / 2 / (workers > 0 ? workers : 1);
+    me_config_auto(cfg, &v->memory,
+                   each > VIDEO_MEMORY_AUTO_MAX ? VIDEO_MEMORY_AUTO_MAX
+                   : each < VIDEO_MEMORY_MIN    ? VIDEO_MEMORY_MIN
+                                                : each);
+}
+
 const me_config_section_t me_video_config_section = {
     .name = "videos",
     .size = sizeof(me_video_settings_t),
     ME_CONFIG_TABLE(video_settings),
     .check = video_check,
+    .resolve = video_resolve,
 };
 
 const me_config_section_t me_plan_config_section = {
