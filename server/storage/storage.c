@@ -7,6 +7,7 @@
 #include "server/storage/storage_backend.h"
 #include "server/storage/storage_file.h"
 #include "server/storage/storage_config.h"
+#include "server/storage/s3/storage_s3.h"
 
 #define PART_MAX 10000
 
@@ -22,7 +23,7 @@ static const struct {
     const me_storage_ops_t *ops;
 } backends[] = {
     {"file", &me_storage_file_ops},
-    {"s3", NULL},
+    {"s3", &me_storage_s3_ops},
 };
 
 me_storage_t *me_storage_new(const me_storage_ops_t *ops, me_storage_backend_t *be)
