@@ -27,6 +27,8 @@ ME_COUNTER(uploads_created, "mediaedge_uploads_created_total", "Uploads created.
 ME_COUNTER(uploads_completed, "mediaedge_uploads_completed_total", "Uploads completed into an original.", NULL)
 ME_COUNTER(upload_bytes, "mediaedge_upload_bytes_total", "Upload bytes stored (acknowledged).", NULL)
 ME_COUNTER(uploads_refused, "mediaedge_uploads_refused_total", "Appends refused, by reason.", "reason")
+ME_COUNTER(upload_read_back, "mediaedge_upload_bytes_read_back_total",
+           "Bytes of pending pieces read back from storage to become a part (each byte at most once).", NULL)
 
 static const char *const state_names[] = {"open", "completing", "joining", "completed"};
 static const char *const kind_names[] = {"plain", "partial", "final"};
@@ -538,6 +540,7 @@ static int store_bytes(me_uploads_t *u, me_upload_info_t *in, const void *data, 
         }
         memcpy(merged + at, data, len);
         part = merged;
+        me_metric_add(upload_read_back, NULL, (double)at);
     }
     me_upload_target_key(okey, sizeof(okey), in);
     me_storage_part_t *p = &in->parts[in->nparts];

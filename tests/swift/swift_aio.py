@@ -187,7 +187,7 @@ class SwiftAIO:
         return session.create_client(
             "s3", endpoint_url=self.endpoint, region_name="us-east-1", aws_access_key_id=self.access_key,
             aws_secret_access_key=self.secret_key,
-            config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}))
+            config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 10, "mode": "standard"}))
 
     def stop(self):
         for p in self.procs:
