@@ -248,6 +248,28 @@ int me_storage_multipart_abort(me_storage_t *st, const char *key, const char *up
     return st->ops->multipart_abort(st->be, key, upload_id);
 }
 
+int me_storage_part_copy(me_storage_t *st, const char *key, const char *upload_id, int number, const char *src,
+                         uint64_t offset, uint64_t len, me_storage_part_t *out)
+{
+    if (!key_check(key, 0) || !key_check(src, 0) || !upload_id_valid(upload_id) || number < 1 || number > PART_MAX ||
+        len == 0 || len > ME_STORAGE_COPY_MAX || offset > UINT64_MAX - len || out == NULL)
+        return ME_EINVAL;
+    if (st->ops->part_copy != NULL)
+        return st->ops->part_copy(st->be, key, upload_id, number, src, offset, len, out);
+    /* no copy of the backend's own: through memory */
+    if (len > ME_STORAGE_COPY_BUFFER_MAX)
+        return ME_ETOOLARGE;
+    char *buf = malloc((size_t)len);
+    size_t got = 0;
+    int ret;
+    if (buf == NULL)
+        return ME_ENOMEM;
+    if ((ret = st->ops->get(st->be, src, offset, (size_t)len, buf, &got)) == 0)
+        ret = got == len ? st->ops->part_put(st->be, key, upload_id, number, buf, (size_t)len, out) : ME_EINVAL;
+    free(buf);
+    return ret;
+}
+
 uint64_t me_storage_min_part_size(const me_storage_t *st)
 {
     return st->ops->min_part_size;

@@ -160,3 +160,25 @@ def test_start_refuses_an_unreachable_or_missing_bucket(make_server):
     assert p.returncode == 2 and "s3.bucket is required with storage.backend s3" in p.stderr
     p = run("check-config", env={**env, "MEDIAEDGE_S3_ADDRESSING": "sideways"}, cwd=s.dir)
     assert p.returncode == 2 and "MEDIAEDGE_S3_ADDRESSING" in p.stderr
+
+
+def test_concatenation_copies_partials_inside_s3(make_server):
+    """A final of partials: runs of 5 MiB or more are copied by S3 (ranged UploadPartCopy), only
+    the small partial and what tops it up to a part are read back through the server."""
+    from test_concat import final, partial
+    s = make_server().start()
+    c = Client(s)
+    pieces = [b"\xff\xd8\xff\xe0" + os.urandom(6 * MIB - 4), os.urandom(100 * 1024), os.urandom(12 * MIB)]
+    urls = [partial(c, p, chunk=4 * MIB) for p in pieces]
+    got_before, _ = metric(s, 'mediaedge_s3_bytes_total{op="get",direction="in"}')
+    r = final(c, urls, timeout=120)
+    assert r.status_code == 201, r.text
+    whole = b"".join(pieces)
+    assert s.storage.read(f"originals/a1/{r.headers['media-id']}") == whole
+    copies, _ = metric(s, 'mediaedge_s3_requests_total{op="upload_part_copy",status="200"}')
+    assert copies == 2  # the first partial whole, and the third's last 7.1 MiB
+    read, _ = metric(s, 'mediaedge_s3_bytes_total{op="get",direction="in"}')
+    # read back: the 100 KiB partial, 4.9 MiB of the third to make a 5 MiB part, and the final's
+    # SHA-256 and first bytes at completion (the whole file, as for any upload)
+    assert read - got_before <= 5 * MIB + len(whole) + 64 * 1024, (read - got_before) / MIB
+    assert s.storage.multipart_uploads() == []

@@ -450,6 +450,74 @@ static int s3_multipart_abort(me_storage_backend_t *be, const char *key, const c
     return s3_status("abort_multipart", key, &r, ret);
 }
 
+/* UploadPartCopy: the range is copied inside S3 (x-amz-copy-source-range). */
+static int s3_part_copy(me_storage_backend_t *be, const char *key, const char *upload_id, int number, const char *src,
+                        uint64_t offset, uint64_t len, me_storage_part_t *out)
+{
+    char num[16], source[ME_STORAGE_KEY_MAX * 3 + 80], raw[ME_STORAGE_KEY_MAX + 70], range[64], etag[256] = "";
+    me_s3_response_t r;
+    int ret;
+
+    /* S3 refuses a range past the source's end, but not every S3 API does (Swift copies what
+     * there is): the source's size decides, the same everywhere */
+    me_storage_stat_t st;
+    if ((ret = s3_head(be, src, &st)) != 0)
+        return ret;
+    if (offset + len > st.size)
+        return ME_EINVAL;
+    snprintf(num, sizeof(num), "%d", number);
+    snprintf(raw, sizeof(raw), "/%s/%s", be->bucket, src);
+    if (me_sigv4_encode(raw, 1, source, sizeof(source)) < 0)
+        return ME_EINVAL;
+    snprintf(range, sizeof(range), "bytes=%" PRIu64 "-%" PRIu64, offset, offset + len - 1);
+    me_sigv4_pair_t qs[] = {Q("partNumber", num), Q("uploadId", upload_id)};
+    me_sigv4_pair_t h[] = {Q("x-amz-copy-source", source), Q("x-amz-copy-source-range", range)};
+    me_s3_request_t q = {.op = "upload_part_copy",
+                         .method = "PUT",
+                         .key = key,
+                         .query = qs,
+                         .nquery = 2,
+                         .headers = h,
+                         .nheaders = 2,
+                         .idempotent = 1,
+                         .max_body = SMALL_BODY_MAX};
+    if ((ret = me_s3_request(be->s3, &q, &r)) != 0)
+        return s3_status("upload_part_copy", key, &r, ret);
+    if (r.status == 200) { /* may still be an Error, sent once the copy failed */
+        char root[64] = "";
+        if (me_s3_xml_root(r.body, r.body_len, root, sizeof(root)) == 0 && strcmp(root, "Error") == 0) {
+            (void)!me_s3_xml_text(r.body, r.body_len, "Error/Code", r.code, sizeof(r.code));
+            r.status = 500;
+        } else if (me_s3_xml_text(r.body, r.body_len, "CopyPartResult/ETag", etag, sizeof(etag)) != 0) {
+            me_log_error(NULL, "s3: upload_part_copy %s: no ETag in the answer", key);
+            me_s3_response_free(&r);
+            return ME_EIO;
+        }
+    }
+    if (r.status == 200) {
+        size_t n = strlen(etag);
+        if (n >= 2 && etag[0] == '"' && etag[n - 1] == '"')
+            memmove(etag, etag + 1, n -= 2), etag[n] = '\0';
+        if (n == 0 || n > ME_STORAGE_ETAG_MAX) {
+            me_s3_response_free(&r);
+            return ME_EIO;
+        }
+        out->number = number;
+        out->size = len;
+        memcpy(out->etag, etag, n + 1);
+        me_s3_response_free(&r);
+        return 0;
+    }
+    if (r.status == 416 || !strcmp(r.code, "InvalidRange") || !strcmp(r.code, "InvalidArgument"))
+        ret = ME_EINVAL;
+    else if (upload_missing(&r) || !strcmp(r.code, "NoSuchKey"))
+        ret = ME_ENOTFOUND;
+    else
+        ret = me_s3_failed("upload_part_copy", key, &r);
+    me_s3_response_free(&r);
+    return ret;
+}
+
 const me_storage_ops_t me_storage_s3_ops = {
     .min_part_size = ME_S3_MIN_PART_SIZE,
     .open = s3_open,
@@ -463,4 +531,5 @@ const me_storage_ops_t me_storage_s3_ops = {
     .part_put = s3_part_put,
     .multipart_complete = s3_multipart_complete,
     .multipart_abort = s3_multipart_abort,
+    .part_copy = s3_part_copy,
 };
