@@ -10,6 +10,7 @@
 #include "server/storage/s3/storage_s3.h"
 
 #define PART_MAX 10000
+#define FIRST_READ (64 * 1024) /* see me_storage_get_all() */
 
 struct me_storage {
     const me_storage_ops_t *ops;
@@ -132,6 +133,28 @@ int me_storage_get_all(me_storage_t *st, const char *key, size_t max, char **dat
         return ME_EINVAL;
     *data = NULL;
     *len = 0;
+    if (!key_check(key, 0))
+        return ME_EINVAL;
+    /* Most objects read whole are small (upload states, manifests): one read of up to
+     * FIRST_READ bytes gets them without asking their size first (on S3 a request less). */
+    cap = max < FIRST_READ ? max + 1 : FIRST_READ;
+    if ((buf = malloc(cap + 1)) == NULL)
+        return ME_ENOMEM;
+    got = 0;
+    if ((ret = st->ops->get(st->be, key, 0, cap, buf, &got)) != 0) {
+        free(buf);
+        return ret;
+    }
+    if (got < cap) {
+        buf[got] = '\0';
+        *data = buf;
+        *len = got;
+        return 0;
+    }
+    free(buf);
+    buf = NULL;
+    if (cap == max + 1)
+        return ME_ETOOLARGE;
     if ((ret = me_storage_head(st, key, &stat)) != 0)
         return ret;
     if (stat.size > max)

@@ -29,6 +29,8 @@ ME_COUNTER(upload_bytes, "mediaedge_upload_bytes_total", "Upload bytes stored (a
 ME_COUNTER(uploads_refused, "mediaedge_uploads_refused_total", "Appends refused, by reason.", "reason")
 ME_COUNTER(upload_read_back, "mediaedge_upload_bytes_read_back_total",
            "Bytes of pending pieces read back from storage to become a part (each byte at most once).", NULL)
+ME_COUNTER(upload_hash_read_back, "mediaedge_upload_hash_bytes_read_back_total",
+           "Bytes of originals read back to hash at completion (their PATCHes came to other instances).", NULL)
 
 static const char *const state_names[] = {"open", "completing", "joining", "completed"};
 static const char *const kind_names[] = {"plain", "partial", "final"};
@@ -460,8 +462,12 @@ int me_upload_finish(me_uploads_t *u, me_upload_info_t *in)
         me_upload_discard(u, in);
         return ME_EMEDIA;
     }
-    if (hash_object(u, key, in->pub.length, sha) != 0)
-        return ME_EIO;
+    /* hashed as the bytes came, when they all came here in order; else read back */
+    if (me_upload_hashes_take(u->hashes, in->pub.id, in->pub.length, sha) != 0) {
+        me_metric_add(upload_hash_read_back, NULL, (double)in->pub.length);
+        if (hash_object(u, key, in->pub.length, sha) != 0)
+            return ME_EIO;
+    }
     snprintf(in->pub.content_type, sizeof(in->pub.content_type), "%s", type);
     me_manifest_origin_t origin = {.media_id = in->pub.media_id, .album = in->album, .owner = in->owner,
                                    .ref = in->ref, .plan = in->plan, .client = in->client, .original_key = key,
@@ -640,6 +646,7 @@ int me_upload_append(me_uploads_t *u, const me_token_claims_t *who, const char *
     if ((ret = me_upload_info_save(u, &in)) != 0)
         goto exit; /* the bytes stored are orphans: the next append at this offset overwrites them */
     me_metric_add(upload_bytes, NULL, (double)len);
+    me_upload_hashes_add(u->hashes, in.pub.id, offset, data, len);
     if (in.npieces == 0 && old_pieces != NULL) {
         for (int i = 0; i < npieces_before; i++) {
             char key[ME_STORAGE_KEY_MAX];
@@ -735,6 +742,11 @@ me_uploads_t *me_uploads_new(me_storage_t *st, me_locks_t *locks, const me_confi
         free(u);
         return NULL;
     }
+    if ((u->hashes = me_upload_hashes_new()) == NULL) {
+        me_locks_free(u->own_locks);
+        free(u);
+        return NULL;
+    }
     u->locks = locks;
     u->st = st;
     u->max_size = me_upload_settings(cfg)->max_size;
@@ -754,5 +766,6 @@ void me_uploads_free(me_uploads_t *u)
     if (u == NULL)
         return;
     me_locks_free(u->own_locks);
+    me_upload_hashes_free(u->hashes);
     free(u);
 }

@@ -65,6 +65,10 @@ def test_small_patches_become_5_mib_parts_each_byte_read_back_at_most_once(make_
     read_back -= before
     print(f"{len(data) >> 20} MiB in 256 KiB PATCHes: {read_back / MIB:.2f} MiB of pieces read back")
     assert 0 < read_back <= len(data)
+    # hashed as it came: the original is not downloaded again to hash it at completion
+    assert metric(s, "mediaedge_upload_hash_bytes_read_back_total")[0] == 0
+    got, _ = metric(s, 'mediaedge_s3_bytes_total{op="get",direction="in"}')
+    assert got <= read_back + 64 * 1024, (got, read_back)  # pieces, states and the first bytes
     # every part but the last is at least 5 MiB: S3 would have refused the completion otherwise
     parts = len(data) // (5 * MIB + 256 * 1024) + 1
     assert f'mediaedge_s3_requests_total{{op="upload_part",status="200"}}' in text
@@ -106,6 +110,10 @@ def test_another_instance_resumes_an_upload(make_server):
     r = c_b.patch(url_b, 3 * MIB, data[3 * MIB:])
     assert r.status_code == 204, r.text
     assert a.storage.read(f"originals/a1/{r.headers['media-id']}") == data
+    # b saw only the last bytes: it reads the original back to hash it, and hashes it right
+    assert metric(b, "mediaedge_upload_hash_bytes_read_back_total")[0] == len(data)
+    m = json.loads(a.storage.read(f"media/{r.headers['media-id']}.json"))
+    assert m["original"]["sha256"] == __import__("hashlib").sha256(data).hexdigest()
 
 
 def photo(tmp_path):
