@@ -190,3 +190,18 @@ def test_concatenation_copies_partials_inside_s3(make_server):
     # SHA-256 and first bytes at completion (the whole file, as for any upload)
     assert read - got_before <= 5 * MIB + len(whole) + 64 * 1024, (read - got_before) / MIB
     assert s.storage.multipart_uploads() == []
+
+
+def test_a_large_patch_becomes_parts_uploaded_at_once(make_server):
+    """A 16 MiB PATCH is three parts of 5.3 MiB, put to S3 in parallel (a tus client sends one
+    PATCH at a time); the original is the bytes in order."""
+    s = make_server().start()
+    c = Client(s)
+    data = b"\xff\xd8\xff\xe0" + os.urandom(17 * MIB - 4)
+    url = c.url(c.create(len(data)))
+    assert c.patch(url, 0, data[:16 * MIB]).status_code == 204
+    assert metric(s, 'mediaedge_s3_requests_total{op="upload_part",status="200"}')[0] == 3
+    r = c.patch(url, 16 * MIB, data[16 * MIB:])
+    assert r.status_code == 204
+    assert metric(s, 'mediaedge_s3_requests_total{op="upload_part",status="200"}')[0] == 4
+    assert s.storage.read(f"originals/a1/{r.headers['media-id']}") == data
