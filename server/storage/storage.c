@@ -293,6 +293,11 @@ int me_storage_part_copy(me_storage_t *st, const char *key, const char *upload_i
     return ret;
 }
 
+int me_storage_parts_in_any_order(const me_storage_t *st)
+{
+    return st->ops->parts_in_any_order;
+}
+
 uint64_t me_storage_min_part_size(const me_storage_t *st)
 {
     return st->ops->min_part_size;

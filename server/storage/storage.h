@@ -112,6 +112,10 @@ int me_storage_multipart_abort(me_storage_t *st, const char *key, const char *up
 int me_storage_part_copy(me_storage_t *st, const char *key, const char *upload_id, int number, const char *src,
                          uint64_t offset, uint64_t len, me_storage_part_t *out) ME_MUST_CHECK;
 
+/* 1 when parts of one upload may be put in any order and at once (S3); 0 when each must
+ * follow the one before (file). */
+int me_storage_parts_in_any_order(const me_storage_t *st);
+
 /* The smallest part a backend accepts (all but the last part): 0 for file, 5 MiB for S3. */
 uint64_t me_storage_min_part_size(const me_storage_t *st);
 

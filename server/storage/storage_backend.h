@@ -19,6 +19,7 @@ typedef struct me_storage_backend me_storage_backend_t; /* each backend's own st
  * thread safety: they are called from many threads at once. get is called with *got = 0. */
 typedef struct {
     uint64_t min_part_size; /* see me_storage_min_part_size() */
+    int parts_in_any_order;  /* see me_storage_parts_in_any_order() */
     /* NULL with err set (naming the setting) when the backend cannot start */
     me_storage_backend_t *(*open)(const me_config_t *cfg, char *err, size_t errlen);
     void (*close)(me_storage_backend_t *be);

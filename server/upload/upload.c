@@ -548,14 +548,14 @@ static int put_parts(me_uploads_t *u, me_upload_info_t *in, const char *key, con
         size_t each = size / (size_t)k, at = each * (size_t)i;
         jobs[i] = (part_job_t){u->st, key, in->multipart, in->nparts + 1 + i, data + at, i == k - 1 ? size - at : each};
     }
-    for (int i = 1; i < k; i++)
+    for (int i = 1; i < k && me_storage_parts_in_any_order(u->st); i++)
         started[i] = pthread_create(&threads[i], NULL, put_part_job, &jobs[i]) == 0;
     put_part_job(&jobs[0]);
     for (int i = 1; i < k; i++) {
         if (started[i])
             pthread_join(threads[i], NULL);
         else
-            put_part_job(&jobs[i]); /* no thread to be had: here, in turn */
+            put_part_job(&jobs[i]); /* in order (the backend wants it), or no thread to be had */
     }
     for (int i = 0; i < k && ret == 0; i++)
         ret = jobs[i].ret;

@@ -147,6 +147,7 @@ me_storage_t *storage_faults_wrap(const me_storage_ops_t *ops, me_storage_backen
         return NULL;
     w->f.ops = faulty_ops;
     w->f.ops.min_part_size = ops->min_part_size;
+    w->f.ops.parts_in_any_order = ops->parts_in_any_order;
     if (ops->part_copy == NULL)
         w->f.ops.part_copy = NULL; /* storage.c's copy through memory, as over the backend alone */
     w->f.inner_ops = ops;

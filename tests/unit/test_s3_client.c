@@ -64,6 +64,15 @@ static json_t *received(void)
     return log;
 }
 
+/* How many requests the stand-in has received so far. */
+static size_t count_received(void)
+{
+    json_t *log = received();
+    size_t n = json_array_size(log);
+    json_decref(log);
+    return n;
+}
+
 static const char *header(json_t *entry, const char *name)
 {
     const char *k;
@@ -156,7 +165,7 @@ static void test_irsa(void **state)
     me_s3_settings_t s = settings();
     char err[256];
     me_s3_credentials_t c;
-    size_t before = json_array_size(received());
+    size_t before = count_received();
 
     irsa_env();
     me_s3_creds_t *creds = me_s3_creds_new(&s, err, sizeof(err));
@@ -188,7 +197,7 @@ static void test_irsa_renewal(void **state)
 
     irsa_env();
     write_file(ttl_file, "200"); /* inside the 300 s before expiry at once */
-    size_t before = json_array_size(received());
+    size_t before = count_received();
     me_s3_creds_t *creds = me_s3_creds_new(&s, err, sizeof(err));
     assert_non_null(creds);
     assert_int_equal(me_s3_creds_get(creds, &c1), 0); /* renewed: the first were near their end */
@@ -239,7 +248,7 @@ static void test_pod_identity(void **state)
     snprintf(uri, sizeof(uri), "%s/creds", base);
     setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", uri, 1);
     setenv("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", token_file, 1);
-    size_t before = json_array_size(received());
+    size_t before = count_received();
     me_s3_creds_t *creds = me_s3_creds_new(&s, err, sizeof(err));
     assert_non_null(creds);
     assert_string_equal(me_s3_creds_source(creds), "pod-identity");
@@ -327,7 +336,7 @@ static void test_backend_requests_with_temporary_credentials(void **state)
     *s = settings();
     s->sse = ME_S3_SSE_KMS;
     s->sse_kms_key_id = "alias/media";
-    size_t before = json_array_size(received());
+    size_t before = count_received();
     me_storage_backend_t *be = me_storage_s3_ops.open(&cfg, err, sizeof(err));
     if (be == NULL)
         print_error("%s\n", err);

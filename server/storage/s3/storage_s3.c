@@ -520,6 +520,7 @@ static int s3_part_copy(me_storage_backend_t *be, const char *key, const char *u
 
 const me_storage_ops_t me_storage_s3_ops = {
     .min_part_size = ME_S3_MIN_PART_SIZE,
+    .parts_in_any_order = 1,
     .open = s3_open,
     .close = s3_close,
     .put = s3_put,
