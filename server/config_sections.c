@@ -11,6 +11,7 @@
 #include "server/media/video/video_config.h"
 #include "server/redis/redis_config.h"
 #include "server/storage/storage_config.h"
+#include "server/storage/s3/s3_config.h"
 #include "server/upload/upload_config.h"
 
 /* A new section is a line here, and its keys in conf/mediaedge.yaml. */
@@ -20,6 +21,7 @@ const me_config_section_t *const me_config_sections[] = {
     &me_tls_config_section,
     &me_http_config_section,
     &me_storage_config_section,
+    &me_s3_config_section,
     &me_token_config_section,
     &me_log_config_section,
     &me_upload_config_section,

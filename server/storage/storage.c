@@ -7,8 +7,10 @@
 #include "server/storage/storage_backend.h"
 #include "server/storage/storage_file.h"
 #include "server/storage/storage_config.h"
+#include "server/storage/s3/storage_s3.h"
 
 #define PART_MAX 10000
+#define FIRST_READ (64 * 1024) /* see me_storage_get_all() */
 
 struct me_storage {
     const me_storage_ops_t *ops;
@@ -22,7 +24,7 @@ static const struct {
     const me_storage_ops_t *ops;
 } backends[] = {
     {"file", &me_storage_file_ops},
-    {"s3", NULL},
+    {"s3", &me_storage_s3_ops},
 };
 
 me_storage_t *me_storage_new(const me_storage_ops_t *ops, me_storage_backend_t *be)
@@ -131,6 +133,28 @@ int me_storage_get_all(me_storage_t *st, const char *key, size_t max, char **dat
         return ME_EINVAL;
     *data = NULL;
     *len = 0;
+    if (!key_check(key, 0))
+        return ME_EINVAL;
+    /* Most objects read whole are small (upload states, manifests): one read of up to
+     * FIRST_READ bytes gets them without asking their size first (on S3 a request less). */
+    cap = max < FIRST_READ ? max + 1 : FIRST_READ;
+    if ((buf = malloc(cap + 1)) == NULL)
+        return ME_ENOMEM;
+    got = 0;
+    if ((ret = st->ops->get(st->be, key, 0, cap, buf, &got)) != 0) {
+        free(buf);
+        return ret;
+    }
+    if (got < cap) {
+        buf[got] = '\0';
+        *data = buf;
+        *len = got;
+        return 0;
+    }
+    free(buf);
+    buf = NULL;
+    if (cap == max + 1)
+        return ME_ETOOLARGE;
     if ((ret = me_storage_head(st, key, &stat)) != 0)
         return ret;
     if (stat.size > max)
@@ -245,6 +269,33 @@ int me_storage_multipart_abort(me_storage_t *st, const char *key, const char *up
     if (!key_check(key, 0) || !upload_id_valid(upload_id))
         return ME_EINVAL;
     return st->ops->multipart_abort(st->be, key, upload_id);
+}
+
+int me_storage_part_copy(me_storage_t *st, const char *key, const char *upload_id, int number, const char *src,
+                         uint64_t offset, uint64_t len, me_storage_part_t *out)
+{
+    if (!key_check(key, 0) || !key_check(src, 0) || !upload_id_valid(upload_id) || number < 1 || number > PART_MAX ||
+        len == 0 || len > ME_STORAGE_COPY_MAX || offset > UINT64_MAX - len || out == NULL)
+        return ME_EINVAL;
+    if (st->ops->part_copy != NULL)
+        return st->ops->part_copy(st->be, key, upload_id, number, src, offset, len, out);
+    /* no copy of the backend's own: through memory */
+    if (len > ME_STORAGE_COPY_BUFFER_MAX)
+        return ME_ETOOLARGE;
+    char *buf = malloc((size_t)len);
+    size_t got = 0;
+    int ret;
+    if (buf == NULL)
+        return ME_ENOMEM;
+    if ((ret = st->ops->get(st->be, src, offset, (size_t)len, buf, &got)) == 0)
+        ret = got == len ? st->ops->part_put(st->be, key, upload_id, number, buf, (size_t)len, out) : ME_EINVAL;
+    free(buf);
+    return ret;
+}
+
+int me_storage_parts_in_any_order(const me_storage_t *st)
+{
+    return st->ops->parts_in_any_order;
 }
 
 uint64_t me_storage_min_part_size(const me_storage_t *st)

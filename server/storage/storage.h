@@ -99,6 +99,23 @@ int me_storage_multipart_complete(me_storage_t *st, const char *key, const char 
                                   const me_storage_part_t *parts, int nparts) ME_MUST_CHECK;
 int me_storage_multipart_abort(me_storage_t *st, const char *key, const char *upload_id) ME_MUST_CHECK;
 
+/* Puts part number of the upload from bytes [offset, offset + len) of the object src, without
+ * the bytes passing through the caller where the backend can copy them itself (S3:
+ * UploadPartCopy with a range, inside S3; file: a kernel copy). Otherwise as
+ * me_storage_part_put() with those bytes as data: out filled, the last put wins, the same part
+ * size rules. 0, ME_ENOTFOUND (no src, or no such upload), ME_EINVAL (len 0 or above
+ * ME_STORAGE_COPY_MAX, a range that ends past src's end, or what part_put refuses), ME_EIO. A
+ * backend that cannot copy gets the range read into memory: at most ME_STORAGE_COPY_BUFFER_MAX
+ * bytes then, ME_ETOOLARGE above. */
+#define ME_STORAGE_COPY_MAX (5ull << 30)         /* S3's largest part */
+#define ME_STORAGE_COPY_BUFFER_MAX (64ull << 20) /* copies made through memory */
+int me_storage_part_copy(me_storage_t *st, const char *key, const char *upload_id, int number, const char *src,
+                         uint64_t offset, uint64_t len, me_storage_part_t *out) ME_MUST_CHECK;
+
+/* 1 when parts of one upload may be put in any order and at once (S3); 0 when each must
+ * follow the one before (file). */
+int me_storage_parts_in_any_order(const me_storage_t *st);
+
 /* The smallest part a backend accepts (all but the last part): 0 for file, 5 MiB for S3. */
 uint64_t me_storage_min_part_size(const me_storage_t *st);
 

@@ -19,6 +19,7 @@ typedef struct me_storage_backend me_storage_backend_t; /* each backend's own st
  * thread safety: they are called from many threads at once. get is called with *got = 0. */
 typedef struct {
     uint64_t min_part_size; /* see me_storage_min_part_size() */
+    int parts_in_any_order;  /* see me_storage_parts_in_any_order() */
     /* NULL with err set (naming the setting) when the backend cannot start */
     me_storage_backend_t *(*open)(const me_config_t *cfg, char *err, size_t errlen);
     void (*close)(me_storage_backend_t *be);
@@ -34,6 +35,10 @@ typedef struct {
     int (*multipart_complete)(me_storage_backend_t *be, const char *key, const char *upload_id,
                               const me_storage_part_t *parts, int nparts);
     int (*multipart_abort)(me_storage_backend_t *be, const char *key, const char *upload_id);
+    /* Optional (NULL: storage.c reads the range and puts it as a part). Called with a valid
+     * src key, len in 1..ME_STORAGE_COPY_MAX and offset + len not overflowing. */
+    int (*part_copy)(me_storage_backend_t *be, const char *key, const char *upload_id, int number, const char *src,
+                     uint64_t offset, uint64_t len, me_storage_part_t *out);
 } me_storage_ops_t;
 
 /* A store over be, a backend already open (through ops->open, or made by a wrapper such as a

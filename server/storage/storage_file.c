@@ -602,8 +602,34 @@ static int drop_records(int dir, int number, const char *what)
     return sys.fsync(dir) == 0 ? 0 : io_error("sync the parts of", what);
 }
 
-static int file_part_put(me_storage_backend_t *be, const char *key, const char *upload_id, int number,
-                         const void *data, size_t len, me_storage_part_t *out)
+/* Copies len bytes of src from src_off to fd at off: in the kernel (copy_file_range: no copy
+ * through user space, a reflink where the filesystem shares extents), else read and written. */
+static int copy_range(int src, uint64_t src_off, int fd, uint64_t off, uint64_t len, const char *what)
+{
+    char buf[64 * 1024];
+    while (len > 0) {
+        loff_t in = (loff_t)src_off, outo = (loff_t)off;
+        ssize_t n = copy_file_range(src, &in, fd, &outo, len, 0);
+        if (n < 0 && (errno == EXDEV || errno == ENOSYS || errno == EINVAL || errno == EOPNOTSUPP)) {
+            n = pread(src, buf, len < sizeof(buf) ? (size_t)len : sizeof(buf), (off_t)src_off);
+            if (n > 0 && sys.pwrite(fd, buf, (size_t)n, (off_t)off) != n)
+                n = -1;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            if (n == 0)
+                errno = EIO; /* src shrank under us */
+            return io_error("copy into", what);
+        }
+        src_off += (uint64_t)n, off += (uint64_t)n, len -= (uint64_t)n;
+    }
+    return 0;
+}
+
+/* A part from data (src < 0) or from src's bytes at src_off (part_copy). */
+static int part_write(me_storage_backend_t *be, const char *key, const char *upload_id, int number, const void *data,
+                      int src, uint64_t src_off, size_t len, me_storage_part_t *out)
 {
     char name[16], what[ME_STORAGE_KEY_MAX + 32], etag[ETAG_LEN + 1], rec[RECORD_MAX + 1];
     record_t prev = {.offset = 0, .size = 0};
@@ -632,7 +658,9 @@ static int file_part_put(me_storage_backend_t *be, const char *key, const char *
      * so that no record ever counts bytes that are not its part's */
     if ((ret = drop_records(dir, number, what)) != 0)
         goto out;
-    for (size_t done = 0; done < len;) {
+    if (src >= 0 && (ret = copy_range(src, src_off, fd, off, len, what)) != 0)
+        goto out;
+    for (size_t done = 0; src < 0 && done < len;) {
         ssize_t n = sys.pwrite(fd, (const char *)data + done, len - done, (off_t)(off + done));
         if (n < 0 && errno == EINTR)
             continue;
@@ -661,6 +689,33 @@ out:
     if (fd >= 0)
         sys.close(fd); /* and unlocks */
     sys.close(dir);
+    return ret;
+}
+
+static int file_part_put(me_storage_backend_t *be, const char *key, const char *upload_id, int number, const void *data,
+                         size_t len, me_storage_part_t *out)
+{
+    return part_write(be, key, upload_id, number, data, -1, 0, len, out);
+}
+
+static int file_part_copy(me_storage_backend_t *be, const char *key, const char *upload_id, int number, const char *src,
+                          uint64_t offset, uint64_t len, me_storage_part_t *out)
+{
+    struct stat sb;
+    int fd = sys.openat(be->root, src, O_RDONLY | O_CLOEXEC | O_NOFOLLOW), ret;
+
+    if (fd < 0)
+        return errno == ENOENT || errno == ENOTDIR || errno == ELOOP ? ME_ENOTFOUND : io_error("open", src);
+    if (fstat(fd, &sb) != 0) {
+        ret = io_error("stat", src);
+    } else if (!S_ISREG(sb.st_mode)) {
+        ret = ME_ENOTFOUND; /* the beginning of other keys, not an object */
+    } else if (offset + len > (uint64_t)sb.st_size || len > SIZE_MAX) {
+        ret = ME_EINVAL;
+    } else {
+        ret = part_write(be, key, upload_id, number, NULL, fd, offset, (size_t)len, out);
+    }
+    sys.close(fd);
     return ret;
 }
 
@@ -797,4 +852,5 @@ const me_storage_ops_t me_storage_file_ops = {
     .part_put = file_part_put,
     .multipart_complete = file_multipart_complete,
     .multipart_abort = file_multipart_abort,
+    .part_copy = file_part_copy,
 };

@@ -27,6 +27,10 @@ ME_COUNTER(uploads_created, "mediaedge_uploads_created_total", "Uploads created.
 ME_COUNTER(uploads_completed, "mediaedge_uploads_completed_total", "Uploads completed into an original.", NULL)
 ME_COUNTER(upload_bytes, "mediaedge_upload_bytes_total", "Upload bytes stored (acknowledged).", NULL)
 ME_COUNTER(uploads_refused, "mediaedge_uploads_refused_total", "Appends refused, by reason.", "reason")
+ME_COUNTER(upload_read_back, "mediaedge_upload_bytes_read_back_total",
+           "Bytes of pending pieces read back from storage to become a part (each byte at most once).", NULL)
+ME_COUNTER(upload_hash_read_back, "mediaedge_upload_hash_bytes_read_back_total",
+           "Bytes of originals read back to hash at completion (their PATCHes came to other instances).", NULL)
 
 static const char *const state_names[] = {"open", "completing", "joining", "completed"};
 static const char *const kind_names[] = {"plain", "partial", "final"};
@@ -504,8 +508,12 @@ int me_upload_finish(me_uploads_t *u, me_upload_info_t *in)
         me_upload_discard(u, in);
         return ME_EMEDIA;
     }
-    if (hash_object(u, key, in->pub.length, sha) != 0)
-        return ME_EIO;
+    /* hashed as the bytes came, when they all came here in order; else read back */
+    if (me_upload_hashes_take(u->hashes, in->pub.id, in->pub.length, sha) != 0) {
+        me_metric_add(upload_hash_read_back, NULL, (double)in->pub.length);
+        if (hash_object(u, key, in->pub.length, sha) != 0)
+            return ME_EIO;
+    }
     snprintf(in->pub.content_type, sizeof(in->pub.content_type), "%s", type);
     me_manifest_origin_t origin = {.media_id = in->pub.media_id,
                                    .album = in->album,
@@ -554,6 +562,65 @@ int me_upload_head(me_uploads_t *u, const me_token_claims_t *who, const char *id
     return ret;
 }
 
+/* Parts one PATCH may become on a backend with a smallest part, uploaded at once: a tus client
+ * sends one PATCH at a time, and S3 takes the parts of one upload in parallel. */
+#define SPLIT_MAX 4
+
+typedef struct {
+    me_storage_t *st;
+    const char *key, *id;
+    int number;
+    const char *data;
+    size_t len;
+    me_storage_part_t out;
+    int ret;
+} part_job_t;
+
+static void *put_part_job(void *arg)
+{
+    part_job_t *j = arg;
+    j->ret = me_storage_part_put(j->st, j->key, j->id, j->number, j->data, j->len, &j->out);
+    j->out.number = j->number;
+    return NULL;
+}
+
+/* Puts size bytes as the next parts of in: one part, or on a backend with a smallest part
+ * (S3) up to SPLIT_MAX parts of at least that size, uploaded at once. 0 with in->parts and
+ * in->nparts grown (room for SPLIT_MAX more is the caller's), or the first error. */
+static int put_parts(me_uploads_t *u, me_upload_info_t *in, const char *key, const char *data, size_t size)
+{
+    uint64_t min = me_storage_min_part_size(u->st);
+    part_job_t jobs[SPLIT_MAX];
+    pthread_t threads[SPLIT_MAX];
+    int started[SPLIT_MAX] = {0}, k = 1, ret = 0;
+
+    if (min > 0 && size / min > 1)
+        k = size / min < SPLIT_MAX ? (int)(size / min) : SPLIT_MAX;
+    if (in->nparts + k > ME_UPLOAD_MAX_PARTS)
+        k = 1;
+    for (int i = 0; i < k; i++) {
+        size_t each = size / (size_t)k, at = each * (size_t)i;
+        jobs[i] = (part_job_t){u->st, key, in->multipart, in->nparts + 1 + i, data + at, i == k - 1 ? size - at : each};
+    }
+    for (int i = 1; i < k && me_storage_parts_in_any_order(u->st); i++)
+        started[i] = pthread_create(&threads[i], NULL, put_part_job, &jobs[i]) == 0;
+    put_part_job(&jobs[0]);
+    for (int i = 1; i < k; i++) {
+        if (started[i])
+            pthread_join(threads[i], NULL);
+        else
+            put_part_job(&jobs[i]); /* in order (the backend wants it), or no thread to be had */
+    }
+    for (int i = 0; i < k && ret == 0; i++)
+        ret = jobs[i].ret;
+    if (ret != 0)
+        return ret; /* parts put are orphans: the next append at this offset puts them again */
+    for (int i = 0; i < k; i++)
+        in->parts[in->nparts + i] = jobs[i].out;
+    in->nparts += k;
+    return 0;
+}
+
 /* Writes data (len bytes at in->pub.offset) as a part, merging pending pieces in front of it,
  * or as a piece when part and pieces together are still too small for the backend. */
 static int store_bytes(me_uploads_t *u, me_upload_info_t *in, const void *data, size_t len, int last)
@@ -592,15 +659,13 @@ static int store_bytes(me_uploads_t *u, me_upload_info_t *in, const void *data, 
         }
         memcpy(merged + at, data, len);
         part = merged;
+        me_metric_add(upload_read_back, NULL, (double)at);
     }
     me_upload_target_key(okey, sizeof(okey), in);
-    me_storage_part_t *p = &in->parts[in->nparts];
-    ret = me_storage_part_put(u->st, okey, in->multipart, in->nparts + 1, part, pending + len, p);
+    ret = put_parts(u, in, okey, part, pending + len);
     free(merged);
     if (ret != 0)
         return ret;
-    p->number = in->nparts + 1;
-    in->nparts++;
     in->npieces = 0; /* their bytes are in the part now; the objects go after the state is saved */
     return 0;
 }
@@ -622,8 +687,8 @@ int me_upload_append(me_uploads_t *u, const me_token_claims_t *who, const char *
         me_upload_unlock(u, id);
         return ret;
     }
-    /* room for one more part or piece beyond what is there */
-    me_storage_part_t *parts = realloc(in.parts, sizeof(*parts) * (size_t)(in.nparts + 1));
+    /* room for one more piece, or the parts of one PATCH, beyond what is there */
+    me_storage_part_t *parts = realloc(in.parts, sizeof(*parts) * (size_t)(in.nparts + SPLIT_MAX));
     me_upload_piece_t *pieces = realloc(in.pieces, sizeof(*pieces) * (size_t)(in.npieces + 1));
     if (parts != NULL)
         in.parts = parts;
@@ -692,6 +757,7 @@ int me_upload_append(me_uploads_t *u, const me_token_claims_t *who, const char *
     if ((ret = me_upload_info_save(u, &in)) != 0)
         goto exit; /* the bytes stored are orphans: the next append at this offset overwrites them */
     me_metric_add(upload_bytes, NULL, (double)len);
+    me_upload_hashes_add(u->hashes, in.pub.id, offset, data, len);
     if (in.npieces == 0 && old_pieces != NULL) {
         for (int i = 0; i < npieces_before; i++) {
             char key[ME_STORAGE_KEY_MAX];
@@ -787,6 +853,11 @@ me_uploads_t *me_uploads_new(me_storage_t *st, me_locks_t *locks, const me_confi
         free(u);
         return NULL;
     }
+    if ((u->hashes = me_upload_hashes_new()) == NULL) {
+        me_locks_free(u->own_locks);
+        free(u);
+        return NULL;
+    }
     u->locks = locks;
     u->st = st;
     u->max_size = me_upload_settings(cfg)->max_size;
@@ -806,5 +877,6 @@ void me_uploads_free(me_uploads_t *u)
     if (u == NULL)
         return;
     me_locks_free(u->own_locks);
+    me_upload_hashes_free(u->hashes);
     free(u);
 }

@@ -157,22 +157,26 @@ static int claim(me_uploads_t *u, const me_upload_info_t *f, me_upload_info_t *p
     return 0;
 }
 
-/* Writes the final's parts from the partials' data objects, read through the storage
+/* Writes the final's parts from the partials' data objects, and saves it completing (step 3).
+ * A run of at least the backend's smallest part is copied by the backend as parts of at most
+ * ME_STORAGE_COPY_MAX (on S3 UploadPartCopy: the bytes stay in S3); smaller partials, and
+ * what tops up the bytes before a copy to a whole part, are read through the storage
  * interface into one buffer of a part's size (http.max_patch_size: the memory a PATCH may
- * hold), and saves it completing (step 3). Parts are written again from the first on a
- * retry: a part put again replaces the one before. */
+ * hold). Parts are written again from the first on a retry: a part put again replaces the
+ * one before. */
 static int join(me_uploads_t *u, me_upload_info_t *f, const me_upload_info_t *p, int n)
 {
     char key[ME_STORAGE_KEY_MAX], data[ME_STORAGE_KEY_MAX];
-    uint64_t chunk = u->join_part > 0 ? u->join_part : 1, fill = 0;
-    int ret = 0;
+    uint64_t min = me_storage_min_part_size(u->st), chunk = u->join_part > 0 ? u->join_part : 1, fill = 0;
+    uint64_t copy_min = min > 0 ? min : chunk; /* on file any run a part's size or more is copied */
+    int ret = 0, max_parts = ME_UPLOAD_MAX_PARTS;
 
-    if (chunk < me_storage_min_part_size(u->st))
-        chunk = me_storage_min_part_size(u->st);
+    if (chunk < min)
+        chunk = min;
     if (f->pub.length / chunk >= ME_UPLOAD_MAX_PARTS)
         chunk = f->pub.length / (ME_UPLOAD_MAX_PARTS - 1) + 1;
     unsigned char *buf = malloc((size_t)chunk);
-    me_storage_part_t *parts = calloc((size_t)(f->pub.length / chunk + 1), sizeof(*parts));
+    me_storage_part_t *parts = calloc((size_t)max_parts, sizeof(*parts));
     if (buf == NULL || parts == NULL) {
         ret = ME_ENOMEM;
         goto exit;
@@ -182,16 +186,47 @@ static int join(me_uploads_t *u, me_upload_info_t *f, const me_upload_info_t *p,
     for (int i = 0; i < n; i++) {
         me_upload_data_key(data, sizeof(data), p[i].pub.id);
         for (uint64_t off = 0; off < p[i].pub.length;) {
-            size_t want = (size_t)(chunk - fill < p[i].pub.length - off ? chunk - fill : p[i].pub.length - off), got;
-            if (me_storage_get(u->st, data, off, want, buf + fill, &got) != 0 || got != want) {
+            uint64_t rest = p[i].pub.length - off;
+            if (fill == 0 && rest >= copy_min && chunk < ME_STORAGE_COPY_MAX) {
+                /* the rest of this partial as parts copied by the backend, each at least min */
+                uint64_t nranges = (rest + ME_STORAGE_COPY_MAX - 1) / ME_STORAGE_COPY_MAX;
+                uint64_t size = (rest + nranges - 1) / nranges;
+                for (; off < p[i].pub.length; off += size) {
+                    if (size > p[i].pub.length - off)
+                        size = p[i].pub.length - off;
+                    if (f->nparts >= max_parts) {
+                        ret = ME_EUPLOAD_SIZE;
+                        goto exit;
+                    }
+                    me_storage_part_t *part = &parts[f->nparts];
+                    if ((ret = me_storage_part_copy(u->st, key, f->multipart, f->nparts + 1, data, off, size, part)) !=
+                        0) {
+                        me_log_error(NULL, "final upload %s: cannot copy partial upload %s", f->pub.id, p[i].pub.id);
+                        goto exit;
+                    }
+                    part->number = ++f->nparts;
+                }
+                continue;
+            }
+            /* into the buffer: up to a part's size; or, before a run that can be copied, just
+             * enough to make the buffered bytes a part of the smallest size */
+            uint64_t want = chunk - fill < rest ? chunk - fill : rest;
+            if (fill > 0 && fill < copy_min && rest > copy_min - fill && rest - (copy_min - fill) >= copy_min)
+                want = copy_min - fill;
+            size_t got;
+            if (me_storage_get(u->st, data, off, (size_t)want, buf + fill, &got) != 0 || got != want) {
                 me_log_error(NULL, "final upload %s: partial upload %s lacks bytes", f->pub.id, p[i].pub.id);
                 ret = ME_EIO;
                 goto exit;
             }
             off += want, fill += want;
             int last = i == n - 1 && off == p[i].pub.length;
-            if (fill < chunk && !last)
+            if (fill < chunk && !last && !(fill >= copy_min && p[i].pub.length - off >= copy_min))
                 continue;
+            if (f->nparts >= max_parts) {
+                ret = ME_EUPLOAD_SIZE;
+                goto exit;
+            }
             me_storage_part_t *part = &parts[f->nparts];
             if ((ret = me_storage_part_put(u->st, key, f->multipart, f->nparts + 1, buf, (size_t)fill, part)) != 0)
                 goto exit;

@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <stdint.h>
 #include "server/upload/upload.h"
+#include "server/upload/upload_hash.h"
 
 #define ME_UPLOAD_MAX_PARTS 10000
 
@@ -45,6 +46,7 @@ struct me_uploads {
     void *on_job_ctx;
     me_locks_t *locks;     /* an upload's lock is named by its id */
     me_locks_t *own_locks; /* locks when made here (none given), freed with u */
+    me_upload_hashes_t *hashes; /* running SHA-256 of uploads arriving here in order */
 };
 
 /* Takes the lock of upload id without waiting (lock.h): 0, ME_ELOCKED when another request

@@ -10,6 +10,8 @@ import pytest
 import requests
 import urllib3
 
+import swift_s3
+
 urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
 
 BIN = os.environ.get("ME_BIN", os.path.join(os.path.dirname(__file__), "../../build/mediaedge"))
@@ -25,7 +27,7 @@ def free_port():
 class Server:
     """One mediaedge process. env: extra MEDIAEDGE_* variables; config: YAML text or None."""
 
-    def __init__(self, tmp_path, env=None, config=None, args=()):
+    def __init__(self, tmp_path, env=None, config=None, args=(), s3=None):
         self.dir = tmp_path
         self.http_port, self.https_port = free_port(), free_port()
         self.http = f"http://127.0.0.1:{self.http_port}"
@@ -43,6 +45,14 @@ class Server:
             "MEDIAEDGE_SHUTDOWN_DELAY": "0",
             "MEDIAEDGE_SHUTDOWN_DRAIN_TIMEOUT": "10s",
         })
+        # storage: the file backend's directory, or (s3: the session's Swift) a new bucket
+        self.storage = swift_s3.FileStorage(tmp_path / "var" / "storage")
+        if s3 is not None:
+            s3_env, self.storage = swift_s3.server_env(s3, tmp_path)
+            self.env.update(s3_env)
+            # its certificate is a file, so its own URLs would be https://: keep them plain, as on file
+            self.env["MEDIAEDGE_CDN_BASE_URL"] = self.http
+        self.backend = "s3" if s3 is not None else "file"
         self.env.update(env or {})
         self.args = list(args)
         if config is not None:
@@ -103,13 +113,30 @@ class Server:
         return self.args[self.args.index("--config"):self.args.index("--config") + 2] if "--config" in self.args else []
 
 
+@pytest.fixture(scope="session")
+def swift_session(tmp_path_factory):
+    """The session's Swift (started by the first server on S3), see swift_s3.py."""
+    session = swift_s3.Session(tmp_path_factory.mktemp("swift"))
+    yield session
+    session.stop()
+
+
 @pytest.fixture
-def make_server(tmp_path):
+def storage_backend():
+    """The storage backend of make_server's servers: "file"; a module overrides this fixture
+    (params=swift_s3.BACKENDS) to run its tests on S3 too."""
+    return "file"
+
+
+@pytest.fixture
+def make_server(tmp_path, storage_backend, request):
     servers = []
 
     def make(**kw):
         sub = tmp_path / f"s{len(servers)}"
         sub.mkdir()
+        if storage_backend == "s3" and "s3" not in kw:
+            kw["s3"] = request.getfixturevalue("swift_session")
         s = Server(sub, **kw)
         servers.append(s)
         return s

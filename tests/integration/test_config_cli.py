@@ -70,7 +70,7 @@ def test_production_profile_refuses_development_defaults(tmp_path):
     subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
                     "-subj", "/CN=test", "-keyout", str(certkey), "-out", str(cert), "-days", "2"],
                    check=True, capture_output=True)
-    prod = {"MEDIAEDGE_STORAGE_BACKEND": "s3"}
+    prod = {"MEDIAEDGE_STORAGE_BACKEND": "s3", "MEDIAEDGE_S3_BUCKET": "media"}
     steps = [
         ({}, "tokens.hs256_secret"),
         ({"MEDIAEDGE_TOKENS_HS256_SECRET": "p" * 40}, "tokens.algorithm"),

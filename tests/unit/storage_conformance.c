@@ -574,6 +574,52 @@ static void conformance_min_part_size(void **state)
     free(whole);
 }
 
+/* Parts copied from ranges of other objects, mixed with parts put: the object is their bytes
+ * in order; a missing source, an unknown upload and a range past the end are refused. */
+static void conformance_part_copy(void **state)
+{
+    fixture_t *fx = *state;
+    me_storage_t *st = fx->st;
+    size_t ps = part_size(st), total = 2 * ps + 11;
+    unsigned char *a = random_bytes(2 * ps + 7, 11), *b = random_bytes(ps, 12), *want = malloc(total);
+    me_storage_part_t parts[3], p;
+    char id[ME_STORAGE_UPLOAD_ID_MAX + 1];
+    const char *key = "originals/al/joined";
+
+    put_bytes(st, "uploads/p1/data", a, 2 * ps + 7);
+    put_bytes(st, "uploads/p2/data", b, ps);
+    begin(st, key, id);
+    storage_faults_reset(fx->faults);
+    /* part 1: a range in the middle of a; part 2: all of b; part 3: put */
+    assert_int_equal(me_storage_part_copy(st, key, id, 1, "uploads/p1/data", 3, ps + 1, &parts[0]), 0);
+    assert_int_equal(parts[0].number, 1);
+    assert_int_equal(parts[0].size, ps + 1);
+    assert_true(strlen(parts[0].etag) > 0 && strlen(parts[0].etag) <= ME_STORAGE_ETAG_MAX);
+    assert_int_equal(me_storage_part_copy(st, key, id, 2, "uploads/p2/data", 0, ps, &parts[1]), 0);
+    assert_int_equal(parts[1].size, ps);
+    if (fx->backend->ops->part_copy != NULL) /* copied by the backend: nothing read through us */
+        assert_int_equal(storage_faults_calls(fx->faults, FAULT_GET), 0);
+    assert_int_equal(me_storage_part_put(st, key, id, 3, "tail-bytes", 10, &parts[2]), 0);
+
+    /* refusals, which change nothing */
+    assert_int_equal(me_storage_part_copy(st, key, id, 4, "uploads/none/data", 0, 1, &p), ME_ENOTFOUND);
+    assert_int_equal(me_storage_part_copy(st, key, id, 4, "uploads/p1/data", 2 * ps, 8, &p), ME_EINVAL);
+    assert_int_equal(me_storage_part_copy(st, key, id, 4, "uploads/p1/data", 0, 0, &p), ME_EINVAL);
+    assert_int_equal(me_storage_part_copy(st, key, id, 4, "uploads/p1/data", UINT64_MAX, 2, &p), ME_EINVAL);
+    assert_int_equal(me_storage_part_copy(st, "u/other", id, 1, "uploads/p1/data", 0, 1, &p), ME_ENOTFOUND);
+    assert_int_equal(me_storage_part_copy(st, key, id, 4, "../x", 0, 1, &p), ME_EINVAL);
+
+    assert_int_equal(me_storage_multipart_complete(st, key, id, parts, 3), 0);
+    memcpy(want, a + 3, ps + 1);
+    memcpy(want + ps + 1, b, ps);
+    memcpy(want + 2 * ps + 1, "tail-bytes", 10);
+    storage_assert_object(st, key, want, total);
+    storage_assert_object(st, "uploads/p1/data", a, 2 * ps + 7); /* the sources are untouched */
+    free(a);
+    free(b);
+    free(want);
+}
+
 /* ---- threads ---- */
 
 enum { WRITERS = 6, ROUNDS = 15, OBJ = 64 * 1024 };
@@ -652,6 +698,7 @@ static const struct {
     CASE(conformance_unknown_upload),
     CASE(conformance_min_part_size),
     CASE(conformance_concurrent_puts_to_one_key),
+    CASE(conformance_part_copy),
 #undef CASE
 };
 

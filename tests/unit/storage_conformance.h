@@ -24,7 +24,7 @@ typedef struct {
     void *arg;
 } storage_conformance_backend_t;
 
-#define STORAGE_CONFORMANCE_CASES 15
+#define STORAGE_CONFORMANCE_CASES 16
 
 /* Fills tests[0..STORAGE_CONFORMANCE_CASES) with the cases, run against backend, which must
  * live until they have run. */

@@ -110,6 +110,13 @@ static int faulty_multipart_abort(me_storage_backend_t *be, const char *key, con
     return ret != 0 ? ret : be->f.inner_ops->multipart_abort(be->f.inner, key, upload_id);
 }
 
+static int faulty_part_copy(me_storage_backend_t *be, const char *key, const char *upload_id, int number,
+                            const char *src, uint64_t offset, uint64_t len, me_storage_part_t *out)
+{
+    int ret = enter(be, FAULT_PART_COPY, key);
+    return ret != 0 ? ret : be->f.inner_ops->part_copy(be->f.inner, key, upload_id, number, src, offset, len, out);
+}
+
 static void faulty_close(me_storage_backend_t *be)
 {
     be->f.inner_ops->close(be->f.inner);
@@ -128,6 +135,7 @@ static const me_storage_ops_t faulty_ops = {
     .part_put = faulty_part_put,
     .multipart_complete = faulty_multipart_complete,
     .multipart_abort = faulty_multipart_abort,
+    .part_copy = faulty_part_copy,
 };
 
 me_storage_t *storage_faults_wrap(const me_storage_ops_t *ops, me_storage_backend_t *be, storage_faults_t **faults)
@@ -139,6 +147,9 @@ me_storage_t *storage_faults_wrap(const me_storage_ops_t *ops, me_storage_backen
         return NULL;
     w->f.ops = faulty_ops;
     w->f.ops.min_part_size = ops->min_part_size;
+    w->f.ops.parts_in_any_order = ops->parts_in_any_order;
+    if (ops->part_copy == NULL)
+        w->f.ops.part_copy = NULL; /* storage.c's copy through memory, as over the backend alone */
     w->f.inner_ops = ops;
     w->f.inner = be;
     w->f.struck_op = FAULT_NONE;

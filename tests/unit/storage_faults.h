@@ -22,6 +22,7 @@ typedef enum {
     FAULT_PART_PUT,
     FAULT_MULTIPART_COMPLETE,
     FAULT_MULTIPART_ABORT,
+    FAULT_PART_COPY,
     FAULT_OPS,        /* how many operations there are */
     FAULT_ANY = -1,   /* any operation */
     FAULT_WRITE = -2, /* any that changes storage: all but get, head and list */

@@ -443,6 +443,8 @@ static const char full_yaml[] =
     "storage:\n"
     "  backend: s3\n"
     "  root: \"\"\n"
+    "s3:\n"
+    "  bucket: media-prod\n"
     "tokens:\n"
     "  algorithm: ES256\n"
     "  hs256_secret: \"0123456789abcdef0123456789abcdef\"\n"
@@ -774,7 +776,7 @@ static void expect_production(const char *extra, const char *want)
     char yaml[1024], perr[512];
     me_config_t c;
 
-    snprintf(yaml, sizeof(yaml), "storage:\n  backend: s3\n%s", extra);
+    snprintf(yaml, sizeof(yaml), "storage:\n  backend: s3\ns3:\n  bucket: media\n%s", extra);
     assert_int_equal(load(&c, yaml, NULL), 0);
     assert_int_equal(me_config_is_production(&c), 1);
     if (want != NULL) {
@@ -1021,7 +1023,7 @@ static void test_tables(void **state)
 /* check-config lists the sections in me_config_sections' order, the file's. */
 static void test_sections_print_in_order(void **state)
 {
-    static const char *const order[] = {"server", "listen", "tls", "http", "storage", "tokens", "log",
+    static const char *const order[] = {"server", "listen", "tls", "http", "storage", "s3", "tokens", "log",
                                         "uploads", "photos", "videos", "plans", "shutdown", "jobs", "webhooks",
                                         "cdn", "delivery", "montages", "queue", "redis", NULL};
     char header[64], *text;

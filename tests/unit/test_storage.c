@@ -807,7 +807,7 @@ static void test_open(void **state)
     int fd;
 
     assert_null(open_store("s3", root, err, sizeof(err)));
-    assert_string_equal(err, "storage.backend: s3 is not available in this build yet");
+    assert_string_equal(err, "s3.bucket: required with storage.backend s3"); /* known: says what it needs */
     assert_null(open_store("ftp", root, err, sizeof(err)));
     assert_non_null(strstr(err, "storage.backend"));
     assert_null(open_store("file", "", err, sizeof(err)));

@@ -1,0 +1,207 @@
+"""Storage on S3 (OpenStack Swift's s3api on loopback, swift_s3.py): what is S3's own beyond the
+upload and origin tests that run on both backends: small PATCHes merged into 5 MiB parts with
+each byte read back at most once, nothing of an upload on local disk, the multipart upload
+aborted with the upload, a photo processed from S3 to S3 and served, the metrics, and the
+refusals at start."""
+import json
+import os
+import re
+import subprocess
+import time
+
+import pytest
+import requests
+
+import swift_s3
+from conftest import run
+from test_uploads import Client
+
+MIB = 1 << 20
+
+
+@pytest.fixture
+def storage_backend():
+    return "s3"
+
+
+def metric(server, name):
+    text = requests.get(server.http + "/metrics").text
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{"):
+            total += float(line.rsplit(" ", 1)[1])
+    return total, text
+
+
+def local_files(server):
+    """Files under the data directory, but the server's own (TLS, CloudFront key)."""
+    root = server.dir / "var"
+    return [p for p in root.rglob("*") if p.is_file() and "cdn" not in p.parts] if root.exists() else []
+
+
+# 12 MiB in CI; the issue's 100 MiB in the long suite (bench/s3 prints the same figure)
+SMALL_PATCH_UPLOAD = (100 if os.environ.get("ME_LONG") else 12) * MIB
+
+
+def test_small_patches_become_5_mib_parts_each_byte_read_back_at_most_once(make_server):
+    s = make_server().start()
+    data = b"\xff\xd8\xff\xe0" + os.urandom(SMALL_PATCH_UPLOAD - 4)
+    c = Client(s)
+    url = c.url(c.create(len(data)))
+    before, _ = metric(s, "mediaedge_upload_bytes_read_back_total")
+    off = 0
+    while off < len(data):
+        r = c.patch(url, off, data[off:off + 256 * 1024])
+        assert r.status_code == 204, r.text
+        off = int(r.headers["upload-offset"])
+        # acknowledged means in S3: the pieces and parts are there, not on this machine
+        assert local_files(s) == [], local_files(s)
+        if off < len(data) and off % (5 * MIB) < 256 * 1024:
+            pieces = s.storage.keys("uploads/")
+            assert all(k.endswith(".info") for k in pieces), pieces  # just merged into a part
+    media_id = r.headers["media-id"]
+    assert s.storage.read(f"originals/a1/{media_id}") == data
+    read_back, text = metric(s, "mediaedge_upload_bytes_read_back_total")
+    read_back -= before
+    print(f"{len(data) >> 20} MiB in 256 KiB PATCHes: {read_back / MIB:.2f} MiB of pieces read back")
+    assert 0 < read_back <= len(data)
+    # hashed as it came: the original is not downloaded again to hash it at completion
+    assert metric(s, "mediaedge_upload_hash_bytes_read_back_total")[0] == 0
+    got, _ = metric(s, 'mediaedge_s3_bytes_total{op="get",direction="in"}')
+    assert got <= read_back + 64 * 1024, (got, read_back)  # pieces, states and the first bytes
+    # every part but the last is at least 5 MiB: S3 would have refused the completion otherwise
+    parts = len(data) // (5 * MIB + 256 * 1024) + 1
+    assert f'mediaedge_s3_requests_total{{op="upload_part",status="200"}}' in text
+    uploaded, _ = metric(s, 'mediaedge_s3_requests_total{op="upload_part",status="200"}')
+    assert parts <= uploaded <= parts + 1
+    # nothing of the upload left but its state
+    assert [k for k in s.storage.keys("uploads/") if not k.endswith(".info")] == []
+    assert s.storage.multipart_uploads() == []
+
+
+def test_termination_aborts_the_multipart_upload(make_server):
+    s = make_server().start()
+    c = Client(s)
+    url = c.url(c.create(20 * MIB))
+    data = b"\xff\xd8\xff\xe0" + os.urandom(6 * MIB)
+    assert c.patch(url, 0, data).status_code == 204  # one part, and a piece
+    assert len(s.storage.multipart_uploads()) == 1
+    assert c.patch(url, len(data), b"x" * 1000).status_code == 204
+    assert s.storage.keys("uploads/") != []
+    assert requests.delete(url, headers=c.h()).status_code == 204
+    assert s.storage.multipart_uploads() == []
+    assert s.storage.keys() == []
+
+
+def test_another_instance_resumes_an_upload(make_server):
+    """Stateless: a second server on the same bucket answers HEAD and takes the next PATCH."""
+    a = make_server().start()
+    c = Client(a)
+    data = b"\xff\xd8\xff\xe0" + os.urandom(7 * MIB)
+    url = c.url(c.create(len(data)))
+    assert c.patch(url, 0, data[:3 * MIB]).status_code == 204
+    b = make_server(env={k: a.env[k] for k in a.env if k.startswith(("MEDIAEDGE_S3_", "MEDIAEDGE_TOKENS_"))}).start()
+    b.storage = a.storage
+    c_b = Client(b)
+    c_b.token = c.token
+    url_b = b.http + url[len(a.http):]
+    h = c_b.head(url_b)
+    assert h.status_code == 200 and h.headers["upload-offset"] == str(3 * MIB)
+    r = c_b.patch(url_b, 3 * MIB, data[3 * MIB:])
+    assert r.status_code == 204, r.text
+    assert a.storage.read(f"originals/a1/{r.headers['media-id']}") == data
+    # b saw only the last bytes: it reads the original back to hash it, and hashes it right
+    assert metric(b, "mediaedge_upload_hash_bytes_read_back_total")[0] == len(data)
+    m = json.loads(a.storage.read(f"media/{r.headers['media-id']}.json"))
+    assert m["original"]["sha256"] == __import__("hashlib").sha256(data).hexdigest()
+
+
+def photo(tmp_path):
+    path = tmp_path / "p.jpg"
+    subprocess.run(["convert", "-size", "1600x1200", "gradient:red-blue", str(path)], check=True)
+    return path.read_bytes()
+
+
+def test_a_photo_is_processed_from_s3_to_s3_and_served(make_server, tmp_path):
+    s = make_server(env={"MEDIAEDGE_SERVER_ROLE": "all"}).start()
+    data = photo(tmp_path)
+    c = Client(s)
+    _, r = c.upload(data)
+    media_id = r.headers["media-id"]
+    deadline, m = time.time() + 60, None
+    while time.time() < deadline:
+        m = json.loads(s.storage.read(f"media/{media_id}.json"))
+        if m["status"] in ("ready", "failed"):
+            break
+        time.sleep(0.1)
+    assert m["status"] == "ready", m
+    for v in m["variants"].values():
+        assert len(s.storage.read(v["key"])) == v["bytes"] > 0
+    assert s.storage.keys("jobs/") == [] or time.sleep(1) or s.storage.keys("jobs/") == []
+    # the media API's signed URL reaches the variant through the origin, read from S3
+    view = s.token("--scope", "view", "--user", "u1", "--album", "a1")
+    api = requests.get(f"{s.http}/v1/media/{media_id}", headers={"Authorization": f"Bearer {view}"}).json()
+    url = api["variants"]["thumb.jpg"]["url"]
+    got = requests.get(url)
+    assert got.status_code == 200 and got.content == s.storage.read(m["variants"]["thumb.jpg"]["key"])
+    part = requests.get(url, headers={"Range": "bytes=10-19"})
+    assert part.status_code == 206 and part.content == got.content[10:20]
+    _, text = metric(s, "mediaedge_s3_requests_total")
+    for op in ("put", "get", "head", "create_multipart", "upload_part", "complete_multipart", "list"):
+        assert re.search(rf'mediaedge_s3_requests_total{{op="{op}",status="2\d\d"}} [1-9]', text), op
+    assert 'mediaedge_s3_request_duration_seconds_count{op="get"}' in text
+    assert local_files(s) == []
+
+
+def test_start_refuses_an_unreachable_or_missing_bucket(make_server):
+    s = make_server()
+    env = {k: v for k, v in s.env.items() if k.startswith(("MEDIAEDGE_", "AWS_"))}
+    p = run("serve", env={**env, "MEDIAEDGE_S3_BUCKET": "no-such-bucket-here"}, cwd=s.dir, timeout=30)
+    assert p.returncode != 0 and "s3.bucket: no-such-bucket-here answers 404 (no such bucket)" in p.stderr, p.stderr
+    p = run("serve", env={**env, "AWS_SECRET_ACCESS_KEY": "wrong"}, cwd=s.dir, timeout=30)
+    assert p.returncode != 0 and "access denied" in p.stderr, p.stderr
+    assert "wrong" not in p.stderr
+    p = run("serve", env={**env, "MEDIAEDGE_S3_ENDPOINT": "http://127.0.0.1:1", "MEDIAEDGE_S3_MAX_ATTEMPTS": "2"},
+            cwd=s.dir, timeout=30)
+    assert p.returncode != 0 and "s3.endpoint: cannot reach the bucket" in p.stderr, p.stderr
+    p = run("check-config", env={**env, "MEDIAEDGE_S3_BUCKET": ""}, cwd=s.dir)
+    assert p.returncode == 2 and "s3.bucket is required with storage.backend s3" in p.stderr
+    p = run("check-config", env={**env, "MEDIAEDGE_S3_ADDRESSING": "sideways"}, cwd=s.dir)
+    assert p.returncode == 2 and "MEDIAEDGE_S3_ADDRESSING" in p.stderr
+
+
+def test_concatenation_copies_partials_inside_s3(make_server):
+    """A final of partials: runs of 5 MiB or more are copied by S3 (ranged UploadPartCopy), only
+    the small partial and what tops it up to a part are read back through the server."""
+    from test_concat import final, partial
+    s = make_server().start()
+    c = Client(s)
+    pieces = [b"\xff\xd8\xff\xe0" + os.urandom(6 * MIB - 4), os.urandom(100 * 1024), os.urandom(12 * MIB)]
+    urls = [partial(c, p, chunk=4 * MIB) for p in pieces]
+    got_before, _ = metric(s, 'mediaedge_s3_bytes_total{op="get",direction="in"}')
+    r = final(c, urls, timeout=120)
+    assert r.status_code == 201, r.text
+    whole = b"".join(pieces)
+    assert s.storage.read(f"originals/a1/{r.headers['media-id']}") == whole
+    copies, _ = metric(s, 'mediaedge_s3_requests_total{op="upload_part_copy",status="200"}')
+    assert copies == 2  # the first partial whole, and the third's last 7.1 MiB
+    read, _ = metric(s, 'mediaedge_s3_bytes_total{op="get",direction="in"}')
+    # read back: the 100 KiB partial, 4.9 MiB of the third to make a 5 MiB part, and the final's
+    # SHA-256 and first bytes at completion (the whole file, as for any upload)
+    assert read - got_before <= 5 * MIB + len(whole) + 64 * 1024, (read - got_before) / MIB
+    assert s.storage.multipart_uploads() == []
+
+
+def test_a_large_patch_becomes_parts_uploaded_at_once(make_server):
+    """A 16 MiB PATCH is three parts of 5.3 MiB, put to S3 in parallel (a tus client sends one
+    PATCH at a time); the original is the bytes in order."""
+    s = make_server().start()
+    c = Client(s)
+    data = b"\xff\xd8\xff\xe0" + os.urandom(17 * MIB - 4)
+    url = c.url(c.create(len(data)))
+    assert c.patch(url, 0, data[:16 * MIB]).status_code == 204
+    assert metric(s, 'mediaedge_s3_requests_total{op="upload_part",status="200"}')[0] == 3
+    r = c.patch(url, 16 * MIB, data[16 * MIB:])
+    assert r.status_code == 204
+    assert metric(s, 'mediaedge_s3_requests_total{op="upload_part",status="200"}')[0] == 4
+    assert s.storage.read(f"originals/a1/{r.headers['media-id']}") == data
