@@ -210,7 +210,7 @@ def test_small_objects_from_memory_and_a_change_seen_after_the_hot_ttl(make_serv
     r = get(url)
     assert r.content == new and r.headers["content-length"] == "3000"
     # gone from storage: 404 after the ttl, whatever memory held
-    (s.dir / "var" / "storage" / "media" / f"{MEDIA}.json").unlink()
+    s.storage.delete(f"media/{MEDIA}.json")
     time.sleep(0.6)
     assert get(url).status_code == 404
 
