@@ -336,6 +336,10 @@ static int on_req(h2o_handler_t *_self, h2o_req_t *req)
         send_error(req, ME_EINVAL, "Upload-Length must be a non-negative integer.");
         goto answered;
     }
+    if (length != NULL && j->length == ME_UPLOAD_LENGTH_DEFERRED) { /* 2^64-1 is no length but "not known yet" */
+        send_error(req, ME_EUPLOAD_SIZE, NULL);
+        goto answered;
+    }
     switch (req->method.base[0]) {
     case 'P':
         if (req->method.base[1] == 'O') { /* POST: creation */
