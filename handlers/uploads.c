@@ -13,6 +13,7 @@
 #include "server/auth/plan.h"
 #include "server/upload/upload.h"
 #include "server/upload/upload_config.h"
+#include "server/upload/upload_header.h"
 
 #define TUS_VERSION "1.0.0"
 #define TUS_EXTENSIONS \
@@ -55,19 +56,10 @@ static void job_free(upload_job_t *j)
     free(j);
 }
 
-/* Strict unsigned decimal (no sign, no spaces, no overflow). */
+/* Upload-Offset, Upload-Length: a strict unsigned decimal (upload_header.h). */
 static int parse_u64(const h2o_iovec_t *v, uint64_t *out)
 {
-    uint64_t n = 0;
-    if (v == NULL || v->len == 0 || v->len > 20)
-        return 0;
-    for (size_t i = 0; i < v->len; i++) {
-        if (v->base[i] < '0' || v->base[i] > '9' || n > (UINT64_MAX - (uint64_t)(v->base[i] - '0')) / 10)
-            return 0;
-        n = n * 10 + (uint64_t)(v->base[i] - '0');
-    }
-    *out = n;
-    return 1;
+    return v != NULL && me_upload_header_u64(v->base, v->len, out);
 }
 
 static void send_error(h2o_req_t *req, int err, const char *message)
@@ -342,6 +334,10 @@ static int on_req(h2o_handler_t *_self, h2o_req_t *req)
     const h2o_iovec_t *length = me_http_header(req, "upload-length"), *defer = me_http_header(req, "upload-defer-length");
     if (length != NULL && !parse_u64(length, &j->length)) {
         send_error(req, ME_EINVAL, "Upload-Length must be a non-negative integer.");
+        goto answered;
+    }
+    if (length != NULL && j->length == ME_UPLOAD_LENGTH_DEFERRED) { /* 2^64-1 is no length but "not known yet" */
+        send_error(req, ME_EUPLOAD_SIZE, NULL);
         goto answered;
     }
     switch (req->method.base[0]) {

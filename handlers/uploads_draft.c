@@ -6,31 +6,20 @@
 #include "server/http/http.h"
 #include "server/http/server_config.h"
 #include "server/upload/upload_config.h"
+#include "server/upload/upload_header.h"
 
 #define PROBLEM_BASE "https://iana.org/assignments/http-problem-types#"
 
 int me_draft_version(h2o_req_t *req)
 {
     const h2o_iovec_t *v = me_http_header(req, "upload-draft-interop-version");
-    if (v == NULL)
-        return 0;
-    if (h2o_memis(v->base, v->len, H2O_STRLIT("5")))
-        return 5;
-    if (h2o_memis(v->base, v->len, H2O_STRLIT("6")))
-        return 6;
-    return -1;
+    return v == NULL ? 0 : me_upload_header_draft_version(v->base, v->len);
 }
 
 int me_draft_complete(h2o_req_t *req)
 {
     const h2o_iovec_t *v = me_http_header(req, "upload-complete");
-    if (v == NULL)
-        return -1;
-    if (h2o_memis(v->base, v->len, H2O_STRLIT("?1")))
-        return 1;
-    if (h2o_memis(v->base, v->len, H2O_STRLIT("?0")))
-        return 0;
-    return -1;
+    return v == NULL ? -1 : me_upload_header_complete(v->base, v->len);
 }
 
 const char *me_draft_append_type(int version)

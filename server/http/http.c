@@ -501,17 +501,64 @@ struct me_http_anchor {
     me_http_job_t *hj;
 };
 
-static size_t receiver_storage_key = SIZE_MAX;
+static size_t receiver_storage_key = SIZE_MAX, loop_jobs_storage_key = SIZE_MAX;
+
+/* Pool jobs in flight per connection of one loop (touched on its thread only): a small
+ * open-addressing table keyed by libh2o's connection id + 1 (0: a free slot). Loops past
+ * LOOPS_MAX, and connections past CONN_SLOTS with jobs at once, are not counted. */
+#define LOOPS_MAX 256
+#define CONN_SLOTS 1024 /* a power of two */
+struct me_http_loop_jobs {
+    struct {
+        uint64_t key;
+        int n;
+    } slot[CONN_SLOTS];
+};
+static struct me_http_loop_jobs loop_jobs[LOOPS_MAX]; /* static: nothing to free at exit */
+static atomic_int loop_jobs_used;
+
+ME_COUNTER(conn_refused_total, "mediaedge_http_connection_jobs_refused_total",
+           "Requests answered 503 because their connection already had http2_max_streams jobs in flight "
+           "(HTTP/2 rapid reset: streams reset while their work runs).",
+           NULL)
+
+/* The slot of key, or of the free slot where it would go; -1 when the table is full. */
+static int conn_slot(struct me_http_loop_jobs *lj, uint64_t key)
+{
+    for (unsigned i = 0, h = (unsigned)(key * 0x9E3779B97F4A7C15u >> 54) & (CONN_SLOTS - 1); i < CONN_SLOTS;
+         i++, h = (h + 1) & (CONN_SLOTS - 1))
+        if (lj->slot[h].key == key || lj->slot[h].key == 0)
+            return (int)h;
+    return -1;
+}
+
+/* Removes slot h, moving later entries of its probe run back (no tombstones). */
+static void conn_slot_remove(struct me_http_loop_jobs *lj, unsigned h)
+{
+    lj->slot[h].key = 0;
+    for (unsigned j = (h + 1) & (CONN_SLOTS - 1); lj->slot[j].key != 0; j = (j + 1) & (CONN_SLOTS - 1)) {
+        unsigned home = (unsigned)(lj->slot[j].key * 0x9E3779B97F4A7C15u >> 54) & (CONN_SLOTS - 1);
+        /* j's entry may move to h when h lies cyclically in [home, j) */
+        if (((j - home) & (CONN_SLOTS - 1)) >= ((j - h) & (CONN_SLOTS - 1))) {
+            lj->slot[h] = lj->slot[j];
+            lj->slot[j].key = 0;
+            h = j;
+        }
+    }
+}
 
 void me_http_context_init(h2o_context_t *ctx, h2o_multithread_receiver_t *receiver)
 {
-    /* the storage key is assigned by the first context: loops start concurrently */
+    /* the storage keys are assigned by the first context: loops start concurrently */
     static pthread_mutex_t key_lock = PTHREAD_MUTEX_INITIALIZER;
     me_pool_receiver_init(ctx->queue, receiver);
     pthread_mutex_lock(&key_lock);
     void **slot = h2o_context_get_storage(ctx, &receiver_storage_key, NULL);
+    void **jobs = h2o_context_get_storage(ctx, &loop_jobs_storage_key, NULL);
     pthread_mutex_unlock(&key_lock);
     *slot = receiver;
+    int i = atomic_fetch_add(&loop_jobs_used, 1);
+    *jobs = i < LOOPS_MAX ? &loop_jobs[i] : NULL;
 }
 
 static void on_anchor_dispose(void *p)
@@ -532,20 +579,42 @@ static void http_job_done(me_job_t *job)
     me_http_job_t *hj = H2O_STRUCT_FROM_MEMBER(me_http_job_t, job, job);
     if (hj->req != NULL)
         hj->_anchor->hj = NULL;
+    if (hj->_loop != NULL) {
+        int h = conn_slot(hj->_loop, hj->_conn);
+        if (h >= 0 && hj->_loop->slot[h].key == hj->_conn && --hj->_loop->slot[h].n == 0)
+            conn_slot_remove(hj->_loop, (unsigned)h);
+    }
     hj->done(hj);
 }
 
 int me_http_defer(h2o_req_t *req, me_pool_t *pool, me_http_job_t *hj)
 {
     h2o_multithread_receiver_t *receiver = *h2o_context_get_storage(req->conn->ctx, &receiver_storage_key, NULL);
+    struct me_http_loop_jobs *lj = *h2o_context_get_storage(req->conn->ctx, &loop_jobs_storage_key, NULL);
+    uint64_t key = req->conn->id + 1;
+    int h = lj != NULL ? conn_slot(lj, key) : -1;
+    if (h >= 0 && lj->slot[h].key == key &&
+        (size_t)lj->slot[h].n >= req->conn->ctx->globalconf->http2.max_concurrent_requests_per_connection) {
+        me_metric_add(conn_refused_total, NULL, 1);
+        return ME_EBUSY;
+    }
     struct me_http_anchor *anchor = h2o_mem_alloc_shared(&req->pool, sizeof(*anchor), on_anchor_dispose);
     anchor->hj = hj;
     hj->req = req;
     hj->_anchor = anchor;
     hj->job.work = http_job_work;
     hj->job.done = http_job_done;
+    hj->_loop = NULL;
     int err = me_pool_submit(pool, &hj->job, receiver);
-    if (err != 0)
+    if (err != 0) {
         anchor->hj = NULL;
-    return err;
+        return err;
+    }
+    if (h >= 0) { /* counted from here: done() runs on this loop, after this returns */
+        lj->slot[h].key = key;
+        lj->slot[h].n++;
+        hj->_loop = lj;
+        hj->_conn = key;
+    }
+    return 0;
 }

@@ -105,6 +105,8 @@ typedef struct me_http_job {
     h2o_buffer_t *_body_buf; /* taken over from an HTTP/2 stream */
     char *_body_copy;
     size_t _body_admitted;
+    struct me_http_loop_jobs *_loop; /* counts its connection's jobs (NULL: not counted) */
+    uint64_t _conn;
 } me_http_job_t;
 
 /* Gives hj the request's body (admitted with me_http_body_admit()) as hj->body, readable by
@@ -120,7 +122,10 @@ void me_http_job_drop_body(me_http_job_t *hj);
 
 /* Runs hj->work on pool and hj->done back on the request's loop thread. Returns 0, or
  * ME_EBUSY/ME_EDRAINING when the pool refuses it (hj untouched: the caller answers and
- * frees). */
+ * frees). Also ME_EBUSY when the request's connection already has http2_max_streams jobs
+ * in flight, counting those whose requests it reset: an HTTP/2 client resetting each stream
+ * at once (rapid reset) frees libh2o's stream slots while the work goes on, and could
+ * otherwise fill the pools alone. */
 int me_http_defer(h2o_req_t *req, me_pool_t *pool, me_http_job_t *hj) ME_MUST_CHECK;
 
 /* The loop-thread receiver for deferred jobs of ctx; set up by the server per loop. */

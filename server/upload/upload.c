@@ -76,12 +76,17 @@ int me_upload_metadata_valid(const char *m, size_t len)
             return 0;
         if (i < len && m[i] == ' ') {
             i++;
-            size_t value = 0;
-            for (; i < len && m[i] != ','; i++, value++)
-                if (!((m[i] >= 'a' && m[i] <= 'z') || (m[i] >= 'A' && m[i] <= 'Z') || (m[i] >= '0' && m[i] <= '9') ||
-                      m[i] == '+' || m[i] == '/' || m[i] == '='))
-                    return 0;
-            if (value % 4 != 0)
+            size_t value = 0, pad = 0;
+            for (; i < len && m[i] != ','; i++, value++) {
+                if (m[i] == '=') {
+                    pad++;
+                    continue;
+                }
+                if (pad > 0 || !((m[i] >= 'a' && m[i] <= 'z') || (m[i] >= 'A' && m[i] <= 'Z') ||
+                                 (m[i] >= '0' && m[i] <= '9') || m[i] == '+' || m[i] == '/'))
+                    return 0; /* not base64, or data after its padding */
+            }
+            if (value % 4 != 0 || pad > 2 || (pad > 0 && value == pad))
                 return 0;
         }
         if (i < len && m[i] == ',' && ++i == len)

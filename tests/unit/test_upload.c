@@ -315,6 +315,8 @@ static void test_metadata_and_ids(void **state)
         {"", 1}, {"filename a2lkLmpwZw==", 1}, {"filename a2lkLmpwZw==,is_confidential", 1},
         {"a YQ==,b Yg==", 1}, {"filename", 1}, {",", 0}, {"a YQ==,", 0}, {"a  YQ==", 0},
         {"a YQ=", 0}, {"a Y!==", 0}, {"k\x01 YQ==", 0}, {" YQ==", 0},
+        /* padding only at the end, at most two, after some data */
+        {"a YWI=", 1}, {"a ====", 0}, {"a Y===", 0}, {"a YQ==YQ==", 0}, {"a =YQ=", 0}, {"a YQ=a", 0},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         print_message("'%s'\n", cases[i].m);
