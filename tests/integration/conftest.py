@@ -2,6 +2,7 @@
 import json
 import os
 import signal
+import random
 import socket
 import subprocess
 import time
@@ -19,9 +20,20 @@ SRCDIR = os.environ.get("ME_SRCDIR", os.path.join(os.path.dirname(__file__), "..
 
 
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free loopback port below the kernel's ephemeral range (32768 and up here), so that the
+    outgoing connections the tests make meanwhile (Redis, Swift, clients) cannot take it before
+    the server that is given it binds it, as a port the kernel picks (bind to 0) can be."""
+    low, _ = (int(x) for x in open("/proc/sys/net/ipv4/ip_local_port_range").read().split())
+    high = min(low, 32768)
+    for _ in range(100):
+        port = random.randrange(1024 if high < 11000 else 10000, high)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+                return port
+            except OSError:
+                continue
+    raise RuntimeError("no free port below the ephemeral range")
 
 
 class Server:
