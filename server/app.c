@@ -106,12 +106,18 @@ static me_jobq_t *app_make_queue(void *ctx, const char *name, char *err, size_t 
                              me_queue_settings(app->cfg)->claim_after, err, errlen);
 }
 
-/* Role api with redis: a completed upload's job goes to the workers' queues at once (both
- * lanes: the one not of its kind drops it after a look at the manifest). */
-static void app_push_job(void *ctx, const char *media_id)
+/* A media whose job was just stored (a completed upload, a montage asked for): to this
+ * process's lanes; on role api with redis to the workers' queues at once (both lanes: the one
+ * not of its kind drops it after a look at the manifest); else (role api alone) a worker finds
+ * it at its start or through its reconciler. */
+static void app_queue_job(void *ctx, const char *media_id)
 {
     me_app_t *app = ctx;
-    for (int i = 0; i < 2; i++)
+    if (app->processing != NULL) {
+        me_processing_queue(app->processing, media_id);
+        return;
+    }
+    for (int i = 0; i < 2 && app->lanes_q[i] != NULL; i++)
         if (me_jobq_push(app->lanes_q[i], media_id, 0) != 0)
             me_log_error(NULL, "jobs: could not queue media %s; the reconciler will", media_id);
 }
@@ -217,7 +223,6 @@ me_app_t *me_app_new(me_config_t *cfg, char *err, size_t errlen)
         if ((app->processing =
                  me_processing_start(cfg, app->storage, app->redis != NULL ? &app->queues : NULL, err, errlen)) == NULL)
             goto fail;
-        me_uploads_on_job(app->uploads, me_processing_queue, app->processing);
         app->hooks = me_processing_webhooks(app->processing);
     } else {
         /* deletions happen here too: an API pod sends their events itself */
@@ -238,9 +243,9 @@ me_app_t *me_app_new(me_config_t *cfg, char *err, size_t errlen)
             if ((app->lanes_q[0] = app_make_queue(app, "photo", err, errlen)) == NULL ||
                 (app->lanes_q[1] = app_make_queue(app, "video", err, errlen)) == NULL)
                 goto fail;
-            me_uploads_on_job(app->uploads, app_push_job, app);
         }
     }
+    me_uploads_on_job(app->uploads, app_queue_job, app);
     int threads = me_server_settings(cfg)->pool_threads;
     if ((app->pool = me_pool_new("pool", threads, (size_t)threads * 64)) == NULL) {
         snprintf(err, errlen, "cannot start %d pool threads", threads);
@@ -293,13 +298,8 @@ void me_app_routes(me_app_t *app, h2o_hostconf_t *host, int (*ready)(void *arg),
                                                    .pool = app->pool,
                                                    .storage = app->storage,
                                                    .delivery = app->delivery,
-                                                   /* like an upload's job: this process's lanes,
-                                                    * else the workers' through Redis */
-                                                   .on_job = app->processing != NULL ? me_processing_queue
-                                                             : app->redis != NULL    ? app_push_job
-                                                                                     : NULL,
-                                                   .on_job_ctx = app->processing != NULL ? (void *)app->processing
-                                                                                         : (void *)app});
+                                                   .on_job = app_queue_job,
+                                                   .on_job_ctx = app});
     }
     h2o_pathconf_t *fallback = me_http_fallback(host, me_http_settings(cfg)->max_patch_size);
     if (me_server_settings(cfg)->demo_page) {
