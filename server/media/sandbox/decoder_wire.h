@@ -129,10 +129,10 @@ int me_decoder_wire_recv(int fd, me_decoder_job_t *job, void *result, me_photo_r
                          size_t whylen) ME_MUST_CHECK;
 
 /* One job in child c: sends the request (a header with count, then the parts) and receives as
- * above, timed from now with base_ms. Returns the child's code (the outputs still to be
- * checked by the caller), ME_EDRAINING when progress stopped it (the child is stopped,
- * job->stopped set), or me_child_fail()'s code (out->detail-like detail written) when the
- * child broke; result and poster are then released. */
+ * above, timed from now with base_ms. Returns the child's code (its outputs still to be
+ * checked by the caller); ME_EDRAINING when progress stopped it (the child is ended,
+ * job->stopped set); or, when the child broke, me_child_fail()'s code with what happened in
+ * detail, result and poster released. */
 int me_decoder_run(me_child_t *c, me_decoder_job_t *job, uint32_t count, const struct iovec *parts, int nparts,
                    int64_t base_ms, void *result, me_photo_result_t *poster, char *detail, size_t dlen);
 
