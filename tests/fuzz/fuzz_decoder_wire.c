@@ -156,6 +156,14 @@ static void add_poster(seed_t *s, int n)
     close(sv[1]);
 }
 
+/* The end of an answer: RESULT with ret, the result struct, a poster of n variants. */
+static void add_answer(seed_t *s, uint32_t magic, int ret, const void *result, size_t len, int n)
+{
+    add_msg(s, magic, ME_DECODER_MSG_RESULT, ret, 0, 0, 0, 0, 0);
+    add(s, result, len);
+    add_poster(s, n);
+}
+
 static void write_seed(const char *dir, const char *name, seed_t *s)
 {
     char path[4096];
@@ -187,18 +195,14 @@ static void write_seeds(const char *dir)
     add(&s, "\x00\x00", 2);
     add_msg(&s, vm, ME_DECODER_MSG_PROGRESS, 0, 0, 0, 0, 1, 2);
     add_msg(&s, vm, ME_DECODER_MSG_PROGRESS, 0, 0, 0, 0, 2, 2);
-    add_msg(&s, vm, ME_DECODER_MSG_RESULT, 0, 0, 0, 0, 0, 0);
-    add(&s, &v, sizeof(v));
-    add_poster(&s, 2 * pc.nvariants);
+    add_answer(&s, vm, 0, &v, sizeof(v), 2 * pc.nvariants);
     write_seed(dir, "video-made", &s);
 
     /* a video refused: the code, an empty result, no poster */
     memset(&v, 0, sizeof(v));
     snprintf(v.message, sizeof(v.message), "Not a video we accept.");
     add(&s, "\x00\x00", 2);
-    add_msg(&s, vm, ME_DECODER_MSG_RESULT, ME_EMEDIA, 0, 0, 0, 0, 0);
-    add(&s, &v, sizeof(v));
-    add_poster(&s, 0);
+    add_answer(&s, vm, ME_EMEDIA, &v, sizeof(v), 0);
     write_seed(dir, "video-refused", &s);
 
     /* a video stopped by the server while going */
@@ -215,9 +219,7 @@ static void write_seeds(const char *dir)
     add_msg(&s, mm, ME_DECODER_MSG_PROGRESS, 0, 0, 0, 0, 1, 2);
     add_msg(&s, mm, ME_DECODER_MSG_READ, 0, 3, 4000, 1 << 20, 0, 0);
     add_msg(&s, mm, ME_DECODER_MSG_PROGRESS, 0, 0, 0, 0, 2, 2);
-    add_msg(&s, mm, ME_DECODER_MSG_RESULT, 0, 0, 0, 0, 0, 0);
-    add(&s, &m, sizeof(m));
-    add_poster(&s, 2 * pc.nvariants);
+    add_answer(&s, mm, 0, &m, sizeof(m), 2 * pc.nvariants);
     write_seed(dir, "montage-made", &s);
 
     /* a montage whose second clip could not be read */
@@ -226,9 +228,7 @@ static void write_seeds(const char *dir)
     snprintf(m.detail, sizeof(m.detail), "clip 1: not a video");
     add(&s, "\x01\x01", 2);
     add_msg(&s, mm, ME_DECODER_MSG_READ, 0, 1, 0, 64, 0, 0);
-    add_msg(&s, mm, ME_DECODER_MSG_RESULT, ME_ECORRUPT, 0, 0, 0, 0, 0);
-    add(&s, &m, sizeof(m));
-    add_poster(&s, 0);
+    add_answer(&s, mm, ME_ECORRUPT, &m, sizeof(m), 0);
     write_seed(dir, "montage-corrupt", &s);
 
     /* a montage stopped by the server */
