@@ -7,6 +7,7 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <math.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
@@ -23,6 +24,11 @@
 #include <sys/syscall.h>
 
 #include "server/core/log.h"
+#include "server/core/clock.h"
+#include "server/media/montage/montage_sandbox.h"
+#include "server/media/sandbox/decoder_wire.h"
+#include "server/media/sandbox/photo_sandbox.h"
+#include "server/media/sandbox/video_sandbox.h"
 #include "server/media/sandbox/sandbox.h"
 
 typedef struct {
@@ -234,6 +240,244 @@ static void test_a_runtime_refusing_landlock_is_named(void **state)
     assert_non_null(strstr(log, "allow landlock_create_ruleset, landlock_add_rule and landlock_restrict_self"));
 }
 
+/* ---- the decoders' wire (decoder_wire.h): what a hostile child sends back ---- */
+
+static me_photo_config_t wire_pc;
+static me_video_params_t wire_vp;
+static me_montage_params_t wire_mp = {.nclips = 2};
+
+static void wire_job(me_decoder_job_t *job, int montage)
+{
+    me_config_t cfg;
+    assert_int_equal(me_config_defaults(&cfg), 0);
+    me_photo_config_init(&wire_pc, &cfg);
+    me_config_free(&cfg);
+    me_video_params_default(&wire_vp);
+    memset(job, 0, sizeof(*job));
+    job->pc = &wire_pc;
+    job->wire = montage ? me_montage_wire() : me_video_wire();
+    job->params = montage ? (const void *)&wire_mp : (const void *)&wire_vp;
+    job->ninputs = montage ? 2 * wire_mp.nclips : 0;
+}
+
+static int msg_kind(const me_decoder_job_t *job, me_decoder_msg_t m)
+{
+    me_decoder_msg_t out;
+    return me_decoder_wire_message(job, &m, sizeof(m), &out);
+}
+
+static int no_read(void *ctx, int input, uint64_t offset, void *buf, size_t len, size_t *got)
+{
+    (void)ctx, (void)input, (void)offset, (void)buf, (void)len;
+    *got = 0;
+    return 0;
+}
+
+static void test_a_child_message_out_of_protocol_is_refused(void **state)
+{
+    me_decoder_job_t video, montage;
+    me_decoder_msg_t out;
+    (void)state;
+    wire_job(&video, 0);
+    wire_job(&montage, 1);
+    montage.read = no_read;
+    const uint32_t vm = video.wire->magic, mm = montage.wire->magic;
+    const me_decoder_msg_t progress = {
+        .magic = vm, .kind = ME_DECODER_MSG_PROGRESS, .done = 1, .total = 2, .weight = 1};
+    const me_decoder_msg_t read = {.magic = mm, .kind = ME_DECODER_MSG_READ, .input = 3, .offset = 7, .len = 4096};
+    me_decoder_msg_t m;
+
+    assert_int_equal(msg_kind(&video, progress), ME_DECODER_MSG_PROGRESS);
+    assert_int_equal(msg_kind(&montage, read), ME_DECODER_MSG_READ);
+    m = progress, m.magic = mm; /* another protocol's */
+    assert_int_equal(msg_kind(&video, m), -1);
+    m = progress, m.kind = 9;
+    assert_int_equal(msg_kind(&video, m), -1);
+    m = progress, m.done = NAN;
+    assert_int_equal(msg_kind(&video, m), -1);
+    m = progress, m.total = -1;
+    assert_int_equal(msg_kind(&video, m), -1);
+    m = progress, m.weight = 0.5;
+    assert_int_equal(msg_kind(&video, m), -1);
+    m = progress, m.magic = mm, m.done = 1.5; /* a montage counts whole clips, at most its own */
+    assert_int_equal(msg_kind(&montage, m), -1);
+    m.done = 3;
+    assert_int_equal(msg_kind(&montage, m), -1);
+    m.done = 2;
+    assert_int_equal(msg_kind(&montage, m), ME_DECODER_MSG_PROGRESS);
+    m = read, m.magic = vm; /* a video child reads nothing of ours */
+    assert_int_equal(msg_kind(&video, m), -1);
+    m = read, m.input = 4; /* 2 clips: inputs 0 to 3 */
+    assert_int_equal(msg_kind(&montage, m), -1);
+    m.input = -1;
+    assert_int_equal(msg_kind(&montage, m), -1);
+    m = read, m.len = 0;
+    assert_int_equal(msg_kind(&montage, m), -1);
+    m.len = ME_DECODER_READ_MAX + 1;
+    assert_int_equal(msg_kind(&montage, m), -1);
+    m = (me_decoder_msg_t){.magic = vm, .kind = ME_DECODER_MSG_RESULT, .ret = ME_EVIDEO_TOO_LONG};
+    assert_int_equal(msg_kind(&video, m), ME_DECODER_MSG_RESULT);
+    m.ret = ME_EBUSY; /* the parent's code, never a child's */
+    assert_int_equal(msg_kind(&video, m), -1);
+    m.magic = mm, m.ret = ME_EVIDEO_TOO_LONG; /* a video's code from a montage */
+    assert_int_equal(msg_kind(&montage, m), -1);
+    assert_int_equal(me_decoder_wire_message(&video, &progress, sizeof(progress) - 1, &out), -1); /* short */
+}
+
+static void test_a_child_result_is_cut_to_its_arrays_and_held_to_the_job(void **state)
+{
+    me_decoder_job_t video, montage;
+    me_video_result_t v;
+    me_montage_result_t m;
+    char why[160];
+    (void)state;
+    wire_job(&video, 0);
+    wire_job(&montage, 1);
+
+    memset(&v, 'x', sizeof(v)); /* every string unterminated, the pointer wild */
+    v.facts.duration = 3, v.facts.fps = 30, v.facts.width = 640, v.facts.height = 360;
+    v.noutputs = 0;
+    assert_int_equal(me_decoder_wire_result(&video, ME_EMEDIA, &v, sizeof(v), why, sizeof(why)), 0);
+    assert_null(v.poster);
+    assert_int_equal(strlen(v.facts.container), sizeof(v.facts.container) - 1);
+    assert_int_equal(strlen(v.detail), sizeof(v.detail) - 1);
+    v.noutputs = 1; /* outputs for a failure */
+    assert_int_equal(me_decoder_wire_result(&video, ME_EMEDIA, &v, sizeof(v), why, sizeof(why)), -1);
+    assert_string_equal(why, "facts out of range");
+    v.noutputs = wire_vp.nrenditions;
+    for (int i = 0; i < v.noutputs; i++) {
+        snprintf(v.outputs[i].name, sizeof(v.outputs[i].name), "%s", wire_vp.renditions[i].name);
+        v.outputs[i].width = v.outputs[i].height = 2, v.outputs[i].duration = 3, v.outputs[i].bytes = 100;
+    }
+    assert_int_equal(me_decoder_wire_result(&video, 0, &v, sizeof(v), why, sizeof(why)), 0);
+    v.outputs[0].width = wire_vp.renditions[0].size + 2; /* larger than asked */
+    assert_int_equal(me_decoder_wire_result(&video, 0, &v, sizeof(v), why, sizeof(why)), -1);
+    assert_string_equal(why, "rendition 0 out of range");
+    v.outputs[0].width = 2, v.facts.duration = INFINITY;
+    assert_int_equal(me_decoder_wire_result(&video, 0, &v, sizeof(v), why, sizeof(why)), -1);
+    v.facts.duration = 3;
+    assert_int_equal(me_decoder_wire_result(&video, 0, &v, sizeof(v) - 1, why, sizeof(why)), -1);
+
+    memset(&m, 0, sizeof(m));
+    m.width = 1280, m.height = 720, m.duration = 2, m.bytes = 1000, m.failed_clip = -1, m.starts[0] = NAN;
+    assert_int_equal(me_decoder_wire_result(&montage, 0, &m, sizeof(m), why, sizeof(why)), 0);
+    assert_true(m.starts[0] == 0); /* a start that is no number is none */
+    m.failed_clip = 2;
+    assert_int_equal(me_decoder_wire_result(&montage, ME_ECORRUPT, &m, sizeof(m), why, sizeof(why)), -1);
+    assert_string_equal(why, "a failed clip out of range");
+    m.failed_clip = -1, m.width = 1920;
+    assert_int_equal(me_decoder_wire_result(&montage, 0, &m, sizeof(m), why, sizeof(why)), -1);
+    assert_string_equal(why, "a film of 1920x720");
+}
+
+static const char source_bytes[] = "0123456789abcdefghij";
+
+static int source_read(void *ctx, int input, uint64_t offset, void *buf, size_t len, size_t *got)
+{
+    (void)ctx;
+    *got = 0;
+    if (input != 1)
+        return ME_EIO;
+    if (offset < sizeof(source_bytes) - 1) {
+        *got = len < sizeof(source_bytes) - 1 - offset ? len : sizeof(source_bytes) - 1 - offset;
+        memcpy(buf, source_bytes + offset, *got);
+    }
+    return 0;
+}
+
+static int told_done(void *ctx, const me_decoder_msg_t *m)
+{
+    *(double *)ctx = m->done;
+    return 0;
+}
+
+/* A montage child, on fd 3 as the real one: reads a range (and one the source refuses), says
+ * whether it got the right bytes as its progress, then answers a film of 2 clips. */
+static int wire_child(void)
+{
+    char buf[16];
+    size_t got;
+    me_montage_result_t r;
+    me_photo_result_t poster = {0};
+    int right = me_decoder_child_read(me_montage_wire()->magic, 1, 10, buf, 5, &got) == 0 && got == 5 &&
+                memcmp(buf, "abcde", 5) == 0 &&
+                me_decoder_child_read(me_montage_wire()->magic, 0, 0, buf, 5, &got) == ME_EIO && got == 0;
+    if (me_decoder_child_progress(me_montage_wire()->magic, right ? 2 : 0, 2, 1) != 0)
+        return 1;
+    memset(&r, 0, sizeof(r));
+    r.failed_clip = 1;
+    snprintf(r.detail, sizeof(r.detail), "clip 1: unreadable");
+    r.poster = malloc(3); /* a pointer that must not cross */
+    int ret =
+        me_decoder_child_result(me_montage_wire()->magic, ME_ECORRUPT, &r, sizeof(r), &r.poster, &wire_pc, &poster);
+    free(r.poster);
+    return ret != 0;
+}
+
+static void test_a_conversation_serves_ranges_and_takes_the_result(void **state)
+{
+    me_decoder_job_t job;
+    me_montage_result_t r;
+    me_photo_result_t poster;
+    double done = -1;
+    char why[160];
+    int sv[2], ret = 0, status;
+    (void)state;
+    wire_job(&job, 1);
+    job.read = source_read, job.progress = told_done, job.progress_ctx = &done;
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(sv[1]);
+        _exit(dup2(sv[0], ME_CHILD_FD) != ME_CHILD_FD || wire_child() != 0);
+    }
+    close(sv[0]);
+    memset(&r, 0, sizeof(r));
+    job.begun = me_clock_mono_ms(), job.deadline = job.begun + 10000;
+    assert_int_equal(me_decoder_wire_recv(sv[1], &job, &r, &poster, &ret, why, sizeof(why)), 0);
+    assert_int_equal(ret, ME_ECORRUPT);
+    assert_true(done == 2); /* the child got the source's bytes, and its refusal */
+    assert_int_equal(r.failed_clip, 1);
+    assert_string_equal(r.detail, "clip 1: unreadable");
+    assert_null(r.poster);
+    assert_int_equal(poster.noutputs, 0);
+    me_photo_result_free(&poster);
+    close(sv[1]);
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+static void test_a_child_that_stops_halfway_is_named(void **state)
+{
+    me_decoder_job_t job;
+    me_video_result_t r;
+    me_photo_result_t poster;
+    me_decoder_msg_t m = {.kind = ME_DECODER_MSG_RESULT, .ret = 0};
+    char why[160];
+    int sv[2], ret = 0;
+    (void)state;
+    wire_job(&job, 0);
+    m.magic = job.wire->magic;
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    assert_int_equal(write(sv[0], &m, sizeof(m)), sizeof(m));
+    assert_int_equal(write(sv[0], "half a result", 13), 13);
+    close(sv[0]);
+    memset(&r, 0, sizeof(r));
+    job.begun = me_clock_mono_ms(), job.deadline = job.begun + 10000;
+    assert_int_equal(me_decoder_wire_recv(sv[1], &job, &r, &poster, &ret, why, sizeof(why)), -1);
+    assert_string_equal(why, "closed its socket");
+    close(sv[1]);
+
+    m.ret = ME_EBUSY; /* a code no child answers with */
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    assert_int_equal(write(sv[0], &m, sizeof(m)), sizeof(m));
+    assert_int_equal(me_decoder_wire_recv(sv[1], &job, &r, &poster, &ret, why, sizeof(why)), -1);
+    assert_string_equal(why, "answered out of protocol");
+    close(sv[0]);
+    close(sv[1]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -241,6 +485,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_the_file_system_shrinks_to_the_given_directories, setup, teardown),
         cmocka_unit_test(test_refused_with_threads),
         cmocka_unit_test_setup_teardown(test_a_runtime_refusing_landlock_is_named, setup, teardown),
+        cmocka_unit_test(test_a_child_message_out_of_protocol_is_refused),
+        cmocka_unit_test(test_a_child_result_is_cut_to_its_arrays_and_held_to_the_job),
+        cmocka_unit_test(test_a_conversation_serves_ranges_and_takes_the_result),
+        cmocka_unit_test(test_a_child_that_stops_halfway_is_named),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

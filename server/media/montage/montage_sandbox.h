@@ -17,12 +17,13 @@
 #include "server/core/error.h"
 #include "server/media/montage/montage_film.h"
 #include "server/media/photo/photo.h"
+#include "server/media/sandbox/decoder_wire.h"
 
 #define ME_MONTAGE_SANDBOX_BASE_MS 60000
 #define ME_MONTAGE_SANDBOX_PER_CLIP_MS 15000
-#define ME_MONTAGE_READ_MAX (1u << 20) /* bytes of one range the child may ask for */
+#define ME_MONTAGE_READ_MAX ME_DECODER_READ_MAX /* bytes of one range the child may ask for */
 
-typedef struct me_montage_decoders me_montage_decoders_t;
+typedef struct me_decoders me_montage_decoders_t; /* decoder_wire.h */
 
 /* Takes the film made and checked, at path until it returns (store it). 0 or an me_err_t. */
 typedef int (*me_montage_take_fn)(void *ctx, const me_montage_result_t *r, const char *path);
@@ -47,6 +48,11 @@ int me_montage_decoders_process(me_montage_decoders_t *d, const me_montage_param
 
 /* Ends the processes and removes their directories. NULL is a no-op. */
 void me_montage_decoders_free(me_montage_decoders_t *d);
+
+/* The montage decoder's protocol (decoder_wire.h): its params are a me_montage_params_t (its
+ * nclips at most ME_MONTAGE_CLIPS_MAX), its result a me_montage_result_t, its inputs 2 per
+ * clip; for the fuzzer (tests/fuzz/fuzz_decoder_wire.c). */
+const me_decoder_wire_t *me_montage_wire(void);
 
 /* The child's side (`mediaedge montage-decoder`, socket on fd 3). Its exit status. */
 int me_montage_sandbox_child(void);

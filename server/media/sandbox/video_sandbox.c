@@ -12,57 +12,14 @@
 #include "server/core/clock.h"
 #include "server/core/log.h"
 #include "server/media/sandbox/child.h"
+#include "server/media/sandbox/decoder_wire.h"
 #include "server/media/sandbox/photo_sandbox.h"
 
 #define MAGIC 0x4d455644u /* "MEVD" */
 #define INPUT "input"     /* the original, in the child's scratch directory */
 #define MP4_BOXES_MAX 64  /* top-level boxes of a rendition we write: ftyp, moov, free, mdat */
 
-typedef struct {
-    uint32_t magic, photo_size, params_size, reserved;
-    uint64_t memory_limit; /* a me_photo_config_t follows */
-} hello_t;
-
-typedef struct {
-    uint32_t magic, reserved; /* a me_video_params_t follows */
-} request_t;
-
-enum { MSG_PROGRESS = 1, MSG_RESULT = 2 };
-
-typedef struct {
-    uint32_t magic, kind;
-    int32_t ret, reserved;
-    double done, total; /* MSG_PROGRESS; MSG_RESULT: a me_video_result_t, then a photo result, follow */
-    double weight;      /* MSG_PROGRESS: the video's pixels a second, in 1080p30s (at least 1) */
-} message_t;
-
-struct me_video_decoders {
-    const me_photo_config_t *pc;
-    uint64_t memory_limit;
-    me_child_pool_t *children;
-};
-
 /* ---- the parent's side ---- */
-
-/* Starts c's process if it is not running and greets it. 0, or -1 with why set. */
-static int start(me_video_decoders_t *d, me_child_t *c, char *why, size_t whylen)
-{
-    unsigned starts = c->starts;
-    hello_t hello = {MAGIC, sizeof(*d->pc), sizeof(me_video_params_t), 0, d->memory_limit};
-    int64_t deadline = me_clock_mono_ms() + ME_VIDEO_SANDBOX_BASE_MS;
-
-    if (me_child_ensure(c, why, whylen) != 0)
-        return -1;
-    if (c->starts == starts)
-        return 0;
-    if (me_child_xfer(c->fd, &hello, sizeof(hello), 1, deadline) != 0 ||
-        me_child_xfer(c->fd, (void *)d->pc, sizeof(*d->pc), 1, deadline) != 0) {
-        snprintf(why, whylen, "did not take its configuration");
-        me_child_stop(c, why, whylen);
-        return -1;
-    }
-    return 0;
-}
 
 /* Empties c's scratch directory of a job's files (the input, the renditions). */
 static void clean(me_child_t *c, const me_video_params_t *vp)
@@ -112,8 +69,10 @@ exit:
 }
 
 /* Checks the result the child sent for vp (strings cut to their arrays). 0 or -1 with why set. */
-static int check_result(const me_video_params_t *vp, int ret, me_video_result_t *r, char *why, size_t whylen)
+static int check_result(const void *params, int ret, void *result, char *why, size_t whylen)
 {
+    const me_video_params_t *vp = params;
+    me_video_result_t *r = result;
     me_video_facts_t *f = &r->facts;
     char *strings[] = {f->container,      f->video_codec, f->audio_codec, f->dynamic_range, f->color_primaries,
                        f->color_transfer, f->taken_at,    r->message,     r->detail};
@@ -143,15 +102,41 @@ static int check_result(const me_video_params_t *vp, int ret, me_video_result_t 
     return 0;
 }
 
-/* The codes a child may answer with. */
-static int expected(int ret)
+/* Progress: seconds decoded of the header's total, and the video's weight (its pixels a
+ * second in 1080p30s, at least 1). */
+static int progress_ok(const void *params, const me_decoder_msg_t *m)
 {
-    static const int codes[] = {
-        0, ME_ETOOLARGE, ME_EVIDEO_TOO_LONG, ME_EMEDIA, ME_ECORRUPT, ME_ENOMEM, ME_EINTERNAL, ME_EIO, ME_EDRAINING};
-    for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++)
-        if (codes[i] == ret)
-            return 1;
-    return 0;
+    (void)params;
+    return isfinite(m->total) && isfinite(m->done) && m->total >= 0 && m->done >= 0 && m->weight >= 1;
+}
+
+/* The time allowed, once the child knows how long the video says it is, and longer if its
+ * frames run past that (the plan's limit stops them in the child). */
+static int64_t deadline(const void *params, int64_t begun, const me_decoder_msg_t *m)
+{
+    (void)params;
+    return begun + ME_VIDEO_SANDBOX_BASE_MS +
+           (int64_t)(fmin(fmax(m->total, m->done), 86400) * fmin(m->weight, 1000) * ME_VIDEO_SANDBOX_PER_SECOND * 1000);
+}
+
+static void release(void *result)
+{
+    me_video_result_t *r = result;
+    r->poster = NULL; /* whatever came over the socket is no pointer of ours */
+    me_video_result_free(r);
+}
+
+/* The codes a child may answer with. */
+static const int codes[] = {0,      ME_ETOOLARGE, ME_EVIDEO_TOO_LONG, ME_EMEDIA, ME_ECORRUPT, ME_ENOMEM, ME_EINTERNAL,
+                            ME_EIO, ME_EDRAINING};
+
+static const me_decoder_wire_t wire = {
+    "video",      MAGIC,  sizeof(me_video_result_t), codes, sizeof(codes) / sizeof(codes[0]), 0, progress_ok, deadline,
+    check_result, release};
+
+const me_decoder_wire_t *me_video_wire(void)
+{
+    return &wire;
 }
 
 /* Writes the original into c's scratch directory with fill. 0 or fill's code. */
@@ -169,86 +154,47 @@ static int write_input(me_child_t *c, me_video_fill_fn fill, void *ctx)
     return ret;
 }
 
+/* Tells the caller's progress function what the child said. */
+typedef struct {
+    me_video_progress_fn fn;
+    void *ctx;
+} progress_t;
+
+static int told(void *ctx, const me_decoder_msg_t *m)
+{
+    const progress_t *p = ctx;
+    return p->fn(p->ctx, m->done, m->total);
+}
+
 static int process(me_video_decoders_t *d, me_child_t *c, const me_video_params_t *vp, me_video_progress_fn progress,
                    me_video_take_fn take, void *ctx, me_video_result_t *out, me_photo_result_t *poster)
 {
-    char why[160] = "answered out of protocol", path[PATH_MAX + 32];
-    int64_t begun = me_clock_mono_ms(), deadline = begun + ME_VIDEO_SANDBOX_BASE_MS;
-    request_t req = {MAGIC, 0};
-    message_t m;
-    int ret;
+    char why[160], path[PATH_MAX + 32];
+    progress_t tell = {progress, ctx};
+    me_decoder_job_t job = {
+        .wire = &wire, .params = vp, .pc = d->pc, .progress = progress != NULL ? told : NULL, .progress_ctx = &tell};
+    struct iovec parts[] = {{(void *)vp, sizeof(*vp)}};
+    int ret =
+        me_decoder_run(c, &job, 0, parts, 1, ME_VIDEO_SANDBOX_BASE_MS, out, poster, out->detail, sizeof(out->detail));
 
-    if (me_child_xfer(c->fd, &req, sizeof(req), 1, deadline) != 0 ||
-        me_child_xfer(c->fd, (void *)vp, sizeof(*vp), 1, deadline) != 0)
-        goto broke;
-    for (;;) {
-        if (me_child_xfer(c->fd, &m, sizeof(m), 0, deadline) != 0)
-            goto broke;
-        if (m.magic != MAGIC || (m.kind != MSG_PROGRESS && m.kind != MSG_RESULT)) {
-            errno = EPROTO;
-            goto broke;
-        }
-        if (m.kind == MSG_RESULT)
-            break;
-        if (!isfinite(m.total) || !isfinite(m.done) || m.total < 0 || m.done < 0 || !(m.weight >= 1)) {
-            errno = EPROTO;
-            goto broke;
-        }
-        /* the time allowed, once the child knows how long the video says it is, and longer
-         * if its frames run past that (the plan's limit stops them in the child) */
-        deadline =
-            begun + ME_VIDEO_SANDBOX_BASE_MS +
-            (int64_t)(fmin(fmax(m.total, m.done), 86400) * fmin(m.weight, 1000) * ME_VIDEO_SANDBOX_PER_SECOND * 1000);
-        if (progress && progress(ctx, m.done, m.total) != 0) {
-            me_child_stop(c, NULL, 0); /* nothing of it is kept: the job starts again elsewhere */
-            snprintf(out->message, sizeof(out->message), "Processing was stopped.");
-            snprintf(out->detail, sizeof(out->detail), "stopped at %.1f s", m.done);
-            return ME_EDRAINING;
-        }
-    }
-    ret = m.ret;
-    if (!expected(ret) || me_child_xfer(c->fd, out, sizeof(*out), 0, deadline) != 0 ||
-        check_result(vp, ret, out, why, sizeof(why)) != 0 || me_photo_wire_recv(c->fd, d->pc, deadline, poster) != 0 ||
-        poster->noutputs != (ret == 0 ? 2 * d->pc->nvariants : 0)) {
-        if (errno != ETIMEDOUT && errno != EPIPE)
-            errno = EPROTO;
-        goto broke;
+    if (job.stopped) {
+        snprintf(out->message, sizeof(out->message), "Processing was stopped.");
+        snprintf(out->detail, sizeof(out->detail), "stopped at %.1f s", job.stopped_at);
+        return ME_EDRAINING;
     }
     for (int i = 0; ret == 0 && i < out->noutputs; i++) {
         snprintf(path, sizeof(path), "%s/%s.mp4", c->dir, out->outputs[i].name);
-        if (me_video_check_mp4(path, out->outputs[i].bytes, why, sizeof(why)) != 0) {
-            errno = EPROTO;
-            goto broke;
-        }
+        if (me_video_check_mp4(path, out->outputs[i].bytes, why, sizeof(why)) != 0)
+            return me_decoder_fail(c, &job, why, sizeof(why), out, poster, out->detail, sizeof(out->detail));
         ret = take(ctx, &out->outputs[i], path);
     }
     return ret;
-broke:
-    if (errno == ETIMEDOUT)
-        snprintf(why, sizeof(why), "took longer than its time (%lld ms)", (long long)(deadline - begun));
-    else if (errno == EPIPE || errno == ECONNRESET)
-        snprintf(why, sizeof(why), "closed its socket");
-    out->poster = NULL; /* whatever came over the socket is no pointer of ours */
-    me_video_result_free(out);
-    me_photo_result_free(poster);
-    return me_child_fail(c, why, sizeof(why), out->detail, sizeof(out->detail));
 }
 
 me_video_decoders_t *me_video_decoders_new(const me_photo_config_t *pc, int n, const char *exe, const char *tmp_root,
                                            uint64_t memory_limit, char *err, size_t errlen)
 {
-    me_video_decoders_t *d = calloc(1, sizeof(*d));
-
-    if (d == NULL) {
-        snprintf(err, errlen, "out of memory");
-        return NULL;
-    }
-    d->pc = pc, d->memory_limit = memory_limit;
-    if ((d->children = me_child_pool_new(n, exe, "video-decoder", tmp_root, "-video", -1, err, errlen)) == NULL) {
-        free(d);
-        return NULL;
-    }
-    return d;
+    return me_decoders_new(pc, n, exe, "video-decoder", tmp_root, "-video", memory_limit, err, errlen);
 }
 
 int me_video_decoders_process(me_video_decoders_t *d, const me_video_params_t *vp, me_video_fill_fn fill,
@@ -263,7 +209,8 @@ int me_video_decoders_process(me_video_decoders_t *d, const me_video_params_t *v
     memset(poster, 0, sizeof(*poster));
     clean(c, vp); /* what a job cut short left */
     if ((ret = write_input(c, fill, ctx)) == 0) {
-        if (start(d, c, why, sizeof(why)) != 0)
+        me_decoder_hello_t hello = {MAGIC, 0, sizeof(me_video_params_t), 0, d->memory_limit};
+        if (me_decoder_start(c, hello, d->pc, ME_VIDEO_SANDBOX_BASE_MS, why, sizeof(why)) != 0)
             ret = me_child_fail(c, why, sizeof(why), out->detail, sizeof(out->detail));
         else
             ret = process(d, c, vp, progress, take, ctx, out, poster);
@@ -275,38 +222,27 @@ int me_video_decoders_process(me_video_decoders_t *d, const me_video_params_t *v
 
 void me_video_decoders_free(me_video_decoders_t *d)
 {
-    if (d == NULL)
-        return;
-    me_child_pool_free(d->children);
-    free(d);
+    me_decoders_free(d);
 }
 
 /* ---- the child's side ---- */
 
-/* Where progress goes, and the facts the probe has filled. */
-typedef struct {
-    int fd;
-    const me_video_result_t *r;
-} progress_t;
-
+/* Progress, with the weight of the video the probe has found. */
 static int send_progress(void *ctx, double done, double total)
 {
-    const progress_t *p = ctx;
-    const me_video_facts_t *f = &p->r->facts;
-    message_t m = {
-        MAGIC, MSG_PROGRESS, 0, 0, done, total, fmax(1, (double)f->width * f->height * f->fps / ME_VIDEO_SANDBOX_UNIT)};
-    return me_child_xfer(p->fd, &m, sizeof(m), 1, 0);
+    const me_video_facts_t *f = &((const me_video_result_t *)ctx)->facts;
+    return me_decoder_child_progress(MAGIC, done, total,
+                                     fmax(1, (double)f->width * f->height * f->fps / ME_VIDEO_SANDBOX_UNIT));
 }
 
 /* One video: the input in TMPDIR, the renditions there, the result and poster sent. 0, or -1
  * when the socket broke. */
-static int answer(int fd, const me_photo_config_t *pc, const me_video_params_t *vp)
+static int answer(const me_photo_config_t *pc, const me_video_params_t *vp)
 {
     const char *dir = getenv("TMPDIR");
     char path[PATH_MAX + 32];
     me_video_result_t r;
     me_photo_result_t poster = {0};
-    progress_t sink = {fd, &r};
     int in, ret;
 
     snprintf(path, sizeof(path), "%s/" INPUT, dir);
@@ -314,53 +250,38 @@ static int answer(int fd, const me_photo_config_t *pc, const me_video_params_t *
         memset(&r, 0, sizeof(r));
         ret = ME_EIO;
     } else {
-        ret = me_video_transcode(vp, in, dir, send_progress, &sink, &r);
+        ret = me_video_transcode(vp, in, dir, send_progress, &r, &r);
         close(in);
     }
     if (ret == 0 && (ret = me_video_poster(pc, &r, &poster)) != 0) {
         snprintf(r.detail, sizeof(r.detail), "poster: %s", poster.detail);
         r.noutputs = 0;
     }
-    message_t m = {MAGIC, MSG_RESULT, ret, 0, 0, 0};
-    me_video_result_t wire = r;
-    wire.poster = NULL;
-    ret = me_child_xfer(fd, &m, sizeof(m), 1, 0) != 0 || me_child_xfer(fd, &wire, sizeof(wire), 1, 0) != 0 ||
-                  me_photo_wire_send(fd, pc, &poster) != 0
-              ? -1
-              : 0;
-    me_photo_result_free(&poster);
+    ret = me_decoder_child_result(MAGIC, ret, &r, sizeof(r), &r.poster, pc, &poster);
     me_video_result_free(&r);
     return ret;
 }
 
 int me_video_sandbox_child(void)
 {
-    const int fd = ME_CHILD_FD;
+    const me_decoder_hello_t want = {MAGIC, sizeof(me_photo_config_t), sizeof(me_video_params_t), 0, 0};
     me_photo_config_t pc;
-    hello_t hello;
-    int landlock, rc;
+    int rc;
 
-    if (me_child_xfer(fd, &hello, sizeof(hello), 0, 0) != 0 || hello.magic != MAGIC || hello.photo_size != sizeof(pc) ||
-        hello.params_size != sizeof(me_video_params_t) || me_child_xfer(fd, &pc, sizeof(pc), 0, 0) != 0 ||
-        pc.nvariants < 1 || pc.nvariants > ME_PHOTO_VARIANTS_MAX)
-        return 2;
-    if (me_photo_init() != 0) /* loads libvips' modules before the file system closes */
-        return ME_CHILD_EXIT_SETUP;
-    if ((rc = me_child_confine(hello.memory_limit, &landlock)) != 0)
+    if ((rc = me_decoder_child_setup("video", &want, &pc)) != 0)
         return rc;
-    me_log_debug(NULL, "video decoder %d: confined (seccomp, Landlock ABI %d)", (int)getpid(), landlock);
     for (;;) {
-        request_t req;
         me_video_params_t vp;
-        if (me_child_xfer(fd, &req, sizeof(req), 0, 0) != 0)
-            return errno == EPIPE ? 0 : 2; /* the server closed: the end */
-        if (req.magic != MAGIC || me_child_xfer(fd, &vp, sizeof(vp), 0, 0) != 0 || vp.nrenditions < 1 ||
+        uint32_t count;
+        if ((rc = me_decoder_child_request(MAGIC, &count)) != 0)
+            return rc > 0 ? 0 : 2; /* the server closed: the end */
+        if (me_child_xfer(ME_CHILD_FD, &vp, sizeof(vp), 0, 0) != 0 || vp.nrenditions < 1 ||
             vp.nrenditions > ME_VIDEO_RENDITIONS_MAX)
             return 2;
         vp.preset[sizeof(vp.preset) - 1] = vp.plan[sizeof(vp.plan) - 1] = '\0';
         for (int i = 0; i < vp.nrenditions; i++)
             vp.renditions[i].name[sizeof(vp.renditions[i].name) - 1] = '\0';
-        if (answer(fd, &pc, &vp) != 0)
+        if (answer(&pc, &vp) != 0)
             return 2;
     }
 }

@@ -21,6 +21,7 @@
 #include <stdint.h>
 #include "server/core/error.h"
 #include "server/media/photo/photo.h"
+#include "server/media/sandbox/decoder_wire.h"
 #include "server/media/video/video.h"
 
 #define ME_VIDEO_SANDBOX_BASE_MS 60000             /* start-up, probe, poster and writing out */
@@ -29,7 +30,7 @@
 #define ME_VIDEO_SANDBOX_MEMORY (2ull << 30)       /* the default cap on a child's data segment */
 #define ME_VIDEO_SANDBOX_OUTPUT_MAX (8ull << 30)   /* bytes of one rendition the parent accepts */
 
-typedef struct me_video_decoders me_video_decoders_t;
+typedef struct me_decoders me_video_decoders_t; /* decoder_wire.h */
 
 /* Writes the original into fd (a new file of the child's scratch directory). 0 or an
  * me_err_t (ME_EIO: storage failed; the job is tried again). */
@@ -69,6 +70,10 @@ void me_video_decoders_free(me_video_decoders_t *d);
  * (not followed if a link), whose top-level boxes tile it exactly, ftyp first, the moov
  * before the mdat. 0, or -1 with why set. */
 int me_video_check_mp4(const char *path, uint64_t bytes, char *why, size_t whylen);
+
+/* The video decoder's protocol (decoder_wire.h): its params are a me_video_params_t, its
+ * result a me_video_result_t; for the fuzzer (tests/fuzz/fuzz_decoder_wire.c). */
+const me_decoder_wire_t *me_video_wire(void);
 
 /* The child's side, run by `mediaedge video-decoder` (socket on fd 3): reads the photo
  * configuration and its limits, sets up libvips, confines itself, then answers videos until
