@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "server/core/log.h"
+#include "server/core/failpoint.h"
 #include "server/media/deletion.h"
 #include "server/media/manifest.h"
 #include "server/storage/layout.h"
@@ -55,8 +56,10 @@ static int delete_prefix(me_storage_t *st, const char *prefix)
 {
     keys_t k = {0};
     int ret = me_storage_list(st, prefix, collect_key, &k);
-    for (size_t i = 0; ret == 0 && i < k.n; i++)
+    for (size_t i = 0; ret == 0 && i < k.n; i++) {
         ret = me_storage_delete(st, k.keys[i]);
+        me_failpoint("deletion.object_removed");
+    }
     free(k.keys);
     return ret == 0 ? 0 : ME_EIO;
 }
