@@ -310,6 +310,9 @@ static int list_ids(me_jobs_t *j, const char *prefix, ids_t *ids)
 int me_jobs_reconcile(me_jobs_t *j, int64_t now)
 {
     ids_t ids;
+    /* deletions a crash cut short go wholly, whether or not their clients ask again */
+    if (me_media_finish_deletions(j->st, j->hooks) < 0)
+        me_log_error(NULL, "jobs: the reconciler could not list the deletions under way; trying again later");
     int queued = 0, ret = list_ids(j, ME_LAYOUT_MANIFESTS, &ids);
     if (ret != 0)
         return ret;
