@@ -7,6 +7,7 @@ a deletion; each webhook must arrive at least once, every copy with the same ide
 File backend, local queue."""
 import base64
 import json
+import os
 import shutil
 import signal
 import socket
@@ -20,6 +21,8 @@ from test_processing import Receiver, photo, verify, wait_status, SECRET
 from test_uploads import Client, original
 
 pytestmark = pytest.mark.skipif(shutil.which("convert") is None, reason="needs ImageMagick's convert")
+# neighbours of a point the normal run covers, kept to make check-long (the wall time of check)
+LONG = pytest.mark.skipif(os.environ.get("ME_LONG") != "1", reason="a neighbour of a case run always: ME_LONG=1")
 
 
 @pytest.fixture
@@ -60,10 +63,17 @@ def storage_keys(s, media_id):
                   and not any(part.startswith(".") for part in p.relative_to(root).parts))
 
 
-def decoded_size(path):
-    out = subprocess.run(["identify", "-format", "%w %h\n", str(path)], capture_output=True, text=True, check=True)
-    w, h = out.stdout.split()[:2]
-    return int(w), int(h)
+def decoded_sizes(paths):
+    """Each image's (width, height), decoded by ImageMagick (one process for all)."""
+    out = subprocess.run(["identify", "-format", "%w %h\n", *map(str, paths)], capture_output=True, text=True,
+                         check=True)
+    return [tuple(int(x) for x in line.split()) for line in out.stdout.splitlines()]
+
+
+@pytest.fixture(scope="module")
+def picture(tmp_path_factory):
+    """One photo for the whole module (the variants are what is checked, not the decoder)."""
+    return photo(tmp_path_factory.mktemp("photo"), size="1200x900")
 
 
 def assert_ready_once(s, receiver, media_id, data, album="a1"):
@@ -74,11 +84,10 @@ def assert_ready_once(s, receiver, media_id, data, album="a1"):
     root = s.dir / "var" / "storage"
     stored = sorted(p.name for p in (root / "variants" / album / media_id).iterdir())
     assert stored == sorted(m["variants"]), "variants in storage that the manifest does not name, or missing"
+    images = [v for v in m["variants"].values() if v["key"].endswith((".jpg", ".webp"))]
     for v in m["variants"].values():
-        path = root / v["key"]
-        assert path.stat().st_size == v["bytes"] > 0
-        if v["key"].endswith((".jpg", ".webp")):
-            assert decoded_size(path) == (v["width"], v["height"])
+        assert (root / v["key"]).stat().st_size == v["bytes"] > 0
+    assert decoded_sizes(root / v["key"] for v in images) == [(v["width"], v["height"]) for v in images]
     assert not (root / "jobs" / f"{media_id}.json").exists() or wait_gone(root / "jobs" / f"{media_id}.json")
     ready = [verify(h, b) for h, b in deliveries_of(receiver, f"{media_id}-ready", 1)]
     assert {e["event"] for e in ready} == {"media.ready"}
@@ -122,9 +131,9 @@ def new_upload(c, data):
     return c.url(c.create(len(data), metadata="filename " + base64.b64encode(b"kid.jpg").decode()))
 
 
-def test_kill_9_mid_body_keeps_what_was_acknowledged(make_server, receiver, tmp_path):
+def test_kill_9_mid_body_keeps_what_was_acknowledged(make_server, receiver, picture):
     s = hooked(make_server, receiver)
-    data = photo(tmp_path)
+    data = picture
     chunk = len(data) // 3 + 1
     c = Client(s)
     url = new_upload(c, data)
@@ -146,9 +155,9 @@ def test_kill_9_mid_body_keeps_what_was_acknowledged(make_server, receiver, tmp_
 
 
 @pytest.mark.parametrize("failpoint,offset_after", [("upload.part_stored:2", 1), ("upload.offset_saved:2", 2)])
-def test_kill_9_after_a_patch_is_stored_before_the_answer(make_server, receiver, tmp_path, failpoint, offset_after):
+def test_kill_9_after_a_patch_is_stored_before_the_answer(make_server, receiver, picture, failpoint, offset_after):
     s = hooked(make_server, receiver, failpoint)
-    data = photo(tmp_path)
+    data = picture
     chunk = len(data) // 3 + 1
     c = Client(s)
     url = new_upload(c, data)
@@ -163,10 +172,10 @@ def test_kill_9_after_a_patch_is_stored_before_the_answer(make_server, receiver,
     assert_ready_once(s, receiver, r.headers["media-id"], data)
 
 
-@pytest.mark.parametrize("failpoint", ["upload.original_stored", "upload.manifest_stored"])
-def test_kill_9_during_completion(make_server, receiver, tmp_path, failpoint):
+@pytest.mark.parametrize("failpoint", ["upload.original_stored", pytest.param("upload.manifest_stored", marks=LONG)])
+def test_kill_9_during_completion(make_server, receiver, picture, failpoint):
     s = hooked(make_server, receiver, failpoint)
-    data = photo(tmp_path)
+    data = picture
     c = Client(s)
     url = new_upload(c, data)
     with pytest.raises(requests.ConnectionError):
@@ -181,11 +190,11 @@ def test_kill_9_during_completion(make_server, receiver, tmp_path, failpoint):
     assert len(list((s.dir / "var" / "storage" / "originals" / "a1").iterdir())) == 1
 
 
-@pytest.mark.parametrize("failpoint", ["photo.decoded", "photo.variant_stored:3", "jobs.processed",
-                                       "jobs.ready_stored"])
-def test_kill_9_during_a_photo_job(make_server, receiver, tmp_path, failpoint):
+@pytest.mark.parametrize("failpoint", ["photo.decoded", pytest.param("photo.variant_stored:3", marks=LONG),
+                                       "jobs.processed", "jobs.ready_stored"])
+def test_kill_9_during_a_photo_job(make_server, receiver, picture, failpoint):
     s = hooked(make_server, receiver, failpoint)
-    data = photo(tmp_path)
+    data = picture
     _, r = Client(s).upload(data)
     media_id = r.headers["media-id"]
     died_at(s, failpoint)
@@ -216,9 +225,9 @@ def test_kill_9_during_a_video_job(make_server, receiver, tmp_path):
             assert int(out.stdout.strip()) == 30
 
 
-def test_kill_9_after_a_webhook_arrived_before_it_was_recorded(make_server, receiver, tmp_path):
+def test_kill_9_after_a_webhook_arrived_before_it_was_recorded(make_server, receiver, picture):
     s = hooked(make_server, receiver, "webhook.delivered")
-    data = photo(tmp_path)
+    data = picture
     _, r = Client(s).upload(data)
     media_id = r.headers["media-id"]
     died_at(s, "webhook.delivered")
@@ -229,10 +238,10 @@ def test_kill_9_after_a_webhook_arrived_before_it_was_recorded(make_server, rece
     assert_ready_once(s, receiver, media_id, data)
 
 
-@pytest.mark.parametrize("client_retries", [True, False])
-def test_kill_9_during_a_deletion_then_it_is_wholly_gone(make_server, receiver, tmp_path, client_retries):
+@pytest.mark.parametrize("client_retries", [pytest.param(True, marks=LONG), False])
+def test_kill_9_during_a_deletion_then_it_is_wholly_gone(make_server, receiver, picture, client_retries):
     s = hooked(make_server, receiver, "deletion.object_removed:3")
-    data = photo(tmp_path)
+    data = picture
     c = Client(s)
     url, r = c.upload(data)
     media_id = r.headers["media-id"]

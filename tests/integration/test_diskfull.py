@@ -88,22 +88,28 @@ def test_a_full_storage_answers_507_keeps_every_acknowledged_byte_and_recovers(m
 
 @pytest.mark.skipif(shutil.which("convert") is None, reason="needs ImageMagick's convert")
 def test_a_photo_job_that_finds_storage_full_waits_and_then_ends_ready(make_server, small_fs, tmp_path):
-    from test_processing import photo
     root = small_fs("storage")
     env = {"MEDIAEDGE_STORAGE_ROOT": str(root), "MEDIAEDGE_HTTP_MIN_FREE_DISK": "1MiB",
-           "MEDIAEDGE_JOBS_RETRY_AFTER": "100ms", "MEDIAEDGE_JOBS_MAX_ATTEMPTS": "3"}
+           "MEDIAEDGE_JOBS_RETRY_AFTER": "100ms", "MEDIAEDGE_JOBS_MAX_ATTEMPTS": "2"}
     api = make_server(env=env).start()  # uploads only: the job waits in storage
-    data = photo(tmp_path, size="3000x2000")
+    # noise: its large variants take more than the room left, its job document and thumbnails not
+    subprocess.run(["convert", "-size", "640x480", "xc:gray", "+noise", "Random", str(tmp_path / "n.jpg")],
+                   check=True)
+    data = (tmp_path / "n.jpg").read_bytes()
     _, r = Client(api).upload(data)
     media_id = r.headers["media-id"]
     api.stop()
-    # room for the manifest's small writes, not for the variants
-    filler = fill(root, leave=64 << 10)
+    # room for the manifest, the job's record and the small variants, not for the large ones
+    filler = fill(root, leave=96 << 10)
     s = make_server(env={**env, "MEDIAEDGE_SERVER_ROLE": "all"}).start()  # the same storage root
-    time.sleep(3)  # 3 attempts 100, 200, 400 ms apart would have failed it by now
+    # more tries than jobs.max_attempts: counted, they would have failed the media
+    deadline = time.time() + 60
+    while time.time() < deadline and wait_status_at(root, media_id)["status"] != "failed" and \
+            sum("Storage is full" in (l.get("msg") or "") for l in s.log_lines()) < 3:
+        time.sleep(0.05)
     m = wait_status_at(root, media_id)
     assert m["status"] not in ("failed", "ready"), m
-    assert any("Storage is full" in (l.get("msg") or "") for l in s.log_lines()), s.log_text()[-2000:]
+    assert sum("Storage is full" in (l.get("msg") or "") for l in s.log_lines()) >= 3, s.log_text()[-2000:]
     alive(s)
     filler.unlink()
     m = wait_status_at(root, media_id, ("ready",), timeout=30)
