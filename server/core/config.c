@@ -789,6 +789,7 @@ static ptrdiff_t env_lookup(const me_config_t *cfg, const char *name, size_t nle
 static int load_env(load_t *ld, char *const *envp)
 {
     static const char ignored[] = "MEDIAEDGE_CONFIG"; /* the config path, read by main */
+    static const char failpoint[] = "MEDIAEDGE_FAILPOINT"; /* tests only, read at start (failpoint.h) */
 
     for (; envp != NULL && *envp; envp++) {
         const char *e = *envp, *eq = strchr(e, '=');
@@ -797,7 +798,8 @@ static int load_env(load_t *ld, char *const *envp)
         int from_file, rc;
 
         if (strncmp(e, "MEDIAEDGE_", 10) || eq == NULL ||
-            ((size_t)o.len == sizeof(ignored) - 1 && !strncmp(e, ignored, sizeof(ignored) - 1)))
+            ((size_t)o.len == sizeof(ignored) - 1 && !strncmp(e, ignored, sizeof(ignored) - 1)) ||
+            ((size_t)o.len == sizeof(failpoint) - 1 && !strncmp(e, failpoint, sizeof(failpoint) - 1)))
             continue;
         if ((i = env_lookup(ld->cfg, e, (size_t)o.len, &from_file)) < 0)
             return reject(ld, o, "unknown setting (expected MEDIAEDGE_<SECTION>_<KEY> for a key of conf/mediaedge.yaml)");

@@ -48,6 +48,8 @@ static const struct {
      "One-second films of a month or a year come with the premium plan. Upgrade to premium to get them."},
     {ME_EMEDIA_NOT_READY, 422, "media_not_ready",
      "Some of the photos and videos named are missing, of another album, or not processed yet; nothing was made."},
+    {ME_ENOSPACE, 507, "storage_full",
+     "The server's storage is full; nothing you sent before was lost. Retry this request later."},
 };
 
 static int find(int err)

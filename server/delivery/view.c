@@ -6,6 +6,7 @@
 #include <string.h>
 #include <openssl/evp.h>
 #include "server/delivery/view.h"
+#include "server/media/deletion.h"
 #include "server/media/manifest.h"
 #include "server/storage/layout.h"
 
@@ -215,6 +216,12 @@ int me_delivery_views_get(me_delivery_views_t *v, const char *media_id, const ch
     const char *owner_album = me_manifest_album(m);
     if (owner_album == NULL || strcmp(owner_album, album) != 0) {
         ret = ME_ENOTFOUND; /* another album's: as if it did not exist */
+        goto exit;
+    }
+    /* a deletion cut short (a crash) leaves the manifest, the last thing it removes, with
+     * some variants already gone: the tombstone, its first write, says the media is gone */
+    if ((ret = me_media_deleted(v->st, media_id)) != 0) {
+        ret = ret == 1 ? ME_ENOTFOUND : ME_EIO;
         goto exit;
     }
     if ((view = me_delivery_view(v->d, m, now)) == NULL || (*text = json_dumps(view, JSON_COMPACT)) == NULL) {

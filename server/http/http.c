@@ -346,7 +346,7 @@ void me_http_send_error(h2o_req_t *req, int err, const char *message)
         else
             h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_WWW_AUTHENTICATE, NULL,
                            H2O_STRLIT("Bearer realm=\"mediaedge\", error=\"invalid_token\""));
-    } else if (status == 503) {
+    } else if (status == 503 || status == 507) { /* 507: storage full, which operators fix */
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, H2O_STRLIT("5"));
     }
     me_http_send_json(req, status, body, (size_t)len);

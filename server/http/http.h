@@ -67,7 +67,7 @@ void me_http_send_empty(h2o_req_t *req, int status);
 void me_http_send_json(h2o_req_t *req, int status, const char *body, size_t len);
 
 /* Sends {"error":"<code>","message":"<message>"} with the status me_err_status(err) maps
- * to; message NULL uses the default one. 401s carry WWW-Authenticate, 503s Retry-After.
+ * to; message NULL uses the default one. 401s carry WWW-Authenticate, 503s and 507s Retry-After.
  * Every error response goes through here, a HEAD's too: it gets the same status line and
  * headers, and libh2o leaves out the body. */
 void me_http_send_error(h2o_req_t *req, int err, const char *message);

@@ -10,6 +10,7 @@
 #include "server/core/clock.h"
 #include "server/jobs/jobs_config.h"
 #include "server/core/log.h"
+#include "server/core/failpoint.h"
 #include "server/core/metrics.h"
 #include "server/media/deletion.h"
 #include "server/media/manifest.h"
@@ -169,9 +170,11 @@ static int failed(me_jobs_t *j, const char *id, json_t *job, json_t *manifest, c
 {
     char job_key[ME_STORAGE_KEY_MAX];
     job_key_of(job_key, sizeof(job_key), id);
-    json_int_t attempts = json_integer_value(json_object_get(job, "attempts")) + 1;
+    /* storage full is not the media's fault: tried again, the attempt not counted */
+    json_int_t attempts = json_integer_value(json_object_get(job, "attempts")) + (why->err != ME_ENOSPACE);
     if (!why->permanent && attempts < j->js->max_attempts) {
-        int64_t delay = (int64_t)j->js->retry_after << (attempts - 1 < 20 ? attempts - 1 : 20);
+        int shift = attempts < 1 ? 0 : attempts - 1 < 20 ? (int)attempts - 1 : 20;
+        int64_t delay = (int64_t)j->js->retry_after << shift;
         *retry_at = now + delay;
         json_object_set_new(job, "attempts", json_integer(attempts));
         json_object_set_new(job, "next_at", json_integer(*retry_at));
@@ -245,11 +248,13 @@ int me_jobs_run(me_jobs_t *j, const char *id, int64_t now, int64_t *retry_at)
         ret = failed(j, id, job, manifest, &why, now, retry_at);
         goto exit;
     }
+    me_failpoint("jobs.processed"); /* the variants are stored, the manifest not yet ready */
     count(manifest, "ready"); /* before it can be seen, as for "failed" */
     /* the variants were written by process(): one look after the manifest covers them too */
     if ((ret = me_manifest_set_ready(manifest, result, me_clock_wall_ms() / 1000)) != 0 ||
         (ret = store_manifest(j, manifest)) != 0 || (ret = deleted(j, manifest)) != 0)
         goto exit;
+    me_failpoint("jobs.ready_stored");
     if ((ret = finish(j, job_key, manifest)) != 0)
         goto exit;
     json_int_t created = json_integer_value(json_object_get(manifest, "created_at"));
@@ -305,6 +310,9 @@ static int list_ids(me_jobs_t *j, const char *prefix, ids_t *ids)
 int me_jobs_reconcile(me_jobs_t *j, int64_t now)
 {
     ids_t ids;
+    /* deletions a crash cut short go wholly, whether or not their clients ask again */
+    if (me_media_finish_deletions(j->st, j->hooks) < 0)
+        me_log_error(NULL, "jobs: the reconciler could not list the deletions under way; trying again later");
     int queued = 0, ret = list_ids(j, ME_LAYOUT_MANIFESTS, &ids);
     if (ret != 0)
         return ret;

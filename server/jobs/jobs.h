@@ -81,7 +81,8 @@ void me_jobs_free(me_jobs_t *j);
  * set when it must run again then; ME_EIO when storage failed before anything changed. */
 int me_jobs_run(me_jobs_t *j, const char *media_id, int64_t now_ms, int64_t *retry_at) ME_MUST_CHECK;
 
-/* Looks at every manifest: a media still `uploaded` or `processing` stale_after past its
+/* Finishes the deletions a crash cut short (me_media_finish_deletions()), then looks at every
+ * manifest: a media still `uploaded` or `processing` stale_after past its
  * last change gets its job document back (when lost) and is queued. Returns how many were
  * queued, or ME_EIO. */
 int me_jobs_reconcile(me_jobs_t *j, int64_t now_ms);

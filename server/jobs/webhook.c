@@ -7,6 +7,7 @@
 #include <curl/curl.h>
 #include <openssl/evp.h>
 #include <openssl/params.h>
+#include "server/core/failpoint.h"
 #include "server/core/clock.h"
 #include "server/core/log.h"
 #include "server/core/metrics.h"
@@ -173,6 +174,7 @@ int me_webhooks_deliver(me_webhooks_t *w, const char *id, int64_t now, int64_t *
     long status = body != NULL ? post(w, id, body, now, why, sizeof(why)) : 200; /* not ours: drop it */
     if (status >= 200 && status < 300) {
         outcome = "delivered";
+        me_failpoint("webhook.delivered"); /* the receiver has it; storage still says to send it */
         (void)!me_storage_delete(w->st, key);
     } else if (attempts >= w->ws->max_attempts) {
         outcome = "dropped";

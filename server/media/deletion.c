@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "server/core/log.h"
+#include "server/core/failpoint.h"
 #include "server/media/deletion.h"
 #include "server/media/manifest.h"
 #include "server/storage/layout.h"
@@ -55,8 +56,10 @@ static int delete_prefix(me_storage_t *st, const char *prefix)
 {
     keys_t k = {0};
     int ret = me_storage_list(st, prefix, collect_key, &k);
-    for (size_t i = 0; ret == 0 && i < k.n; i++)
+    for (size_t i = 0; ret == 0 && i < k.n; i++) {
         ret = me_storage_delete(st, k.keys[i]);
+        me_failpoint("deletion.object_removed");
+    }
     free(k.keys);
     return ret == 0 ? 0 : ME_EIO;
 }
@@ -81,14 +84,19 @@ int me_media_delete(me_storage_t *st, me_webhooks_t *hooks, const json_t *m, int
 {
     const char *id = me_manifest_id(m), *album = me_manifest_album(m);
     const char *owner = json_string_value(json_object_get(m, "owner"));
-    char key[ME_STORAGE_KEY_MAX + 1];
+    const char *upload_id = json_string_value(json_object_get(m, "upload_id"));
+    char key[ME_STORAGE_KEY_MAX + 1], pending[ME_STORAGE_KEY_MAX + 1];
     json_t *tomb = NULL, *event = NULL;
     int ret = ME_EINVAL;
 
-    if (id == NULL || album == NULL || me_layout_tombstone(key, sizeof(key), id) != 0)
+    if (id == NULL || album == NULL || me_layout_tombstone(key, sizeof(key), id) != 0 ||
+        me_layout_deletion(pending, sizeof(pending), id) != 0)
         return ME_EINVAL;
-    tomb = json_pack("{s:s,s:s,s:s?,s:I}", "id", id, "album", album, "owner", owner, "deleted_at", (json_int_t)now);
-    if (tomb == NULL || me_storage_put_json(st, key, tomb) != 0) {
+    tomb = json_pack("{s:s,s:s,s:s?,s:s?,s:I}", "id", id, "album", album, "owner", owner, "upload_id", upload_id,
+                     "deleted_at", (json_int_t)now);
+    /* the deletion under way first: a crash anywhere after it is finished by the reconciler
+     * (me_media_finish_deletions()), with or without the client asking again */
+    if (tomb == NULL || me_storage_put_json(st, pending, tomb) != 0 || me_storage_put_json(st, key, tomb) != 0) {
         ret = tomb == NULL ? ME_ENOMEM : ME_EIO;
         goto exit;
     }
@@ -105,18 +113,77 @@ int me_media_delete(me_storage_t *st, me_webhooks_t *hooks, const json_t *m, int
     }
     /* the upload's state document names the file and its owner: it goes too (before the
      * manifest, which a retry needs to find it) */
-    const char *upload_id = json_string_value(json_object_get(m, "upload_id"));
     if (upload_id != NULL && me_layout_upload_info(key, sizeof(key), upload_id) == 0 &&
         me_storage_delete(st, key) != 0) {
         ret = ME_EIO;
         goto exit;
     }
-    if ((ret = me_media_purge(st, album, id)) != 0)
+    if ((ret = me_media_purge(st, album, id)) != 0 || (ret = me_storage_delete(st, pending)) != 0) {
         me_log_error(NULL, "media %s: deleted, but some of its objects remain; a retry removes them", id);
+        ret = ME_EIO;
+    }
 exit:
     json_decref(event);
     json_decref(tomb);
     return ret;
+}
+
+/* Finishes the deletion of id that a crash (or a storage failure) cut short: all of it again
+ * while the manifest is there (the event is raised again, under the same id), else what may
+ * remain (the upload's state, the objects) and the mark. 0 or ME_EIO. */
+static int finish_one(me_storage_t *st, me_webhooks_t *hooks, const char *id)
+{
+    char key[ME_STORAGE_KEY_MAX + 1], pending[ME_STORAGE_KEY_MAX + 1];
+    json_t *mark = NULL, *m = NULL;
+    int ret = ME_EIO;
+
+    if (me_layout_deletion(pending, sizeof(pending), id) != 0)
+        return ME_EIO;
+    if ((ret = me_storage_get_json(st, pending, TOMBSTONE_MAX, &mark)) != 0)
+        return ret == ME_ENOTFOUND ? 0 : ME_EIO; /* finished meanwhile */
+    const char *album = json_string_value(json_object_get(mark, "album"));
+    const char *upload_id = json_string_value(json_object_get(mark, "upload_id"));
+    json_int_t at = json_integer_value(json_object_get(mark, "deleted_at"));
+    if (album == NULL) {
+        ret = me_storage_delete(st, pending) == 0 ? 0 : ME_EIO; /* not one of ours */
+    } else if ((ret = me_manifest_load(st, id, &m)) == 0 && me_manifest_album(m) != NULL &&
+               strcmp(me_manifest_album(m), album) == 0) {
+        ret = me_media_delete(st, hooks, m, at);
+    } else if (ret == 0 || ret == ME_ENOTFOUND || ret == ME_EINVAL) {
+        ret = ME_EIO;
+        if (me_layout_tombstone(key, sizeof(key), id) == 0 && me_storage_put_json(st, key, mark) == 0 &&
+            (upload_id == NULL || me_layout_upload_info(key, sizeof(key), upload_id) != 0 ||
+             me_storage_delete(st, key) == 0) &&
+            me_media_purge(st, album, id) == 0 && me_storage_delete(st, pending) == 0)
+            ret = 0;
+    } else {
+        ret = ME_EIO;
+    }
+    json_decref(m);
+    json_decref(mark);
+    return ret;
+}
+
+static int collect_pending(const char *key, const me_storage_stat_t *stat, void *arg)
+{
+    keys_t *k = arg;
+    char id[ID_MAX + 1];
+    if (!me_layout_doc_id(key, ME_LAYOUT_DELETIONS, ".json", id, sizeof(id)))
+        return 0;
+    return collect_key(id, stat, k);
+}
+
+int me_media_finish_deletions(me_storage_t *st, me_webhooks_t *hooks)
+{
+    keys_t k = {0};
+    int finished = 0, ret = me_storage_list(st, ME_LAYOUT_DELETIONS, collect_pending, &k);
+    for (size_t i = 0; ret == 0 && i < k.n; i++)
+        if (finish_one(st, hooks, k.keys[i]) == 0)
+            finished++;
+    free(k.keys);
+    if (finished > 0)
+        me_log_info(NULL, "media: finished %d deletions that were cut short", finished);
+    return ret == 0 ? finished : ret == ME_ENOMEM ? ret : ME_EIO;
 }
 
 /* Collects the distinct media ids of "<prefix><id>" or "<prefix><id>/..." keys, in order. */

@@ -20,14 +20,22 @@
 #include "server/jobs/webhook.h"
 #include "server/storage/storage.h"
 
-/* Deletes the media whose manifest is m (not consumed): the tombstone {id, album, owner,
- * deleted_at} first, then the media.deleted event on hooks (may be NULL; the event carries
- * the manifest with status "deleted"), then the upload's state document (uploads/<id>.info,
- * when the manifest names its upload_id), the job, the variants, the original and the
- * manifest, last, so that a deletion cut short is found and finished by the next. Blocks
+/* Deletes the media whose manifest is m (not consumed): its mark (deletions/<media-id>.json)
+ * and its tombstone {id, album, owner, upload_id, deleted_at} first, then the media.deleted
+ * event on hooks (may be NULL; the event carries the manifest with status "deleted"), then
+ * the upload's state document (uploads/<id>.info, when the manifest names its upload_id),
+ * the job, the variants, the original and the manifest, then the mark, last, so that a
+ * deletion cut short is found and finished by the next, or by the reconciler. Blocks
  * (storage). 0; ME_EINVAL (m has no id or album); ME_EIO (nothing was removed when the
  * tombstone could not be stored; otherwise some objects remain: retry, it is idempotent). */
 int me_media_delete(me_storage_t *st, me_webhooks_t *hooks, const json_t *m, int64_t now) ME_MUST_CHECK;
+
+/* Finishes every deletion that was cut short (a crash, a storage failure): me_media_delete()
+ * marks each one at deletions/<media-id>.json before anything else and removes the mark
+ * last. The reconciler calls it, so a deleted media goes wholly even when its client never
+ * asks again. Blocks (storage). Returns how many it finished, or ME_ENOMEM, ME_EIO (listing);
+ * one that fails again stays marked for the next call. */
+int me_media_finish_deletions(me_storage_t *st, me_webhooks_t *hooks);
 
 /* The tombstone of media_id: 0 with *t set (the caller owns it), ME_ENOTFOUND, ME_EIO. */
 int me_media_tombstone(me_storage_t *st, const char *media_id, json_t **t) ME_MUST_CHECK;

@@ -6,6 +6,7 @@
 #include <unistd.h>
 #include "server/jobs/jobs.h"
 #include "server/core/log.h"
+#include "server/core/failpoint.h"
 #include "server/core/metrics.h"
 #include "server/media/photo/photo.h"
 #include "server/media/photo/photo_config.h"
@@ -123,6 +124,8 @@ static int process_photo(me_processing_t *p, me_storage_t *st, const json_t *man
     ret = p->decoders != NULL ? me_photo_decoders_process(p->decoders, data, len, &r)
                               : me_photo_process(&p->photos, data, len, &r);
     free(data);
+    if (ret == 0)
+        me_failpoint("photo.decoded");
     if (ret != 0) {
         me_log_info(NULL, "media %s: photo refused: %s (%s)", id, me_err_code(ret), r.detail);
         const refusal_t *refused = refusal_of(ret);
@@ -137,7 +140,10 @@ static int process_photo(me_processing_t *p, me_storage_t *st, const json_t *man
         goto exit;
     }
     if ((ret = me_photo_store(st, album, id, &r)) != 0) {
-        fail(why, ME_EIO, 0, "The variants could not be stored.");
+        if (ret == ME_ENOSPACE) /* not the photo's fault: tried again later, without counting */
+            fail(why, ME_ENOSPACE, 0, "Storage is full; the photo is processed again when there is room.");
+        else
+            fail(why, ME_EIO, 0, "The variants could not be stored.");
         goto exit;
     }
     if ((*result = photo_manifest(&r, original, album, id)) == NULL) {

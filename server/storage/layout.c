@@ -105,6 +105,11 @@ int me_layout_tombstone(char *key, size_t len, const char *media_id)
     return format(key, len, ME_LAYOUT_TOMBSTONES "%s.json", media_id);
 }
 
+int me_layout_deletion(char *key, size_t len, const char *media_id)
+{
+    return format(key, len, ME_LAYOUT_DELETIONS "%s.json", media_id);
+}
+
 int me_layout_doc_id(const char *key, const char *prefix, const char *suffix, char *id, size_t idlen)
 {
     size_t plen = strlen(prefix), slen = strlen(suffix), klen = strlen(key);

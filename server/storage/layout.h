@@ -31,6 +31,7 @@
 #define ME_LAYOUT_JOBS "jobs/"
 #define ME_LAYOUT_WEBHOOKS "webhooks/"
 #define ME_LAYOUT_TOMBSTONES "tombstones/"
+#define ME_LAYOUT_DELETIONS "deletions/" /* <media-id>.json: a deletion under way */
 
 int me_layout_upload_info(char *key, size_t len, const char *upload_id) ME_MUST_CHECK;
 int me_layout_upload_piece(char *key, size_t len, const char *upload_id, uint64_t offset) ME_MUST_CHECK;
@@ -44,6 +45,7 @@ int me_layout_variant(char *key, size_t len, const char *album, const char *medi
                       const char *ext) ME_MUST_CHECK;
 int me_layout_webhook(char *key, size_t len, const char *event_id) ME_MUST_CHECK;
 int me_layout_tombstone(char *key, size_t len, const char *media_id) ME_MUST_CHECK;
+int me_layout_deletion(char *key, size_t len, const char *media_id) ME_MUST_CHECK;
 /* Listing prefixes (ending in '/'): a media's variants "variants/<album>/<media-id>/", and an
  * album's originals "originals/<album>/" and variants "variants/<album>/". */
 int me_layout_media_variants(char *prefix, size_t len, const char *album, const char *media_id) ME_MUST_CHECK;

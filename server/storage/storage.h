@@ -10,7 +10,10 @@
  * Every function blocks (disk or network): call them from pool threads, never from a loop.
  * Every function is thread-safe. Durability: when a write returns 0 its bytes survive a
  * crash of the process or the machine (file: data fsync'd, renamed into place, directory
- * fsync'd). Objects are replaced whole: a reader sees the old object or the new one. */
+ * fsync'd). Objects are replaced whole: a reader sees the old object or the new one.
+ * Every write (put, part put or copy, multipart begin and complete) may also return
+ * ME_ENOSPACE: the backend is full (file: ENOSPC, EDQUOT); what was stored before is unchanged,
+ * and the same write succeeds once there is room again. */
 #ifndef ME_STORAGE_H
 #define ME_STORAGE_H
 

@@ -46,11 +46,13 @@ static struct {
     int (*close)(int fd);
 } sys = {openat, write, pwrite, ftruncate, fdatasync, fsync, renameat, mkdirat, unlinkat, close};
 
-/* Logs a failed system call (errno) on what (a key, never its bytes); returns ME_EIO. */
+/* Logs a failed system call (errno) on what (a key, never its bytes); returns ME_ENOSPACE
+ * when the filesystem is full (the caller answers "retry later", not a failure), else ME_EIO. */
 static int io_error(const char *op, const char *what)
 {
+    int full = errno == ENOSPC || errno == EDQUOT;
     me_log_error(NULL, "storage.file: cannot %s %s: %s", op, what, strerrordesc_np(errno));
-    return ME_EIO;
+    return full ? ME_ENOSPACE : ME_EIO;
 }
 
 static void hex(const unsigned char *in, size_t n, char *out)
@@ -201,14 +203,13 @@ static int commit_file(me_storage_backend_t *be, int base, const char *path, con
         return io_error("create a temporary file for", what);
     if ((ret = fill(fd, arg, what)) != 0)
         goto fail;
-    ret = ME_EIO;
     if (sys.fdatasync(fd) != 0) {
-        io_error("sync", what);
+        ret = io_error("sync", what);
         goto fail;
     }
     if (sys.close(fd) != 0) {
         fd = -1;
-        io_error("close", what);
+        ret = io_error("close", what);
         goto fail;
     }
     fd = -1;
@@ -747,13 +748,12 @@ static int file_multipart_complete(me_storage_backend_t *be, const char *key, co
         total += r.size;
     }
     /* drop what a longer attempt at a part left past the end, then move the file: no byte copied */
-    ret = ME_EIO;
     if (sys.ftruncate(fd, (off_t)total) != 0) {
-        io_error("truncate", key);
+        ret = io_error("truncate", key);
         goto out;
     }
     if (sys.fdatasync(fd) != 0) {
-        io_error("sync", key);
+        ret = io_error("sync", key);
         goto out;
     }
     ret = place(be->root, key, dir, DATA_NAME, key, &placed);

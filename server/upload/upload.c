@@ -9,6 +9,7 @@
 #include <jansson.h>
 #include <openssl/evp.h>
 #include "server/core/b64.h"
+#include "server/core/failpoint.h"
 #include "server/core/log.h"
 #include "server/core/metrics.h"
 #include "server/jobs/jobs.h"
@@ -395,8 +396,9 @@ int me_upload_info_init(me_uploads_t *u, const me_token_claims_t *who, me_upload
     snprintf(in->plan, sizeof(in->plan), "%s", me_token_plan_name(who->plan));
     snprintf(in->client, sizeof(in->client), "%s", me_token_client_name(who->client));
     me_upload_target_key(key, sizeof(key), in);
-    if (me_storage_multipart_begin(u->st, key, in->multipart, sizeof(in->multipart)) != 0)
-        return ME_EIO;
+    ret = me_storage_multipart_begin(u->st, key, in->multipart, sizeof(in->multipart));
+    if (ret != 0)
+        return ret == ME_ENOSPACE ? ret : ME_EIO;
     return 0;
 }
 
@@ -494,7 +496,8 @@ int me_upload_finish(me_uploads_t *u, me_upload_info_t *in)
         return ret;
     ret = me_storage_multipart_complete(u->st, key, in->multipart, in->parts, in->nparts);
     if (ret != 0 && (me_storage_head(u->st, key, &st) != 0 || st.size != in->pub.length))
-        return ME_EIO; /* not completed before either */
+        return ret == ME_ENOSPACE ? ret : ME_EIO; /* not completed before either */
+    me_failpoint("upload.original_stored");
     if (in->pub.kind == ME_UPLOAD_PARTIAL) {
         /* kept as it is for a final upload: no media check, no original, manifest or job */
         in->state = ME_UPLOAD_COMPLETED;
@@ -535,8 +538,10 @@ int me_upload_finish(me_uploads_t *u, me_upload_info_t *in)
     json_t *manifest = me_manifest_new(&origin);
     ret = manifest != NULL ? me_manifest_store(u->st, manifest) : ME_ENOMEM;
     json_decref(manifest);
+    if (ret == 0)
+        me_failpoint("upload.manifest_stored");
     if (ret != 0 || (ret = me_jobs_submit(u->st, in->pub.media_id)) != 0)
-        return ret == ME_ENOMEM ? ret : ME_EIO;
+        return ret == ME_ENOMEM || ret == ME_ENOSPACE ? ret : ME_EIO;
     if (u->on_job != NULL)
         u->on_job(u->on_job_ctx, in->pub.media_id);
     in->state = ME_UPLOAD_COMPLETED;
@@ -755,12 +760,14 @@ int me_upload_append(me_uploads_t *u, const me_token_claims_t *who, const char *
         /* a part written after the lock was lost would replace the new holder's (lock.h) */
         if ((ret = still_held(u, id)) != 0 || (ret = store_bytes(u, &in, data, len, last)) != 0)
             goto exit;
+        me_failpoint("upload.part_stored");
     }
     in.pub.offset += len;
     if (last)
         in.state = ME_UPLOAD_COMPLETING;
     if ((ret = me_upload_info_save(u, &in)) != 0)
         goto exit; /* the bytes stored are orphans: the next append at this offset overwrites them */
+    me_failpoint("upload.offset_saved");
     me_metric_add(upload_bytes, NULL, (double)len);
     me_upload_hashes_add(u->hashes, in.pub.id, offset, data, len);
     if (in.npieces == 0 && old_pieces != NULL) {

@@ -70,7 +70,7 @@ int me_upload_metadata_valid(const char *metadata, size_t len);
  * ME_UPLOAD_LENGTH_DEFERRED) and metadata (validated by the caller). The plan, client, ref
  * and the size cap (uploads.max_size lowered by the token's max_bytes) are recorded and rule
  * the upload from now on. Returns 0 with *out filled, ME_EUPLOAD_SIZE (length over the cap),
- * ME_EMEDIA (length 0), ME_EIO. */
+ * ME_EMEDIA (length 0), ME_ENOSPACE (storage full), ME_EIO. */
 int me_upload_create(me_uploads_t *u, const me_token_claims_t *who, uint64_t length, const char *metadata,
                      int64_t now, me_upload_t *out) ME_MUST_CHECK;
 
@@ -121,8 +121,8 @@ int me_upload_head(me_uploads_t *u, const me_token_claims_t *who, const char *id
  * contradicts the recorded one, or set twice), ME_EUPLOAD_SIZE (past the length or the cap),
  * ME_ECHECKSUM, ME_ELOCKED (another append on this upload is running, or, with Redis locks,
  * this one stalled past its lock's TTL and must not write: lock.h), ME_EMEDIA (completed
- * but not a photo or video: the upload is removed), ME_EFINAL (a final upload), ME_EIO. On any error nothing the client
- * can see has changed (the offset is as before). */
+ * but not a photo or video: the upload is removed), ME_EFINAL (a final upload), ME_ENOSPACE (storage full), ME_EIO. On
+ * any error nothing the client can see has changed (the offset is as before). */
 int me_upload_append(me_uploads_t *u, const me_token_claims_t *who, const char *id, uint64_t offset,
                      uint64_t new_length, const void *data, size_t len, const me_checksum_t *ck, int64_t now,
                      me_upload_t *out) ME_MUST_CHECK;

@@ -645,7 +645,7 @@ static void test_multipart_reput(void **state)
     assert_int_equal(me_storage_part_put(st, "re/put3", id, 1, "xx", 2, &parts[0]), 0);
     assert_int_equal(me_storage_part_put(st, "re/put3", id, 2, "yy", 2, &parts[1]), 0);
     fail_write = ENOSPC;
-    assert_int_equal(me_storage_part_put(st, "re/put3", id, 1, "zz", 2, &again), ME_EIO);
+    assert_int_equal(me_storage_part_put(st, "re/put3", id, 1, "zz", 2, &again), ME_ENOSPACE);
     fail_write = 0;
     assert_int_equal(me_storage_multipart_complete(st, "re/put3", id, parts, 2), ME_ECONFLICT);
     assert_int_equal(me_storage_part_put(st, "re/put3", id, 2, "yy", 2, &again), ME_ECONFLICT); /* part 1 first */
@@ -749,8 +749,8 @@ static void test_injected_failures(void **state)
     put_str("f/obj", "old");
 
     fail_write = ENOSPC;
-    assert_int_equal(me_storage_put(st, "f/obj", "SECRET-BYTES", 12), ME_EIO);
-    assert_int_equal(me_storage_put(st, "f/new", "SECRET-BYTES", 12), ME_EIO);
+    assert_int_equal(me_storage_put(st, "f/obj", "SECRET-BYTES", 12), ME_ENOSPACE);
+    assert_int_equal(me_storage_put(st, "f/new", "SECRET-BYTES", 12), ME_ENOSPACE);
     fail_write = 0;
     fail_fdatasync = EIO;
     assert_int_equal(me_storage_put(st, "f/obj", "SECRET-BYTES", 12), ME_EIO);
@@ -764,7 +764,7 @@ static void test_injected_failures(void **state)
     /* parts and completion */
     assert_int_equal(me_storage_multipart_begin(st, "f/mp", id, sizeof(id)), 0);
     fail_write = ENOSPC;
-    assert_int_equal(me_storage_part_put(st, "f/mp", id, 1, "SECRET-BYTES", 12, &p), ME_EIO);
+    assert_int_equal(me_storage_part_put(st, "f/mp", id, 1, "SECRET-BYTES", 12, &p), ME_ENOSPACE);
     fail_write = 0;
     assert_int_equal(me_storage_part_put(st, "f/mp", id, 1, "abc", 3, &parts[0]), 0);
     assert_int_equal(me_storage_part_put(st, "f/mp", id, 2, "def", 3, &parts[1]), 0);
@@ -772,7 +772,7 @@ static void test_injected_failures(void **state)
     assert_int_equal(me_storage_part_put(st, "f/mp", id, 3, "SECRET-BYTES", 12, &p), ME_EIO);
     fail_fdatasync = 0;
     fail_ftruncate = ENOSPC;
-    assert_int_equal(me_storage_multipart_complete(st, "f/mp", id, parts, 2), ME_EIO);
+    assert_int_equal(me_storage_multipart_complete(st, "f/mp", id, parts, 2), ME_ENOSPACE);
     fail_ftruncate = 0;
     fail_fdatasync = EIO;
     assert_int_equal(me_storage_multipart_complete(st, "f/mp", id, parts, 2), ME_EIO);
@@ -917,15 +917,15 @@ static void test_no_descriptor_leaks(void **state)
                          ME_ECONFLICT);
         assert_int_equal(me_storage_part_put(st, "l/x", id, 1, "ab", 2, &wrong), ME_ENOTFOUND);
         fail_write = ENOSPC;
-        assert_int_equal(me_storage_put(st, "l/a/c", "x", 1), ME_EIO);
+        assert_int_equal(me_storage_put(st, "l/a/c", "x", 1), ME_ENOSPACE);
         fail_write = 0;
         assert_int_equal(me_storage_part_put(st, "l/m", id, 4, "ef", 2, &wrong), ME_ECONFLICT); /* a gap */
         assert_int_equal(me_storage_part_put(st, "l/m", id, 2, "CD", 2, &parts[1]), 0);   /* again */
         fail_write = ENOSPC;
-        assert_int_equal(me_storage_part_put(st, "l/m", id, 3, "ef", 2, &wrong), ME_EIO);
+        assert_int_equal(me_storage_part_put(st, "l/m", id, 3, "ef", 2, &wrong), ME_ENOSPACE);
         fail_write = 0;
         fail_ftruncate = ENOSPC;
-        assert_int_equal(me_storage_multipart_complete(st, "l/m", id, parts, 2), ME_EIO);
+        assert_int_equal(me_storage_multipart_complete(st, "l/m", id, parts, 2), ME_ENOSPACE);
         fail_ftruncate = 0;
         assert_int_equal(me_storage_multipart_complete(st, "l/m", id, parts, 2), 0);
         assert_int_equal(me_storage_multipart_complete(st, "l/m", id, parts, 2), ME_ENOTFOUND);

@@ -10,6 +10,7 @@
 #include <vips/vips.h>
 
 #include "server/core/log.h"
+#include "server/core/failpoint.h"
 #include "server/media/photo/photo_cores.h"
 #include "server/media/photo/photo_exif.h"
 #include "server/media/photo/photo_webp.h"
@@ -594,6 +595,7 @@ int me_photo_store(me_storage_t *st, const char *album, const char *media_id, co
             return ME_EINVAL;
         if ((ret = me_storage_put(st, key, o->data, o->len)) != 0)
             return ret;
+        me_failpoint("photo.variant_stored");
     }
     return 0;
 }

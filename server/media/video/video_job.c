@@ -302,8 +302,10 @@ int me_video_jobs_process(void *ctx, me_storage_t *st, const json_t *manifest, j
     me_video_params_init(&vp, v->cfg, json_string_value(json_object_get(manifest, "plan")));
     ret = v->decoders != NULL ? me_video_decoders_process(v->decoders, &vp, fill, progress, take, &job, &r, &poster)
                               : in_process(v, &vp, &job, &r, &poster);
-    if (ret == 0 && (ret = me_photo_store(st, job.album, job.id, &poster)) != 0)
+    if (ret == 0 && (ret = me_photo_store(st, job.album, job.id, &poster)) != 0 && ret != ME_ENOSPACE)
         fail(why, ME_EIO, 0, "The poster could not be stored.");
+    else if (ret == ME_ENOSPACE) /* not the video's fault: tried again later, without counting (jobs.c) */
+        fail(why, ret, 0, "Storage is full; the video is processed again when there is room.");
     else if (ret == ME_EIO)
         fail(why, ME_EIO, 0, "The video could not be read from or written to storage.");
     else if (ret != 0)
