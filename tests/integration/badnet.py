@@ -13,6 +13,7 @@ its seed again (it is printed by the tests and by the command line):
     (the point of the exercise is losing a PATCH in flight), and with probability
     cut_response it instead cuts the connection when the server answers the request in flight
     (the request was received whole, the client never learns it);
+  - the first body_cuts_first cuts are always in a body (never on an answer);
   - stalls: likewise every [stall_every_min, stall_every_max] bytes, for [stall_min,
     stall_max] seconds, in that direction of that connection only.
 The proxy follows HTTP/1.1 requests (Content-Length bodies) and HTTP/2 frames (DATA until
@@ -179,9 +180,24 @@ class BadNet:
 
     def stop(self):
         if self._loop is not None and self._loop.is_running():
+            try:
+                asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(10)
+            except Exception:  # noqa: BLE001 - stopping anyway
+                pass
             self._loop.call_soon_threadsafe(self._loop.stop)
         if self._thread is not None:
             self._thread.join(10)
+
+    async def _shutdown(self):
+        """Closes the listener and every connection, and lets their tasks end."""
+        if self._server is not None:
+            self._server.close()
+        for w in list(self._writers):
+            w.transport.abort()
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     def stats(self):
         with self._lock:
