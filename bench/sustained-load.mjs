@@ -4,7 +4,7 @@
 // its PATCHes would carry the same Upload-Offset and all but the first would be 409s. Here
 // each of CONNECTIONS x STREAMS workers owns one tus upload (created with a long
 // Upload-Length) and loops: HEAD (share HEAD_SHARE) or PATCH of PATCH_BYTES at the offset it
-// knows, one request at a time, for SECONDS.
+// knows, one request at a time, for SECONDS; then it deletes its upload.
 //
 // usage: node sustained-load.mjs BASE_URL TOKEN [--connections 8] [--streams 8]
 //        [--seconds 60] [--patch-bytes 4096] [--head-share 0.5]
@@ -82,6 +82,15 @@ async function worker(session, until) {
     } catch (e) {
       fail(`stream: ${e.code ?? e.message}`)
       if (session.destroyed || session.closed) return
+    }
+  }
+  if (url !== null) {
+    // leave nothing behind: a long run (bench/sustained-rss) must not pile up open uploads
+    try {
+      const r = await call(session, { ':method': 'DELETE', ':path': url })
+      if (r[':status'] !== 204) fail(`DELETE ${r[':status']}`)
+    } catch (e) {
+      fail(`stream: ${e.code ?? e.message}`)
     }
   }
 }
