@@ -1,4 +1,5 @@
-/* pool.c: a fixed set of worker threads draining a bounded FIFO of jobs. */
+/* pool.c: a fixed set of worker threads draining a bounded FIFO of jobs (short ones may
+ * jump the queue: me_pool_submit_first). */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -67,7 +68,7 @@ me_pool_t *me_pool_new(const char *name, int threads, size_t max_queue)
     return pool;
 }
 
-int me_pool_submit(me_pool_t *pool, me_job_t *job, h2o_multithread_receiver_t *reply_to)
+static int submit(me_pool_t *pool, me_job_t *job, h2o_multithread_receiver_t *reply_to, int first)
 {
     int ret = 0;
     job->_reply_to = reply_to;
@@ -79,16 +80,33 @@ int me_pool_submit(me_pool_t *pool, me_job_t *job, h2o_multithread_receiver_t *r
     } else if (pool->queued >= pool->max_queue) {
         ret = ME_EBUSY;
     } else {
-        if (pool->tail != NULL)
-            pool->tail->_next = job;
-        else
+        if (first) {
+            job->_next = pool->head;
             pool->head = job;
-        pool->tail = job;
+            if (pool->tail == NULL)
+                pool->tail = job;
+        } else {
+            if (pool->tail != NULL)
+                pool->tail->_next = job;
+            else
+                pool->head = job;
+            pool->tail = job;
+        }
         pool->queued++;
         pthread_cond_signal(&pool->cond);
     }
     pthread_mutex_unlock(&pool->lock);
     return ret;
+}
+
+int me_pool_submit(me_pool_t *pool, me_job_t *job, h2o_multithread_receiver_t *reply_to)
+{
+    return submit(pool, job, reply_to, 0);
+}
+
+int me_pool_submit_first(me_pool_t *pool, me_job_t *job, h2o_multithread_receiver_t *reply_to)
+{
+    return submit(pool, job, reply_to, 1);
 }
 
 static void on_done_messages(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)

@@ -31,6 +31,12 @@ me_pool_t *me_pool_new(const char *name, int threads, size_t max_queue);
  * after me_pool_free() began; on error the job is not run and stays the caller's. */
 int me_pool_submit(me_pool_t *pool, me_job_t *job, h2o_multithread_receiver_t *reply_to) ME_MUST_CHECK;
 
+/* As me_pool_submit(), but job goes ahead of the jobs waiting (not of those running): for
+ * short jobs a client waits on, such as an upload's HEAD, that must not queue behind the
+ * writes and fsyncs of large PATCHes. Only for jobs that are cheap: a stream of them delays
+ * the others. Bounded by the same max_queue. */
+int me_pool_submit_first(me_pool_t *pool, me_job_t *job, h2o_multithread_receiver_t *reply_to) ME_MUST_CHECK;
+
 /* Registers receiver on a loop's queue so that jobs submitted with it get their done() called
  * on that loop. Call once per loop thread, on that thread. */
 void me_pool_receiver_init(h2o_multithread_queue_t *queue, h2o_multithread_receiver_t *receiver);

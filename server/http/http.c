@@ -587,7 +587,7 @@ static void http_job_done(me_job_t *job)
     hj->done(hj);
 }
 
-int me_http_defer(h2o_req_t *req, me_pool_t *pool, me_http_job_t *hj)
+static int defer(h2o_req_t *req, me_pool_t *pool, me_http_job_t *hj, int first)
 {
     h2o_multithread_receiver_t *receiver = *h2o_context_get_storage(req->conn->ctx, &receiver_storage_key, NULL);
     struct me_http_loop_jobs *lj = *h2o_context_get_storage(req->conn->ctx, &loop_jobs_storage_key, NULL);
@@ -605,7 +605,7 @@ int me_http_defer(h2o_req_t *req, me_pool_t *pool, me_http_job_t *hj)
     hj->job.work = http_job_work;
     hj->job.done = http_job_done;
     hj->_loop = NULL;
-    int err = me_pool_submit(pool, &hj->job, receiver);
+    int err = first ? me_pool_submit_first(pool, &hj->job, receiver) : me_pool_submit(pool, &hj->job, receiver);
     if (err != 0) {
         anchor->hj = NULL;
         return err;
@@ -617,4 +617,14 @@ int me_http_defer(h2o_req_t *req, me_pool_t *pool, me_http_job_t *hj)
         hj->_conn = key;
     }
     return 0;
+}
+
+int me_http_defer(h2o_req_t *req, me_pool_t *pool, me_http_job_t *hj)
+{
+    return defer(req, pool, hj, 0);
+}
+
+int me_http_defer_first(h2o_req_t *req, me_pool_t *pool, me_http_job_t *hj)
+{
+    return defer(req, pool, hj, 1);
 }

@@ -127,6 +127,9 @@ void me_http_job_drop_body(me_http_job_t *hj);
  * at once (rapid reset) frees libh2o's stream slots while the work goes on, and could
  * otherwise fill the pools alone. */
 int me_http_defer(h2o_req_t *req, me_pool_t *pool, me_http_job_t *hj) ME_MUST_CHECK;
+/* As me_http_defer(), the job ahead of those waiting in pool (me_pool_submit_first): for
+ * cheap reads a client waits on (an upload's HEAD), not for writes. */
+int me_http_defer_first(h2o_req_t *req, me_pool_t *pool, me_http_job_t *hj) ME_MUST_CHECK;
 
 /* The loop-thread receiver for deferred jobs of ctx; set up by the server per loop. */
 void me_http_context_init(h2o_context_t *ctx, h2o_multithread_receiver_t *receiver);

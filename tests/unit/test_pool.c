@@ -77,11 +77,55 @@ static void test_queue_is_bounded_and_free_drains(void **state)
     assert_true(pthread_equal(a.finisher, a.worker)); /* no receiver: done() on the pool thread */
 }
 
+typedef struct {
+    me_job_t job;
+    int id;
+    int *order, *n;
+} order_job_t;
+
+static void record(me_job_t *job)
+{
+    order_job_t *o = (order_job_t *)job;
+    o->order[(*o->n)++] = o->id; /* one worker: no race */
+}
+
+static void test_submit_first_jumps_the_waiting_jobs(void **state)
+{
+    me_pool_t *pool = me_pool_new("test", 1, 10);
+    _Atomic int finished = 0;
+    test_job_t slow = {.job = {.work = work, .done = done}, .finished = &finished, .sleep_us = 200000};
+    int order[4] = {0}, n = 0;
+    order_job_t jobs[4];
+    for (int i = 0; i < 4; i++)
+        jobs[i] = (order_job_t){.job = {.work = record}, .id = i + 1, .order = order, .n = &n};
+    assert_int_equal(me_pool_submit(pool, &slow.job, NULL), 0);
+    usleep(50000); /* the worker holds slow */
+    assert_int_equal(me_pool_submit(pool, &jobs[0].job, NULL), 0);
+    assert_int_equal(me_pool_submit(pool, &jobs[1].job, NULL), 0);
+    assert_int_equal(me_pool_submit_first(pool, &jobs[2].job, NULL), 0);
+    assert_int_equal(me_pool_submit(pool, &jobs[3].job, NULL), 0);
+    me_pool_free(pool);
+    assert_int_equal(n, 4);
+    assert_int_equal(order[0], 3); /* the first-submitted ran as soon as the worker was free */
+    assert_int_equal(order[1], 1);
+    assert_int_equal(order[2], 2);
+    assert_int_equal(order[3], 4); /* the tail is still the tail */
+
+    /* into an empty queue it is head and tail */
+    pool = me_pool_new("test", 1, 10);
+    n = 0;
+    assert_int_equal(me_pool_submit_first(pool, &jobs[0].job, NULL), 0);
+    assert_int_equal(me_pool_submit(pool, &jobs[1].job, NULL), 0);
+    me_pool_free(pool);
+    assert_int_equal(n, 2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_done_runs_on_the_loop_thread),
         cmocka_unit_test(test_queue_is_bounded_and_free_drains),
+        cmocka_unit_test(test_submit_first_jumps_the_waiting_jobs),
     };
     return cmocka_run_group_tests_name("pool", tests, NULL, NULL);
 }
