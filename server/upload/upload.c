@@ -259,6 +259,11 @@ static int parse_info(const char *text, size_t len, me_upload_info_t *in)
         goto exit;
     in->created = (int64_t)created;
     in->pub.expires = (int64_t)expires;
+    uint64_t next = 0;
+    if (json_object_get(root, "next_part") != NULL &&
+        (!get_u64(root, "next_part", &next) || next == 0 || next > ME_UPLOAD_MAX_PARTS + 1))
+        goto exit;
+    in->next_part = (int)next; /* 0 in documents older than it */
     in->pub.completed = in->state == ME_UPLOAD_COMPLETED;
 
     json_t *parts = json_object_get(root, "parts"), *pieces = json_object_get(root, "pieces");
@@ -322,6 +327,8 @@ int me_upload_info_save(me_uploads_t *u, const me_upload_info_t *in)
         "pieces", pieces);
     if (root != NULL) {
         json_object_set_new(root, "kind", json_string(kind_names[in->pub.kind]));
+        if (in->next_part > 0)
+            json_object_set_new(root, "next_part", json_integer(in->next_part));
         if (in->pub.kind == ME_UPLOAD_PARTIAL)
             json_object_set_new(root, "used_by", json_string(in->used_by));
     }
@@ -386,6 +393,7 @@ int me_upload_info_init(me_uploads_t *u, const me_token_claims_t *who, me_upload
     if ((ret = random_id(in->pub.id)) != 0 || (kind != ME_UPLOAD_PARTIAL && (ret = random_id(in->pub.media_id)) != 0))
         return ret;
     in->pub.length = length;
+    in->next_part = 1;
     in->pub.expires = now + u->expire_after;
     in->created = now;
     snprintf(in->pub.metadata, sizeof(in->pub.metadata), "%s", metadata);
@@ -551,22 +559,6 @@ int me_upload_finish(me_uploads_t *u, me_upload_info_t *in)
 
 /* ---- the public operations ---- */
 
-int me_upload_head(me_uploads_t *u, const me_token_claims_t *who, const char *id, int64_t now, me_upload_t *out)
-{
-    me_upload_info_t in;
-    int ret = me_upload_info_load(u, who, id, now, &in);
-    if (ret != 0)
-        return ret;
-    if (in.state == ME_UPLOAD_COMPLETING && me_upload_lock(u, id) == 0) {
-        ret = me_upload_finish(u, &in);
-        me_upload_unlock(u, id);
-    }
-    if (ret == 0)
-        *out = in.pub;
-    me_upload_info_free(&in);
-    return ret;
-}
-
 /* Parts one PATCH may become on a backend with a smallest part, uploaded at once: a tus client
  * sends one PATCH at a time, and S3 takes the parts of one upload in parallel. */
 #define SPLIT_MAX 4
@@ -601,11 +593,11 @@ static int put_parts(me_uploads_t *u, me_upload_info_t *in, const char *key, con
 
     if (min > 0 && size / min > 1)
         k = size / min < SPLIT_MAX ? (int)(size / min) : SPLIT_MAX;
-    if (in->nparts + k > ME_UPLOAD_MAX_PARTS)
+    if (in->next_part + k - 1 > ME_UPLOAD_MAX_PARTS)
         k = 1;
     for (int i = 0; i < k; i++) {
         size_t each = size / (size_t)k, at = each * (size_t)i;
-        jobs[i] = (part_job_t){u->st, key, in->multipart, in->nparts + 1 + i, data + at, i == k - 1 ? size - at : each};
+        jobs[i] = (part_job_t){u->st, key, in->multipart, in->next_part + i, data + at, i == k - 1 ? size - at : each};
     }
     for (int i = 1; i < k && me_storage_parts_in_any_order(u->st); i++)
         started[i] = pthread_create(&threads[i], NULL, put_part_job, &jobs[i]) == 0;
@@ -623,7 +615,36 @@ static int put_parts(me_uploads_t *u, me_upload_info_t *in, const char *key, con
     for (int i = 0; i < k; i++)
         in->parts[in->nparts + i] = jobs[i].out;
     in->nparts += k;
+    in->next_part += k;
     return 0;
+}
+
+typedef struct {
+    me_uploads_t *u;
+    const me_upload_info_t *in;
+} stale_t;
+
+static int drop_if_stale(const char *key, const me_storage_stat_t *stat, void *arg)
+{
+    stale_t *s = arg;
+    uint64_t offset;
+    if (!me_layout_upload_piece_offset(key, s->in->pub.id, &offset))
+        return 0;
+    for (int i = 0; i < s->in->npieces; i++)
+        if (s->in->pieces[i].offset == offset)
+            return 0;
+    (void)!me_storage_delete(s->u->st, key);
+    return 0;
+}
+
+/* Deletes the pieces of in that its state (saved) no longer names: merged into a part, their
+ * deletion cut short by a crash. Best effort. */
+static void drop_stale_pieces(me_uploads_t *u, const me_upload_info_t *in)
+{
+    char prefix[ME_STORAGE_KEY_MAX];
+    stale_t s = {u, in};
+    if (me_layout_upload_objects(prefix, sizeof(prefix), in->pub.id) == 0)
+        (void)!me_storage_list(u->st, prefix, drop_if_stale, &s);
 }
 
 /* Writes data (len bytes at in->pub.offset) as a part, merging pending pieces in front of it,
@@ -645,7 +666,9 @@ static int store_bytes(me_uploads_t *u, me_upload_info_t *in, const void *data, 
         in->pieces[in->npieces++] = (me_upload_piece_t){in->pub.offset, len};
         return 0;
     }
-    if (in->nparts >= ME_UPLOAD_MAX_PARTS)
+    if (in->next_part < 1)
+        return ME_EIO; /* never: me_upload_derive() ran */
+    if (in->nparts >= ME_UPLOAD_MAX_PARTS || in->next_part > ME_UPLOAD_MAX_PARTS)
         return ME_EUPLOAD_SIZE;
     const void *part = data;
     char *merged = NULL;
@@ -662,7 +685,8 @@ static int store_bytes(me_uploads_t *u, me_upload_info_t *in, const void *data, 
             }
             at += got;
         }
-        memcpy(merged + at, data, len);
+        if (len > 0)
+            memcpy(merged + at, data, len);
         part = merged;
         me_metric_add(upload_read_back, NULL, (double)at);
     }
@@ -673,6 +697,70 @@ static int store_bytes(me_uploads_t *u, me_upload_info_t *in, const void *data, 
         return ret;
     in->npieces = 0; /* their bytes are in the part now; the objects go after the state is saved */
     return 0;
+}
+
+/* 1 when storage holds every byte of in (after me_upload_derive()). */
+static int all_stored(const me_upload_info_t *in)
+{
+    return in->state == ME_UPLOAD_OPEN && in->pub.length != ME_UPLOAD_LENGTH_DEFERRED &&
+           in->pub.offset == in->pub.length;
+}
+
+/* HEAD found every byte of upload id stored while its state says open: the PATCH that stored
+ * the last ones died before saving so. Completes it as that PATCH would have, holding its
+ * lock: 0 with *in loaded (free it), or an error (*in freed). */
+static int complete_stored(me_uploads_t *u, const me_token_claims_t *who, const char *id, int64_t now,
+                           me_upload_info_t *in)
+{
+    int stale = 0, ret = me_upload_info_load(u, who, id, now, in);
+    if (ret != 0)
+        return ret;
+    if (in->state == ME_UPLOAD_OPEN && in->pub.kind != ME_UPLOAD_FINAL &&
+        (ret = me_upload_derive(u, in, &stale)) == 0 && all_stored(in)) {
+        me_storage_part_t *parts = realloc(in->parts, sizeof(*parts) * (size_t)(in->nparts + SPLIT_MAX));
+        if (parts == NULL) {
+            ret = ME_ENOMEM;
+        } else {
+            in->parts = parts;
+            /* pieces left at the end (a length declared after them): into a last part */
+            if ((ret = store_bytes(u, in, NULL, 0, 1)) == 0) {
+                in->state = ME_UPLOAD_COMPLETING;
+                ret = me_upload_info_save(u, in);
+            }
+        }
+        if (ret == 0 && stale > 0)
+            drop_stale_pieces(u, in);
+    }
+    if (ret == 0 && in->state == ME_UPLOAD_COMPLETING)
+        ret = me_upload_finish(u, in);
+    if (ret != 0)
+        me_upload_info_free(in);
+    return ret;
+}
+
+int me_upload_head(me_uploads_t *u, const me_token_claims_t *who, const char *id, int64_t now, me_upload_t *out)
+{
+    me_upload_info_t in;
+    int stale, ret = me_upload_info_load(u, who, id, now, &in);
+    if (ret != 0)
+        return ret;
+    /* the offset is what storage holds: another instance may have died before saving it */
+    if (in.state == ME_UPLOAD_OPEN && in.pub.kind != ME_UPLOAD_FINAL && (ret = me_upload_derive(u, &in, &stale)) == 0 &&
+        all_stored(&in) && me_upload_lock(u, id) == 0) {
+        me_upload_info_free(&in);
+        ret = complete_stored(u, who, id, now, &in);
+        me_upload_unlock(u, id);
+        if (ret != 0)
+            return ret;
+    }
+    if (ret == 0 && in.state == ME_UPLOAD_COMPLETING && me_upload_lock(u, id) == 0) {
+        ret = me_upload_finish(u, &in);
+        me_upload_unlock(u, id);
+    }
+    if (ret == 0)
+        *out = in.pub;
+    me_upload_info_free(&in);
+    return ret;
 }
 
 int me_upload_append(me_uploads_t *u, const me_token_claims_t *who, const char *id, uint64_t offset,
@@ -692,15 +780,20 @@ int me_upload_append(me_uploads_t *u, const me_token_claims_t *who, const char *
         me_upload_unlock(u, id);
         return ret;
     }
+    me_upload_piece_t *old_pieces = NULL, *pieces;
+    me_storage_part_t *parts;
+    int stale = 0, npieces_before;
+    /* the offset is what storage holds: another instance may have died before saving it */
+    if (in.state == ME_UPLOAD_OPEN && in.pub.kind != ME_UPLOAD_FINAL && (ret = me_upload_derive(u, &in, &stale)) != 0)
+        goto exit;
     /* room for one more piece, or the parts of one PATCH, beyond what is there */
-    me_storage_part_t *parts = realloc(in.parts, sizeof(*parts) * (size_t)(in.nparts + SPLIT_MAX));
-    me_upload_piece_t *pieces = realloc(in.pieces, sizeof(*pieces) * (size_t)(in.npieces + 1));
+    parts = realloc(in.parts, sizeof(*parts) * (size_t)(in.nparts + SPLIT_MAX));
+    pieces = realloc(in.pieces, sizeof(*pieces) * (size_t)(in.npieces + 1));
     if (parts != NULL)
         in.parts = parts;
     if (pieces != NULL)
         in.pieces = pieces;
-    int npieces_before = in.npieces;
-    me_upload_piece_t *old_pieces = NULL;
+    npieces_before = in.npieces;
 
     if (parts == NULL || pieces == NULL) {
         ret = ME_ENOMEM;
@@ -763,7 +856,9 @@ int me_upload_append(me_uploads_t *u, const me_token_claims_t *who, const char *
         goto exit; /* the bytes stored are orphans: the next append at this offset overwrites them */
     me_metric_add(upload_bytes, NULL, (double)len);
     me_upload_hashes_add(u->hashes, in.pub.id, offset, data, len);
-    if (in.npieces == 0 && old_pieces != NULL) {
+    if (stale > 0)
+        drop_stale_pieces(u, &in);
+    else if (in.npieces == 0 && old_pieces != NULL) {
         for (int i = 0; i < npieces_before; i++) {
             char key[ME_STORAGE_KEY_MAX];
             piece_key(key, sizeof(key), in.pub.id, old_pieces[i].offset);
