@@ -205,3 +205,48 @@ def test_a_large_patch_becomes_parts_uploaded_at_once(make_server):
     assert r.status_code == 204
     assert metric(s, 'mediaedge_s3_requests_total{op="upload_part",status="200"}')[0] == 4
     assert s.storage.read(f"originals/a1/{r.headers['media-id']}") == data
+
+
+@pytest.mark.parametrize("storage_backend", swift_s3.BACKENDS)
+def test_an_instance_killed_before_saving_the_state_loses_nothing(make_server):
+    """An instance takes a PATCH, S3 acknowledges its part, and it dies (kill -9) before saving
+    the upload's state document: the document left is the one from before that PATCH (put back
+    here through S3 itself, which is exactly what such a crash leaves). Another instance's HEAD
+    counts the bytes S3 holds (a part and a piece past the document's offset), refuses the old
+    offset, and the upload resumed there completes byte-identical, its SHA-256 too (read back:
+    the running hash died with the first instance)."""
+    import hashlib
+    a = make_server().start()
+    c = Client(a)
+    data = b"\xff\xd8\xff\xe0" + os.urandom(17 * MIB - 4)
+    url = c.url(c.create(len(data)))
+    upload_id = url.rsplit("/", 1)[1]
+    assert c.patch(url, 0, data[:6 * MIB]).status_code == 204
+    info = f"uploads/{upload_id}.info"
+    before = a.storage.read(info)
+    assert c.patch(url, 6 * MIB, data[6 * MIB:11 * MIB]).status_code == 204  # a 5 MiB part
+    end = 11 * MIB + 300 * 1024
+    assert c.patch(url, 11 * MIB, data[11 * MIB:end]).status_code == 204  # a piece on S3
+    a.storage.write(info, before)  # the state of before those two PATCHes
+    assert json.loads(a.storage.read(info))["offset"] == 6 * MIB
+    a.signal(__import__("signal").SIGKILL)
+    a.wait()
+
+    # the same bucket (or, on file, the same directory)
+    same = ("MEDIAEDGE_S3_", "MEDIAEDGE_TOKENS_", "MEDIAEDGE_STORAGE_")
+    b = make_server(env={k: a.env[k] for k in a.env if k.startswith(same)}).start()
+    b.storage = a.storage
+    cb = Client(b)
+    cb.token = c.token
+    url_b = b.http + url[len(a.http):]
+    h = cb.head(url_b)
+    assert h.status_code == 200 and h.headers["upload-offset"] == str(end), h.headers
+    assert cb.patch(url_b, 6 * MIB, data[6 * MIB:11 * MIB]).status_code == 409
+    r = cb.patch(url_b, end, data[end:])
+    assert r.status_code == 204, r.text
+    media_id = r.headers["media-id"]
+    assert a.storage.read(f"originals/a1/{media_id}") == data
+    m = json.loads(a.storage.read(f"media/{media_id}.json"))
+    assert m["original"]["sha256"] == hashlib.sha256(data).hexdigest()
+    assert metric(b, "mediaedge_upload_hash_bytes_read_back_total")[0] == len(data)
+    assert [k for k in a.storage.keys("uploads/") if not k.endswith(".info")] == []
