@@ -2,6 +2,7 @@
  * pieces, so that any instance answers after another died between storing bytes and saving
  * the state document that counts them. */
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include "server/core/log.h"
@@ -53,6 +54,20 @@ static int piece_seen(const char *key, const me_storage_stat_t *stat, void *arg)
     return 0;
 }
 
+typedef struct {
+    me_storage_t *st;
+    const char *key, *multipart;
+    parts_t *listed;
+    int ret;
+} part_list_job_t;
+
+static void *list_parts_job(void *arg)
+{
+    part_list_job_t *j = arg;
+    j->ret = me_storage_part_list(j->st, j->key, j->multipart, part_seen, j->listed);
+    return NULL;
+}
+
 /* 0 when every part the document names is listed as it names it (the document says which
  * part numbers are ours; storage says what they hold). */
 static int named_parts_held(const me_upload_info_t *in, const parts_t *listed)
@@ -71,7 +86,7 @@ static int named_parts_held(const me_upload_info_t *in, const parts_t *listed)
     return 0;
 }
 
-int me_upload_derive(me_uploads_t *u, me_upload_info_t *in, int *stale)
+int me_upload_derive(me_uploads_t *u, me_upload_info_t *in, int locked, int *stale)
 {
     char key[ME_STORAGE_KEY_MAX], prefix[ME_STORAGE_KEY_MAX];
     parts_t listed = {0};
@@ -82,11 +97,19 @@ int me_upload_derive(me_uploads_t *u, me_upload_info_t *in, int *stale)
     me_upload_target_key(key, sizeof(key), in);
     if ((ret = me_layout_upload_objects(prefix, sizeof(prefix), in->pub.id)) != 0)
         return ME_EIO;
-    /* pieces first: a piece goes only once a part holding its bytes is in, so a PATCH running
-     * meanwhile cannot make this see neither */
-    if ((ret = me_storage_list(u->st, prefix, piece_seen, &pieces)) != 0 ||
-        (ret = me_storage_part_list(u->st, key, in->multipart, part_seen, &listed)) != 0 ||
-        (ret = named_parts_held(in, &listed)) != 0)
+    /* A piece goes only once a part holding its bytes is in, and a part never goes: without
+     * the lock, the parts are listed after the pieces (a PATCH running meanwhile cannot make
+     * this see neither); with it, nothing changes meanwhile and both listings (each a round
+     * trip to S3) run at once. */
+    part_list_job_t job = {u->st, key, in->multipart, &listed, 0};
+    pthread_t thread;
+    int threaded = locked && pthread_create(&thread, NULL, list_parts_job, &job) == 0;
+    ret = me_storage_list(u->st, prefix, piece_seen, &pieces);
+    if (threaded)
+        pthread_join(thread, NULL);
+    else if (ret == 0)
+        list_parts_job(&job);
+    if (ret != 0 || (ret = job.ret) != 0 || (ret = named_parts_held(in, &listed)) != 0)
         goto out;
     for (int i = 0; i < in->nparts; i++)
         last = in->parts[i].number > last ? in->parts[i].number : last;
