@@ -768,7 +768,7 @@ out:
 
 /* The records are parts 1..k (drop_records() keeps them so): read them in order, holding the
  * data file's lock so that no put is halfway through them. */
-static int file_part_list(me_storage_backend_t *be, const char *key, const char *upload_id,
+static int file_part_list(me_storage_backend_t *be, const char *key, const char *upload_id, int after,
                           int (*cb)(const me_storage_part_t *part, void *arg), void *arg)
 {
     int dir, fd = -1, ret;
@@ -777,7 +777,7 @@ static int file_part_list(me_storage_backend_t *be, const char *key, const char 
         return ret;
     if ((ret = open_data(dir, &fd, key)) != 0)
         goto out;
-    for (int number = 1; number <= PARTS_MAX && ret == 0; number++) {
+    for (int number = after + 1; number <= PARTS_MAX && ret == 0; number++) {
         me_storage_part_t p = {.number = number};
         record_t r;
         if ((ret = read_record(dir, number, &r, key)) != 0) {

@@ -79,10 +79,11 @@ int me_upload_info_save(me_uploads_t *u, const me_upload_info_t *in) ME_MUST_CHE
  * next_part on, without a gap) join in->parts; in->pieces become the pieces stored one after
  * the other from the parts' end (a piece's key says its offset), and in->pub.offset their end;
  * in->next_part goes past every part listed. *stale gets the count of pieces left behind
- * (merged into a part, their deletion cut short). Costs one listing of the upload's objects
- * and one of its parts, at once when locked (the caller holds the upload's lock: nothing
- * changes meanwhile), else one after the other. 0, ME_ENOMEM, ME_EIO (storage fails, does not
- * hold a part the document names, or holds more than the upload may have). */
+ * (merged into a part, their deletion cut short). Costs one listing of the upload's parts
+ * past its document's and one of its objects, at once when locked (the caller holds the
+ * upload's lock: nothing changes meanwhile), else one after the other. 0, ME_ENOMEM, ME_EIO
+ * (storage fails, does not hold a part the document names, or holds more than the upload may
+ * have). */
 int me_upload_derive(me_uploads_t *u, me_upload_info_t *in, int locked, int *stale) ME_MUST_CHECK;
 
 /* Frees what *in holds (not in itself); safe twice. */

@@ -56,15 +56,15 @@ static int piece_seen(const char *key, const me_storage_stat_t *stat, void *arg)
 
 typedef struct {
     me_storage_t *st;
-    const char *key, *multipart;
-    parts_t *listed;
+    const char *prefix;
+    pieces_t *pieces;
     int ret;
-} part_list_job_t;
+} pieces_job_t;
 
-static void *list_parts_job(void *arg)
+static void *list_pieces(void *arg)
 {
-    part_list_job_t *j = arg;
-    j->ret = me_storage_part_list(j->st, j->key, j->multipart, part_seen, j->listed);
+    pieces_job_t *j = arg;
+    j->ret = me_storage_list(j->st, j->prefix, piece_seen, j->pieces);
     return NULL;
 }
 
@@ -92,24 +92,28 @@ int me_upload_derive(me_uploads_t *u, me_upload_info_t *in, int locked, int *sta
     parts_t listed = {0};
     pieces_t pieces = {in->pub.id, NULL, 0, 0};
     int ret, adopted = 0, last = 0;
+    /* the parts past the document's only: it says which part numbers are ours (a document
+     * older than next_part: every part, and each it names must be there as it names it) */
+    int after = in->next_part > 0 ? in->next_part - 1 : 0;
 
     *stale = 0;
     me_upload_target_key(key, sizeof(key), in);
     if ((ret = me_layout_upload_objects(prefix, sizeof(prefix), in->pub.id)) != 0)
         return ME_EIO;
     /* A piece goes only once a part holding its bytes is in, and a part never goes: without
-     * the lock, the parts are listed after the pieces (a PATCH running meanwhile cannot make
-     * this see neither); with it, nothing changes meanwhile and both listings (each a round
-     * trip to S3) run at once. */
-    part_list_job_t job = {u->st, key, in->multipart, &listed, 0};
+     * the lock (HEAD), the parts are listed after the pieces, so that a PATCH running
+     * meanwhile cannot make this see neither; with it (PATCH), nothing changes meanwhile and
+     * both listings, each a round trip to storage, run at once. */
+    pieces_job_t job = {u->st, prefix, &pieces, 0};
     pthread_t thread;
-    int threaded = locked && pthread_create(&thread, NULL, list_parts_job, &job) == 0;
-    ret = me_storage_list(u->st, prefix, piece_seen, &pieces);
-    if (threaded)
+    int beside = locked && pthread_create(&thread, NULL, list_pieces, &job) == 0;
+    if (!beside)
+        list_pieces(&job);
+    if (job.ret == 0 || beside)
+        ret = me_storage_part_list(u->st, key, in->multipart, after, part_seen, &listed);
+    if (beside)
         pthread_join(thread, NULL);
-    else if (ret == 0)
-        list_parts_job(&job);
-    if (ret != 0 || (ret = job.ret) != 0 || (ret = named_parts_held(in, &listed)) != 0)
+    if (ret != 0 || (ret = job.ret) != 0 || (after == 0 && (ret = named_parts_held(in, &listed)) != 0))
         goto out;
     for (int i = 0; i < in->nparts; i++)
         last = in->parts[i].number > last ? in->parts[i].number : last;
@@ -135,7 +139,7 @@ int me_upload_derive(me_uploads_t *u, me_upload_info_t *in, int locked, int *sta
     }
     /* the next part goes past every part listed: one left by a PATCH that failed halfway is
      * never taken for one of a later PATCH */
-    in->next_part = last + 1;
+    in->next_part = last + 1 > in->next_part ? last + 1 : in->next_part;
 
     /* then the pieces that follow the parts' bytes, one after the other */
     uint64_t at = 0;

@@ -300,3 +300,25 @@ def test_virtual_hosted_addressing_end_to_end(make_server, swift_session, tmp_pa
     assert any(p.startswith("/uploads/") for p in paths), lines[:5]
     assert any(p.startswith("/originals/a1/") for p in paths), paths
     assert not any(p.startswith(f"/{bucket}") for p in paths), paths
+
+
+def test_a_part_after_a_gap_is_not_counted(make_server):
+    """A PATCH whose parts went to S3 at once, the first failing and the second taken (put
+    here through S3 itself, past the state's next part): the offset does not count the second
+    (what it holds is not known to follow the bytes before it), the next PATCH's parts go past
+    it, and the original is the client's bytes only."""
+    s = make_server().start()
+    c = Client(s)
+    data = b"\xff\xd8\xff\xe0" + os.urandom(12 * MIB - 4)
+    url = c.url(c.create(len(data)))
+    upload_id = url.rsplit("/", 1)[1]
+    assert c.patch(url, 0, data[:6 * MIB]).status_code == 204
+    info = json.loads(s.storage.read(f"uploads/{upload_id}.info"))
+    key = f"originals/a1/{info['media_id']}"
+    stray = os.urandom(5 * MIB)
+    s.storage.client.upload_part(Bucket=s.storage.bucket, Key=key, UploadId=info["multipart"],
+                                 PartNumber=info["next_part"] + 1, Body=stray)
+    assert c.head(url).headers["upload-offset"] == str(6 * MIB)
+    r = c.patch(url, 6 * MIB, data[6 * MIB:])
+    assert r.status_code == 204, r.text
+    assert s.storage.read(key) == data

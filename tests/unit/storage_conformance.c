@@ -408,7 +408,7 @@ static void conformance_invalid_keys_never_reach_the_backend(void **state)
         assert_int_equal(me_storage_part_put(st, k, upload, 1, "x", 1, &part), ME_EINVAL);
         assert_int_equal(me_storage_multipart_complete(st, k, upload, &part, 1), ME_EINVAL);
         assert_int_equal(me_storage_multipart_abort(st, k, upload), ME_EINVAL);
-        assert_int_equal(me_storage_part_list(st, k, upload, parts_collect, &ps), ME_EINVAL);
+        assert_int_equal(me_storage_part_list(st, k, upload, 0, parts_collect, &ps), ME_EINVAL);
     }
     for (size_t i = 0; i < sizeof(bad_prefixes) / sizeof(bad_prefixes[0]); i++)
         assert_int_equal(me_storage_list(st, bad_prefixes[i], collect, &l), ME_EINVAL);
@@ -535,23 +535,34 @@ static void conformance_part_list(void **state)
     char id[ME_STORAGE_UPLOAD_ID_MAX + 1], gone[ME_STORAGE_UPLOAD_ID_MAX + 1];
 
     begin(st, "up/listed", id);
-    assert_int_equal(me_storage_part_list(st, "up/listed", id, parts_collect, &s), 0);
+    assert_int_equal(me_storage_part_list(st, "up/listed", id, 0, parts_collect, &s), 0);
     assert_int_equal(s.n, 0); /* none yet */
     unsigned char *whole = put_parts(st, "up/listed", id, sizes, 3, parts, &total);
-    assert_int_equal(me_storage_part_list(st, "up/listed", id, parts_collect, &s), 0);
+    assert_int_equal(me_storage_part_list(st, "up/listed", id, 0, parts_collect, &s), 0);
     assert_int_equal(s.n, 3);
     for (int i = 0; i < 3; i++)
         assert_part(&s.parts[i], &parts[i]);
 
+    /* the parts above a number only */
+    s = (parts_seen_t){0};
+    assert_int_equal(me_storage_part_list(st, "up/listed", id, 2, parts_collect, &s), 0);
+    assert_int_equal(s.n, 1);
+    assert_part(&s.parts[0], &parts[2]);
+    s = (parts_seen_t){0};
+    assert_int_equal(me_storage_part_list(st, "up/listed", id, 3, parts_collect, &s), 0);
+    assert_int_equal(s.n, 0);
+    assert_int_equal(me_storage_part_list(st, "up/listed", id, -1, parts_collect, &s), ME_EINVAL);
+    assert_int_equal(me_storage_part_list(st, "up/listed", id, 10001, parts_collect, &s), ME_EINVAL);
+
     /* the callback stops it */
     s = (parts_seen_t){.stop_at = 2};
-    assert_int_equal(me_storage_part_list(st, "up/listed", id, parts_collect, &s), 99);
+    assert_int_equal(me_storage_part_list(st, "up/listed", id, 0, parts_collect, &s), 99);
     assert_int_equal(s.n, 2);
 
     /* the last part put again, smaller: the listing shows the last put */
     assert_int_equal(me_storage_part_put(st, "up/listed", id, 3, "abc", 3, &again), 0);
     s = (parts_seen_t){0};
-    assert_int_equal(me_storage_part_list(st, "up/listed", id, parts_collect, &s), 0);
+    assert_int_equal(me_storage_part_list(st, "up/listed", id, 0, parts_collect, &s), 0);
     assert_int_equal(s.n, 3);
     assert_part(&s.parts[1], &parts[1]);
     assert_part(&s.parts[2], &again);
@@ -559,18 +570,18 @@ static void conformance_part_list(void **state)
     assert_string_not_equal(s.parts[2].etag, parts[2].etag);
 
     /* for another key, aborted, never begun or completed: no such upload */
-    assert_int_equal(me_storage_part_list(st, "up/other", id, parts_collect, &s), ME_ENOTFOUND);
+    assert_int_equal(me_storage_part_list(st, "up/other", id, 0, parts_collect, &s), ME_ENOTFOUND);
     begin(st, "up/gone", gone);
     assert_int_equal(me_storage_multipart_abort(st, "up/gone", gone), 0);
-    assert_int_equal(me_storage_part_list(st, "up/gone", gone, parts_collect, &s), ME_ENOTFOUND);
-    assert_int_equal(me_storage_part_list(st, "up/listed", id, NULL, NULL), ME_EINVAL);
+    assert_int_equal(me_storage_part_list(st, "up/gone", gone, 0, parts_collect, &s), ME_ENOTFOUND);
+    assert_int_equal(me_storage_part_list(st, "up/listed", id, 0, NULL, NULL), ME_EINVAL);
     parts[2] = again;
     assert_int_equal(me_storage_multipart_complete(st, "up/listed", id, parts, 3), 0);
     memcpy(whole + 2 * ps, "abc", 3);
     storage_assert_object(st, "up/listed", whole, 2 * ps + 3);
     s = (parts_seen_t){0};
     /* completed: gone (file, AWS S3), or as it was completed (Swift's s3api, for a while) */
-    int after = me_storage_part_list(st, "up/listed", id, parts_collect, &s);
+    int after = me_storage_part_list(st, "up/listed", id, 0, parts_collect, &s);
     assert_true(after == ME_ENOTFOUND || (after == 0 && s.n == 3));
     free(whole);
 }

@@ -117,11 +117,11 @@ static int faulty_part_copy(me_storage_backend_t *be, const char *key, const cha
     return ret != 0 ? ret : be->f.inner_ops->part_copy(be->f.inner, key, upload_id, number, src, offset, len, out);
 }
 
-static int faulty_part_list(me_storage_backend_t *be, const char *key, const char *upload_id,
+static int faulty_part_list(me_storage_backend_t *be, const char *key, const char *upload_id, int after,
                             int (*cb)(const me_storage_part_t *part, void *arg), void *arg)
 {
     int ret = enter(be, FAULT_PART_LIST, key);
-    return ret != 0 ? ret : be->f.inner_ops->part_list(be->f.inner, key, upload_id, cb, arg);
+    return ret != 0 ? ret : be->f.inner_ops->part_list(be->f.inner, key, upload_id, after, cb, arg);
 }
 
 static void faulty_close(me_storage_backend_t *be)

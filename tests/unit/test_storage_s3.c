@@ -176,7 +176,7 @@ static void test_part_listing_pages(void **state)
         assert_int_equal(me_storage_part_put(st, "pages/parts", id, i, body, strlen(body), &put[i]), 0);
     }
     parts_page = "2";
-    int ret = me_storage_part_list(st, "pages/parts", id, part_seen, seen);
+    int ret = me_storage_part_list(st, "pages/parts", id, 0, part_seen, seen);
     parts_page = "1000";
     assert_int_equal(ret, 0);
     assert_int_equal(seen[0].number, 7);
@@ -184,6 +184,16 @@ static void test_part_listing_pages(void **state)
         assert_int_equal(seen[i].size, 2);
         assert_string_equal(seen[i].etag, put[i].etag);
     }
+    /* above a number: from there, also across pages */
+    memset(seen, 0, sizeof(seen));
+    seen[0].number = 3;
+    parts_page = "2";
+    ret = me_storage_part_list(st, "pages/parts", id, 3, part_seen, seen);
+    parts_page = "1000";
+    assert_int_equal(ret, 0);
+    assert_int_equal(seen[0].number, 7);
+    assert_int_equal(seen[3].number, 0);
+    assert_string_equal(seen[4].etag, put[4].etag);
     assert_int_equal(me_storage_multipart_abort(st, "pages/parts", id), 0);
 }
 

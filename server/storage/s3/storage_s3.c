@@ -320,11 +320,13 @@ static int part_listed(const me_s3_xml_entry_t *e, void *arg)
     return l->cb(&p, l->arg);
 }
 
-static int s3_part_list(me_storage_backend_t *be, const char *key, const char *upload_id,
+static int s3_part_list(me_storage_backend_t *be, const char *key, const char *upload_id, int after,
                         int (*cb)(const me_storage_part_t *part, void *arg), void *arg)
 {
     char marker[32] = "";
-    parts_t l = {cb, arg, 0};
+    parts_t l = {cb, arg, after};
+    if (after > 0)
+        snprintf(marker, sizeof(marker), "%d", after);
     for (int pages = 0; pages < PARTS_MAX / 1000 + 2; pages++) {
         me_sigv4_pair_t qs[3] = {Q("uploadId", upload_id), Q("max-parts", parts_page), Q("part-number-marker", marker)};
         me_s3_request_t q = {.op = "list_parts",
@@ -373,7 +375,7 @@ static int s3_multipart_complete(me_storage_backend_t *be, const char *key, cons
 
     if (have == NULL || xml == NULL)
         goto out;
-    if ((ret = s3_part_list(be, key, upload_id, part_have, have)) != 0)
+    if ((ret = s3_part_list(be, key, upload_id, 0, part_have, have)) != 0)
         goto out;
     /* S3 checks etags only; storage.h promises sizes too */
     for (int i = 0; i < nparts; i++) {
