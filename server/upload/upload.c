@@ -616,7 +616,7 @@ static int put_parts(me_uploads_t *u, me_upload_info_t *in, const char *key, con
     for (int i = 0; i < k && ret == 0; i++)
         ret = jobs[i].ret;
     if (ret != 0)
-        return ret; /* parts put are orphans: the next append at this offset puts them again */
+        return ret; /* parts put count when they follow the state's without a gap (me_upload_derive()) */
     for (int i = 0; i < k; i++)
         in->parts[in->nparts + i] = jobs[i].out;
     in->nparts += k;
@@ -888,7 +888,7 @@ int me_upload_append(me_uploads_t *u, const me_token_claims_t *who, const char *
     if (last)
         in.state = ME_UPLOAD_COMPLETING;
     if ((ret = me_upload_info_save(u, &in)) != 0)
-        goto exit; /* the bytes stored are orphans: the next append at this offset overwrites them */
+        goto exit; /* the bytes stored count all the same: the offset is what storage holds */
     me_metric_add(upload_bytes, NULL, (double)len);
     me_upload_hashes_keep(u->hashes, in.pub.id, &hashing.step);
     if (stale > 0)
