@@ -32,6 +32,22 @@ int me_layout_upload_piece(char *key, size_t len, const char *upload_id, uint64_
     return format(key, len, ME_LAYOUT_UPLOADS "%s/piece-%020" PRIu64, upload_id, offset);
 }
 
+int me_layout_upload_piece_offset(const char *key, const char *upload_id, uint64_t *offset)
+{
+    char want[ME_STORAGE_KEY_MAX];
+    uint64_t v = 0;
+    int n = snprintf(want, sizeof(want), ME_LAYOUT_UPLOADS "%s/piece-", upload_id);
+    if (n < 0 || (size_t)n >= sizeof(want) || strncmp(key, want, (size_t)n) != 0 || strlen(key + n) != 20)
+        return 0;
+    for (const char *c = key + n; *c != '\0'; c++) {
+        if (*c < '0' || *c > '9' || v > (UINT64_MAX - (uint64_t)(*c - '0')) / 10)
+            return 0;
+        v = v * 10 + (uint64_t)(*c - '0');
+    }
+    *offset = v;
+    return 1;
+}
+
 int me_layout_upload_data(char *key, size_t len, const char *upload_id)
 {
     return format(key, len, ME_LAYOUT_UPLOADS "%s/data", upload_id);

@@ -36,6 +36,9 @@
 int me_layout_upload_info(char *key, size_t len, const char *upload_id) ME_MUST_CHECK;
 int me_layout_upload_piece(char *key, size_t len, const char *upload_id, uint64_t offset) ME_MUST_CHECK;
 int me_layout_upload_data(char *key, size_t len, const char *upload_id) ME_MUST_CHECK;
+/* 1 with *offset set when key is a piece of upload_id (me_layout_upload_piece()'s form exactly),
+ * else 0. */
+int me_layout_upload_piece_offset(const char *key, const char *upload_id, uint64_t *offset);
 /* The prefix of every object of an upload but its state: "uploads/<upload-id>/". */
 int me_layout_upload_objects(char *prefix, size_t len, const char *upload_id) ME_MUST_CHECK;
 int me_layout_original(char *key, size_t len, const char *album, const char *media_id) ME_MUST_CHECK;

@@ -271,6 +271,14 @@ int me_storage_multipart_abort(me_storage_t *st, const char *key, const char *up
     return st->ops->multipart_abort(st->be, key, upload_id);
 }
 
+int me_storage_part_list(me_storage_t *st, const char *key, const char *upload_id, int after,
+                         int (*cb)(const me_storage_part_t *part, void *arg), void *arg)
+{
+    if (!key_check(key, 0) || !upload_id_valid(upload_id) || after < 0 || after > PART_MAX || cb == NULL)
+        return ME_EINVAL;
+    return st->ops->part_list(st->be, key, upload_id, after, cb, arg);
+}
+
 int me_storage_part_copy(me_storage_t *st, const char *key, const char *upload_id, int number, const char *src,
                          uint64_t offset, uint64_t len, me_storage_part_t *out)
 {

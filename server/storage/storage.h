@@ -102,6 +102,17 @@ int me_storage_multipart_complete(me_storage_t *st, const char *key, const char 
                                   const me_storage_part_t *parts, int nparts) ME_MUST_CHECK;
 int me_storage_multipart_abort(me_storage_t *st, const char *key, const char *upload_id) ME_MUST_CHECK;
 
+/* Calls cb for every part of the upload numbered above after (0: every part) that storage
+ * holds, as the last put of each number left it (number, size, etag: what
+ * me_storage_part_put() returned), in ascending number order; a part whose put failed is listed when the backend kept
+ * it whole (S3 may), never in part. A non-zero return from cb stops the listing and is returned. This is what any
+ * instance knows of an upload's parts after another one died between a part's put and the
+ * saving of its own record of it. 0, cb's value, ME_ENOTFOUND (never begun, aborted, or begun
+ * for another key), ME_EINVAL (also after outside 0..10000), ME_EIO. A completed upload is ME_ENOTFOUND on file and AWS
+ * S3, but Swift's s3api lists its parts for a while longer: list only uploads known to be open. */
+int me_storage_part_list(me_storage_t *st, const char *key, const char *upload_id, int after,
+                         int (*cb)(const me_storage_part_t *part, void *arg), void *arg) ME_MUST_CHECK;
+
 /* Puts part number of the upload from bytes [offset, offset + len) of the object src, without
  * the bytes passing through the caller where the backend can copy them itself (S3:
  * UploadPartCopy with a range, inside S3; file: a kernel copy). Otherwise as

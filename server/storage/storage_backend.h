@@ -35,6 +35,8 @@ typedef struct {
     int (*multipart_complete)(me_storage_backend_t *be, const char *key, const char *upload_id,
                               const me_storage_part_t *parts, int nparts);
     int (*multipart_abort)(me_storage_backend_t *be, const char *key, const char *upload_id);
+    int (*part_list)(me_storage_backend_t *be, const char *key, const char *upload_id, int after,
+                     int (*cb)(const me_storage_part_t *part, void *arg), void *arg);
     /* Optional (NULL: storage.c reads the range and puts it as a part). Called with a valid
      * src key, len in 1..ME_STORAGE_COPY_MAX and offset + len not overflowing. */
     int (*part_copy)(me_storage_backend_t *be, const char *key, const char *upload_id, int number, const char *src,

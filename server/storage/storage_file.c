@@ -766,6 +766,35 @@ out:
     return ret;
 }
 
+/* The records are parts 1..k (drop_records() keeps them so): read them in order, holding the
+ * data file's lock so that no put is halfway through them. */
+static int file_part_list(me_storage_backend_t *be, const char *key, const char *upload_id, int after,
+                          int (*cb)(const me_storage_part_t *part, void *arg), void *arg)
+{
+    int dir, fd = -1, ret;
+
+    if ((ret = open_upload(be, key, upload_id, &dir)) != 0)
+        return ret;
+    if ((ret = open_data(dir, &fd, key)) != 0)
+        goto out;
+    for (int number = after + 1; number <= PARTS_MAX && ret == 0; number++) {
+        me_storage_part_t p = {.number = number};
+        record_t r;
+        if ((ret = read_record(dir, number, &r, key)) != 0) {
+            ret = ret == ME_ECONFLICT ? 0 : ret; /* the last one was number - 1 */
+            break;
+        }
+        p.size = r.size;
+        memcpy(p.etag, r.etag, sizeof(r.etag));
+        ret = cb(&p, arg);
+    }
+out:
+    if (fd >= 0)
+        sys.close(fd);
+    sys.close(dir);
+    return ret;
+}
+
 static int file_multipart_abort(me_storage_backend_t *be, const char *key, const char *upload_id)
 {
     int dir, ret = open_upload(be, key, upload_id, &dir);
@@ -853,4 +882,5 @@ const me_storage_ops_t me_storage_file_ops = {
     .multipart_complete = file_multipart_complete,
     .multipart_abort = file_multipart_abort,
     .part_copy = file_part_copy,
+    .part_list = file_part_list,
 };

@@ -260,6 +260,11 @@ static int parse_info(const char *text, size_t len, me_upload_info_t *in)
         goto exit;
     in->created = (int64_t)created;
     in->pub.expires = (int64_t)expires;
+    uint64_t next = 0;
+    if (json_object_get(root, "next_part") != NULL &&
+        (!get_u64(root, "next_part", &next) || next == 0 || next > ME_UPLOAD_MAX_PARTS + 1))
+        goto exit;
+    in->next_part = (int)next; /* 0 in documents older than it */
     in->pub.completed = in->state == ME_UPLOAD_COMPLETED;
 
     json_t *parts = json_object_get(root, "parts"), *pieces = json_object_get(root, "pieces");
@@ -323,6 +328,8 @@ int me_upload_info_save(me_uploads_t *u, const me_upload_info_t *in)
         "pieces", pieces);
     if (root != NULL) {
         json_object_set_new(root, "kind", json_string(kind_names[in->pub.kind]));
+        if (in->next_part > 0)
+            json_object_set_new(root, "next_part", json_integer(in->next_part));
         if (in->pub.kind == ME_UPLOAD_PARTIAL)
             json_object_set_new(root, "used_by", json_string(in->used_by));
     }
@@ -387,6 +394,7 @@ int me_upload_info_init(me_uploads_t *u, const me_token_claims_t *who, me_upload
     if ((ret = random_id(in->pub.id)) != 0 || (kind != ME_UPLOAD_PARTIAL && (ret = random_id(in->pub.media_id)) != 0))
         return ret;
     in->pub.length = length;
+    in->next_part = 1;
     in->pub.expires = now + u->expire_after;
     in->created = now;
     snprintf(in->pub.metadata, sizeof(in->pub.metadata), "%s", metadata);
@@ -556,25 +564,13 @@ int me_upload_finish(me_uploads_t *u, me_upload_info_t *in)
 
 /* ---- the public operations ---- */
 
-int me_upload_head(me_uploads_t *u, const me_token_claims_t *who, const char *id, int64_t now, me_upload_t *out)
-{
-    me_upload_info_t in;
-    int ret = me_upload_info_load(u, who, id, now, &in);
-    if (ret != 0)
-        return ret;
-    if (in.state == ME_UPLOAD_COMPLETING && me_upload_lock(u, id) == 0) {
-        ret = me_upload_finish(u, &in);
-        me_upload_unlock(u, id);
-    }
-    if (ret == 0)
-        *out = in.pub;
-    me_upload_info_free(&in);
-    return ret;
-}
-
 /* Parts one PATCH may become on a backend with a smallest part, uploaded at once: a tus client
  * sends one PATCH at a time, and S3 takes the parts of one upload in parallel. */
-#define SPLIT_MAX 4
+#define SPLIT_MAX 8
+/* The size the parts of a PATCH are cut to (awscli's and boto's part size): each part is a
+ * request with a cost of its own to S3 (on Swift, about 45 ms of CPU a request against 2.5 ms
+ * a MiB), so parts of the smallest size S3 takes would cost more than their bytes. */
+#define SPLIT_PART (8u << 20)
 
 typedef struct {
     me_storage_t *st;
@@ -604,13 +600,14 @@ static int put_parts(me_uploads_t *u, me_upload_info_t *in, const char *key, con
     pthread_t threads[SPLIT_MAX];
     int started[SPLIT_MAX] = {0}, k = 1, ret = 0;
 
-    if (min > 0 && size / min > 1)
-        k = size / min < SPLIT_MAX ? (int)(size / min) : SPLIT_MAX;
-    if (in->nparts + k > ME_UPLOAD_MAX_PARTS)
+    uint64_t target = min > SPLIT_PART ? min : SPLIT_PART;
+    if (min > 0 && size / target > 1)
+        k = size / target < SPLIT_MAX ? (int)(size / target) : SPLIT_MAX;
+    if (in->next_part + k - 1 > ME_UPLOAD_MAX_PARTS)
         k = 1;
     for (int i = 0; i < k; i++) {
         size_t each = size / (size_t)k, at = each * (size_t)i;
-        jobs[i] = (part_job_t){u->st, key, in->multipart, in->nparts + 1 + i, data + at, i == k - 1 ? size - at : each};
+        jobs[i] = (part_job_t){u->st, key, in->multipart, in->next_part + i, data + at, i == k - 1 ? size - at : each};
     }
     for (int i = 1; i < k && me_storage_parts_in_any_order(u->st); i++)
         started[i] = pthread_create(&threads[i], NULL, put_part_job, &jobs[i]) == 0;
@@ -624,11 +621,40 @@ static int put_parts(me_uploads_t *u, me_upload_info_t *in, const char *key, con
     for (int i = 0; i < k && ret == 0; i++)
         ret = jobs[i].ret;
     if (ret != 0)
-        return ret; /* parts put are orphans: the next append at this offset puts them again */
+        return ret; /* parts put count when they follow the state's without a gap (me_upload_derive()) */
     for (int i = 0; i < k; i++)
         in->parts[in->nparts + i] = jobs[i].out;
     in->nparts += k;
+    in->next_part += k;
     return 0;
+}
+
+typedef struct {
+    me_uploads_t *u;
+    const me_upload_info_t *in;
+} stale_t;
+
+static int drop_if_stale(const char *key, const me_storage_stat_t *stat, void *arg)
+{
+    stale_t *s = arg;
+    uint64_t offset;
+    if (!me_layout_upload_piece_offset(key, s->in->pub.id, &offset))
+        return 0;
+    for (int i = 0; i < s->in->npieces; i++)
+        if (s->in->pieces[i].offset == offset)
+            return 0;
+    (void)!me_storage_delete(s->u->st, key);
+    return 0;
+}
+
+/* Deletes the pieces of in that its state (saved) no longer names: merged into a part, their
+ * deletion cut short by a crash. Best effort. */
+static void drop_stale_pieces(me_uploads_t *u, const me_upload_info_t *in)
+{
+    char prefix[ME_STORAGE_KEY_MAX];
+    stale_t s = {u, in};
+    if (me_layout_upload_objects(prefix, sizeof(prefix), in->pub.id) == 0)
+        (void)!me_storage_list(u->st, prefix, drop_if_stale, &s);
 }
 
 /* Writes data (len bytes at in->pub.offset) as a part, merging pending pieces in front of it,
@@ -650,7 +676,9 @@ static int store_bytes(me_uploads_t *u, me_upload_info_t *in, const void *data, 
         in->pieces[in->npieces++] = (me_upload_piece_t){in->pub.offset, len};
         return 0;
     }
-    if (in->nparts >= ME_UPLOAD_MAX_PARTS)
+    if (in->next_part < 1)
+        return ME_EIO; /* never: me_upload_derive() ran */
+    if (in->nparts >= ME_UPLOAD_MAX_PARTS || in->next_part > ME_UPLOAD_MAX_PARTS)
         return ME_EUPLOAD_SIZE;
     const void *part = data;
     char *merged = NULL;
@@ -667,7 +695,8 @@ static int store_bytes(me_uploads_t *u, me_upload_info_t *in, const void *data, 
             }
             at += got;
         }
-        memcpy(merged + at, data, len);
+        if (len > 0)
+            memcpy(merged + at, data, len);
         part = merged;
         me_metric_add(upload_read_back, NULL, (double)at);
     }
@@ -680,12 +709,94 @@ static int store_bytes(me_uploads_t *u, me_upload_info_t *in, const void *data, 
     return 0;
 }
 
+/* 1 when storage holds every byte of in (after me_upload_derive()). */
+static int all_stored(const me_upload_info_t *in)
+{
+    return in->state == ME_UPLOAD_OPEN && in->pub.length != ME_UPLOAD_LENGTH_DEFERRED &&
+           in->pub.offset == in->pub.length;
+}
+
+/* HEAD found every byte of upload id stored while its state says open: the PATCH that stored
+ * the last ones died before saving so. Completes it as that PATCH would have, holding its
+ * lock: 0 with *in loaded (free it), or an error (*in freed). */
+static int complete_stored(me_uploads_t *u, const me_token_claims_t *who, const char *id, int64_t now,
+                           me_upload_info_t *in)
+{
+    int stale = 0, ret = me_upload_info_load(u, who, id, now, in);
+    if (ret != 0)
+        return ret;
+    if (in->state == ME_UPLOAD_OPEN && in->pub.kind != ME_UPLOAD_FINAL &&
+        (ret = me_upload_derive(u, in, 1, &stale)) == 0 && all_stored(in)) {
+        me_storage_part_t *parts = realloc(in->parts, sizeof(*parts) * (size_t)(in->nparts + SPLIT_MAX));
+        if (parts == NULL) {
+            ret = ME_ENOMEM;
+        } else {
+            in->parts = parts;
+            /* pieces left at the end (a length declared after them): into a last part */
+            if ((ret = store_bytes(u, in, NULL, 0, 1)) == 0) {
+                in->state = ME_UPLOAD_COMPLETING;
+                ret = me_upload_info_save(u, in);
+            }
+        }
+        if (ret == 0 && stale > 0)
+            drop_stale_pieces(u, in);
+    }
+    if (ret == 0 && in->state == ME_UPLOAD_COMPLETING)
+        ret = me_upload_finish(u, in);
+    if (ret != 0)
+        me_upload_info_free(in);
+    return ret;
+}
+
+int me_upload_head(me_uploads_t *u, const me_token_claims_t *who, const char *id, int64_t now, me_upload_t *out)
+{
+    me_upload_info_t in;
+    int stale, ret = me_upload_info_load(u, who, id, now, &in);
+    if (ret != 0)
+        return ret;
+    /* the offset is what storage holds: another instance may have died before saving it */
+    if (in.state == ME_UPLOAD_OPEN && in.pub.kind != ME_UPLOAD_FINAL &&
+        (ret = me_upload_derive(u, &in, 0, &stale)) == 0 && all_stored(&in) && me_upload_lock(u, id) == 0) {
+        me_upload_info_free(&in);
+        ret = complete_stored(u, who, id, now, &in);
+        me_upload_unlock(u, id);
+        if (ret != 0)
+            return ret;
+    }
+    if (ret == 0 && in.state == ME_UPLOAD_COMPLETING && me_upload_lock(u, id) == 0) {
+        ret = me_upload_finish(u, &in);
+        me_upload_unlock(u, id);
+    }
+    if (ret == 0)
+        *out = in.pub;
+    me_upload_info_free(&in);
+    return ret;
+}
+
+/* An append's bytes hashed in a thread of their own, beside their storage, from this size on. */
+#define HASH_BESIDE (1024 * 1024)
+
+typedef struct {
+    me_upload_hash_step_t step;
+    const void *data;
+    size_t len;
+} hash_job_t;
+
+static void *hash_job(void *arg)
+{
+    hash_job_t *j = arg;
+    me_upload_hash_step_update(&j->step, j->data, j->len);
+    return NULL;
+}
+
 int me_upload_append(me_uploads_t *u, const me_token_claims_t *who, const char *id, uint64_t offset,
                      uint64_t new_length, const void *data, size_t len, const me_checksum_t *ck, int64_t now,
                      me_upload_t *out)
 {
     me_upload_info_t in;
     const char *reason = NULL;
+    hash_job_t hashing = {{NULL, 0, 0}, NULL, 0};
+    pthread_t hasher;
     int ret;
 
     if (me_upload_lock(u, id) != 0) {
@@ -697,15 +808,21 @@ int me_upload_append(me_uploads_t *u, const me_token_claims_t *who, const char *
         me_upload_unlock(u, id);
         return ret;
     }
+    me_upload_piece_t *old_pieces = NULL, *pieces;
+    me_storage_part_t *parts;
+    int stale = 0, npieces_before;
+    /* the offset is what storage holds: another instance may have died before saving it */
+    if (in.state == ME_UPLOAD_OPEN && in.pub.kind != ME_UPLOAD_FINAL &&
+        (ret = me_upload_derive(u, &in, 1, &stale)) != 0)
+        goto exit;
     /* room for one more piece, or the parts of one PATCH, beyond what is there */
-    me_storage_part_t *parts = realloc(in.parts, sizeof(*parts) * (size_t)(in.nparts + SPLIT_MAX));
-    me_upload_piece_t *pieces = realloc(in.pieces, sizeof(*pieces) * (size_t)(in.npieces + 1));
+    parts = realloc(in.parts, sizeof(*parts) * (size_t)(in.nparts + SPLIT_MAX));
+    pieces = realloc(in.pieces, sizeof(*pieces) * (size_t)(in.npieces + 1));
     if (parts != NULL)
         in.parts = parts;
     if (pieces != NULL)
         in.pieces = pieces;
-    int npieces_before = in.npieces;
-    me_upload_piece_t *old_pieces = NULL;
+    npieces_before = in.npieces;
 
     if (parts == NULL || pieces == NULL) {
         ret = ME_ENOMEM;
@@ -756,21 +873,33 @@ int me_upload_append(me_uploads_t *u, const me_token_claims_t *who, const char *
     }
     if (old_pieces != NULL)
         memcpy(old_pieces, in.pieces, sizeof(*old_pieces) * (size_t)npieces_before);
+    /* the bytes are hashed while they go to storage; the hash keeps them once they count */
+    me_upload_hashes_begin(u->hashes, in.pub.id, offset, &hashing.step);
+    hashing.data = data, hashing.len = len;
+    int beside =
+        hashing.step.ctx != NULL && len >= HASH_BESIDE && pthread_create(&hasher, NULL, hash_job, &hashing) == 0;
+    if (!beside)
+        hash_job(&hashing);
     if (len > 0 || last) {
         /* a part written after the lock was lost would replace the new holder's (lock.h) */
-        if ((ret = still_held(u, id)) != 0 || (ret = store_bytes(u, &in, data, len, last)) != 0)
-            goto exit;
-        me_failpoint("upload.part_stored");
+        if ((ret = still_held(u, id)) == 0 && (ret = store_bytes(u, &in, data, len, last)) == 0)
+            me_failpoint("upload.part_stored");
     }
+    if (beside)
+        pthread_join(hasher, NULL);
+    if (ret != 0)
+        goto exit;
     in.pub.offset += len;
     if (last)
         in.state = ME_UPLOAD_COMPLETING;
     if ((ret = me_upload_info_save(u, &in)) != 0)
-        goto exit; /* the bytes stored are orphans: the next append at this offset overwrites them */
+        goto exit; /* the bytes stored count all the same: the offset is what storage holds */
     me_failpoint("upload.offset_saved");
     me_metric_add(upload_bytes, NULL, (double)len);
-    me_upload_hashes_add(u->hashes, in.pub.id, offset, data, len);
-    if (in.npieces == 0 && old_pieces != NULL) {
+    me_upload_hashes_keep(u->hashes, in.pub.id, &hashing.step);
+    if (stale > 0)
+        drop_stale_pieces(u, &in);
+    else if (in.npieces == 0 && old_pieces != NULL) {
         for (int i = 0; i < npieces_before; i++) {
             char key[ME_STORAGE_KEY_MAX];
             piece_key(key, sizeof(key), in.pub.id, old_pieces[i].offset);
@@ -783,6 +912,7 @@ int me_upload_append(me_uploads_t *u, const me_token_claims_t *who, const char *
         *out = in.pub;
 
 exit:
+    me_upload_hash_step_drop(&hashing.step);
     free(old_pieces);
     me_upload_info_free(&in);
     me_upload_unlock(u, id);

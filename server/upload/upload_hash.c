@@ -79,29 +79,70 @@ static void attach(me_upload_hashes_t *h, const char *id, EVP_MD_CTX *ctx, uint6
     EVP_MD_CTX_free(evicted);
 }
 
-void me_upload_hashes_add(me_upload_hashes_t *h, const char *id, uint64_t offset, const void *data, size_t len)
+void me_upload_hashes_begin(me_upload_hashes_t *h, const char *id, uint64_t offset, me_upload_hash_step_t *step)
+{
+    *step = (me_upload_hash_step_t){NULL, offset, 0};
+    if (h == NULL || strlen(id) > ME_UPLOAD_ID_LEN)
+        return;
+    pthread_mutex_lock(&h->lock);
+    for (int i = 0; i < ME_UPLOAD_HASHES_MAX; i++) {
+        entry_t *e = &h->e[i];
+        if (e->id[0] != '\0' && strcmp(e->id, id) == 0 && e->hashed == offset) {
+            if ((step->ctx = EVP_MD_CTX_new()) != NULL && EVP_MD_CTX_copy_ex(step->ctx, e->ctx) != 1) {
+                EVP_MD_CTX_free(step->ctx);
+                step->ctx = NULL;
+            }
+            break;
+        }
+    }
+    pthread_mutex_unlock(&h->lock);
+    if (step->ctx == NULL && offset == 0 && (step->ctx = EVP_MD_CTX_new()) != NULL &&
+        EVP_DigestInit_ex(step->ctx, EVP_sha256(), NULL) != 1) {
+        EVP_MD_CTX_free(step->ctx);
+        step->ctx = NULL;
+    }
+    /* else: bytes before these went elsewhere, completion reads the object */
+}
+
+void me_upload_hash_step_update(me_upload_hash_step_t *step, const void *data, size_t len)
+{
+    if (step->ctx != NULL && len > 0 && EVP_DigestUpdate(step->ctx, data, len) != 1)
+        me_upload_hash_step_drop(step);
+    else if (step->ctx != NULL)
+        step->taken += len;
+}
+
+void me_upload_hash_step_drop(me_upload_hash_step_t *step)
+{
+    EVP_MD_CTX_free(step->ctx);
+    step->ctx = NULL;
+}
+
+void me_upload_hashes_keep(me_upload_hashes_t *h, const char *id, me_upload_hash_step_t *step)
 {
     EVP_MD_CTX *ctx = NULL;
     uint64_t hashed = 0;
+    if (h == NULL || step->ctx == NULL || strlen(id) > ME_UPLOAD_ID_LEN) {
+        me_upload_hash_step_drop(step);
+        return;
+    }
+    /* the hash as it was when the step began; a step from offset 0 starts it again */
+    int had = detach(h, id, &ctx, &hashed) == 0;
+    EVP_MD_CTX_free(ctx);
+    if (step->offset != 0 && (!had || hashed != step->offset)) {
+        me_upload_hash_step_drop(step);
+        return;
+    }
+    attach(h, id, step->ctx, step->offset + step->taken);
+    step->ctx = NULL;
+}
 
-    if (h == NULL || strlen(id) > ME_UPLOAD_ID_LEN)
-        return;
-    if (detach(h, id, &ctx, &hashed) != 0 || hashed != offset) {
-        EVP_MD_CTX_free(ctx);
-        ctx = NULL;
-        if (offset != 0)
-            return; /* bytes before these went elsewhere: completion reads the object */
-        if ((ctx = EVP_MD_CTX_new()) == NULL || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1) {
-            EVP_MD_CTX_free(ctx);
-            return;
-        }
-        hashed = 0;
-    }
-    if (len > 0 && EVP_DigestUpdate(ctx, data, len) != 1) {
-        EVP_MD_CTX_free(ctx);
-        return;
-    }
-    attach(h, id, ctx, hashed + len);
+void me_upload_hashes_add(me_upload_hashes_t *h, const char *id, uint64_t offset, const void *data, size_t len)
+{
+    me_upload_hash_step_t step;
+    me_upload_hashes_begin(h, id, offset, &step);
+    me_upload_hash_step_update(&step, data, len);
+    me_upload_hashes_keep(h, id, &step);
 }
 
 int me_upload_hashes_take(me_upload_hashes_t *h, const char *id, uint64_t length, char out[65])

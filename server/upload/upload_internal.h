@@ -32,6 +32,7 @@ typedef struct {
     me_upload_state_t state;
     me_storage_part_t *parts;   /* malloc'd, freed by me_upload_info_free() */
     int nparts;
+    int next_part;              /* the number the next part put gets; 0: not known (a document older than it) */
     me_upload_piece_t *pieces;  /* malloc'd, freed by me_upload_info_free() */
     int npieces;
     char used_by[ME_UPLOAD_ID_LEN + 1]; /* a partial's final, once one claimed it */
@@ -72,6 +73,18 @@ int me_upload_info_load(me_uploads_t *u, const me_token_claims_t *who, const cha
 
 /* Stores the state document durably (the moment a change counts). 0, ME_ENOMEM, ME_EIO. */
 int me_upload_info_save(me_uploads_t *u, const me_upload_info_t *in) ME_MUST_CHECK;
+
+/* Brings *in, an open upload's state as loaded, up to what storage holds, which is what its
+ * offset is: the parts a PATCH put after the document was last saved (numbers from its
+ * next_part on, without a gap) join in->parts; in->pieces become the pieces stored one after
+ * the other from the parts' end (a piece's key says its offset), and in->pub.offset their end;
+ * in->next_part goes past every part listed. *stale gets the count of pieces left behind
+ * (merged into a part, their deletion cut short). Costs one listing of the upload's parts
+ * past its document's and one of its objects, at once when locked (the caller holds the
+ * upload's lock: nothing changes meanwhile), else one after the other. 0, ME_ENOMEM, ME_EIO
+ * (storage fails, does not hold a part the document names, or holds more than the upload may
+ * have). */
+int me_upload_derive(me_uploads_t *u, me_upload_info_t *in, int locked, int *stale) ME_MUST_CHECK;
 
 /* Frees what *in holds (not in itself); safe twice. */
 void me_upload_info_free(me_upload_info_t *in);

@@ -12,7 +12,11 @@ everything it made. ME_S3_ENDPOINT set in the environment: prints that one inste
 already running, e.g. a whole test run's) and starts nothing.
 
 Layout as ../shared/notes/s3-and-sigv4.md: one storage policy, rings of one device each,
-tempauth user test:tester / testing (the S3 access key and secret), about 2 s to start."""
+tempauth user test:tester / testing (the S3 access key and secret), about 2 s to start.
+Virtual-hosted addressing too: s3api's storage_domain is localhost, so an endpoint
+http://localhost:<port> with the bucket in the host (<bucket>.localhost, which curl and libcurl
+resolve to loopback themselves) reaches the same buckets. The proxy's access log (the requests
+as clients sent them: method and path) comes to this process over UDP: access_log()."""
 import os
 import shutil
 import signal
@@ -20,6 +24,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -75,6 +80,7 @@ account_autocreate = true
 [filter:s3api]
 use = egg:swift#s3api
 location = us-east-1
+storage_domain = localhost
 s3_acl = false
 max_upload_part_num = 10000
 
@@ -88,6 +94,9 @@ use = egg:swift#catch_errors
 use = egg:swift#gatekeeper
 [filter:proxy-logging]
 use = egg:swift#proxy_logging
+access_log_udp_host = 127.0.0.1
+access_log_udp_port = {log_port}
+access_log_level = INFO
 [filter:cache]
 use = egg:swift#memcache
 memcache_servers = 127.0.0.1:{memcache_port}
@@ -133,11 +142,34 @@ class SwiftAIO:
         self.procs = []
         self.endpoint = None
         self.access_key, self.secret_key = ACCESS_KEY, SECRET_KEY
+        self.log_socket, self.log_lines, self.log_lock = None, [], threading.Lock()
+
+    def _take_logs(self):
+        sock = self.log_socket
+        sock.settimeout(0.5)
+        while self.log_socket is sock:  # until stop()
+            try:
+                line = sock.recv(65536).decode(errors="replace")
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            with self.log_lock:
+                self.log_lines.append(line)
+                del self.log_lines[:-20000]  # the latest only
+
+    def access_log(self):
+        """The proxy's access log lines so far (syslog text: "... PUT /bucket/key HTTP/1.0 200 ...")."""
+        with self.log_lock:
+            return list(self.log_lines)
 
     def start(self, timeout=30):
         self.dir = tempfile.mkdtemp(prefix="mediaedge-swift-")
         os.makedirs(f"{self.dir}/devices/d1")
         ports = {n: free_port() for n in SERVERS}
+        self.log_socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.log_socket.bind(("127.0.0.1", 0))
+        threading.Thread(target=self._take_logs, daemon=True).start()
         with open(f"{self.dir}/swift.conf", "w") as f:
             f.write(SWIFT_CONF)
         for n in ("account", "container", "object"):
@@ -147,7 +179,7 @@ class SwiftAIO:
         with open(f"{self.dir}/proxy.conf", "w") as f:
             # no memcached: the cache filter's calls to a closed port fail fast and are ignored
             f.write(COMMON.format(port=ports["proxy"], dir=self.dir, name="proxy") +
-                    PROXY.format(memcache_port=free_port()))
+                    PROXY.format(memcache_port=free_port(), log_port=self.log_socket.getsockname()[1]))
         log = open(f"{self.dir}/swift.log", "ab")
         for n in SERVERS:
             self.procs.append(subprocess.Popen(
@@ -200,6 +232,9 @@ class SwiftAIO:
                 os.killpg(p.pid, signal.SIGKILL)
                 p.wait()
         self.procs = []
+        if self.log_socket is not None:
+            self.log_socket.close()
+            self.log_socket = None
         if self.dir is not None:
             shutil.rmtree(self.dir, ignore_errors=True)
             self.dir = None

@@ -357,6 +357,20 @@ static void conformance_list_order_and_prefixes(void **state)
     assert_int_equal(me_storage_multipart_abort(st, "uploads/zz", id), 0);
 }
 
+typedef struct {
+    me_storage_part_t parts[8];
+    int n, stop_at; /* the callback returns 99 at part stop_at (0: never) */
+} parts_seen_t;
+
+static int parts_collect(const me_storage_part_t *part, void *arg)
+{
+    parts_seen_t *s = arg;
+    if (s->n < 8)
+        s->parts[s->n] = *part;
+    s->n++;
+    return s->stop_at != 0 && part->number == s->stop_at ? 99 : 0;
+}
+
 /* ---- what storage.c refuses ---- */
 
 static void conformance_invalid_keys_never_reach_the_backend(void **state)
@@ -372,6 +386,7 @@ static void conformance_invalid_keys_never_reach_the_backend(void **state)
     me_storage_stat_t stat;
     json_t *doc = json_object(), *got;
     listed_t l = {0};
+    parts_seen_t ps = {0};
     size_t len;
 
     memset(long_key, 'k', sizeof(long_key) - 1);
@@ -393,12 +408,14 @@ static void conformance_invalid_keys_never_reach_the_backend(void **state)
         assert_int_equal(me_storage_part_put(st, k, upload, 1, "x", 1, &part), ME_EINVAL);
         assert_int_equal(me_storage_multipart_complete(st, k, upload, &part, 1), ME_EINVAL);
         assert_int_equal(me_storage_multipart_abort(st, k, upload), ME_EINVAL);
+        assert_int_equal(me_storage_part_list(st, k, upload, 0, parts_collect, &ps), ME_EINVAL);
     }
     for (size_t i = 0; i < sizeof(bad_prefixes) / sizeof(bad_prefixes[0]); i++)
         assert_int_equal(me_storage_list(st, bad_prefixes[i], collect, &l), ME_EINVAL);
     assert_int_equal(me_storage_list(st, "a", NULL, NULL), ME_EINVAL);
     assert_int_equal(storage_faults_calls(fx->faults, FAULT_ANY), 0);
     assert_int_equal(l.n, 0);
+    assert_int_equal(ps.n, 0);
     json_decref(doc);
 }
 
@@ -495,6 +512,78 @@ static void conformance_part_put_twice_last_wins(void **state)
     free(first);
     free(again);
     free(want);
+}
+
+/* ---- listing an upload's parts ---- */
+
+static void assert_part(const me_storage_part_t *got, const me_storage_part_t *want)
+{
+    assert_int_equal(got->number, want->number);
+    assert_int_equal(got->size, want->size);
+    assert_string_equal(got->etag, want->etag);
+}
+
+/* What any instance learns of an upload after another put parts and died: every part as its
+ * last put left it, in order; an upload not (or no longer) there is ME_ENOTFOUND. */
+static void conformance_part_list(void **state)
+{
+    fixture_t *fx = *state;
+    me_storage_t *st = fx->st;
+    size_t ps = part_size(st), sizes[3] = {ps, ps, 5}, total;
+    me_storage_part_t parts[3], again;
+    parts_seen_t s = {0};
+    char id[ME_STORAGE_UPLOAD_ID_MAX + 1], gone[ME_STORAGE_UPLOAD_ID_MAX + 1];
+
+    begin(st, "up/listed", id);
+    assert_int_equal(me_storage_part_list(st, "up/listed", id, 0, parts_collect, &s), 0);
+    assert_int_equal(s.n, 0); /* none yet */
+    unsigned char *whole = put_parts(st, "up/listed", id, sizes, 3, parts, &total);
+    assert_int_equal(me_storage_part_list(st, "up/listed", id, 0, parts_collect, &s), 0);
+    assert_int_equal(s.n, 3);
+    for (int i = 0; i < 3; i++)
+        assert_part(&s.parts[i], &parts[i]);
+
+    /* the parts above a number only */
+    s = (parts_seen_t){0};
+    assert_int_equal(me_storage_part_list(st, "up/listed", id, 2, parts_collect, &s), 0);
+    assert_int_equal(s.n, 1);
+    assert_part(&s.parts[0], &parts[2]);
+    s = (parts_seen_t){0};
+    assert_int_equal(me_storage_part_list(st, "up/listed", id, 3, parts_collect, &s), 0);
+    assert_int_equal(s.n, 0);
+    assert_int_equal(me_storage_part_list(st, "up/listed", id, -1, parts_collect, &s), ME_EINVAL);
+    assert_int_equal(me_storage_part_list(st, "up/listed", id, 10001, parts_collect, &s), ME_EINVAL);
+
+    /* the callback stops it */
+    s = (parts_seen_t){.stop_at = 2};
+    assert_int_equal(me_storage_part_list(st, "up/listed", id, 0, parts_collect, &s), 99);
+    assert_int_equal(s.n, 2);
+
+    /* the last part put again, smaller: the listing shows the last put */
+    assert_int_equal(me_storage_part_put(st, "up/listed", id, 3, "abc", 3, &again), 0);
+    s = (parts_seen_t){0};
+    assert_int_equal(me_storage_part_list(st, "up/listed", id, 0, parts_collect, &s), 0);
+    assert_int_equal(s.n, 3);
+    assert_part(&s.parts[1], &parts[1]);
+    assert_part(&s.parts[2], &again);
+    assert_int_equal(s.parts[2].size, 3);
+    assert_string_not_equal(s.parts[2].etag, parts[2].etag);
+
+    /* for another key, aborted, never begun or completed: no such upload */
+    assert_int_equal(me_storage_part_list(st, "up/other", id, 0, parts_collect, &s), ME_ENOTFOUND);
+    begin(st, "up/gone", gone);
+    assert_int_equal(me_storage_multipart_abort(st, "up/gone", gone), 0);
+    assert_int_equal(me_storage_part_list(st, "up/gone", gone, 0, parts_collect, &s), ME_ENOTFOUND);
+    assert_int_equal(me_storage_part_list(st, "up/listed", id, 0, NULL, NULL), ME_EINVAL);
+    parts[2] = again;
+    assert_int_equal(me_storage_multipart_complete(st, "up/listed", id, parts, 3), 0);
+    memcpy(whole + 2 * ps, "abc", 3);
+    storage_assert_object(st, "up/listed", whole, 2 * ps + 3);
+    s = (parts_seen_t){0};
+    /* completed: gone (file, AWS S3), or as it was completed (Swift's s3api, for a while) */
+    int after = me_storage_part_list(st, "up/listed", id, 0, parts_collect, &s);
+    assert_true(after == ME_ENOTFOUND || (after == 0 && s.n == 3));
+    free(whole);
 }
 
 static void conformance_complete_with_wrong_parts(void **state)
@@ -704,6 +793,7 @@ static const struct {
     CASE(conformance_min_part_size),
     CASE(conformance_concurrent_puts_to_one_key),
     CASE(conformance_part_copy),
+    CASE(conformance_part_list),
 #undef CASE
 };
 

@@ -28,7 +28,7 @@ typedef struct {
     int racing_reads_may_miss;
 } storage_conformance_backend_t;
 
-#define STORAGE_CONFORMANCE_CASES 16
+#define STORAGE_CONFORMANCE_CASES 17
 
 /* Fills tests[0..STORAGE_CONFORMANCE_CASES) with the cases, run against backend, which must
  * live until they have run. */

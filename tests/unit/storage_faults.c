@@ -25,7 +25,7 @@ struct me_storage_backend {
 
 static int is_write(fault_op_t op)
 {
-    return op != FAULT_GET && op != FAULT_HEAD && op != FAULT_LIST;
+    return op != FAULT_GET && op != FAULT_HEAD && op != FAULT_LIST && op != FAULT_PART_LIST;
 }
 
 static int matches(fault_op_t want, fault_op_t op)
@@ -117,6 +117,13 @@ static int faulty_part_copy(me_storage_backend_t *be, const char *key, const cha
     return ret != 0 ? ret : be->f.inner_ops->part_copy(be->f.inner, key, upload_id, number, src, offset, len, out);
 }
 
+static int faulty_part_list(me_storage_backend_t *be, const char *key, const char *upload_id, int after,
+                            int (*cb)(const me_storage_part_t *part, void *arg), void *arg)
+{
+    int ret = enter(be, FAULT_PART_LIST, key);
+    return ret != 0 ? ret : be->f.inner_ops->part_list(be->f.inner, key, upload_id, after, cb, arg);
+}
+
 static void faulty_close(me_storage_backend_t *be)
 {
     be->f.inner_ops->close(be->f.inner);
@@ -136,6 +143,7 @@ static const me_storage_ops_t faulty_ops = {
     .multipart_complete = faulty_multipart_complete,
     .multipart_abort = faulty_multipart_abort,
     .part_copy = faulty_part_copy,
+    .part_list = faulty_part_list,
 };
 
 me_storage_t *storage_faults_wrap(const me_storage_ops_t *ops, me_storage_backend_t *be, storage_faults_t **faults)

@@ -23,9 +23,10 @@ typedef enum {
     FAULT_MULTIPART_COMPLETE,
     FAULT_MULTIPART_ABORT,
     FAULT_PART_COPY,
+    FAULT_PART_LIST,
     FAULT_OPS,        /* how many operations there are */
     FAULT_ANY = -1,   /* any operation */
-    FAULT_WRITE = -2, /* any that changes storage: all but get, head and list */
+    FAULT_WRITE = -2, /* any that changes storage: all but get, head, list and part_list */
     FAULT_NONE = -3,  /* no operation: what storage_faults_struck() says before any fault */
 } fault_op_t;
 

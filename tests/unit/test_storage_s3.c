@@ -157,13 +157,54 @@ static void test_listing_pages(void **state)
     }
 }
 
+static int part_seen(const me_storage_part_t *part, void *arg)
+{
+    me_storage_part_t *seen = arg;
+    seen[part->number] = *part;
+    seen[0].number++; /* how many, in order: each number once */
+    return seen[0].number == part->number ? 0 : ME_EIO;
+}
+
+/* ListParts longer than a page follows NextPartNumberMarker, in order. */
+static void test_part_listing_pages(void **state)
+{
+    char id[ME_STORAGE_UPLOAD_ID_MAX + 1], body[8];
+    me_storage_part_t put[8], seen[8] = {{0}};
+    assert_int_equal(me_storage_multipart_begin(st, "pages/parts", id, sizeof(id)), 0);
+    for (int i = 1; i <= 7; i++) { /* S3 checks part sizes at completion only */
+        snprintf(body, sizeof(body), "p%d", i);
+        assert_int_equal(me_storage_part_put(st, "pages/parts", id, i, body, strlen(body), &put[i]), 0);
+    }
+    parts_page = "2";
+    int ret = me_storage_part_list(st, "pages/parts", id, 0, part_seen, seen);
+    parts_page = "1000";
+    assert_int_equal(ret, 0);
+    assert_int_equal(seen[0].number, 7);
+    for (int i = 1; i <= 7; i++) {
+        assert_int_equal(seen[i].size, 2);
+        assert_string_equal(seen[i].etag, put[i].etag);
+    }
+    /* above a number: from there, also across pages */
+    memset(seen, 0, sizeof(seen));
+    seen[0].number = 3;
+    parts_page = "2";
+    ret = me_storage_part_list(st, "pages/parts", id, 3, part_seen, seen);
+    parts_page = "1000";
+    assert_int_equal(ret, 0);
+    assert_int_equal(seen[0].number, 7);
+    assert_int_equal(seen[3].number, 0);
+    assert_string_equal(seen[4].etag, put[4].etag);
+    assert_int_equal(me_storage_multipart_abort(st, "pages/parts", id), 0);
+}
+
 int main(void)
 {
     /* one group (one report): the contract's cases, then S3's own */
-    struct CMUnitTest tests[STORAGE_CONFORMANCE_CASES + 3] = {
+    struct CMUnitTest tests[STORAGE_CONFORMANCE_CASES + 4] = {
         [STORAGE_CONFORMANCE_CASES] = cmocka_unit_test_setup_teardown(test_presigned_url, own_setup, own_teardown),
         cmocka_unit_test_setup_teardown(test_wrong_secret, own_setup, own_teardown),
         cmocka_unit_test_setup_teardown(test_listing_pages, own_setup, own_teardown),
+        cmocka_unit_test_setup_teardown(test_part_listing_pages, own_setup, own_teardown),
     };
     int ret = s3_fixture_start(&swift);
 

@@ -694,6 +694,137 @@ static void test_plain_survives_a_crash_at_every_step(void **state)
     assert_int_equal(piece_deletes, 4); /* after each merge of pieces into a part: 2 and 2 */
 }
 
+/* The state document as it was before a PATCH, put back after it: what storage holds when
+ * the instance that took the PATCH died after storing its bytes and before saving the state. */
+static char *info_before(fixture_t *f, const char *id, size_t *len)
+{
+    char key[128];
+    snprintf(key, sizeof(key), "uploads/%s.info", id);
+    return read_key(f, key, len);
+}
+
+static void info_put_back(fixture_t *f, const char *id, char *text, size_t len)
+{
+    char key[128];
+    snprintf(key, sizeof(key), "uploads/%s.info", id);
+    assert_int_equal(me_storage_put(f->st, key, text, len), 0);
+    free(text);
+}
+
+static int pieces_of(fixture_t *f, const char *id)
+{
+    char prefix[128];
+    snprintf(prefix, sizeof(prefix), "uploads/%s/piece-", id);
+    return count(f, prefix);
+}
+
+/* HEAD's offset is what storage holds, not what the state document saved: a piece, then a
+ * part merging it, stored by PATCHes whose state was never saved, count; the upload resumed
+ * by a new process (no running hash) completes byte-identical, sha256 included, and the
+ * piece merged into that part goes. */
+static void test_offset_comes_from_storage(void **state)
+{
+    fixture_t *f = *state;
+    me_upload_t up, out;
+    unsigned char *data = photo(10000);
+    char *saved, key[ME_STORAGE_KEY_MAX + 1];
+    size_t len;
+    int orphans;
+    storage_faults_set_min_part_size(f->faults, 4096);
+    assert_int_equal(me_upload_create(f->u, &alice, 10000, "", T0, &up), 0);
+    assert_int_equal(me_upload_append(f->u, &alice, up.id, 0, ME_UPLOAD_LENGTH_DEFERRED, data, 5000, NULL, T0, &out),
+                     0);
+
+    /* a piece: 1500 bytes, too few for a part */
+    saved = info_before(f, up.id, &len);
+    assert_int_equal(
+        me_upload_append(f->u, &alice, up.id, 5000, ME_UPLOAD_LENGTH_DEFERRED, data + 5000, 1500, NULL, T0, &out), 0);
+    info_put_back(f, up.id, saved, len);
+    assert_int_equal(me_upload_head(f->u, &alice, up.id, T0, &out), 0);
+    assert_int_equal(out.offset, 6500);
+    assert_int_equal(
+        me_upload_append(f->u, &alice, up.id, 5000, ME_UPLOAD_LENGTH_DEFERRED, data + 5000, 1500, NULL, T0, &out),
+        ME_EOFFSET);
+
+    /* a part merging that piece with 3000 more bytes; the piece stays behind */
+    saved = info_before(f, up.id, &len);
+    assert_int_equal(
+        me_upload_append(f->u, &alice, up.id, 6500, ME_UPLOAD_LENGTH_DEFERRED, data + 6500, 3000, NULL, T0, &out), 0);
+    assert_int_equal(pieces_of(f, up.id), 0);
+    info_put_back(f, up.id, saved, len); /* it names the piece (already deleted) and one part */
+    assert_int_equal(me_upload_head(f->u, &alice, up.id, T0, &out), 0);
+    assert_int_equal(out.offset, 9500);
+
+    restart(f, key, &orphans); /* the running hash is gone: completion reads the original back */
+    assert_int_equal(me_upload_head(f->u, &alice, up.id, T0, &out), 0);
+    assert_int_equal(out.offset, 9500);
+    assert_int_equal(
+        me_upload_append(f->u, &alice, up.id, 9500, ME_UPLOAD_LENGTH_DEFERRED, data + 9500, 500, NULL, T0, &out), 0);
+    assert_true(out.completed);
+    assert_original(f, &out, data, 10000);
+    assert_int_equal(pieces_of(f, up.id), 0);
+    free(data);
+}
+
+/* A merge whose pieces' deletion was cut short, then the state put back: the piece is not
+ * counted twice, and the next PATCH's save takes it away. */
+static void test_pieces_merged_count_once(void **state)
+{
+    fixture_t *f = *state;
+    me_upload_t up, out;
+    unsigned char *data = photo(10000);
+    char *saved;
+    size_t len;
+    storage_faults_set_min_part_size(f->faults, 4096);
+    assert_int_equal(me_upload_create(f->u, &alice, 10000, "", T0, &up), 0);
+    assert_int_equal(me_upload_append(f->u, &alice, up.id, 0, ME_UPLOAD_LENGTH_DEFERRED, data, 2000, NULL, T0, &out),
+                     0);
+    assert_int_equal(pieces_of(f, up.id), 1);
+    saved = info_before(f, up.id, &len);
+    storage_faults_die(f->faults, FAULT_DELETE, 1); /* the merged piece's deletion */
+    assert_int_equal(
+        me_upload_append(f->u, &alice, up.id, 2000, ME_UPLOAD_LENGTH_DEFERRED, data + 2000, 4000, NULL, T0, &out), 0);
+    storage_faults_reset(f->faults);
+    info_put_back(f, up.id, saved, len);
+    assert_int_equal(pieces_of(f, up.id), 1);
+    assert_int_equal(me_upload_head(f->u, &alice, up.id, T0, &out), 0);
+    assert_int_equal(out.offset, 6000);
+    assert_int_equal(
+        me_upload_append(f->u, &alice, up.id, 6000, ME_UPLOAD_LENGTH_DEFERRED, data + 6000, 1000, NULL, T0, &out), 0);
+    assert_int_equal(pieces_of(f, up.id), 1); /* the new one only */
+    assert_int_equal(
+        me_upload_append(f->u, &alice, up.id, 7000, ME_UPLOAD_LENGTH_DEFERRED, data + 7000, 3000, NULL, T0, &out), 0);
+    assert_true(out.completed);
+    assert_original(f, &out, data, 10000);
+    free(data);
+}
+
+/* The PATCH that stored the last bytes died before saving anything: the next HEAD finds every
+ * byte stored, and completes the upload as that PATCH would have. */
+static void test_head_completes_what_storage_holds(void **state)
+{
+    fixture_t *f = *state;
+    me_upload_t up, out;
+    unsigned char *data = photo(10000);
+    char key[ME_STORAGE_KEY_MAX + 1];
+    int orphans;
+    storage_faults_set_min_part_size(f->faults, 4096);
+    assert_int_equal(me_upload_create(f->u, &alice, 10000, "", T0, &up), 0);
+    assert_int_equal(me_upload_append(f->u, &alice, up.id, 0, ME_UPLOAD_LENGTH_DEFERRED, data, 6000, NULL, T0, &out),
+                     0);
+    storage_faults_die(f->faults, FAULT_PUT, 1); /* the state save after the last part */
+    assert_int_equal(
+        me_upload_append(f->u, &alice, up.id, 6000, ME_UPLOAD_LENGTH_DEFERRED, data + 6000, 4000, NULL, T0, &out),
+        ME_EIO);
+    assert_int_equal(restart(f, key, &orphans), FAULT_PUT);
+    assert_false(has_key(f, "media/%s.json", up.media_id));
+    assert_int_equal(me_upload_head(f->u, &alice, up.id, T0, &out), 0);
+    assert_int_equal(out.offset, 10000);
+    assert_true(out.completed);
+    assert_original(f, &out, data, 10000);
+    free(data);
+}
+
 typedef struct {
     fixture_t *f;
     upload_id_t ids[3];
@@ -822,6 +953,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_final_survives_a_crash_at_every_step, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_finals_one_wins, setup, teardown),
         cmocka_unit_test_setup_teardown(test_plain_survives_a_crash_at_every_step, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_offset_comes_from_storage, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pieces_merged_count_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_head_completes_what_storage_holds, setup, teardown),
         cmocka_unit_test(test_concat_parse_table),
         cmocka_unit_test(test_metadata_and_ids),
     };

@@ -14,6 +14,7 @@
 #define PARTS_MAX 10000
 
 static const char *list_page = "1000"; /* keys per ListObjectsV2 page (S3's most); tests make it small */
+static const char *parts_page = "1000"; /* parts per ListParts page (S3's most); tests make it small */
 
 struct me_storage_backend {
     me_s3_client_t *s3;
@@ -301,28 +302,33 @@ static int s3_part_put(me_storage_backend_t *be, const char *key, const char *up
     return s3_status("upload_part", key, &r, ret);
 }
 
-/* ListParts, every page, into parts[number] (size, etag; number 0 = not put). */
+/* ListParts, every page, each part to cb in ascending number order (S3's). */
 typedef struct {
-    me_storage_part_t *parts; /* PARTS_MAX + 1 */
-} have_t;
+    int (*cb)(const me_storage_part_t *part, void *arg);
+    void *arg;
+    int last; /* the number listed last: S3 lists in order, anything else is no listing */
+} parts_t;
 
 static int part_listed(const me_s3_xml_entry_t *e, void *arg)
 {
-    have_t *h = arg;
-    me_storage_part_t *p = &h->parts[e->number];
-    p->number = e->number;
-    p->size = e->size;
-    snprintf(p->etag, sizeof(p->etag), "%s", e->etag);
-    return 0;
+    parts_t *l = arg;
+    me_storage_part_t p = {.number = e->number, .size = e->size};
+    if (e->number <= l->last || e->number > PARTS_MAX || strlen(e->etag) > ME_STORAGE_ETAG_MAX)
+        return ME_EIO;
+    l->last = e->number;
+    snprintf(p.etag, sizeof(p.etag), "%s", e->etag);
+    return l->cb(&p, l->arg);
 }
 
-static int list_parts(me_storage_backend_t *be, const char *key, const char *upload_id, me_storage_part_t *parts)
+static int s3_part_list(me_storage_backend_t *be, const char *key, const char *upload_id, int after,
+                        int (*cb)(const me_storage_part_t *part, void *arg), void *arg)
 {
     char marker[32] = "";
-    have_t h = {parts};
-
+    parts_t l = {cb, arg, after};
+    if (after > 0)
+        snprintf(marker, sizeof(marker), "%d", after);
     for (int pages = 0; pages < PARTS_MAX / 1000 + 2; pages++) {
-        me_sigv4_pair_t qs[3] = {Q("uploadId", upload_id), Q("max-parts", "1000"), Q("part-number-marker", marker)};
+        me_sigv4_pair_t qs[3] = {Q("uploadId", upload_id), Q("max-parts", parts_page), Q("part-number-marker", marker)};
         me_s3_request_t q = {.op = "list_parts",
                              .method = "GET",
                              .key = key,
@@ -338,18 +344,25 @@ static int list_parts(me_storage_backend_t *be, const char *key, const char *upl
         }
         if (ret != 0 || r.status != 200)
             return s3_status("list_parts", key, &r, ret);
-        ret = me_s3_xml_list(r.body, r.body_len, 1, part_listed, &h, &truncated, marker, sizeof(marker));
+        ret = me_s3_xml_list(r.body, r.body_len, 1, part_listed, &l, &truncated, marker, sizeof(marker));
         me_s3_response_free(&r);
-        if (ret != 0) {
+        if (ret == ME_EIO)
             me_log_error(NULL, "s3: list_parts %s: an answer that is not a part listing", key);
-            return ME_EIO;
-        }
+        if (ret != 0)
+            return ret;
         if (!truncated)
             return 0;
         if (marker[0] == '\0')
             return ME_EIO;
     }
     return ME_EIO;
+}
+
+/* parts[number] gets each listed part (number 0 there: not put) */
+static int part_have(const me_storage_part_t *part, void *arg)
+{
+    ((me_storage_part_t *)arg)[part->number] = *part;
+    return 0;
 }
 
 static int s3_multipart_complete(me_storage_backend_t *be, const char *key, const char *upload_id,
@@ -362,7 +375,7 @@ static int s3_multipart_complete(me_storage_backend_t *be, const char *key, cons
 
     if (have == NULL || xml == NULL)
         goto out;
-    if ((ret = list_parts(be, key, upload_id, have)) != 0)
+    if ((ret = s3_part_list(be, key, upload_id, 0, part_have, have)) != 0)
         goto out;
     /* S3 checks etags only; storage.h promises sizes too */
     for (int i = 0; i < nparts; i++) {
@@ -533,4 +546,5 @@ const me_storage_ops_t me_storage_s3_ops = {
     .multipart_complete = s3_multipart_complete,
     .multipart_abort = s3_multipart_abort,
     .part_copy = s3_part_copy,
+    .part_list = s3_part_list,
 };
