@@ -844,8 +844,10 @@ static int sweep_one(const char *key, const me_storage_stat_t *stat, void *arg)
 int me_upload_sweep(me_uploads_t *u, int64_t now, int *removed)
 {
     sweep_t s = {u, now, 0};
-    int ret = me_storage_list(u->st, ME_LAYOUT_UPLOADS, sweep_one, &s);
-    *removed = s.removed;
+    int orphans = 0, ret = me_storage_list(u->st, ME_LAYOUT_UPLOADS, sweep_one, &s);
+    if (ret == 0)
+        ret = me_upload_sweep_orphans(u, now, &orphans);
+    *removed = s.removed + orphans;
     return ret == 0 ? 0 : ME_EIO;
 }
 
