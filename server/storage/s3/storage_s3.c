@@ -228,6 +228,8 @@ static int s3_multipart_begin(me_storage_backend_t *be, const char *key, char *u
 {
     me_sigv4_pair_t qs[] = {Q("uploads", NULL)};
     me_sigv4_pair_t h[] = {Q("Content-Type", "application/octet-stream")};
+    /* Retried like an idempotent request although it is not: a try whose answer was lost may
+     * have begun an upload nobody holds the id of; the sweep aborts it (upload_orphans.c). */
     me_s3_request_t q = {.op = "create_multipart",
                          .method = "POST",
                          .key = key,
@@ -236,6 +238,7 @@ static int s3_multipart_begin(me_storage_backend_t *be, const char *key, char *u
                          .headers = h,
                          .nheaders = 1,
                          .sse = 1,
+                         .idempotent = 1,
                          .max_body = SMALL_BODY_MAX};
     me_s3_response_t r;
     char id[1024];
