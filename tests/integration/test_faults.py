@@ -32,7 +32,7 @@ pytestmark = pytest.mark.skipif("s3" not in swift_s3.BACKENDS, reason="ME_S3=0: 
 MIB = 1 << 20
 LONG = bool(os.environ.get("ME_LONG"))
 UPLOADS = 200 if LONG else 16
-EXPIRE_AFTER_S = 20  # an upload abandoned by the client (its create's answer lost) goes after this
+EXPIRE_AFTER_S = 60 if LONG else 20  # an upload abandoned by the client (its create's answer lost) goes after this
 SWEEP_EVERY_S = 2
 
 
@@ -113,7 +113,7 @@ def photo(base, size):
 def faulty(tmp_path, swift_session):
     swift = swift_session.start()
     port = int(swift.endpoint.rsplit(":", 1)[1].strip("/"))
-    proxy = FaultProxy(port, rate=0.10, seed=14, stall_seconds=1.0).start()
+    proxy = FaultProxy(port, rate=0.10, seed=14, stall_seconds=3.0 if LONG else 1.0).start()
     proxy.enabled = False  # the start's checks of the bucket go through
     d = tmp_path / "srv"
     d.mkdir()
