@@ -70,9 +70,9 @@ class RetryingTus:
                 r = None
                 self.seen.append("connection")
             self.retries += 1
-            time.sleep(min(2.0, 0.05 * 2 ** attempt) * random.random())
             if method == "PATCH":
-                return None  # the caller asks HEAD where to go on from
+                return None  # the caller waits, and asks HEAD where to go on from
+            time.sleep(min(2.0, 0.05 * 2 ** attempt) * random.random())
         raise AssertionError(f"{method} {url}: still failing after {self.attempts} attempts: "
                              f"{r.status_code if r is not None else 'connection error'} {r.text if r is not None else ''}")
 
@@ -82,7 +82,7 @@ class RetryingTus:
                                                                                "Upload-Metadata": meta}))
         assert r.status_code == 201, r.text
         url = self.s.http + r.headers["location"]
-        off, last = 0, None
+        off, last, fails = 0, None, 0
         for _ in range(10 * self.attempts):
             if off >= len(data):
                 break
@@ -90,8 +90,10 @@ class RetryingTus:
                                                          "Content-Type": "application/offset+octet-stream"}),
                            data=data[off:off + chunk])
             if r is not None and r.status_code == 204:
-                off, last = int(r.headers["upload-offset"]), r
+                off, last, fails = int(r.headers["upload-offset"]), r, 0
                 continue
+            fails += 1
+            time.sleep(min(2.0, 0.05 * 2 ** fails) * random.random())
             assert r is None or r.status_code == 409, r.text  # 409: an earlier try went through after all
             h = self._call("HEAD", url, headers=self.h())
             assert h.status_code == 200, h.text
@@ -152,7 +154,8 @@ def test_uploads_through_a_faulty_s3_all_complete(faulty, tmp_path):
     s, proxy = faulty
     token = s.token("--scope", "upload", "--user", "u1", "--album", "a1")
     rng = random.Random(1414)
-    plans = [(rng.randrange(6 * MIB, (12 if LONG else 9) * MIB), rng.choice((2 * MIB, 3 * MIB, 4 * MIB))) for _ in range(UPLOADS)]
+    plans = [(rng.randrange(6 * MIB, (12 if LONG else 9) * MIB), rng.choice((2 * MIB, 3 * MIB, 4 * MIB)))
+             for _ in range(UPLOADS)]
     sent, clients = {}, []
     subprocess.run(["convert", "-size", "640x480", "gradient:red-blue", str(tmp_path / "photo.jpg")], check=True)
     base = (tmp_path / "photo.jpg").read_bytes()
@@ -192,9 +195,8 @@ def test_uploads_through_a_faulty_s3_all_complete(faulty, tmp_path):
     for kind in KINDS:
         assert proxy.count(kind) >= 1, (kind, summary)
     assert retries >= 1
-    # the sweeper (every 2 s here) takes what the faults left: uploads whose client never heard of
-    # them, multipart uploads whose create's answer was lost
-    proxy.enabled = False
+    # the sweeper (every 2 s here, its own requests faulted too) takes what the faults left:
+    # uploads whose client never heard of them, multipart uploads whose create's answer was lost
     deadline = time.time() + EXPIRE_AFTER_S + 6 * SWEEP_EVERY_S + 30
     left = None
     while time.time() < deadline:
