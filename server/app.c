@@ -29,12 +29,12 @@
 #include "server/media/processing.h"
 #include "server/redis/lease.h"
 #include "server/redis/redis.h"
+#include "server/upload/upload_config.h"
 #include "server/redis/redis_config.h"
 #include "server/storage/storage.h"
 #include "server/upload/lock.h"
 #include "server/upload/upload.h"
 
-#define SWEEP_INTERVAL_S 600
 #define VIEW_CACHE 2048    /* media views kept rendered: a few KiB each */
 #define OBJECT_CACHE 16384 /* origin paths known: 300 bytes each */
 /* Origin reads queued at most, per pool thread: each holds a small struct until it runs (its
@@ -312,25 +312,32 @@ void me_app_routes(me_app_t *app, h2o_hostconf_t *host, int (*ready)(void *arg),
 
 /* ---- housekeeping ---- */
 
-/* Sweeps expired uploads at once and every SWEEP_INTERVAL_S until quiesced. */
+/* Sweeps expired uploads at once and every uploads.sweep_every until quiesced. */
 static void *sweeper_main(void *arg)
 {
     me_app_t *app = arg;
+    const uint64_t every_ms = me_upload_settings(app->cfg)->sweep_every;
     pthread_setname_np(pthread_self(), "sweeper");
     pthread_mutex_lock(&app->lock);
     while (!app->stopping) {
         pthread_mutex_unlock(&app->lock);
         int removed = 0;
-        if (!app_lead(app, "sweep", SWEEP_INTERVAL_S * 1000ull))
+        if (!app_lead(app, "sweep", every_ms))
             ; /* another instance sweeps (queue.backend redis) */
         else if (me_upload_sweep(app->uploads, (int64_t)time(NULL), &removed) != 0)
-            me_log_warn(NULL, "the sweep of expired uploads failed; retrying in %d s", SWEEP_INTERVAL_S);
+            me_log_warn(NULL, "the sweep of expired uploads failed; retrying in %llu s",
+                        (unsigned long long)(every_ms / 1000));
         else if (removed > 0)
             me_log_info(NULL, "removed %d expired uploads", removed);
         pthread_mutex_lock(&app->lock);
         struct timespec until;
         clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_sec += SWEEP_INTERVAL_S;
+        until.tv_sec += (time_t)(every_ms / 1000);
+        until.tv_nsec += (long)(every_ms % 1000) * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
         while (!app->stopping && pthread_cond_timedwait(&app->wake, &app->lock, &until) == 0)
             ;
     }

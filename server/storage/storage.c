@@ -279,6 +279,15 @@ int me_storage_part_list(me_storage_t *st, const char *key, const char *upload_i
     return st->ops->part_list(st->be, key, upload_id, after, cb, arg);
 }
 
+int me_storage_multipart_list(me_storage_t *st, const char *prefix,
+                              int (*cb)(const char *key, const char *upload_id, int64_t initiated, void *arg),
+                              void *arg)
+{
+    if (!key_check(prefix, 1) || cb == NULL)
+        return ME_EINVAL;
+    return st->ops->multipart_list != NULL ? st->ops->multipart_list(st->be, prefix, cb, arg) : 0;
+}
+
 int me_storage_part_copy(me_storage_t *st, const char *key, const char *upload_id, int number, const char *src,
                          uint64_t offset, uint64_t len, me_storage_part_t *out)
 {

@@ -113,6 +113,15 @@ int me_storage_multipart_abort(me_storage_t *st, const char *key, const char *up
 int me_storage_part_list(me_storage_t *st, const char *key, const char *upload_id, int after,
                          int (*cb)(const me_storage_part_t *part, void *arg), void *arg) ME_MUST_CHECK;
 
+/* Calls cb for every multipart upload in progress whose key starts with prefix, with its id
+ * and when it began (seconds since the epoch, -1 when the backend does not say), including
+ * those whose begin's answer was lost (S3 began them; nobody holds their id): the sweeper
+ * aborts those. A non-zero return from cb stops the listing and is returned. A backend with
+ * no such uploads to lose (file) lists none. 0, cb's value, ME_EINVAL, ME_EIO. */
+int me_storage_multipart_list(me_storage_t *st, const char *prefix,
+                              int (*cb)(const char *key, const char *upload_id, int64_t initiated, void *arg),
+                              void *arg) ME_MUST_CHECK;
+
 /* Puts part number of the upload from bytes [offset, offset + len) of the object src, without
  * the bytes passing through the caller where the backend can copy them itself (S3:
  * UploadPartCopy with a range, inside S3; file: a kernel copy). Otherwise as

@@ -41,6 +41,10 @@ typedef struct {
      * src key, len in 1..ME_STORAGE_COPY_MAX and offset + len not overflowing. */
     int (*part_copy)(me_storage_backend_t *be, const char *key, const char *upload_id, int number, const char *src,
                      uint64_t offset, uint64_t len, me_storage_part_t *out);
+    /* Optional (NULL: the backend keeps no multipart upload anyone could lose track of).
+     * Called with a valid prefix. */
+    int (*multipart_list)(me_storage_backend_t *be, const char *prefix,
+                          int (*cb)(const char *key, const char *upload_id, int64_t initiated, void *arg), void *arg);
 } me_storage_ops_t;
 
 /* A store over be, a backend already open (through ops->open, or made by a wrapper such as a

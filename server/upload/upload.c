@@ -754,16 +754,21 @@ int me_upload_head(me_uploads_t *u, const me_token_claims_t *who, const char *id
     int stale, ret = me_upload_info_load(u, who, id, now, &in);
     if (ret != 0)
         return ret;
-    /* the offset is what storage holds: another instance may have died before saving it */
+    /* the offset is what storage holds: another instance may have died before saving it.
+     * Every byte in but the media not made: finished here, or the answer says to come back
+     * (423, or the lock backend's error), never "all there" with nothing made: a client would
+     * stop at that offset, and nothing else would ever finish it */
     if (in.state == ME_UPLOAD_OPEN && in.pub.kind != ME_UPLOAD_FINAL &&
-        (ret = me_upload_derive(u, &in, 0, &stale)) == 0 && all_stored(&in) && me_upload_lock(u, id) == 0) {
+        (ret = me_upload_derive(u, &in, 0, &stale)) == 0 && all_stored(&in)) {
         me_upload_info_free(&in);
+        if ((ret = me_upload_lock(u, id)) != 0)
+            return ret;
         ret = complete_stored(u, who, id, now, &in);
         me_upload_unlock(u, id);
         if (ret != 0)
             return ret;
     }
-    if (ret == 0 && in.state == ME_UPLOAD_COMPLETING && me_upload_lock(u, id) == 0) {
+    if (ret == 0 && in.state == ME_UPLOAD_COMPLETING && (ret = me_upload_lock(u, id)) == 0) {
         ret = me_upload_finish(u, &in);
         me_upload_unlock(u, id);
     }
@@ -961,7 +966,11 @@ static int sweep_one(const char *key, const me_storage_stat_t *stat, void *arg)
         return 0;
     if (me_storage_get_all(s->u->st, key, INFO_MAX, &text, &tlen) == 0) {
         if (parse_info(text, tlen, &in) == 0) {
-            if (s->now >= in.pub.expires && in.state != ME_UPLOAD_COMPLETING) {
+            if (in.state == ME_UPLOAD_COMPLETING && in.pub.kind != ME_UPLOAD_FINAL) {
+                /* a completion cut short whose client did not come back (its HEAD would finish it) */
+                if (me_upload_finish(s->u, &in) == 0)
+                    me_log_info(NULL, "upload %s: a completion cut short, finished by the sweep", id);
+            } else if (s->now >= in.pub.expires && in.state != ME_UPLOAD_COMPLETING) {
                 if (in.state == ME_UPLOAD_COMPLETED && in.pub.kind != ME_UPLOAD_PARTIAL) {
                     delete_objects(s->u, id); /* pieces a crash kept from going */
                     (void)!me_storage_delete(s->u->st, key);
@@ -981,8 +990,10 @@ static int sweep_one(const char *key, const me_storage_stat_t *stat, void *arg)
 int me_upload_sweep(me_uploads_t *u, int64_t now, int *removed)
 {
     sweep_t s = {u, now, 0};
-    int ret = me_storage_list(u->st, ME_LAYOUT_UPLOADS, sweep_one, &s);
-    *removed = s.removed;
+    int orphans = 0, ret = me_storage_list(u->st, ME_LAYOUT_UPLOADS, sweep_one, &s);
+    if (ret == 0)
+        ret = me_upload_sweep_orphans(u, now, &orphans);
+    *removed = s.removed + orphans;
     return ret == 0 ? 0 : ME_EIO;
 }
 

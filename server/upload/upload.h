@@ -133,7 +133,9 @@ int me_upload_append(me_uploads_t *u, const me_token_claims_t *who, const char *
 int me_upload_delete(me_uploads_t *u, const me_token_claims_t *who, const char *id) ME_MUST_CHECK;
 
 /* Removes every upload past its expiry (unfinished ones and partial ones with their data;
- * finished ones only their state). *removed counts them. Returns 0 or ME_EIO (the sweep stops; run it again). */
+ * finished ones only their state), then aborts the multipart uploads the store holds that no
+ * live upload can own (upload_internal.h). *removed counts both. Returns 0 or ME_EIO (the
+ * sweep stops; run it again). */
 int me_upload_sweep(me_uploads_t *u, int64_t now, int *removed) ME_MUST_CHECK;
 
 #endif

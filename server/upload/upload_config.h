@@ -9,6 +9,7 @@
 typedef struct {
     uint64_t max_size;     /* largest upload (the token's max_bytes may lower it) */
     uint64_t expire_after; /* ms an unfinished upload is kept after its creation */
+    uint64_t sweep_every;  /* ms between two sweeps of expired uploads (and orphaned multipart uploads) */
 } me_upload_settings_t;
 
 extern const me_config_section_t me_upload_config_section;

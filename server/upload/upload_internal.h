@@ -101,4 +101,10 @@ int me_upload_finish(me_uploads_t *u, me_upload_info_t *in) ME_MUST_CHECK;
  * object, state). Best effort. */
 void me_upload_discard(me_uploads_t *u, me_upload_info_t *in);
 
+/* Aborts the multipart uploads under originals/ and uploads/ that began before every live
+ * upload could have (now - expire_after, less a grace for a completion in flight): begun by S3
+ * for a request whose answer was lost, or left by a state removed without its abort. *aborted
+ * counts them. 0 or what me_storage_multipart_list() returns (upload_orphans.c). */
+int me_upload_sweep_orphans(me_uploads_t *u, int64_t now, int *aborted) ME_MUST_CHECK;
+
 #endif

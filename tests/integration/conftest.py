@@ -175,10 +175,11 @@ class RedisServer:
     appendfsync always when aof (so that a restart, even after kill -9, keeps every write).
     cmd() speaks RESP itself (no client library needed)."""
 
-    def __init__(self, tmp_path, aof=True):
+    def __init__(self, tmp_path, aof=True, fsync="always"):
         self.dir = tmp_path
         self.port = free_port()
         self.aof = aof
+        self.fsync = fsync  # appendfsync: always, or everysec (what the README tells operators)
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.proc = None
 
@@ -186,7 +187,7 @@ class RedisServer:
         self.log = open(self.dir / "redis.log", "ab")
         self.proc = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir), "--save", "",
-             "--appendonly", "yes" if self.aof else "no", "--appendfsync", "always"],
+             "--appendonly", "yes" if self.aof else "no", "--appendfsync", self.fsync],
             stdout=self.log, stderr=self.log)
         deadline = time.time() + 10
         while time.time() < deadline:

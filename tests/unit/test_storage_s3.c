@@ -197,14 +197,61 @@ static void test_part_listing_pages(void **state)
     assert_int_equal(me_storage_multipart_abort(st, "pages/parts", id), 0);
 }
 
+/* ListMultipartUploads: what the sweeper finds (an upload begun whose id nobody kept), by
+ * prefix, with when it began; gone once aborted. */
+typedef struct {
+    int n;
+    char keys[4][64], ids[4][ME_STORAGE_UPLOAD_ID_MAX + 1];
+    int64_t initiated[4];
+} begun_t;
+
+static int begun(const char *key, const char *upload_id, int64_t initiated, void *arg)
+{
+    begun_t *b = arg;
+    if (b->n < 4) {
+        snprintf(b->keys[b->n], sizeof(b->keys[0]), "%s", key);
+        snprintf(b->ids[b->n], sizeof(b->ids[0]), "%s", upload_id);
+        b->initiated[b->n] = initiated;
+    }
+    b->n++;
+    return 0;
+}
+
+static void test_multipart_list(void **state)
+{
+    char a[ME_STORAGE_UPLOAD_ID_MAX + 1], b[ME_STORAGE_UPLOAD_ID_MAX + 1], c[ME_STORAGE_UPLOAD_ID_MAX + 1];
+    begun_t got = {0};
+    int64_t now = (int64_t)time(NULL);
+    assert_int_equal(me_storage_multipart_begin(st, "orph/x/1", a, sizeof(a)), 0);
+    assert_int_equal(me_storage_multipart_begin(st, "orph/x/2", b, sizeof(b)), 0);
+    assert_int_equal(me_storage_multipart_begin(st, "kept/y", c, sizeof(c)), 0);
+    assert_int_equal(me_storage_multipart_list(st, "orph/", begun, &got), 0);
+    assert_int_equal(got.n, 2);
+    assert_string_equal(got.keys[0], "orph/x/1");
+    assert_string_equal(got.ids[0], a);
+    assert_string_equal(got.keys[1], "orph/x/2");
+    assert_string_equal(got.ids[1], b);
+    assert_true(got.initiated[0] >= now - 60 && got.initiated[0] <= now + 60);
+    assert_int_equal(me_storage_multipart_abort(st, "orph/x/1", a), 0);
+    assert_int_equal(me_storage_multipart_abort(st, "orph/x/2", b), 0);
+    got.n = 0;
+    assert_int_equal(me_storage_multipart_list(st, "orph/", begun, &got), 0);
+    assert_int_equal(got.n, 0);
+    assert_int_equal(me_storage_multipart_list(st, "", begun, &got), 0);
+    assert_int_equal(got.n, 1);
+    assert_string_equal(got.ids[0], c);
+    assert_int_equal(me_storage_multipart_abort(st, "kept/y", c), 0);
+}
+
 int main(void)
 {
     /* one group (one report): the contract's cases, then S3's own */
-    struct CMUnitTest tests[STORAGE_CONFORMANCE_CASES + 4] = {
+    struct CMUnitTest tests[STORAGE_CONFORMANCE_CASES + 5] = {
         [STORAGE_CONFORMANCE_CASES] = cmocka_unit_test_setup_teardown(test_presigned_url, own_setup, own_teardown),
         cmocka_unit_test_setup_teardown(test_wrong_secret, own_setup, own_teardown),
         cmocka_unit_test_setup_teardown(test_listing_pages, own_setup, own_teardown),
         cmocka_unit_test_setup_teardown(test_part_listing_pages, own_setup, own_teardown),
+        cmocka_unit_test_setup_teardown(test_multipart_list, own_setup, own_teardown),
     };
     int ret = s3_fixture_start(&swift);
 

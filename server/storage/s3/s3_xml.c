@@ -196,3 +196,44 @@ out:
     xmlFreeDoc(doc);
     return ret;
 }
+
+int me_s3_xml_uploads(const char *body, size_t len, int (*cb)(const me_s3_xml_upload_t *u, void *arg), void *arg,
+                      int *truncated, char *next_key, size_t keylen, char *next_id, size_t idlen)
+{
+    xmlDocPtr doc = parse(body, len);
+    xmlNodePtr root = doc != NULL ? xmlDocGetRootElement(doc) : NULL, n;
+    char *key = malloc(TEXT_MAX), *id = malloc(TEXT_MAX), text[64];
+    int ret = ME_EIO;
+
+    *truncated = 0;
+    if (keylen > 0)
+        next_key[0] = '\0';
+    if (idlen > 0)
+        next_id[0] = '\0';
+    if (root == NULL || key == NULL || id == NULL ||
+        !named(root, "ListMultipartUploadsResult", strlen("ListMultipartUploadsResult")))
+        goto out;
+    if ((n = child(root, "IsTruncated")) != NULL && text_of(n, text, sizeof(text)) == 0)
+        *truncated = strcmp(text, "true") == 0;
+    if (((n = child(root, "NextKeyMarker")) != NULL && text_of(n, next_key, keylen) != 0) ||
+        ((n = child(root, "NextUploadIdMarker")) != NULL && text_of(n, next_id, idlen) != 0))
+        goto out;
+    for (xmlNodePtr c = root->children; c != NULL; c = c->next) {
+        xmlNodePtr k = child(c, "Key"), u = child(c, "UploadId"), at = child(c, "Initiated");
+        if (!named(c, "Upload", strlen("Upload")))
+            continue;
+        if (k == NULL || u == NULL || text_of(k, key, TEXT_MAX) != 0 || text_of(u, id, TEXT_MAX) != 0)
+            goto out;
+        me_s3_xml_upload_t e = {key, id, -1};
+        if (at != NULL && text_of(at, text, sizeof(text)) == 0)
+            e.initiated = me_s3_xml_time(text);
+        if ((ret = cb(&e, arg)) != 0)
+            goto out;
+    }
+    ret = 0;
+out:
+    free(key);
+    free(id);
+    xmlFreeDoc(doc);
+    return ret;
+}

@@ -37,6 +37,20 @@ typedef struct {
 int me_s3_xml_list(const char *body, size_t len, int parts, int (*cb)(const me_s3_xml_entry_t *e, void *arg), void *arg,
                    int *truncated, char *next, size_t nextlen) ME_MUST_CHECK;
 
+/* One multipart upload in progress (ListMultipartUploads' Upload). */
+typedef struct {
+    const char *key;
+    const char *upload_id;
+    int64_t initiated; /* seconds since the epoch; -1 when absent or unreadable */
+} me_s3_xml_upload_t;
+
+/* Calls cb for each Upload of a ListMultipartUploadsResult, in document order; a non-zero
+ * return stops and is returned. *truncated gets IsTruncated, next_key and next_id the
+ * NextKeyMarker and NextUploadIdMarker ("" when none). 0, cb's value, ME_EIO when the
+ * document is not such a listing or an entry lacks its Key or UploadId. */
+int me_s3_xml_uploads(const char *body, size_t len, int (*cb)(const me_s3_xml_upload_t *u, void *arg), void *arg,
+                      int *truncated, char *next_key, size_t keylen, char *next_id, size_t idlen) ME_MUST_CHECK;
+
 /* "2026-12-04T07:45:57.000Z" (S3's and STS's times) as seconds since the epoch, or -1. */
 int64_t me_s3_xml_time(const char *iso8601);
 

@@ -229,6 +229,8 @@ static int s3_multipart_begin(me_storage_backend_t *be, const char *key, char *u
 {
     me_sigv4_pair_t qs[] = {Q("uploads", NULL)};
     me_sigv4_pair_t h[] = {Q("Content-Type", "application/octet-stream")};
+    /* Retried like an idempotent request although it is not: a try whose answer was lost may
+     * have begun an upload nobody holds the id of; the sweep aborts it (upload_orphans.c). */
     me_s3_request_t q = {.op = "create_multipart",
                          .method = "POST",
                          .key = key,
@@ -237,6 +239,7 @@ static int s3_multipart_begin(me_storage_backend_t *be, const char *key, char *u
                          .headers = h,
                          .nheaders = 1,
                          .sse = 1,
+                         .idempotent = 1,
                          .max_body = SMALL_BODY_MAX};
     me_s3_response_t r;
     char id[1024];
@@ -531,6 +534,55 @@ static int s3_part_copy(me_storage_backend_t *be, const char *key, const char *u
     return ret;
 }
 
+/* ListMultipartUploads, every page. */
+typedef struct {
+    int (*cb)(const char *key, const char *upload_id, int64_t initiated, void *arg);
+    void *arg;
+} uploads_t;
+
+static int upload_listed(const me_s3_xml_upload_t *e, void *arg)
+{
+    uploads_t *l = arg;
+    if (!me_storage_key_valid(e->key) || strlen(e->upload_id) > ME_STORAGE_UPLOAD_ID_MAX)
+        return 0; /* not ours: no caller could name it */
+    return l->cb(e->key, e->upload_id, e->initiated, l->arg);
+}
+
+static int s3_multipart_list(me_storage_backend_t *be, const char *prefix,
+                             int (*cb)(const char *key, const char *upload_id, int64_t initiated, void *arg), void *arg)
+{
+    char key_marker[1024] = "", id_marker[1024] = "";
+    uploads_t l = {cb, arg};
+
+    for (;;) {
+        me_sigv4_pair_t qs[5] = {Q("uploads", NULL), Q("prefix", prefix), Q("max-uploads", "1000"),
+                                 Q("key-marker", key_marker), Q("upload-id-marker", id_marker)};
+        me_s3_request_t q = {.op = "list_multipart",
+                             .method = "GET",
+                             .query = qs,
+                             .nquery = key_marker[0] != '\0' ? (id_marker[0] != '\0' ? 5 : 4) : 3,
+                             .idempotent = 1,
+                             .max_body = LIST_BODY_MAX};
+        me_s3_response_t r;
+        int truncated = 0, ret = me_s3_request(be->s3, &q, &r);
+        if (ret != 0 || r.status != 200)
+            return s3_status("list_multipart", prefix, &r, ret);
+        ret = me_s3_xml_uploads(r.body, r.body_len, upload_listed, &l, &truncated, key_marker, sizeof(key_marker),
+                                id_marker, sizeof(id_marker));
+        if (ret == ME_EIO)
+            me_log_error(NULL, "s3: list_multipart %s: an answer that is not a listing", prefix);
+        me_s3_response_free(&r);
+        if (ret != 0)
+            return ret;
+        if (!truncated)
+            return 0;
+        if (key_marker[0] == '\0') {
+            me_log_error(NULL, "s3: list_multipart %s: truncated without a marker", prefix);
+            return ME_EIO;
+        }
+    }
+}
+
 const me_storage_ops_t me_storage_s3_ops = {
     .min_part_size = ME_S3_MIN_PART_SIZE,
     .parts_in_any_order = 1,
@@ -547,4 +599,5 @@ const me_storage_ops_t me_storage_s3_ops = {
     .multipart_abort = s3_multipart_abort,
     .part_copy = s3_part_copy,
     .part_list = s3_part_list,
+    .multipart_list = s3_multipart_list,
 };
