@@ -766,17 +766,18 @@ out:
     return ret;
 }
 
-/* The records are parts 1..k (drop_records() keeps them so): read them in order, holding the
- * data file's lock so that no put is halfway through them. */
+/* The records are parts 1..k (drop_records() keeps them so): read them in order without the
+ * data file's lock, which a put holds for as long as its bytes take, and which a process frozen
+ * or stuck in a put would hold for ever (a HEAD must not wait on it). A record is whole once it
+ * exists and counts bytes already durable; one a put drops while we read is that of a part put
+ * again, at the same offset of the upload, so with the same bytes. */
 static int file_part_list(me_storage_backend_t *be, const char *key, const char *upload_id, int after,
                           int (*cb)(const me_storage_part_t *part, void *arg), void *arg)
 {
-    int dir, fd = -1, ret;
+    int dir, ret;
 
     if ((ret = open_upload(be, key, upload_id, &dir)) != 0)
         return ret;
-    if ((ret = open_data(dir, &fd, key)) != 0)
-        goto out;
     for (int number = after + 1; number <= PARTS_MAX && ret == 0; number++) {
         me_storage_part_t p = {.number = number};
         record_t r;
@@ -788,9 +789,6 @@ static int file_part_list(me_storage_backend_t *be, const char *key, const char 
         memcpy(p.etag, r.etag, sizeof(r.etag));
         ret = cb(&p, arg);
     }
-out:
-    if (fd >= 0)
-        sys.close(fd);
     sys.close(dir);
     return ret;
 }
