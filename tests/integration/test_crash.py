@@ -186,11 +186,12 @@ def resume(c, url, data, chunk):
 
 def head_until_complete(c, url, length):
     """HEAD until the upload's completion is finished (it names its media): a HEAD finishes
-    it, once no other process holds the upload's lock (with Redis, the dead one's expires)."""
+    it, once no other process holds the upload's lock (with Redis, the dead one's expires);
+    while another holds it (the sweep finishing it too) the answer is 423: come back."""
     deadline = time.time() + 30
     while True:
         r = c.head(url)
-        assert r.status_code == 200 and int(r.headers["upload-offset"]) == length, r.text
+        assert r.status_code == 423 or (r.status_code == 200 and int(r.headers["upload-offset"]) == length), r.text
         if "media-id" in r.headers or time.time() > deadline:
             return r
         time.sleep(0.2)
