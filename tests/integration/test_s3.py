@@ -123,18 +123,24 @@ def photo(tmp_path):
     return path.read_bytes()
 
 
-def test_a_photo_is_processed_from_s3_to_s3_and_served(make_server, tmp_path):
-    s = make_server(env={"MEDIAEDGE_SERVER_ROLE": "all"}).start()
-    data = photo(tmp_path)
-    c = Client(s)
-    _, r = c.upload(data)
-    media_id = r.headers["media-id"]
+def manifest_when_done(s, media_id):
+    """the media's manifest once its job ended (ready or failed), or as it is after 60 s"""
     deadline, m = time.time() + 60, None
     while time.time() < deadline:
         m = json.loads(s.storage.read(f"media/{media_id}.json"))
         if m["status"] in ("ready", "failed"):
             break
         time.sleep(0.1)
+    return m
+
+
+def test_a_photo_is_processed_from_s3_to_s3_and_served(make_server, tmp_path):
+    s = make_server(env={"MEDIAEDGE_SERVER_ROLE": "all"}).start()
+    data = photo(tmp_path)
+    c = Client(s)
+    _, r = c.upload(data)
+    media_id = r.headers["media-id"]
+    m = manifest_when_done(s, media_id)
     assert m["status"] == "ready", m
     for v in m["variants"].values():
         assert len(s.storage.read(v["key"])) == v["bytes"] > 0
@@ -275,12 +281,7 @@ def test_virtual_hosted_addressing_end_to_end(make_server, swift_session, tmp_pa
     assert r.status_code == 204, r.text
     media_id = r.headers["media-id"]
     assert s.storage.read(f"originals/a1/{media_id}") == data
-    deadline, m = time.time() + 60, None
-    while time.time() < deadline:
-        m = json.loads(s.storage.read(f"media/{media_id}.json"))
-        if m["status"] in ("ready", "failed"):
-            break
-        time.sleep(0.1)
+    m = manifest_when_done(s, media_id)
     assert m["status"] == "ready", m
     view = s.token("--scope", "view", "--user", "u1", "--album", "a1")
     api = requests.get(f"{s.http}/v1/media/{media_id}", headers={"Authorization": f"Bearer {view}"}).json()
