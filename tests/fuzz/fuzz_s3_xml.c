@@ -1,10 +1,11 @@
 /* fuzz_s3_xml.c: what an S3 or STS endpoint (or whoever sits between us and it) could answer
  * (server/storage/s3/s3_xml.c): the body of an error, CreateMultipartUpload, ListObjectsV2,
- * ListParts, UploadPartCopy, CompleteMultipartUpload or AssumeRoleWithWebIdentity, read with
+ * ListParts, ListMultipartUploads, UploadPartCopy, CompleteMultipartUpload or
+ * AssumeRoleWithWebIdentity, read with
  * the paths the client reads; and the times it sends.
  *
  * Input: a byte choosing the call (text at one of the client's paths, the root's name, a
- * listing of objects or parts, a time), a byte for the size of the caller's buffer (so that
+ * listing of objects, parts or multipart uploads, a time), a byte for the size of the caller's buffer (so that
  * a text too long for it is tried), then the body. */
 #include <ctype.h>
 #include <stdint.h>
@@ -38,6 +39,15 @@ static int entry(const me_s3_xml_entry_t *e, void *arg)
     return ++l->n >= 1000 ? 1 : 0; /* a caller may stop: its value comes back */
 }
 
+static int upload(const me_s3_xml_upload_t *u, void *arg)
+{
+    int *n = arg;
+    if (u->key == NULL || u->upload_id == NULL || u->initiated < -1)
+        abort();
+    (void)strlen(u->key), (void)strlen(u->upload_id);
+    return ++*n >= 1000 ? 1 : 0;
+}
+
 /* out holds a NUL-terminated text without space at either end. */
 static void check_text(const char *out, size_t outlen)
 {
@@ -57,7 +67,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 2)
         return 0;
-    const int op = data[0] % 5;
+    const int op = data[0] % 6;
     const size_t outlen = 1 + data[1] % 128;
     const char *body = (const char *)data + 2;
     const size_t len = size - 2;
@@ -68,7 +78,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
     switch (op) {
     case 0: {
-        const char *path = paths[(data[0] / 5) % (sizeof(paths) / sizeof(paths[0]))];
+        const char *path = paths[(data[0] / 6) % (sizeof(paths) / sizeof(paths[0]))];
         ret = me_s3_xml_text(body, len, path, out, outlen);
         if (ret != 0 && ret != ME_ENOTFOUND && ret != ME_ETOOLARGE)
             abort();
@@ -90,6 +100,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if ((ret != 0 && ret != 1 && ret != ME_EIO) || (truncated != 0 && truncated != 1) ||
             strnlen(out, outlen) == outlen || (ret == 1 && l.n != 1000))
             abort();
+        break;
+    }
+    case 4: {
+        /* the two markers share the caller's buffer size: both must end within it */
+        char *id = malloc(outlen);
+        int n = 0, truncated = -1;
+        if (id == NULL)
+            abort();
+        ret = me_s3_xml_uploads(body, len, upload, &n, &truncated, out, outlen, id, outlen);
+        if ((ret != 0 && ret != 1 && ret != ME_EIO) || (truncated != 0 && truncated != 1) ||
+            strnlen(out, outlen) == outlen || strnlen(id, outlen) == outlen || (ret == 1 && n != 1000))
+            abort();
+        free(id);
         break;
     }
     default: {

@@ -17,6 +17,8 @@ urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
 
 BIN = os.environ.get("ME_BIN", os.path.join(os.path.dirname(__file__), "../../build/mediaedge"))
 SRCDIR = os.environ.get("ME_SRCDIR", os.path.join(os.path.dirname(__file__), "../.."))
+# the binary under test is the sanitizers' build (build-asan)
+SANITIZED = b"asan" in subprocess.run(["ldd", BIN], capture_output=True).stdout
 
 
 def free_port():

@@ -12,7 +12,7 @@ import time
 import pytest
 import requests
 
-from conftest import run
+from conftest import SANITIZED, run
 from test_uploads import Client, jpeg
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
@@ -20,10 +20,7 @@ pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="ne
 # The longest scenarios run on the normal build only: the code they drive (lock checks, the
 # queue's scripts, reconnection) runs under the sanitizers in the unit tests against a real
 # Redis (test_lock_redis, test_jobq_redis, test_redis), and CI's time is counted.
-import subprocess as _sp
-from conftest import BIN
-not_under_sanitizers = pytest.mark.skipif(b"asan" in _sp.run(["ldd", BIN], capture_output=True).stdout,
-                                          reason="long; its code runs under the sanitizers in the unit tests")
+not_under_sanitizers = pytest.mark.skipif(SANITIZED, reason="long; its code runs under the sanitizers in the unit tests")
 
 
 def instances(make_server, redis_server, tmp_path, n=2, roles=("api",), **env):
