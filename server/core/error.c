@@ -48,6 +48,9 @@ static const struct {
      "One-second films of a month or a year come with the premium plan. Upgrade to premium to get them."},
     {ME_EMEDIA_NOT_READY, 422, "media_not_ready",
      "Some of the photos and videos named are missing, of another album, or not processed yet; nothing was made."},
+    {ME_ELOCK_UNAVAILABLE, 503, "lock_unavailable",
+     "The server cannot lock this upload right now (its lock service does not answer); nothing was stored. Retry "
+     "later."},
 };
 
 static int find(int err)

@@ -39,6 +39,7 @@ typedef enum {
     ME_EVIDEO_TOO_LONG = -30,     /* a video longer than its plan allows: 422 */
     ME_EMONTAGE_PLAN = -31,       /* a montage asked for on a plan that has none: 403 */
     ME_EMEDIA_NOT_READY = -32,    /* media named that are missing, of another album or not ready: 422 */
+    ME_ELOCK_UNAVAILABLE = -33,   /* the upload locks' backend (Redis) does not answer: 503 + Retry-After */
 } me_err_t;
 
 /* The stable, machine-readable code for an error ("not_found"); never NULL. */

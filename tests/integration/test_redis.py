@@ -98,6 +98,40 @@ def test_concurrent_patches_through_both_instances(make_server, redis_server, tm
     assert stored(tmp_path, "a1", h.headers["media-id"]) == data
 
 
+def test_redis_down_patch_gets_503_and_the_upload_resumes(make_server, redis_server, tmp_path):
+    """Redis (the upload locks) stops answering mid-upload: a PATCH or DELETE is told to come back
+    (503, Retry-After, lock_unavailable), not that another request holds the upload (423), and
+    nothing is stored; Redis back, the same upload resumes where it was and completes."""
+    a, b = [s.start() for s in instances(make_server, redis_server, tmp_path, MEDIAEDGE_REDIS_CONNECT_TIMEOUT="200ms")]
+    c = Client(a)
+    chunk = 256 << 10
+    data = jpeg(4 * chunk)
+    url = c.url(c.create(len(data)))
+    r = c.patch(url, 0, data[:chunk])
+    assert r.status_code == 204, r.text
+    redis_server.stop(signal.SIGKILL)
+    try:
+        for s in (a, b):
+            r = c.patch(on(s, url), chunk, data[chunk:2 * chunk])
+            assert r.status_code == 503, (r.status_code, r.text)
+            assert r.json()["error"] == "lock_unavailable", r.text
+            assert int(r.headers["retry-after"]) > 0
+        r = requests.delete(on(b, url), headers=c.h())
+        assert r.status_code == 503 and r.json()["error"] == "lock_unavailable", (r.status_code, r.text)
+        assert info(tmp_path, url)["offset"] == chunk  # nothing of the refused PATCHes counted
+        assert a.proc.poll() is None and b.proc.poll() is None
+    finally:
+        redis_server.start()
+    assert int(c.head(on(b, url)).headers["upload-offset"]) == chunk
+    off = chunk
+    while off < len(data):
+        r = c.patch(on((b, a)[off // chunk % 2], url), off, data[off:off + chunk])
+        assert r.status_code == 204, r.text
+        off = int(r.headers["upload-offset"])
+    assert stored(tmp_path, "a1", r.headers["media-id"]) == data
+    assert metric(a, 'mediaedge_uploads_refused_total{reason="lock_unavailable"}') == 1
+
+
 @not_under_sanitizers
 def test_frozen_lock_holder_cannot_commit(make_server, redis_server, tmp_path):
     """A is frozen (SIGSTOP) holding the upload's lock, before its commit; its lock expires (1 s
