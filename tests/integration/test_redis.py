@@ -260,6 +260,75 @@ def test_worker_killed_holding_a_photo_job_another_finishes_it(make_server, redi
     assert redis_server.cmd("HLEN", "mediaedge:q:photo:ids") == 0
 
 
+@needs_convert
+@not_under_sanitizers
+def test_poison_job_fails_after_max_deliveries(make_server, redis_server, tmp_path):
+    """A job whose worker dies every time it starts it (here: kill -9 as soon as the job's
+    document records the start) is not passed from worker to worker forever: with
+    jobs.max_deliveries 2, the third worker to take it marks the media failed, sends one
+    media.failed webhook, and the entry leaves the stream."""
+    import http.server
+    import subprocess
+    got = []
+
+    class Hook(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            got.append((self.headers["Mediaedge-Delivery"], body["event"]))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *a):
+            pass
+
+    hook = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=hook.serve_forever, daemon=True).start()
+    env = dict(MEDIAEDGE_QUEUE_CLAIM_AFTER="1s", MEDIAEDGE_JOBS_WORKERS="1", MEDIAEDGE_JOBS_MAX_DELIVERIES="2",
+               MEDIAEDGE_WEBHOOKS_URL=f"http://127.0.0.1:{hook.server_address[1]}/h",
+               MEDIAEDGE_WEBHOOKS_SECRET="whsec-poison-test")
+    try:
+        api, w1 = instances(make_server, redis_server, tmp_path, roles=("api", "worker"), **env)
+        api.start()
+        # a large noisy photo: seconds of work after the start is recorded, to be killed in
+        big = tmp_path / "big.jpg"
+        subprocess.run(["convert", "-size", "4000x3000", "xc:gray", "+noise", "Random", "-quality", "90", str(big)],
+                       check=True, timeout=60)
+        _, r = Client(api).upload(big.read_bytes(), chunk=8 << 20)
+        media_id = r.headers["media-id"]
+        job = tmp_path / "shared" / "jobs" / f"{media_id}.json"
+
+        def starts():
+            try:
+                return json.loads(job.read_text()).get("starts", 0)
+            except (FileNotFoundError, ValueError):
+                return 0
+
+        worker = w1
+        for k in (1, 2):  # each worker dies as soon as it has started the job
+            worker.start()
+            deadline = time.time() + 30
+            while starts() < k and time.time() < deadline:
+                time.sleep(0.001)
+            worker.proc.kill()
+            worker.proc.wait()
+            assert starts() == k, starts()
+            assert manifest(tmp_path, media_id)["status"] == "processing"
+            worker = instances(make_server, redis_server, tmp_path, roles=("worker",), **env)[0]
+        worker.start()  # the third delivery: two starts died, the media fails
+        m = wait_status(tmp_path, media_id, timeout=30)
+        assert m["status"] == "failed", m
+        assert m["error"]["code"] == "internal_error" and "started 2 times" in m["error"]["message"], m
+        assert not job.exists()
+        deadline = time.time() + 10
+        while (pending(redis_server, "photo") != 0 or not got) and time.time() < deadline:
+            time.sleep(0.05)
+        assert pending(redis_server, "photo") == 0
+        assert redis_server.cmd("HLEN", "mediaedge:q:photo:ids") == 0
+        assert got == [(f"{media_id}-failed", "media.failed")], got
+    finally:
+        hook.shutdown()
+
+
 @pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
 @not_under_sanitizers
 def test_worker_stopped_mid_video_hands_it_back(make_server, redis_server, tmp_path):
