@@ -222,6 +222,29 @@ def pending(redis_server, lane):
     return redis_server.cmd("XPENDING", f"mediaedge:q:{lane}:stream", "workers")[0]
 
 
+def webhook_receiver(got, hold_first=None):
+    """A webhook backend on loopback that appends (delivery id, event) to got and answers 204;
+    with hold_first (an Event) the first delivery waits for it (at most 20 s) before answering.
+    Stop it with .shutdown()."""
+    import http.server
+
+    class Hook(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            got.append((self.headers["Mediaedge-Delivery"], json.loads(body)["event"]))
+            if hold_first is not None and len(got) == 1:
+                hold_first.wait(20)
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *a):
+            pass
+
+    hook = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=hook.serve_forever, daemon=True).start()
+    return hook
+
+
 needs_convert = pytest.mark.skipif(shutil.which("convert") is None, reason="needs ImageMagick's convert")
 
 
@@ -267,22 +290,9 @@ def test_poison_job_fails_after_max_deliveries(make_server, redis_server, tmp_pa
     document records the start) is not passed from worker to worker forever: with
     jobs.max_deliveries 2, the third worker to take it marks the media failed, sends one
     media.failed webhook, and the entry leaves the stream."""
-    import http.server
     import subprocess
     got = []
-
-    class Hook(http.server.BaseHTTPRequestHandler):
-        def do_POST(self):
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            got.append((self.headers["Mediaedge-Delivery"], body["event"]))
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, *a):
-            pass
-
-    hook = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hook)
-    threading.Thread(target=hook.serve_forever, daemon=True).start()
+    hook = webhook_receiver(got)
     env = dict(MEDIAEDGE_QUEUE_CLAIM_AFTER="1s", MEDIAEDGE_JOBS_WORKERS="1", MEDIAEDGE_JOBS_MAX_DELIVERIES="2",
                MEDIAEDGE_WEBHOOKS_URL=f"http://127.0.0.1:{hook.server_address[1]}/h",
                MEDIAEDGE_WEBHOOKS_SECRET="whsec-poison-test")
@@ -312,7 +322,7 @@ def test_poison_job_fails_after_max_deliveries(make_server, redis_server, tmp_pa
             worker.proc.kill()
             worker.proc.wait()
             assert starts() == k, starts()
-            assert manifest(tmp_path, media_id)["status"] == "processing"
+            assert manifest(tmp_path, media_id)["status"] in ("uploaded", "processing")  # killed before its end
             worker = instances(make_server, redis_server, tmp_path, roles=("worker",), **env)[0]
         worker.start()  # the third delivery: two starts died, the media fails
         m = wait_status(tmp_path, media_id, timeout=30)
@@ -433,23 +443,8 @@ def test_webhook_of_a_dead_sender_is_delivered_by_another(make_server, redis_ser
     the worker that raised it, or the API pod); it is killed (kill -9) while the backend has not
     answered its POST; another instance takes the delivery over after queue.claim_after and
     delivers it, with the same delivery id."""
-    import http.server
     got, release = [], threading.Event()
-
-    class Hook(http.server.BaseHTTPRequestHandler):
-        def do_POST(self):
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            got.append((self.headers["Mediaedge-Delivery"], json.loads(body)["event"]))
-            if len(got) == 1:
-                release.wait(20)  # the first one hangs: its sender dies meanwhile
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, *a):
-            pass
-
-    hook = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hook)
-    threading.Thread(target=hook.serve_forever, daemon=True).start()
+    hook = webhook_receiver(got, hold_first=release)  # the first one hangs: its sender dies meanwhile
     env = dict(MEDIAEDGE_WEBHOOKS_URL=f"http://127.0.0.1:{hook.server_address[1]}/h",
                MEDIAEDGE_WEBHOOKS_SECRET="whsec-redis-test", MEDIAEDGE_QUEUE_CLAIM_AFTER="2s")
     try:
