@@ -50,6 +50,9 @@ static const struct {
      "Some of the photos and videos named are missing, of another album, or not processed yet; nothing was made."},
     {ME_ENOSPACE, 507, "storage_full",
      "The server's storage is full; nothing you sent before was lost. Retry this request later."},
+    {ME_ELOCK_UNAVAILABLE, 503, "lock_unavailable",
+     "The server cannot lock this upload right now (its lock service does not answer); nothing was stored. Retry "
+     "later."},
 };
 
 static int find(int err)

@@ -40,6 +40,7 @@ typedef enum {
     ME_EMONTAGE_PLAN = -31,       /* a montage asked for on a plan that has none: 403 */
     ME_EMEDIA_NOT_READY = -32,    /* media named that are missing, of another album or not ready: 422 */
     ME_ENOSPACE = -33,            /* storage is full (ENOSPC, EDQUOT); nothing acknowledged was lost: 507 */
+    ME_ELOCK_UNAVAILABLE = -34,   /* the upload locks' backend (Redis) does not answer: 503 + Retry-After */
 } me_err_t;
 
 /* The stable, machine-readable code for an error ("not_found"); never NULL. */

@@ -227,6 +227,22 @@ int me_jobs_run(me_jobs_t *j, const char *id, int64_t now, int64_t *retry_at)
         ret = finish(j, job_key, manifest); /* a crash came between the manifest and the job's deletion */
         goto exit;
     }
+    /* a poison job (one that kills its worker: OOM, a crash, a pod killed each time) is not
+     * taken again forever: each start is recorded in the job's document before it runs; starts
+     * that ended neither in a failed attempt (attempts) nor in the job's end were deaths, and
+     * after jobs.max_deliveries of them the media fails */
+    json_int_t starts = json_integer_value(json_object_get(job, "starts"));
+    if (starts - json_integer_value(json_object_get(job, "attempts")) >= j->js->max_deliveries) {
+        why = (me_job_failure_t){.err = ME_EINTERNAL, .permanent = 1};
+        snprintf(why.message, sizeof(why.message),
+                 "processing was started %d times and its worker stopped each time before it ended", (int)starts);
+        me_log_warn(NULL, "media %s: %s; it fails", id, why.message);
+        ret = failed(j, id, job, manifest, &why, now, retry_at);
+        goto exit;
+    }
+    json_object_set_new(job, "starts", json_integer(starts + 1));
+    if ((ret = store(j, job_key, job)) != 0)
+        goto exit;
     if ((ret = me_manifest_set_processing(manifest, now / 1000)) != 0 || (ret = store_manifest(j, manifest)) != 0 ||
         (ret = deleted(j, manifest)) != 0)
         goto exit;
@@ -235,10 +251,14 @@ int me_jobs_run(me_jobs_t *j, const char *id, int64_t now, int64_t *retry_at)
                                                                                           : ME_EIO;
         if (ret == 0)
             count(manifest, "skipped");
+        json_object_set_new(job, "starts", json_integer(starts)); /* not a death: not counted */
+        (void)!store(j, job_key, job);
         goto exit;
     }
     if (ret == ME_EDRAINING) { /* stopped midway: handed back whole, for another worker to redo now */
         ret = me_manifest_set_waiting(manifest) == 0 && store_manifest(j, manifest) == 0 ? ME_EBUSY : ME_EIO;
+        json_object_set_new(job, "starts", json_integer(starts)); /* handed back, not a death */
+        (void)!store(j, job_key, job);
         *retry_at = now; /* a shared queue gives it to another instance at once; a local one keeps it in storage */
         count(manifest, "handed_back");
         me_log_info(NULL, "media %s: handed back unfinished (shutting down)", id);

@@ -10,6 +10,7 @@ static const me_setting_t jobs_settings[] = {
     JOBS("workers", ME_SETTING_INT, workers, "0", .flags = ME_SETTING_AUTO, .max = 256),
     JOBS("video_workers", ME_SETTING_INT, video_workers, "1", .min = 1, .max = 64),
     JOBS("max_attempts", ME_SETTING_INT, max_attempts, "5", .min = 1, .max = 100),
+    JOBS("max_deliveries", ME_SETTING_INT, max_deliveries, "5", .min = 1, .max = 100),
     JOBS("retry_after", ME_SETTING_DURATION, retry_after, "2s", .min = 100, .max = 3600000),
     JOBS("reconcile_every", ME_SETTING_DURATION, reconcile_every, "5m", .min = 1000, .max = 86400000),
     JOBS("stale_after", ME_SETTING_DURATION, stale_after, "10m", .min = 1000, .max = 604800000),

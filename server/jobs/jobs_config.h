@@ -10,6 +10,7 @@ typedef struct {
     int workers;              /* processing threads; 0 = auto: the CPU limit */
     int video_workers;        /* threads of the video lane, besides workers: videos run only there */
     int max_attempts;         /* tries of a job that keeps failing for a passing reason */
+    int max_deliveries;       /* starts of a job whose worker died each time before it fails */
     uint64_t retry_after;     /* ms before the first retry, doubled for each next one */
     uint64_t reconcile_every; /* ms between two looks for media stuck before ready */
     uint64_t stale_after;     /* ms a media may stay uploaded or processing unqueued */

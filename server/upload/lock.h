@@ -32,15 +32,16 @@ typedef struct me_locks me_locks_t;
 
 /* A backend's operations, on its own state be. acquire: 0 with *fence set (a number that
  * grows with each acquisition of any lock: storage writes can carry it so that a holder
- * whose lock expired is refused), ME_ELOCKED when held (or no room), ME_EIO when the backend
- * cannot answer. release: drops the lock if fence still holds it. */
+ * whose lock expired is refused), ME_ELOCKED when held (or no room), ME_ELOCK_UNAVAILABLE
+ * when the backend does not answer (503: retry later), ME_EIO when it answers nonsense.
+ * release: drops the lock if fence still holds it. */
 typedef struct {
     const char *name;
     int (*acquire)(void *be, const char *name, uint64_t *fence);
     void (*release)(void *be, const char *name, uint64_t fence);
     void (*free)(void *be);
     /* 0 when fence still holds name and will for at least a full TTL from now; ME_ELOCKED
-     * when it lost it; ME_EIO. NULL: a lock is never lost (local). */
+     * when it lost it; ME_ELOCK_UNAVAILABLE when the backend does not answer. NULL: a lock is never lost (local). */
     int (*check)(void *be, const char *name, uint64_t fence);
 } me_lock_ops_t;
 
@@ -60,13 +61,14 @@ struct me_redis;
 me_locks_t *me_locks_redis_new(struct me_redis *r, const char *prefix, uint64_t ttl_ms, char *err, size_t errlen);
 
 /* Takes the lock name (1..ME_LOCK_NAME_MAX bytes) without waiting: 0 with *fence set (fence
- * may be NULL), ME_ELOCKED, ME_EINVAL (a bad name), or ME_EIO. */
+ * may be NULL), ME_ELOCKED, ME_EINVAL (a bad name), ME_ELOCK_UNAVAILABLE (the backend does
+ * not answer: the request gets 503 with Retry-After, not 423) or ME_EIO. */
 int me_locks_acquire(me_locks_t *l, const char *name, uint64_t *fence) ME_MUST_CHECK;
 
 /* Before committing what the lock guards: 0 when name is still held with fence (and, in
  * Redis, now has a full TTL ahead: the commit must land within it), ME_ELOCKED when the lock
- * was lost (expired while this process stalled; another may hold it): do not commit, ME_EIO
- * when the backend cannot answer (do not commit either). */
+ * was lost (expired while this process stalled; another may hold it): do not commit,
+ * ME_ELOCK_UNAVAILABLE when the backend does not answer (do not commit either). */
 int me_locks_check(me_locks_t *l, const char *name, uint64_t fence) ME_MUST_CHECK;
 
 /* Releases name, taken with fence (0 when the caller did not keep it). */

@@ -84,7 +84,12 @@ static int redis_acquire(void *be, const char *name, uint64_t *fence)
     key_of(t, name, key);
     snprintf(ttl, sizeof(ttl), "%" PRIu64, t->ttl);
     redisReply *rep = me_redis_eval(t->r, &acquire_script, 2, 4, (const char *[]){key, t->fence_key, rnd, ttl});
-    int ret = rep == NULL || rep->type != REDIS_REPLY_INTEGER ? ME_EIO : rep->integer == 0 ? ME_ELOCKED : 0;
+    /* no answer (Redis down, unreachable): the client is told to come back (503), not that
+     * another request holds the upload (423) */
+    int ret = rep == NULL                        ? ME_ELOCK_UNAVAILABLE
+              : rep->type != REDIS_REPLY_INTEGER ? ME_EIO
+              : rep->integer == 0                ? ME_ELOCKED
+                                                 : 0;
     if (ret == 0) {
         h->fence = (uint64_t)rep->integer;
         snprintf(h->name, sizeof(h->name), "%s", name);
@@ -169,7 +174,7 @@ static int redis_check(void *be, const char *name, uint64_t fence)
     }
     key_of(t, name, key[0]);
     if (renew(t, 1, key, value, &lost) != 0)
-        return ME_EIO;
+        return ME_ELOCK_UNAVAILABLE; /* cannot tell: nothing is committed, the client comes back */
     if (lost) {
         const char *at = "commit";
         me_metric_add(lock_lost, &at, 1);

@@ -804,9 +804,8 @@ int me_upload_append(me_uploads_t *u, const me_token_claims_t *who, const char *
     pthread_t hasher;
     int ret;
 
-    if (me_upload_lock(u, id) != 0) {
-        reason = "locked";
-        ret = ME_ELOCKED;
+    if ((ret = me_upload_lock(u, id)) != 0) {
+        reason = ret == ME_ELOCKED ? "locked" : "lock_unavailable";
         goto refused;
     }
     if ((ret = me_upload_info_load(u, who, id, now, &in)) != 0) {
@@ -932,8 +931,8 @@ int me_upload_delete(me_uploads_t *u, const me_token_claims_t *who, const char *
 {
     me_upload_info_t in;
     int ret;
-    if (me_upload_lock(u, id) != 0)
-        return ME_ELOCKED;
+    if ((ret = me_upload_lock(u, id)) != 0)
+        return ret;
     if ((ret = me_upload_info_load(u, who, id, INT64_MIN, &in)) == 0) {
         /* a complete partial no final uses is still only bytes waiting: it may go too */
         int unused_partial =

@@ -51,7 +51,8 @@ struct me_uploads {
 };
 
 /* Takes the lock of upload id without waiting (lock.h): 0, ME_ELOCKED when another request
- * holds it (or no room is left), ME_EIO when the lock backend cannot answer. */
+ * holds it (or no room is left), ME_ELOCK_UNAVAILABLE when the lock backend does not answer,
+ * ME_EIO. */
 int me_upload_lock(me_uploads_t *u, const char *id) ME_MUST_CHECK;
 void me_upload_unlock(me_uploads_t *u, const char *id);
 

@@ -95,6 +95,40 @@ def test_concurrent_patches_through_both_instances(make_server, redis_server, tm
     assert stored(tmp_path, "a1", h.headers["media-id"]) == data
 
 
+def test_redis_down_patch_gets_503_and_the_upload_resumes(make_server, redis_server, tmp_path):
+    """Redis (the upload locks) stops answering mid-upload: a PATCH or DELETE is told to come back
+    (503, Retry-After, lock_unavailable), not that another request holds the upload (423), and
+    nothing is stored; Redis back, the same upload resumes where it was and completes."""
+    a, b = [s.start() for s in instances(make_server, redis_server, tmp_path, MEDIAEDGE_REDIS_CONNECT_TIMEOUT="200ms")]
+    c = Client(a)
+    chunk = 256 << 10
+    data = jpeg(4 * chunk)
+    url = c.url(c.create(len(data)))
+    r = c.patch(url, 0, data[:chunk])
+    assert r.status_code == 204, r.text
+    redis_server.stop(signal.SIGKILL)
+    try:
+        for s in (a, b):
+            r = c.patch(on(s, url), chunk, data[chunk:2 * chunk])
+            assert r.status_code == 503, (r.status_code, r.text)
+            assert r.json()["error"] == "lock_unavailable", r.text
+            assert int(r.headers["retry-after"]) > 0
+        r = requests.delete(on(b, url), headers=c.h())
+        assert r.status_code == 503 and r.json()["error"] == "lock_unavailable", (r.status_code, r.text)
+        assert info(tmp_path, url)["offset"] == chunk  # nothing of the refused PATCHes counted
+        assert a.proc.poll() is None and b.proc.poll() is None
+    finally:
+        redis_server.start()
+    assert int(c.head(on(b, url)).headers["upload-offset"]) == chunk
+    off = chunk
+    while off < len(data):
+        r = c.patch(on((b, a)[off // chunk % 2], url), off, data[off:off + chunk])
+        assert r.status_code == 204, r.text
+        off = int(r.headers["upload-offset"])
+    assert stored(tmp_path, "a1", r.headers["media-id"]) == data
+    assert metric(a, 'mediaedge_uploads_refused_total{reason="lock_unavailable"}') == 1
+
+
 @not_under_sanitizers
 def test_frozen_lock_holder_cannot_commit(make_server, redis_server, tmp_path):
     """A is frozen (SIGSTOP) holding the upload's lock, before its commit; its lock expires (1 s
@@ -191,6 +225,29 @@ def pending(redis_server, lane):
     return redis_server.cmd("XPENDING", f"mediaedge:q:{lane}:stream", "workers")[0]
 
 
+def webhook_receiver(got, hold_first=None):
+    """A webhook backend on loopback that appends (delivery id, event) to got and answers 204;
+    with hold_first (an Event) the first delivery waits for it (at most 20 s) before answering.
+    Stop it with .shutdown()."""
+    import http.server
+
+    class Hook(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            got.append((self.headers["Mediaedge-Delivery"], json.loads(body)["event"]))
+            if hold_first is not None and len(got) == 1:
+                hold_first.wait(20)
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *a):
+            pass
+
+    hook = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=hook.serve_forever, daemon=True).start()
+    return hook
+
+
 needs_convert = pytest.mark.skipif(shutil.which("convert") is None, reason="needs ImageMagick's convert")
 
 
@@ -227,6 +284,62 @@ def test_worker_killed_holding_a_photo_job_another_finishes_it(make_server, redi
         time.sleep(0.05)
     assert pending(redis_server, "photo") == 0
     assert redis_server.cmd("HLEN", "mediaedge:q:photo:ids") == 0
+
+
+@needs_convert
+@not_under_sanitizers
+def test_poison_job_fails_after_max_deliveries(make_server, redis_server, tmp_path):
+    """A job whose worker dies every time it starts it (here: kill -9 as soon as the job's
+    document records the start) is not passed from worker to worker forever: with
+    jobs.max_deliveries 2, the third worker to take it marks the media failed, sends one
+    media.failed webhook, and the entry leaves the stream."""
+    import subprocess
+    got = []
+    hook = webhook_receiver(got)
+    env = dict(MEDIAEDGE_QUEUE_CLAIM_AFTER="1s", MEDIAEDGE_JOBS_WORKERS="1", MEDIAEDGE_JOBS_MAX_DELIVERIES="2",
+               MEDIAEDGE_WEBHOOKS_URL=f"http://127.0.0.1:{hook.server_address[1]}/h",
+               MEDIAEDGE_WEBHOOKS_SECRET="whsec-poison-test")
+    try:
+        api, w1 = instances(make_server, redis_server, tmp_path, roles=("api", "worker"), **env)
+        api.start()
+        # a large noisy photo: seconds of work after the start is recorded, to be killed in
+        big = tmp_path / "big.jpg"
+        subprocess.run(["convert", "-size", "4000x3000", "xc:gray", "+noise", "Random", "-quality", "90", str(big)],
+                       check=True, timeout=60)
+        _, r = Client(api).upload(big.read_bytes(), chunk=8 << 20)
+        media_id = r.headers["media-id"]
+        job = tmp_path / "shared" / "jobs" / f"{media_id}.json"
+
+        def starts():
+            try:
+                return json.loads(job.read_text()).get("starts", 0)
+            except (FileNotFoundError, ValueError):
+                return 0
+
+        worker = w1
+        for k in (1, 2):  # each worker dies as soon as it has started the job
+            worker.start()
+            deadline = time.time() + 30
+            while starts() < k and time.time() < deadline:
+                time.sleep(0.001)
+            worker.proc.kill()
+            worker.proc.wait()
+            assert starts() == k, starts()
+            assert manifest(tmp_path, media_id)["status"] in ("uploaded", "processing")  # killed before its end
+            worker = instances(make_server, redis_server, tmp_path, roles=("worker",), **env)[0]
+        worker.start()  # the third delivery: two starts died, the media fails
+        m = wait_status(tmp_path, media_id, timeout=30)
+        assert m["status"] == "failed", m
+        assert m["error"]["code"] == "internal_error" and "started 2 times" in m["error"]["message"], m
+        assert not job.exists()
+        deadline = time.time() + 10
+        while (pending(redis_server, "photo") != 0 or not got) and time.time() < deadline:
+            time.sleep(0.05)
+        assert pending(redis_server, "photo") == 0
+        assert redis_server.cmd("HLEN", "mediaedge:q:photo:ids") == 0
+        assert got == [(f"{media_id}-failed", "media.failed")], got
+    finally:
+        hook.shutdown()
 
 
 @pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
@@ -333,23 +446,8 @@ def test_webhook_of_a_dead_sender_is_delivered_by_another(make_server, redis_ser
     the worker that raised it, or the API pod); it is killed (kill -9) while the backend has not
     answered its POST; another instance takes the delivery over after queue.claim_after and
     delivers it, with the same delivery id."""
-    import http.server
     got, release = [], threading.Event()
-
-    class Hook(http.server.BaseHTTPRequestHandler):
-        def do_POST(self):
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            got.append((self.headers["Mediaedge-Delivery"], json.loads(body)["event"]))
-            if len(got) == 1:
-                release.wait(20)  # the first one hangs: its sender dies meanwhile
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, *a):
-            pass
-
-    hook = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hook)
-    threading.Thread(target=hook.serve_forever, daemon=True).start()
+    hook = webhook_receiver(got, hold_first=release)  # the first one hangs: its sender dies meanwhile
     env = dict(MEDIAEDGE_WEBHOOKS_URL=f"http://127.0.0.1:{hook.server_address[1]}/h",
                MEDIAEDGE_WEBHOOKS_SECRET="whsec-redis-test", MEDIAEDGE_QUEUE_CLAIM_AFTER="2s")
     try:
