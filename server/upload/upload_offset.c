@@ -20,16 +20,24 @@ typedef struct {
     int n, cap;
 } pieces_t;
 
+/* Room for one more of *v's n elements of size bytes: 0 or ME_ENOMEM (*v as it was). */
+static int room_for_one(void **v, int n, int *cap, size_t size)
+{
+    if (n < *cap)
+        return 0;
+    int more = *cap == 0 ? 16 : 2 * *cap;
+    void *grown = realloc(*v, size * (size_t)more);
+    if (grown == NULL)
+        return ME_ENOMEM;
+    *v = grown, *cap = more;
+    return 0;
+}
+
 static int part_seen(const me_storage_part_t *part, void *arg)
 {
     parts_t *l = arg;
-    if (l->n == l->cap) {
-        int cap = l->cap == 0 ? 16 : 2 * l->cap;
-        me_storage_part_t *v = realloc(l->v, sizeof(*v) * (size_t)cap);
-        if (v == NULL)
-            return ME_ENOMEM;
-        l->v = v, l->cap = cap;
-    }
+    if (room_for_one((void **)&l->v, l->n, &l->cap, sizeof(*l->v)) != 0)
+        return ME_ENOMEM;
     l->v[l->n++] = *part;
     return 0;
 }
@@ -43,13 +51,8 @@ static int piece_seen(const char *key, const me_storage_stat_t *stat, void *arg)
         return 0; /* a partial's data object */
     if (l->n == ME_UPLOAD_MAX_PARTS)
         return ME_EIO;
-    if (l->n == l->cap) {
-        int cap = l->cap == 0 ? 16 : 2 * l->cap;
-        me_upload_piece_t *v = realloc(l->v, sizeof(*v) * (size_t)cap);
-        if (v == NULL)
-            return ME_ENOMEM;
-        l->v = v, l->cap = cap;
-    }
+    if (room_for_one((void **)&l->v, l->n, &l->cap, sizeof(*l->v)) != 0)
+        return ME_ENOMEM;
     l->v[l->n++] = (me_upload_piece_t){offset, stat->size};
     return 0;
 }
