@@ -21,17 +21,30 @@ SRCDIR = os.environ.get("ME_SRCDIR", os.path.join(os.path.dirname(__file__), "..
 SANITIZED = b"asan" in subprocess.run(["ldd", BIN], capture_output=True).stdout
 
 
+_GIVEN = set()
+
+
 def free_port():
     """A free loopback port below the kernel's ephemeral range (32768 and up here), so that the
     outgoing connections the tests make meanwhile (Redis, Swift, clients) cannot take it before
-    the server that is given it binds it, as a port the kernel picks (bind to 0) can be."""
+    the server that is given it binds it, as a port the kernel picks (bind to 0) can be.
+    Under pytest-xdist each worker draws from a slice of its own, and no port is handed out twice
+    by one process: a port is free only until whoever it was given to binds it."""
     low, _ = (int(x) for x in open("/proc/sys/net/ipv4/ip_local_port_range").read().split())
     high = min(low, 32768)
+    base = 1024 if high < 11000 else 10000
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:])
+    step = (high - base) // workers
+    base, high = base + worker * step, base + (worker + 1) * step
     for _ in range(100):
-        port = random.randrange(1024 if high < 11000 else 10000, high)
+        port = random.randrange(base, high)
+        if port in _GIVEN:
+            continue
         with socket.socket() as s:
             try:
                 s.bind(("127.0.0.1", port))
+                _GIVEN.add(port)
                 return port
             except OSError:
                 continue

@@ -44,9 +44,10 @@ class FileStorage:
         return (self.root / key).is_file()
 
     def keys(self, prefix=""):
-        if not self.root.exists():
-            return []
-        found = [str(p.relative_to(self.root)) for p in self.root.rglob("*") if p.is_file()]
+        # os.walk passes over a directory the server removes while it walks (rglob raises)
+        found = []
+        for d, _, files in os.walk(self.root):
+            found += [os.path.relpath(os.path.join(d, f), self.root) for f in files]
         return sorted(k for k in found if k.startswith(prefix) and not any(s.startswith(".") for s in k.split("/")))
 
     def delete(self, key):
