@@ -716,15 +716,12 @@ static int all_stored(const me_upload_info_t *in)
            in->pub.offset == in->pub.length;
 }
 
-/* HEAD found every byte of upload id stored while its state says open: the PATCH that stored
- * the last ones died before saving so. Completes it as that PATCH would have, holding its
- * lock: 0 with *in loaded (free it), or an error (*in freed). */
-static int complete_stored(me_uploads_t *u, const me_token_claims_t *who, const char *id, int64_t now,
-                           me_upload_info_t *in)
+/* With upload in's lock held: when storage holds its every byte while its state says open
+ * (the PATCH that stored the last ones died before saving so), completes it as that PATCH
+ * would have. 0 (in->state says whether it is completed now) or an error. */
+static int complete_if_stored(me_uploads_t *u, me_upload_info_t *in)
 {
-    int stale = 0, ret = me_upload_info_load(u, who, id, now, in);
-    if (ret != 0)
-        return ret;
+    int stale = 0, ret = 0;
     if (in->state == ME_UPLOAD_OPEN && in->pub.kind != ME_UPLOAD_FINAL &&
         (ret = me_upload_derive(u, in, 1, &stale)) == 0 && all_stored(in)) {
         me_storage_part_t *parts = realloc(in->parts, sizeof(*parts) * (size_t)(in->nparts + SPLIT_MAX));
@@ -743,7 +740,16 @@ static int complete_stored(me_uploads_t *u, const me_token_claims_t *who, const 
     }
     if (ret == 0 && in->state == ME_UPLOAD_COMPLETING)
         ret = me_upload_finish(u, in);
-    if (ret != 0)
+    return ret;
+}
+
+/* HEAD found every byte of upload id stored while its state says open: loads it again under
+ * its lock and completes it: 0 with *in loaded (free it), or an error (*in freed). */
+static int complete_stored(me_uploads_t *u, const me_token_claims_t *who, const char *id, int64_t now,
+                           me_upload_info_t *in)
+{
+    int ret = me_upload_info_load(u, who, id, now, in);
+    if (ret == 0 && (ret = complete_if_stored(u, in)) != 0)
         me_upload_info_free(in);
     return ret;
 }
@@ -970,7 +976,16 @@ static int sweep_one(const char *key, const me_storage_stat_t *stat, void *arg)
                 if (me_upload_finish(s->u, &in) == 0)
                     me_log_info(NULL, "upload %s: a completion cut short, finished by the sweep", id);
             } else if (s->now >= in.pub.expires && in.state != ME_UPLOAD_COMPLETING) {
-                if (in.state == ME_UPLOAD_COMPLETED && in.pub.kind != ME_UPLOAD_PARTIAL) {
+                /* every byte stored, but the PATCH that stored the last ones died before saving
+                 * so and its client did not come back: completed, not discarded (on a storage
+                 * error, the next sweep tries again) */
+                int was_open = in.state == ME_UPLOAD_OPEN, ret = was_open ? complete_if_stored(s->u, &in) : 0;
+                if (ret != 0 || in.state == ME_UPLOAD_COMPLETING) {
+                    me_log_error(NULL, "upload %s: expired, but its stored bytes could not be checked: %s", id,
+                                 me_err_code(ret));
+                } else if (was_open && in.state == ME_UPLOAD_COMPLETED) {
+                    me_log_info(NULL, "upload %s: expired with every byte stored, completed by the sweep", id);
+                } else if (in.state == ME_UPLOAD_COMPLETED && in.pub.kind != ME_UPLOAD_PARTIAL) {
                     delete_objects(s->u, id); /* pieces a crash kept from going */
                     (void)!me_storage_delete(s->u->st, key);
                 } else {

@@ -244,6 +244,24 @@ def test_kill_9_after_a_patch_is_stored_before_the_answer(hooked, receiver, pict
     assert_ready_once(s, receiver, r.headers["media-id"], data)
 
 
+def test_every_byte_stored_and_the_client_gone_the_sweep_completes_it(hooked, receiver, picture):
+    """The PATCH with the last bytes dies once they are stored, before its state is saved, and
+    its client never comes back (no HEAD would finish it): at its expiry the sweep completes
+    the upload instead of discarding it, and the photo is made."""
+    s = hooked("upload.part_stored", MEDIAEDGE_UPLOADS_EXPIRE_AFTER="10s", MEDIAEDGE_UPLOADS_SWEEP_EVERY="1s")
+    data = picture
+    c = Client(s)
+    url = new_upload(c, data)
+    with pytest.raises(requests.ConnectionError):
+        c.patch(url, 0, data)
+    died_at(s, "upload.part_stored")
+    info = json.loads(s.storage.read(f"uploads/{url.rsplit('/', 1)[1]}.info"))
+    assert info["state"] == "open" and info["offset"] == 0  # what a sweep without the check would discard
+    restart(s)
+    assert_ready_once(s, receiver, info["media_id"], data)
+    assert "completed by the sweep" in s.log_text()
+
+
 @pytest.mark.parametrize("stack", BOTH)
 @pytest.mark.parametrize("failpoint", ["upload.original_stored", pytest.param("upload.manifest_stored", marks=LONG)])
 def test_kill_9_during_completion(hooked, receiver, picture, failpoint):
