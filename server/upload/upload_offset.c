@@ -20,24 +20,26 @@ typedef struct {
     int n, cap;
 } pieces_t;
 
-/* Room for one more of *v's n elements of size bytes: 0 or ME_ENOMEM (*v as it was). */
-static int room_for_one(void **v, int n, int *cap, size_t size)
+/* v (n elements of size bytes, room for *cap) with room for one more: v itself, or a larger
+ * copy (*cap grown), or NULL when memory ran out (v as it was). */
+static void *room_for_one(void *v, int n, int *cap, size_t size)
 {
     if (n < *cap)
-        return 0;
+        return v;
     int more = *cap == 0 ? 16 : 2 * *cap;
-    void *grown = realloc(*v, size * (size_t)more);
-    if (grown == NULL)
-        return ME_ENOMEM;
-    *v = grown, *cap = more;
-    return 0;
+    void *grown = realloc(v, size * (size_t)more);
+    if (grown != NULL)
+        *cap = more;
+    return grown;
 }
 
 static int part_seen(const me_storage_part_t *part, void *arg)
 {
     parts_t *l = arg;
-    if (room_for_one((void **)&l->v, l->n, &l->cap, sizeof(*l->v)) != 0)
+    me_storage_part_t *v = room_for_one(l->v, l->n, &l->cap, sizeof(*v));
+    if (v == NULL)
         return ME_ENOMEM;
+    l->v = v;
     l->v[l->n++] = *part;
     return 0;
 }
@@ -51,8 +53,10 @@ static int piece_seen(const char *key, const me_storage_stat_t *stat, void *arg)
         return 0; /* a partial's data object */
     if (l->n == ME_UPLOAD_MAX_PARTS)
         return ME_EIO;
-    if (room_for_one((void **)&l->v, l->n, &l->cap, sizeof(*l->v)) != 0)
+    me_upload_piece_t *v = room_for_one(l->v, l->n, &l->cap, sizeof(*v));
+    if (v == NULL)
         return ME_ENOMEM;
+    l->v = v;
     l->v[l->n++] = (me_upload_piece_t){offset, stat->size};
     return 0;
 }
