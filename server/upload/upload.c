@@ -980,8 +980,8 @@ static int sweep_one(const char *key, const me_storage_stat_t *stat, void *arg)
                  * so and its client did not come back: completed, not discarded (on a storage
                  * error, the next sweep tries again) */
                 int was_open = in.state == ME_UPLOAD_OPEN, ret = was_open ? complete_if_stored(s->u, &in) : 0;
-                if (ret != 0 || in.state == ME_UPLOAD_COMPLETING) {
-                    me_log_error(NULL, "upload %s: expired, but its stored bytes could not be checked: %s", id,
+                if (ret != 0) {
+                    me_log_error(NULL, "upload %s: expired, its stored bytes not checked or not completed: %s", id,
                                  me_err_code(ret));
                 } else if (was_open && in.state == ME_UPLOAD_COMPLETED) {
                     me_log_info(NULL, "upload %s: expired with every byte stored, completed by the sweep", id);
