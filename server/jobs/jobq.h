@@ -25,8 +25,9 @@ struct me_redis;
  * "video", "hooks") under prefix, over r (not owned: it must outlive the queue). An id taken
  * by a worker whose heartbeat stops for claim_after ms (the process died or froze) is taken
  * over by the next pop of any instance; a worker that cannot finish an id hands it back with
- * me_jobq_retry(q, id, 0), and it is taken again at once. Its length counts every instance's
- * ids. NULL with err filled when Redis does not answer or memory ran out. */
+ * me_jobq_retry(q, id, 0), and it is taken again at once. An id queued again while this
+ * process runs it (Redis lost its entry) is not taken a second time here. Its length counts
+ * every instance's ids. NULL with err filled when Redis does not answer or memory ran out. */
 me_jobq_t *me_jobq_redis_new(struct me_redis *r, const char *prefix, const char *name, uint64_t claim_after, char *err,
                              size_t errlen);
 

@@ -203,8 +203,30 @@ static void discard_entry(rq_t *q, const char *entry)
     freeReplyObject(rep);
 }
 
+/* Records that this process runs id under entry: 0, or ME_ENOMEM. 1 when it runs id already:
+ * Redis lost the entry and the id was queued again (by the reconciler), or this process stalled
+ * past claim_after and one of its own pops took the entry over. The id does not run twice
+ * here: the new entry becomes the running one's, so that its done or retry ends it. */
 static int remember(rq_t *q, const char *id, const char *entry)
 {
+    char old[ENTRY_MAX] = "";
+    int known = 0;
+    pthread_mutex_lock(&q->lock);
+    for (running_t *r = q->running; r != NULL && !known; r = r->next)
+        if (strcmp(r->id, id) == 0) {
+            known = 1;
+            if (strcmp(r->entry, entry) != 0) {
+                memcpy(old, r->entry, ENTRY_MAX);
+                snprintf(r->entry, sizeof(r->entry), "%s", entry);
+            }
+        }
+    pthread_mutex_unlock(&q->lock);
+    if (known) {
+        if (*old)
+            discard_entry(q, old); /* gone with what Redis lost, most likely */
+        me_log_info(NULL, "queue %s: %s came again while this process runs it; not run twice", q->name, id);
+        return 1;
+    }
     running_t *r = calloc(1, sizeof(*r));
     if (r == NULL)
         return ME_ENOMEM;
@@ -371,9 +393,10 @@ static int rq_pop(me_jobq_t *_q, char *id)
             got = read_new(q, wait, id, entry);
         }
         if (got == 1) {
-            if (remember(q, id, entry) == 0)
+            int known = remember(q, id, entry);
+            if (known == 0)
                 return 0;
-            got = -1; /* out of memory: the entry stays pending, and is claimed later */
+            got = known == 1 ? 0 : -1; /* out of memory: the entry stays pending, and is claimed later */
         }
         if (got < 0 && !is_closed(q))
             pause_ms(q, 500); /* Redis is down: do not spin */

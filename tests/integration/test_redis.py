@@ -331,6 +331,9 @@ def test_poison_job_fails_after_max_deliveries(make_server, redis_server, tmp_pa
         m = wait_status(tmp_path, media_id, timeout=30)
         assert m["status"] == "failed", m
         assert m["error"]["code"] == "internal_error" and "started 2 times" in m["error"]["message"], m
+        deadline = time.time() + 10  # the job's document goes after the manifest is stored
+        while job.exists() and time.time() < deadline:
+            time.sleep(0.05)
         assert not job.exists()
         deadline = time.time() + 10
         while (pending(redis_server, "photo") != 0 or not got) and time.time() < deadline:

@@ -1,8 +1,8 @@
 /* test_jobq_redis.c: server/jobs/jobq_redis.c against a real redis-server: two queues on the
  * same stream stand for two instances. The jobq.h contract (order by time, an id at most
  * once, retry, close), a worker that died (its entry claimed after claim_after), a live one
- * (its heartbeat keeps its entry), a hand-back taken at once, and an id whose entry Redis
- * lost queued again. */
+ * (its heartbeat keeps its entry), a hand-back taken at once, an id whose entry Redis lost
+ * queued again, and not taken twice by the process that runs it. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -186,6 +186,44 @@ static void test_lost_entry_queued_again(void **state)
     me_jobq_free(q);
 }
 
+/* Redis lost everything (a failover to an empty replica) while this process runs an id, and
+ * the reconciler queued it again: another pop of the same process does not take it a second
+ * time (two threads would run one job at once); the running one's done ends the new entry. */
+static void test_running_id_queued_again_not_taken_twice(void **state)
+{
+    (void)state;
+    char id[ME_JOBQ_ID_MAX + 1];
+    fresh_name();
+    me_jobq_t *q = queue();
+    popper_t p = {.q = q, .ret = 1};
+    pthread_t t;
+    assert_int_equal(me_jobq_push(q, "m1", 0), 0);
+    assert_int_equal(me_jobq_pop(q, id), 0);
+    freeReplyObject(me_redis_callf(r, "DEL t:q:%s:stream t:q:%s:ids t:q:%s:delayed", qname, qname, qname));
+    assert_int_equal(me_jobq_push(q, "m1", 0), 0);
+    assert_int_equal(pthread_create(&t, NULL, pop_thread, &p), 0);
+    long long pending = 0;
+    for (int i = 0; i < 60 && pending == 0; i++) { /* the pop makes the group again and reads */
+        usleep(50 * 1000);
+        redisReply *rep = me_redis_callf(r, "XPENDING t:q:%s:stream workers", qname);
+        if (rep != NULL && rep->type == REDIS_REPLY_ARRAY && rep->elements > 0 &&
+            rep->element[0]->type == REDIS_REPLY_INTEGER)
+            pending = rep->element[0]->integer;
+        freeReplyObject(rep);
+    }
+    assert_int_equal(pending, 1);
+    usleep(200 * 1000);
+    me_jobq_done(q, "m1");
+    assert_int_equal(me_jobq_length(q), 0);
+    redisReply *rep = me_redis_callf(r, "XLEN t:q:%s:stream", qname);
+    assert_true(rep != NULL && rep->type == REDIS_REPLY_INTEGER && rep->integer == 0);
+    freeReplyObject(rep);
+    me_jobq_close(q);
+    pthread_join(t, NULL);
+    assert_int_equal(p.ret, ME_EDRAINING); /* the pop never handed m1 out again */
+    me_jobq_free(q);
+}
+
 /* Many ids through two instances: each comes out exactly once. */
 static void test_each_once_across_instances(void **state)
 {
@@ -244,6 +282,7 @@ int main(void)
         cmocka_unit_test(test_live_worker_keeps_its_job),
         cmocka_unit_test(test_hand_back),
         cmocka_unit_test(test_lost_entry_queued_again),
+        cmocka_unit_test(test_running_id_queued_again_not_taken_twice),
         cmocka_unit_test(test_each_once_across_instances),
     };
     return cmocka_run_group_tests_name("jobq_redis", tests, setup, teardown);
