@@ -24,6 +24,16 @@ SANITIZED = b"asan" in subprocess.run(["ldd", BIN], capture_output=True).stdout
 _GIVEN = set()
 
 
+def metric(server, name):
+    """The sum of the samples of metric name on server's /metrics: name with its whole label set
+    ('x{a="1"}'), or bare for every label set."""
+    total = 0.0
+    for line in requests.get(server.http + "/metrics", timeout=10).text.splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{"):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
 def free_port():
     """A free loopback port below the kernel's ephemeral range (32768 and up here), so that the
     outgoing connections the tests make meanwhile (Redis, Swift, clients) cannot take it before

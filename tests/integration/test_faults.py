@@ -23,7 +23,7 @@ import pytest
 import requests
 
 import swift_s3
-from conftest import Server
+from conftest import Server, metric
 from s3_fault_proxy import KINDS, FaultProxy
 from test_uploads import TUS
 
@@ -34,14 +34,6 @@ LONG = bool(os.environ.get("ME_LONG"))
 UPLOADS = 200 if LONG else 16
 EXPIRE_AFTER_S = 60 if LONG else 20  # an upload abandoned by the client (its create's answer lost) goes after this
 SWEEP_EVERY_S = 2
-
-
-def metric(server, name):
-    total = 0.0
-    for line in requests.get(server.http + "/metrics", timeout=10).text.splitlines():
-        if line.startswith(name + " ") or line.startswith(name + "{"):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
 
 
 class RetryingTus:

@@ -28,7 +28,7 @@ import pytest
 import requests
 
 import swift_s3
-from conftest import RedisServer, Server, free_port
+from conftest import RedisServer, Server, free_port, metric
 from test_uploads import Client
 
 NODE = shutil.which("node")
@@ -220,14 +220,6 @@ def unread(port):
     out = subprocess.run(["ss", "-Htn", "state", "established", f"( sport = :{port} )"], capture_output=True,
                          text=True, check=True).stdout
     return max([int(l.split()[0]) for l in out.splitlines() if l.split()] or [0])
-
-
-def metric(server, name):
-    total = 0.0
-    for line in requests.get(server.http + "/metrics", timeout=5).text.splitlines():
-        if line.startswith(name) and not line.startswith("#"):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
 
 
 def test_patches_of_one_upload_land_on_both_instances(cluster, tmp_path):
