@@ -491,6 +491,60 @@ void me_upload_discard(me_uploads_t *u, me_upload_info_t *in)
     (void)!me_storage_delete(u->st, key);
 }
 
+/* Whether an earlier finish of this upload got as far as its media's manifest, its answer
+ * lost to a failure after (Redis gone at the lock's release, a crash before the state was
+ * saved): 1, and the media's job made sure of unless the media is over; 0 when not; ME_EIO.
+ * That finish is not redone: the media may be processing or ready by now, and a new manifest
+ * would set it back to uploaded and run its job a second time. */
+static int finished_before(me_uploads_t *u, const char *media_id)
+{
+    char key[ME_STORAGE_KEY_MAX];
+    me_storage_stat_t st;
+    json_t *m;
+    int ret = me_manifest_load(u->st, media_id, &m);
+    if (ret != 0)
+        return ret == ME_ENOTFOUND ? 0 : ME_EIO;
+    int over = me_manifest_is_final(m);
+    json_decref(m);
+    if (!over && me_layout_job(key, sizeof(key), media_id) == 0 && me_storage_head(u->st, key, &st) == ME_ENOTFOUND &&
+        me_jobs_submit(u->st, media_id) != 0)
+        return ME_EIO;
+    return 1;
+}
+
+/* The media of a complete upload whose bytes at key are of type: its manifest (status
+ * uploaded) and its job document, stored. 0, ME_ENOMEM, ME_ENOSPACE or ME_EIO. */
+static int store_media(me_uploads_t *u, me_upload_info_t *in, const char *key, const char *type)
+{
+    char sha[65];
+    /* hashed as the bytes came, when they all came here in order; else read back */
+    if (me_upload_hashes_take(u->hashes, in->pub.id, in->pub.length, sha) != 0) {
+        me_metric_add(upload_hash_read_back, NULL, (double)in->pub.length);
+        if (hash_object(u, key, in->pub.length, sha) != 0)
+            return ME_EIO;
+    }
+    me_manifest_origin_t origin = {.media_id = in->pub.media_id,
+                                   .album = in->album,
+                                   .owner = in->owner,
+                                   .ref = in->ref,
+                                   .plan = in->plan,
+                                   .client = in->client,
+                                   .original_key = key,
+                                   .bytes = in->pub.length,
+                                   .sha256 = sha,
+                                   .content_type = type,
+                                   .created_at = (int64_t)time(NULL),
+                                   .upload_id = in->pub.id};
+    json_t *manifest = me_manifest_new(&origin);
+    int ret = manifest != NULL ? me_manifest_store(u->st, manifest) : ME_ENOMEM;
+    json_decref(manifest);
+    if (ret == 0)
+        me_failpoint("upload.manifest_stored");
+    if (ret != 0 || (ret = me_jobs_submit(u->st, in->pub.media_id)) != 0)
+        return ret == ME_ENOMEM || ret == ME_ENOSPACE ? ret : ME_EIO;
+    return 0;
+}
+
 int me_upload_finish(me_uploads_t *u, me_upload_info_t *in)
 {
     char key[ME_STORAGE_KEY_MAX], sha[65];
@@ -524,34 +578,14 @@ int me_upload_finish(me_uploads_t *u, me_upload_info_t *in)
         me_upload_discard(u, in);
         return ME_EMEDIA;
     }
-    /* hashed as the bytes came, when they all came here in order; else read back */
-    if (me_upload_hashes_take(u->hashes, in->pub.id, in->pub.length, sha) != 0) {
-        me_metric_add(upload_hash_read_back, NULL, (double)in->pub.length);
-        if (hash_object(u, key, in->pub.length, sha) != 0)
-            return ME_EIO;
-    }
     snprintf(in->pub.content_type, sizeof(in->pub.content_type), "%s", type);
-    me_manifest_origin_t origin = {.media_id = in->pub.media_id,
-                                   .album = in->album,
-                                   .owner = in->owner,
-                                   .ref = in->ref,
-                                   .plan = in->plan,
-                                   .client = in->client,
-                                   .original_key = key,
-                                   .bytes = in->pub.length,
-                                   .sha256 = sha,
-                                   .content_type = type,
-                                   .created_at = (int64_t)time(NULL),
-                                   .upload_id = in->pub.id};
-    json_t *manifest = me_manifest_new(&origin);
-    ret = manifest != NULL ? me_manifest_store(u->st, manifest) : ME_ENOMEM;
-    json_decref(manifest);
-    if (ret == 0)
-        me_failpoint("upload.manifest_stored");
-    if (ret != 0 || (ret = me_jobs_submit(u->st, in->pub.media_id)) != 0)
-        return ret == ME_ENOMEM || ret == ME_ENOSPACE ? ret : ME_EIO;
+    if ((ret = finished_before(u, in->pub.media_id)) == 1)
+        (void)me_upload_hashes_take(u->hashes, in->pub.id, in->pub.length, sha); /* its hash is not needed */
+    else if (ret != 0 || (ret = store_media(u, in, key, type)) != 0)
+        return ret;
     if (u->on_job != NULL)
         u->on_job(u->on_job_ctx, in->pub.media_id);
+    me_failpoint("upload.job_queued");
     in->state = ME_UPLOAD_COMPLETED;
     in->pub.completed = 1;
     if ((ret = me_upload_info_save(u, in)) != 0)
