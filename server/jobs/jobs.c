@@ -106,6 +106,15 @@ int me_jobs_submit(me_storage_t *st, const char *media_id)
     return ret == 0 || ret == ME_ENOMEM ? ret : ME_EIO;
 }
 
+int me_jobs_submit_missing(me_storage_t *st, const char *media_id)
+{
+    char key[ME_STORAGE_KEY_MAX];
+    me_storage_stat_t stat;
+    if (!id_valid(media_id, strlen(media_id)) || me_layout_job(key, sizeof(key), media_id) != 0)
+        return ME_EINVAL;
+    return me_storage_head(st, key, &stat) == ME_ENOTFOUND ? me_jobs_submit(st, media_id) : 0;
+}
+
 /* Replaces the document at key with doc (kept). 0 or ME_EIO. */
 static int store(me_jobs_t *j, const char *key, json_t *doc)
 {
@@ -337,18 +346,13 @@ int me_jobs_reconcile(me_jobs_t *j, int64_t now)
     if (ret != 0)
         return ret;
     for (size_t i = 0; i < ids.n; i++) {
-        char key[ME_STORAGE_KEY_MAX];
         json_t *manifest;
         if (load_manifest(j, ids.ids[i], &manifest) != 0)
             continue;
         int stale = me_manifest_status(manifest) != NULL && !me_manifest_is_final(manifest) &&
                     now - me_manifest_since(manifest) * 1000 >= (int64_t)j->js->stale_after;
         json_decref(manifest);
-        if (!stale)
-            continue;
-        me_storage_stat_t st;
-        job_key_of(key, sizeof(key), ids.ids[i]);
-        if (me_storage_head(j->st, key, &st) == ME_ENOTFOUND && me_jobs_submit(j->st, ids.ids[i]) != 0)
+        if (!stale || me_jobs_submit_missing(j->st, ids.ids[i]) != 0)
             continue;
         if (me_jobq_push(j->q, ids.ids[i], 0) == 0)
             queued++;

@@ -44,6 +44,10 @@ typedef struct me_jobs me_jobs_t;
  * once. 0, ME_EINVAL (not a media id), ME_ENOMEM, ME_EIO. */
 int me_jobs_submit(me_storage_t *st, const char *media_id) ME_MUST_CHECK;
 
+/* me_jobs_submit() unless jobs/<media_id>.json is there already (a job under way keeps its
+ * attempts and starts; storage that cannot tell counts as there): 0, or as me_jobs_submit(). */
+int me_jobs_submit_missing(me_storage_t *st, const char *media_id) ME_MUST_CHECK;
+
 /* A runner over st and q (neither owned) with cfg's jobs settings (workers, max_attempts,
  * retry_after, reconcile_every, stale_after), running process(ctx, ...). A media that ends
  * ready or failed raises media.ready or media.failed (a montage: montage.ready,

@@ -498,18 +498,13 @@ void me_upload_discard(me_uploads_t *u, me_upload_info_t *in)
  * would set it back to uploaded and run its job a second time. */
 static int finished_before(me_uploads_t *u, const char *media_id)
 {
-    char key[ME_STORAGE_KEY_MAX];
-    me_storage_stat_t st;
     json_t *m;
     int ret = me_manifest_load(u->st, media_id, &m);
     if (ret != 0)
         return ret == ME_ENOTFOUND ? 0 : ME_EIO;
     int over = me_manifest_is_final(m);
     json_decref(m);
-    if (!over && me_layout_job(key, sizeof(key), media_id) == 0 && me_storage_head(u->st, key, &st) == ME_ENOTFOUND &&
-        me_jobs_submit(u->st, media_id) != 0)
-        return ME_EIO;
-    return 1;
+    return over || me_jobs_submit_missing(u->st, media_id) == 0 ? 1 : ME_EIO;
 }
 
 /* The media of a complete upload whose bytes at key are of type: its manifest (status

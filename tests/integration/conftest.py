@@ -21,9 +21,6 @@ SRCDIR = os.environ.get("ME_SRCDIR", os.path.join(os.path.dirname(__file__), "..
 SANITIZED = b"asan" in subprocess.run(["ldd", BIN], capture_output=True).stdout
 
 
-_GIVEN = set()
-
-
 def metric(server, name):
     """The sum of the samples of metric name on server's /metrics: name with its whole label set
     ('x{a="1"}'), or bare for every label set."""
@@ -32,6 +29,9 @@ def metric(server, name):
         if line.startswith(name + " ") or line.startswith(name + "{"):
             total += float(line.rsplit(" ", 1)[1])
     return total
+
+
+_GIVEN = set()  # the ports free_port() handed out in this process
 
 
 def free_port():
